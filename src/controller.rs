@@ -1,0 +1,858 @@
+//! The operations behind every command: each validates first, then acts on
+//! systemd and the index, and returns data (rendering is the caller's job).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+use crate::index::{Index, Loaded};
+use crate::model::{
+    is_id_like, new_id, parse_unit_name, unit_name, Exit, Logs, Metadata, Owner, Record, Restart,
+    RestartPolicy, State, Timestamp, RECORD_SCHEMA,
+};
+use crate::spec::{service_properties, ExitHook, Launch, RunSpec};
+use crate::systemd::{ServiceInfo, Systemd, UnitState};
+use crate::text::escape;
+
+/// A record still `starting` without a unit is given this long to appear
+/// before it is called lost (covers a `run` that is between its index write
+/// and systemd's reply).
+const START_GRACE: Duration = Duration::from_secs(30);
+
+/// Where the index lives: `--state-dir`, else `REFINE_PROC_STATE_DIR`, else
+/// `$XDG_STATE_HOME/refine-proc`, else `~/.local/state/refine-proc`.
+pub fn default_state_dir() -> Result<PathBuf> {
+    let from_env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = from_env("REFINE_PROC_STATE_DIR") {
+        return Ok(dir);
+    }
+    if let Some(dir) = from_env("XDG_STATE_HOME").filter(|d| d.is_absolute()) {
+        return Ok(dir.join("refine-proc"));
+    }
+    match from_env("HOME") {
+        Some(home) => Ok(home.join(".local/state/refine-proc")),
+        None => Err(Error::invalid("cannot find a state directory: HOME is not set")
+            .hint("set HOME or XDG_STATE_HOME, or pass --state-dir DIR")),
+    }
+}
+
+/// What `status` knows: the record, systemd's live view, and anything odd.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub record: Record,
+    /// systemd's view while the unit is loaded; null once it is gone.
+    pub systemd: Option<ServiceInfo>,
+    pub warnings: Vec<String>,
+}
+
+/// Which records `list` returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Include ended processes (from the index).
+    pub all: bool,
+    pub owner: Option<Owner>,
+    pub workflow: Option<String>,
+    pub session: Option<String>,
+    pub gap: Option<String>,
+    pub state: Option<State>,
+}
+
+impl ListFilter {
+    fn matches(&self, r: &Record) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        self.owner.is_none_or(|o| r.owner == o)
+            && self.state.is_none_or(|s| r.state == s)
+            && (self.all || self.state.is_some() || !r.state.is_ended())
+            && eq(&self.workflow, &r.metadata.workflow)
+            && eq(&self.session, &r.metadata.session)
+            && eq(&self.gap, &r.metadata.gap)
+    }
+}
+
+/// What a stop, kill or restart did to one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionOutcome {
+    pub id: String,
+    pub unit: String,
+    /// stopped, was-not-running, signalled, restarted, started-again, forgotten
+    pub outcome: String,
+    pub state: State,
+}
+
+/// How `run` should behave beyond the spec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Return only after the process has ended (and its exit is recorded).
+    pub wait: bool,
+}
+
+/// The entry point of the library: one index and (lazily) one connection
+/// to the user's systemd manager.
+pub struct Controller {
+    index: Index,
+    hook_program: PathBuf,
+    systemd: OnceCell<Systemd>,
+}
+
+impl Controller {
+    /// Opens the index in `state_dir` (see [`default_state_dir`]). systemd is
+    /// connected on first use, so index-only operations need no bus.
+    pub fn open(state_dir: &Path) -> Result<Controller> {
+        let state_dir = std::path::absolute(state_dir)
+            .map_err(|e| Error::invalid(format!("bad state directory: {e}")))?;
+        Ok(Controller {
+            index: Index::open(state_dir)?,
+            hook_program: default_hook_program(),
+            systemd: OnceCell::new(),
+        })
+    }
+
+    /// The refine-proc binary systemd runs after each exit to record it
+    /// (by default this program if it is refine-proc, else the one on PATH).
+    pub fn with_hook_program(mut self, program: PathBuf) -> Self {
+        self.hook_program = program;
+        self
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub async fn systemd(&self) -> Result<&Systemd> {
+        self.systemd.get_or_try_init(Systemd::connect).await
+    }
+
+    fn hook(&self) -> Result<ExitHook> {
+        if !self.hook_program.is_absolute() || !self.hook_program.is_file() {
+            return Err(Error::invalid(format!(
+                "cannot find the refine-proc binary ({}) that records exits",
+                self.hook_program.display()
+            ))
+            .hint("install refine-proc on PATH, or set REFINE_PROC_HOOK to its absolute path"));
+        }
+        Ok(ExitHook {
+            program: self.hook_program.clone(),
+            state_dir: self.index.dir().to_path_buf(),
+        })
+    }
+
+    /// Launches a process as a transient user service and returns its record
+    /// once systemd has started it (or, with `wait`, once it has ended).
+    pub async fn run(&self, spec: RunSpec, options: RunOptions) -> Result<Record> {
+        let launch = spec.validate()?;
+        let hook = self.hook()?;
+        let systemd = self.systemd().await?;
+        let record = self.create_record(&launch)?;
+        let props = service_properties(&record.id, &launch, &hook);
+        let started = systemd.start_transient(&record.unit, &props, options.wait).await;
+        self.after_start(record, started, options.wait).await
+    }
+
+    fn create_record(&self, launch: &Launch) -> Result<Record> {
+        loop {
+            let id = new_id();
+            let unit = unit_name(launch.owner, &id);
+            let record = Record {
+                schema: RECORD_SCHEMA,
+                logs: Logs {
+                    journal: journal_command(&unit),
+                },
+                id,
+                unit,
+                owner: launch.owner,
+                label: launch.label.clone(),
+                details: launch.details.clone(),
+                command: launch.command.clone(),
+                cwd: Some(launch.cwd.display().to_string()),
+                environment: launch.environment.clone(),
+                metadata: launch.metadata.clone(),
+                pid: None,
+                state: State::Starting,
+                started_at: Some(Timestamp::now()),
+                ended_at: None,
+                exit_code: None,
+                exit_signal: None,
+                result: None,
+                limits: launch.limits.clone(),
+                restart: Restart {
+                    policy: launch.restart,
+                    count: 0,
+                },
+                stop_requested_at: None,
+                recovered_from: None,
+            };
+            // The record exists before the unit, so the exit hook always
+            // finds it, however fast the process ends.
+            match self.index.create(&record) {
+                Ok(()) => return Ok(record),
+                Err(e) if e.message.contains("already exists") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn after_start(
+        &self,
+        record: Record,
+        started: Result<crate::systemd::JobOutcome>,
+        waited: bool,
+    ) -> Result<Record> {
+        let systemd = self.systemd().await?;
+        let job = match started {
+            Ok(job) => job,
+            Err(e) => {
+                // systemd never created the unit: nothing ran, keep no record.
+                if !systemd.is_loaded(&record.unit).await.unwrap_or(true) {
+                    self.index.remove(&record.id)?;
+                }
+                return Err(e);
+            }
+        };
+        let pid = if waited {
+            None
+        } else {
+            systemd.main_pids(std::slice::from_ref(&record.unit)).await[0]
+        };
+        let updated = self.index.update(&record.id, |r| {
+            r.pid = r.pid.or(pid);
+            if r.state == State::Starting && job.result == "done" && !waited {
+                r.state = State::Running;
+            }
+        })?;
+        let mut record = updated.unwrap_or(record);
+        if job.result != "done" {
+            let how = match (&record.result, record.exit_code) {
+                (Some(result), Some(code)) => format!("{result}, exit code {code}"),
+                (Some(result), None) => result.clone(),
+                _ => format!("start job {}", job.result),
+            };
+            return Err(Error::systemd(format!(
+                "{} ({}) failed to start: {how}",
+                record.unit,
+                escape(&record.label)
+            ))
+            .hint(format!("see its logs: refine-proc logs {}", record.id)));
+        }
+        if !waited {
+            self.reconcile_one(&mut record, None).await;
+        }
+        Ok(record)
+    }
+
+    /// Finds the one record an argument names: an id, a unique id prefix, or
+    /// a unit name. Units that do not follow refine-proc's naming are refused.
+    pub fn resolve(&self, arg: &str) -> Result<String> {
+        if arg.contains('.') || arg.starts_with("refine-") {
+            return match parse_unit_name(arg) {
+                Some((_, id)) => Ok(id),
+                None => Err(Error::refused(format!(
+                    "{} is not a unit refine-proc created",
+                    escape(arg)
+                ))
+                .hint("refine-proc only acts on its own units (refine-<owner>-<id>.service); use systemctl --user for others")),
+            };
+        }
+        if !is_id_like(arg) {
+            return Err(Error::not_found(format!("no process with id {:?}", escape(arg)))
+                .hint("ids are 8 characters of a-z and 2-9; see refine-proc list --all"));
+        }
+        if arg.len() == crate::model::ID_LEN {
+            return Ok(arg.to_string());
+        }
+        let matches: Vec<String> = self
+            .index
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(arg))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::not_found(format!("no process with an id starting with {arg:?}"))
+                .hint("see refine-proc list --all")),
+            many => Err(Error::not_found(format!(
+                "id prefix {arg:?} is ambiguous: it matches {}",
+                many.join(", ")
+            ))
+            .hint("type more characters of the id")),
+        }
+    }
+
+    /// Loads a record for an operation; rebuilds it from systemd when the
+    /// index lost it (quarantined or deleted) but the unit is still there.
+    async fn load(&self, id: &str, warnings: &mut Vec<String>) -> Result<(Record, Option<ServiceInfo>)> {
+        let loaded = self.index.load(id)?;
+        let systemd = self.systemd().await?;
+        let unit_hint = match &loaded {
+            Loaded::Found(r) => r.unit.clone(),
+            _ => self.find_live_unit(id).await?.unwrap_or_default(),
+        };
+        let info = if unit_hint.is_empty() {
+            None
+        } else {
+            systemd.service_info(&unit_hint).await?
+        };
+        let record = match loaded {
+            Loaded::Found(r) => r,
+            Loaded::Quarantined { path, reason } => {
+                warnings.push(format!(
+                    "the record of {id} was unreadable ({reason}); it was moved to {} and rebuilt from systemd",
+                    path.display()
+                ));
+                self.rebuild(id, &unit_hint, info.as_ref())?
+            }
+            Loaded::Missing => {
+                if info.is_none() {
+                    return Err(Error::not_found(format!("no process with id {id}"))
+                        .hint("see refine-proc list --all"));
+                }
+                warnings.push(format!("{id} was missing from the index; rebuilt from systemd"));
+                self.rebuild(id, &unit_hint, info.as_ref())?
+            }
+        };
+        Ok((record, info))
+    }
+
+    /// The unit of a record-less id, if one of ours is loaded.
+    async fn find_live_unit(&self, id: &str) -> Result<Option<String>> {
+        let units = self.systemd().await?.list(&[&format!("refine-*-{id}.service")]).await?;
+        Ok(units
+            .into_iter()
+            .map(|u| u.name)
+            .find(|n| parse_unit_name(n).is_some_and(|(_, i)| i == id)))
+    }
+
+    /// Rebuilds and stores a record from the unit's REFINE_* environment.
+    fn rebuild(&self, id: &str, unit: &str, info: Option<&ServiceInfo>) -> Result<Record> {
+        let Some(info) = info else {
+            return Err(Error::not_found(format!(
+                "the record of {id} was lost and its unit is gone; nothing is left to rebuild it from"
+            )));
+        };
+        let env: BTreeMap<String, String> = info
+            .environment
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if env.get("REFINE_ID").map(String::as_str) != Some(id) {
+            return Err(Error::refused(format!(
+                "{unit} is named like a refine-proc unit but was not started by refine-proc"
+            ))
+            .hint("use systemctl --user for units refine-proc did not create"));
+        }
+        let record = record_from_environment(id, unit, &env, info);
+        self.index.save(&record)?;
+        Ok(record)
+    }
+
+    /// Brings the record's state in line with systemd's view.
+    async fn reconcile_one(&self, record: &mut Record, info: Option<&ServiceInfo>) {
+        let fetched;
+        let info = match info {
+            Some(i) => Some(i),
+            None => {
+                fetched = match self.systemd().await {
+                    Ok(s) => s.service_info(&record.unit).await.ok().flatten(),
+                    Err(_) => None,
+                };
+                fetched.as_ref()
+            }
+        };
+        if let Some(i) = info {
+            record.pid = i.main_pid.or(record.pid);
+        }
+        reconcile(record, info.map(|i| &i.state));
+    }
+
+    /// Everything known about one process.
+    pub async fn status(&self, arg: &str) -> Result<Status> {
+        let id = self.resolve(arg)?;
+        let mut warnings = Vec::new();
+        let (mut record, info) = self.load(&id, &mut warnings).await?;
+        self.reconcile_one(&mut record, info.as_ref()).await;
+        Ok(Status {
+            record,
+            systemd: info,
+            warnings,
+        })
+    }
+
+    /// Managed processes, oldest first. Without `all` only live units are
+    /// read, so the cost follows the number running, not the history.
+    pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<Record>, Vec<String>)> {
+        let systemd = self.systemd().await?;
+        let units = systemd.list(&["refine-*.service"]).await?;
+        let live: HashMap<String, UnitState> = units
+            .into_iter()
+            .filter_map(|u| {
+                let (_, id) = parse_unit_name(&u.name)?;
+                Some((
+                    id,
+                    UnitState {
+                        active_state: u.active_state,
+                        sub_state: u.sub_state,
+                        freezer_state: None,
+                    },
+                ))
+            })
+            .collect();
+        let want_history = filter.all || filter.state.is_some_and(State::is_ended);
+        let ids: Vec<String> = if want_history {
+            let mut ids = self.index.ids()?;
+            ids.extend(live.keys().cloned());
+            ids.sort();
+            ids.dedup();
+            ids
+        } else {
+            live.keys().cloned().collect()
+        };
+        let mut warnings = Vec::new();
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = match self.index.load(&id)? {
+                Loaded::Found(r) => r,
+                _ if live.contains_key(&id) => {
+                    match self.load(&id, &mut warnings).await {
+                        Ok((r, _)) => r,
+                        Err(e) => {
+                            warnings.push(e.message);
+                            continue;
+                        }
+                    }
+                }
+                Loaded::Quarantined { path, reason } => {
+                    warnings.push(format!(
+                        "the record of {id} was unreadable ({reason}) and moved to {}",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Loaded::Missing => continue,
+            };
+            records.push(record);
+        }
+        for r in &mut records {
+            reconcile(r, live.get(&r.id));
+        }
+        records.retain(|r| filter.matches(r));
+        // A restart policy can change a unit's main process: ask systemd for
+        // those only, all at once.
+        let restarted: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].restart.policy != RestartPolicy::No && !records[i].state.is_ended())
+            .collect();
+        if !restarted.is_empty() {
+            let units: Vec<String> = restarted.iter().map(|&i| records[i].unit.clone()).collect();
+            for (i, pid) in restarted.into_iter().zip(systemd.main_pids(&units).await) {
+                records[i].pid = pid.or(records[i].pid);
+            }
+        }
+        records.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok((records, warnings))
+    }
+
+    /// Stops processes and waits until systemd has stopped them.
+    pub async fn stop(&self, args: &[String]) -> Result<Vec<ActionOutcome>> {
+        let ids = args.iter().map(|a| self.resolve(a)).collect::<Result<Vec<_>>>()?;
+        let mut targets = Vec::new();
+        for id in &ids {
+            let mut warnings = Vec::new();
+            targets.push(self.load(id, &mut warnings).await?);
+        }
+        let systemd = self.systemd().await?;
+        let stops = targets.into_iter().map(|(record, info)| async move {
+            if info.is_none() {
+                let mut r = record;
+                reconcile(&mut r, None);
+                return Ok(outcome(&r, "was-not-running"));
+            }
+            self.index
+                .update(&record.id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
+            systemd.stop(&record.unit).await?;
+            let mut r = self.reread(record).await?;
+            self.reconcile_one(&mut r, None).await;
+            Ok(outcome(&r, "stopped"))
+        });
+        futures_util::future::join_all(stops).await.into_iter().collect()
+    }
+
+    /// Sends a signal to all processes of a running process's unit.
+    pub async fn kill(&self, arg: &str, signal: i32) -> Result<ActionOutcome> {
+        let id = self.resolve(arg)?;
+        let (record, info) = self.load(&id, &mut Vec::new()).await?;
+        if info.is_none() {
+            let mut r = record;
+            reconcile(&mut r, None);
+            return Err(Error::refused(format!(
+                "{id} is not running (it is {}); there is nothing to signal",
+                r.state
+            )));
+        }
+        let ends = [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGABRT];
+        if ends.contains(&signal) {
+            self.index
+                .update(&id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
+        }
+        self.systemd().await?.kill(&record.unit, signal).await?;
+        let mut r = self.reread(record).await?;
+        self.reconcile_one(&mut r, None).await;
+        Ok(outcome(&r, "signalled"))
+    }
+
+    /// Restarts a running process, or starts an ended one again under the
+    /// same id with the same command, environment and limits.
+    pub async fn restart(&self, arg: &str) -> Result<ActionOutcome> {
+        let id = self.resolve(arg)?;
+        let (record, info) = self.load(&id, &mut Vec::new()).await?;
+        let systemd = self.systemd().await?;
+        if info.is_some() {
+            systemd.restart(&record.unit).await?;
+            self.index.update(&id, |r| {
+                r.clear_exit();
+                r.restart.count += 1;
+            })?;
+            let mut r = self.reread(record).await?;
+            self.reconcile_one(&mut r, None).await;
+            return Ok(outcome(&r, "restarted"));
+        }
+        let launch = RunSpec {
+            command: record.command.clone(),
+            owner: Some(record.owner),
+            label: Some(record.label.clone()),
+            details: record.details.clone(),
+            metadata: record.metadata.clone(),
+            cwd: record.cwd.as_ref().map(PathBuf::from),
+            environment: record.environment.clone(),
+            limits: record.limits.clone(),
+            restart: record.restart.policy,
+        }
+        .validate()?;
+        let hook = self.hook()?;
+        self.index.update(&id, |r| {
+            r.clear_exit();
+            r.state = State::Starting;
+            r.pid = None;
+            r.started_at = Some(Timestamp::now());
+            r.restart.count += 1;
+        })?;
+        let props = service_properties(&id, &launch, &hook);
+        let started = systemd.start_transient(&record.unit, &props, false).await;
+        if let Err(e) = &started {
+            let message = e.message.clone();
+            self.index.update(&id, |r| {
+                r.state = State::Failed;
+                r.result = Some(format!("start refused: {message}"));
+                r.ended_at = Some(Timestamp::now());
+            })?;
+        }
+        let r = self.after_start(record, started.map_err(|e| e.hint("the record keeps the refusal")), false).await?;
+        Ok(outcome(&r, "started-again"))
+    }
+
+    /// Drops the record of an ended process.
+    pub async fn forget(&self, arg: &str) -> Result<ActionOutcome> {
+        let id = self.resolve(arg)?;
+        let (mut record, info) = self.load(&id, &mut Vec::new()).await?;
+        if let Some(info) = &info {
+            if info.state.active_state == "failed" {
+                self.systemd().await?.reset_failed(&record.unit).await?;
+            } else {
+                return Err(Error::refused(format!(
+                    "{id} is still {} ({}); refusing to forget a live process",
+                    info.state.active_state, info.state.sub_state
+                ))
+                .hint(format!("stop it first: refine-proc stop {id}")));
+            }
+        }
+        self.index.remove(&id)?;
+        reconcile(&mut record, None);
+        Ok(outcome(&record, "forgotten"))
+    }
+
+    async fn reread(&self, record: Record) -> Result<Record> {
+        Ok(match self.index.load(&record.id)? {
+            Loaded::Found(r) => r,
+            _ => record,
+        })
+    }
+
+    /// Records an exit reported by systemd to the ExecStopPost hook, from
+    /// its environment (SERVICE_RESULT, EXIT_CODE, EXIT_STATUS). Runs
+    /// without D-Bus so it works whatever else is happening.
+    pub fn record_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
+        let exit = exit_from_environment(env);
+        let updated = self.index.update(id, |r| r.apply_exit(exit.clone()))?;
+        if let Some(r) = updated {
+            return Ok(r);
+        }
+        // The index lost the record: rebuild it from the unit's environment,
+        // which the hook inherits.
+        let unit = env
+            .get("REFINE_UNIT")
+            .cloned()
+            .unwrap_or_else(|| format!("refine-unknown-{id}.service"));
+        let mut record = record_from_environment(id, &unit, env, &ServiceInfo::default());
+        record.apply_exit(exit);
+        self.index.save(&record)?;
+        Ok(record)
+    }
+
+    /// All records of an owner or workflow (for grouped logs).
+    pub fn records_where(&self, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for id in self.index.ids()? {
+            if let Loaded::Found(r) = self.index.load(&id)? {
+                if keep(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn outcome(r: &Record, what: &str) -> ActionOutcome {
+    ActionOutcome {
+        id: r.id.clone(),
+        unit: r.unit.clone(),
+        outcome: what.to_string(),
+        state: r.state,
+    }
+}
+
+/// The journalctl command a person can paste to read a unit's output. The
+/// syslog identifier is attached by journald to every line, even of a
+/// process that exits at once.
+pub fn journal_command(unit: &str) -> String {
+    format!("journalctl -t {}", unit.trim_end_matches(".service"))
+}
+
+fn default_hook_program() -> PathBuf {
+    if let Some(p) = std::env::var_os("REFINE_PROC_HOOK") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "refine-proc") {
+            return exe;
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("refine-proc"))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("refine-proc"))
+}
+
+/// Merges systemd's live view into a record: while the unit is loaded its
+/// state wins; once it is gone, the recorded exit does; no exit means lost.
+pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
+    match live.map(|l| (l.active_state.as_str(), l.freezer_state.as_deref())) {
+        Some((_, Some("frozen" | "freezing"))) => record.state = State::Paused,
+        Some(("active" | "reloading" | "deactivating", _)) => record.state = State::Running,
+        Some(("activating", _)) => record.state = State::Starting,
+        // inactive/failed but not yet collected: the exit hook has run or is
+        // running; keep what it recorded.
+        Some(_) => {}
+        None => {
+            let young = record
+                .started_at
+                .is_some_and(|t| t.elapsed() < START_GRACE);
+            if !record.state.is_ended() && !(record.state == State::Starting && young) {
+                record.state = State::Lost;
+            }
+        }
+    }
+    if !record.state.is_ended() {
+        // The exit fields describe a previous run of a restarted process.
+        record.ended_at = None;
+        record.exit_code = None;
+        record.exit_signal = None;
+        record.result = None;
+    }
+}
+
+fn exit_from_environment(env: &BTreeMap<String, String>) -> Exit {
+    let get = |k: &str| env.get(k).map(String::as_str).unwrap_or("");
+    let status = get("EXIT_STATUS");
+    let (code, signal) = match get("EXIT_CODE") {
+        "exited" => (status.parse().ok(), None),
+        "killed" | "dumped" => (None, Some(status.trim_start_matches("SIG").to_string())),
+        _ => (status.parse().ok(), None),
+    };
+    let result = match get("SERVICE_RESULT") {
+        "" => "unknown",
+        r => r,
+    };
+    Exit {
+        result: result.to_string(),
+        code,
+        signal,
+        at: Timestamp::now(),
+    }
+}
+
+/// A record rebuilt from a unit's REFINE_* environment and properties.
+fn record_from_environment(
+    id: &str,
+    unit: &str,
+    env: &BTreeMap<String, String>,
+    info: &ServiceInfo,
+) -> Record {
+    let get = |k: &str| env.get(k).cloned();
+    let owner = get("REFINE_OWNER")
+        .and_then(|o| o.parse().ok())
+        .or_else(|| parse_unit_name(unit).map(|(o, _)| o))
+        .unwrap_or(Owner::UserHelper);
+    let environment = env
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("REFINE_")
+                && !matches!(k.as_str(), "SERVICE_RESULT" | "EXIT_CODE" | "EXIT_STATUS" | "INVOCATION_ID" | "MONITOR_SERVICE_RESULT")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut record = Record {
+        schema: RECORD_SCHEMA,
+        id: id.to_string(),
+        unit: unit.to_string(),
+        owner,
+        label: get("REFINE_LABEL").unwrap_or_else(|| info.description.clone()),
+        details: None,
+        command: info.exec_argv.clone(),
+        cwd: info.working_directory.clone(),
+        environment,
+        metadata: Metadata {
+            workflow: get("REFINE_WORKFLOW"),
+            gap: get("REFINE_GAP"),
+            session: get("REFINE_SESSION"),
+            mode: get("REFINE_MODE"),
+            runner: get("REFINE_RUNNER"),
+            extra: Default::default(),
+        },
+        pid: info.main_pid,
+        state: State::Running,
+        started_at: info.active_enter_usec.and_then(Timestamp::from_usec),
+        ended_at: None,
+        exit_code: None,
+        exit_signal: None,
+        result: None,
+        limits: Default::default(),
+        restart: Default::default(),
+        logs: Logs {
+            journal: journal_command(unit),
+        },
+        stop_requested_at: None,
+        recovered_from: Some("systemd".into()),
+    };
+    reconcile(&mut record, Some(&info.state).filter(|s| !s.active_state.is_empty()));
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: State) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "abcd2345", "unit": "refine-agent-abcd2345.service",
+            "owner": "agent", "state": "running"
+        }))
+        .unwrap();
+        r.state = state;
+        r.started_at = Some(Timestamp::now());
+        r
+    }
+
+    fn live(active: &str, freezer: Option<&str>) -> UnitState {
+        UnitState {
+            active_state: active.into(),
+            sub_state: String::new(),
+            freezer_state: freezer.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_loaded_unit_decides_the_state() {
+        let mut r = record(State::Starting);
+        reconcile(&mut r, Some(&live("active", Some("running"))));
+        assert_eq!(r.state, State::Running);
+        reconcile(&mut r, Some(&live("active", Some("frozen"))));
+        assert_eq!(r.state, State::Paused);
+        // A restarted process does not show the previous run's exit.
+        let mut r = record(State::Failed);
+        r.exit_code = Some(3);
+        reconcile(&mut r, Some(&live("activating", None)));
+        assert_eq!((r.state, r.exit_code), (State::Starting, None));
+    }
+
+    #[test]
+    fn a_vanished_unit_keeps_its_recorded_exit_or_is_lost() {
+        let mut r = record(State::Exited);
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Exited);
+        let mut r = record(State::Running);
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Lost);
+        // Just requested: systemd may not have answered yet.
+        let mut r = record(State::Starting);
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Starting);
+        r.started_at = Some(Timestamp(std::time::SystemTime::now() - START_GRACE * 2));
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Lost);
+    }
+
+    #[test]
+    fn the_exit_hook_environment_becomes_an_exit() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()
+        };
+        let e = exit_from_environment(&env(&[
+            ("SERVICE_RESULT", "exit-code"),
+            ("EXIT_CODE", "exited"),
+            ("EXIT_STATUS", "3"),
+        ]));
+        assert_eq!((e.result.as_str(), e.code, e.signal), ("exit-code", Some(3), None));
+        let e = exit_from_environment(&env(&[
+            ("SERVICE_RESULT", "signal"),
+            ("EXIT_CODE", "killed"),
+            ("EXIT_STATUS", "KILL"),
+        ]));
+        assert_eq!((e.code, e.signal.as_deref()), (None, Some("KILL")));
+    }
+
+    #[test]
+    fn a_record_is_rebuilt_from_the_unit_environment() {
+        let env: BTreeMap<String, String> = [
+            ("REFINE_ID", "abcd2345"),
+            ("REFINE_OWNER", "agent"),
+            ("REFINE_LABEL", "multi\nline"),
+            ("REFINE_WORKFLOW", "wf-1"),
+            ("API_URL", "http://x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let info = ServiceInfo {
+            state: live("active", Some("running")),
+            exec_argv: vec!["sleep".into(), "5".into()],
+            ..Default::default()
+        };
+        let r = record_from_environment("abcd2345", "refine-agent-abcd2345.service", &env, &info);
+        assert_eq!(r.owner, Owner::Agent);
+        assert_eq!(r.label, "multi\nline");
+        assert_eq!(r.metadata.workflow.as_deref(), Some("wf-1"));
+        assert_eq!(r.environment.len(), 1);
+        assert_eq!(r.command, vec!["sleep", "5"]);
+        assert_eq!(r.state, State::Running);
+        assert_eq!(r.recovered_from.as_deref(), Some("systemd"));
+    }
+}

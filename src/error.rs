@@ -1,0 +1,98 @@
+//! Errors of the library: a kind (which decides the exit code), a message that
+//! names what was being done, and a hint that names the fix.
+
+use std::fmt;
+
+/// What went wrong, coarsely; each kind has its own documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input: a flag value, an unknown owner, a missing command. Exit 2.
+    Invalid,
+    /// No process matches the id, or a prefix matches several. Exit 3.
+    NotFound,
+    /// The unit exists but refine-proc did not create it, or the action is
+    /// not allowed in the process's state (forget a running one). Exit 4.
+    Refused,
+    /// No systemd user manager could be reached. Exit 5.
+    Unavailable,
+    /// The index could not be read or written. Exit 6.
+    Index,
+    /// systemd refused or failed an operation. Exit 1.
+    Systemd,
+}
+
+impl ErrorKind {
+    /// The process exit code documented in the README.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Systemd => 1,
+            ErrorKind::Invalid => 2,
+            ErrorKind::NotFound => 3,
+            ErrorKind::Refused => 4,
+            ErrorKind::Unavailable => 5,
+            ErrorKind::Index => 6,
+        }
+    }
+}
+
+/// An error with a one-line message and, where one exists, the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+
+    pub fn index(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Index, message)
+    }
+
+    pub fn systemd(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Systemd, message)
+    }
+
+    /// Adds the fix to the error.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.kind.exit_code()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,355 @@
+//! The sidecar index: one JSON file per record under `records/`, so that
+//! `run` and `status` cost the same with ten records or ten thousand.
+//!
+//! Every write is atomic and durable: temp file, fsync, rename (or link for a
+//! new record, which fails instead of overwriting), directory fsync. Updates
+//! of an existing record run under an exclusive `flock` on `lock`, so
+//! concurrent invocations never lose each other's changes. A file that does
+//! not parse is moved to `quarantine/`, never overwritten.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{is_id_like, Record};
+
+/// Version of the index layout written by this build.
+pub const INDEX_FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FormatFile {
+    format: u32,
+}
+
+/// What reading one record found.
+#[derive(Debug)]
+pub enum Loaded {
+    Found(Record),
+    Missing,
+    /// The file did not parse; it was moved to `path`.
+    Quarantined { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    dir: PathBuf,
+}
+
+impl Index {
+    /// Opens (creating it, private to the user, on first use) the index in `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
+        let dir = dir.into();
+        let index = Index { dir };
+        for d in [index.dir.clone(), index.records_dir(), index.quarantine_dir()] {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .map_err(|e| index.io_error("create", &d, e))?;
+        }
+        index.check_format()?;
+        Ok(index)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn records_dir(&self) -> PathBuf {
+        self.dir.join("records")
+    }
+
+    fn quarantine_dir(&self) -> PathBuf {
+        self.dir.join("quarantine")
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.records_dir().join(format!("{id}.json"))
+    }
+
+    fn io_error(&self, action: &str, path: &Path, e: std::io::Error) -> Error {
+        Error::index(format!("cannot {action} {}: {e}", path.display())).hint(format!(
+            "check that the state directory {} is yours and writable, or pass --state-dir",
+            self.dir.display()
+        ))
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let path = self.dir.join("format.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let f: FormatFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::index(format!("unreadable index format file {}: {e}", path.display()))
+                        .hint("move the file aside; refine-proc will recreate it")
+                })?;
+                if f.format > INDEX_FORMAT {
+                    return Err(Error::index(format!(
+                        "the index at {} has format {}, newer than this refine-proc understands ({INDEX_FORMAT})",
+                        self.dir.display(),
+                        f.format
+                    ))
+                    .hint("upgrade refine-proc, or use another --state-dir"));
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {
+                let json = serde_json::to_vec(&FormatFile {
+                    format: INDEX_FORMAT,
+                })
+                .expect("serializable");
+                match self.write_new(&path, &json) {
+                    Err(e) if e.kind() == IoKind::AlreadyExists => Ok(()),
+                    other => other.map_err(|e| self.io_error("write", &path, e)),
+                }
+            }
+            Err(e) => Err(self.io_error("read", &path, e)),
+        }
+    }
+
+    /// Writes `bytes` to a temp file beside `path` and fsyncs it; returns
+    /// the temp path.
+    fn write_temp(&self, path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            crate::model::new_id()
+        ));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let written = f.write_all(bytes).and_then(|_| f.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
+    fn sync_dir(path: &Path) -> std::io::Result<()> {
+        File::open(path.parent().unwrap_or(Path::new("/")))?.sync_all()
+    }
+
+    /// Creates `path` durably; fails with AlreadyExists rather than replace.
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.write_temp(path, bytes)?;
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        linked?;
+        Self::sync_dir(path)
+    }
+
+    /// Replaces `path` durably and atomically.
+    fn write_replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.write_temp(path, bytes)?;
+        if let Err(e) = fs::rename(&tmp, path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Self::sync_dir(path)
+    }
+
+    fn encode(record: &Record) -> Vec<u8> {
+        let mut json = serde_json::to_vec_pretty(record).expect("records serialize");
+        json.push(b'\n');
+        json
+    }
+
+    /// Stores a new record; fails if one with the same id exists.
+    pub fn create(&self, record: &Record) -> Result<()> {
+        let path = self.record_path(&record.id);
+        self.write_new(&path, &Self::encode(record)).map_err(|e| {
+            if e.kind() == IoKind::AlreadyExists {
+                Error::index(format!("a record with id {} already exists", record.id))
+            } else {
+                self.io_error("write", &path, e)
+            }
+        })
+    }
+
+    /// Reads one record. A file that does not parse is quarantined.
+    pub fn load(&self, id: &str) -> Result<Loaded> {
+        let path = self.record_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Loaded::Missing),
+            Err(e) => return Err(self.io_error("read", &path, e)),
+        };
+        match serde_json::from_slice::<Record>(&bytes) {
+            Ok(r) if r.id == id => Ok(Loaded::Found(r)),
+            Ok(r) => self.quarantine(id, &path, format!("it names id {:?}", r.id)),
+            Err(e) => self.quarantine(id, &path, e.to_string()),
+        }
+    }
+
+    fn quarantine(&self, id: &str, path: &Path, reason: String) -> Result<Loaded> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let dest = self.quarantine_dir().join(format!("{id}.json.{stamp}"));
+        match fs::rename(path, &dest) {
+            Ok(()) => {
+                let _ = Self::sync_dir(path);
+                let _ = Self::sync_dir(&dest);
+                tracing::warn!(record = id, to = %dest.display(), %reason, "quarantined an unreadable record");
+                Ok(Loaded::Quarantined { path: dest, reason })
+            }
+            // Another invocation quarantined it first.
+            Err(e) if e.kind() == IoKind::NotFound => Ok(Loaded::Missing),
+            Err(e) => Err(self.io_error("quarantine", path, e)),
+        }
+    }
+
+    /// Applies `change` to a record under the index lock and stores it;
+    /// returns the new record, or None when there is no (readable) record.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
+        let _lock = self.lock()?;
+        let mut record = match self.load(id)? {
+            Loaded::Found(r) => r,
+            Loaded::Missing | Loaded::Quarantined { .. } => return Ok(None),
+        };
+        change(&mut record);
+        self.save_locked(&record)?;
+        Ok(Some(record))
+    }
+
+    /// Stores `record`, replacing any previous version, under the lock.
+    pub fn save(&self, record: &Record) -> Result<()> {
+        let _lock = self.lock()?;
+        self.save_locked(record)
+    }
+
+    fn save_locked(&self, record: &Record) -> Result<()> {
+        let path = self.record_path(&record.id);
+        self.write_replace(&path, &Self::encode(record))
+            .map_err(|e| self.io_error("write", &path, e))
+    }
+
+    /// Deletes a record under the lock, if `keep` does not veto it.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let path = self.record_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Self::sync_dir(&path).map_err(|e| self.io_error("sync", &path, e)),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_error("remove", &path, e)),
+        }
+    }
+
+    /// Ids of all stored records (a directory read, no file contents).
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let dir = self.records_dir();
+        let entries = fs::read_dir(&dir).map_err(|e| self.io_error("read", &dir, e))?;
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_error("read", &dir, e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if is_id_like(id) {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn lock(&self) -> Result<File> {
+        let path = self.dir.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io_error("open", &path, e))?;
+        f.lock().map_err(|e| self.io_error("lock", &path, e))?;
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Owner, State, RECORD_SCHEMA};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(id: &str) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "schema": RECORD_SCHEMA, "id": id,
+            "unit": crate::model::unit_name(Owner::Agent, id),
+            "owner": "agent", "state": "running"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn creates_private_directories_and_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path().join("state")).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(index.dir()), 0o700);
+        assert_eq!(mode(&index.record_path("abcd2345")), 0o600);
+        assert_eq!(index.ids().unwrap(), vec!["abcd2345"]);
+    }
+
+    #[test]
+    fn create_never_overwrites_an_existing_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        assert!(index.create(&record("abcd2345")).is_err());
+        // No temp files are left behind either way.
+        let names: Vec<_> = fs::read_dir(index.records_dir()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_quarantined_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        fs::write(index.record_path("abcd2345"), b"{\"id\": \"abcd23").unwrap();
+        let Loaded::Quarantined { path, .. } = index.load("abcd2345").unwrap() else {
+            panic!("expected quarantine")
+        };
+        assert_eq!(fs::read(&path).unwrap(), b"{\"id\": \"abcd23");
+        assert!(matches!(index.load("abcd2345").unwrap(), Loaded::Missing));
+        assert!(index.update("abcd2345", |_| {}).unwrap().is_none());
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        index.update("abcd2345", |r| r.restart.count += 1).unwrap();
+                    }
+                });
+            }
+        });
+        let Loaded::Found(r) = index.load("abcd2345").unwrap() else { panic!() };
+        assert_eq!(r.restart.count, 200);
+        assert_eq!(r.state, State::Running);
+    }
+
+    #[test]
+    fn refuses_an_index_from_a_newer_format() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("format.json"), br#"{"format": 99}"#).unwrap();
+        let e = Index::open(tmp.path()).unwrap_err();
+        assert!(e.message.contains("newer"), "{e}");
+    }
+}

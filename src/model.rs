@@ -1,0 +1,517 @@
+//! The record of a managed process: the JSON contract shared by the index,
+//! `--json` output and library users. Readers never deny unknown fields, so
+//! older binaries can read records written by newer ones.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// Version of the record format written by this build.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// Who a process belongs to: a closed set, one systemd slice each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    Daemon,
+    TargetApp,
+    Agent,
+    Quality,
+    Import,
+    Maintenance,
+    UserHelper,
+}
+
+impl Owner {
+    pub const ALL: [Owner; 7] = [
+        Owner::Daemon,
+        Owner::TargetApp,
+        Owner::Agent,
+        Owner::Quality,
+        Owner::Import,
+        Owner::Maintenance,
+        Owner::UserHelper,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::Daemon => "daemon",
+            Owner::TargetApp => "target-app",
+            Owner::Agent => "agent",
+            Owner::Quality => "quality",
+            Owner::Import => "import",
+            Owner::Maintenance => "maintenance",
+            Owner::UserHelper => "user-helper",
+        }
+    }
+
+    /// The owner's slice; systemd nests it under `refine.slice` by its name.
+    pub fn slice(self) -> String {
+        format!("refine-{}.slice", self.as_str())
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Owner {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Owner::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!("unknown owner {:?}", crate::text::escape(s))).hint(format!(
+                    "use one of: {}",
+                    Owner::ALL.map(Owner::as_str).join(", ")
+                ))
+            })
+    }
+}
+
+/// What a process is doing now, or how it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Requested; systemd has not reported it running yet.
+    Starting,
+    Running,
+    /// Frozen through the cgroup freezer.
+    Paused,
+    /// Ended with exit code 0.
+    Exited,
+    /// Ended with a non-zero code, a signal, a timeout or an OOM kill.
+    Failed,
+    /// Ended by `refine-proc stop` or `kill`.
+    Stopped,
+    /// Vanished with no exit record (e.g. the user manager restarted).
+    Lost,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Starting,
+        State::Running,
+        State::Paused,
+        State::Exited,
+        State::Failed,
+        State::Stopped,
+        State::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Exited => "exited",
+            State::Failed => "failed",
+            State::Stopped => "stopped",
+            State::Lost => "lost",
+        }
+    }
+
+    /// True once the process can no longer run (only `restart` revives it).
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            State::Exited | State::Failed | State::Stopped | State::Lost
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        State::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!("unknown state {:?}", crate::text::escape(s))).hint(format!(
+                    "use one of: {}",
+                    State::ALL.map(State::as_str).join(", ")
+                ))
+            })
+    }
+}
+
+/// systemd's `Restart=` policies that refine-proc offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    OnFailure,
+    Always,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+
+    /// Whether systemd restarts the service after an exit with this result
+    /// (systemd's `Restart=on-failure` restarts on anything but a clean exit).
+    pub fn restarts_after(self, service_result: &str) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => service_result != "success",
+        }
+    }
+}
+
+impl FromStr for RestartPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "no" => Ok(RestartPolicy::No),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "always" => Ok(RestartPolicy::Always),
+            _ => Err(Error::invalid(format!(
+                "unknown restart policy {:?}",
+                crate::text::escape(s)
+            ))
+            .hint("use one of: no, on-failure, always")),
+        }
+    }
+}
+
+/// A point in time, serialized as RFC 3339 in UTC with milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Timestamp(SystemTime::now())
+    }
+
+    /// From systemd's microseconds since the epoch; 0 means "never".
+    pub fn from_usec(usec: u64) -> Option<Self> {
+        (usec != 0).then(|| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_micros(usec)))
+    }
+
+    /// Time elapsed since then (zero if then is in the future).
+    pub fn elapsed(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.0)
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s)
+            .map(Timestamp)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Workflow context attached to a process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metadata {
+    pub workflow: Option<String>,
+    pub gap: Option<String>,
+    pub session: Option<String>,
+    pub mode: Option<String>,
+    pub runner: Option<String>,
+    /// Free-form `--meta KEY=VALUE` pairs.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Resource limits as given at start (and as systemd was told).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Bytes.
+    pub memory_max: Option<u64>,
+    /// Percent of one CPU (150 = one and a half CPUs).
+    pub cpu_quota_percent: Option<u64>,
+    pub tasks_max: Option<u64>,
+    pub runtime_max_sec: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Restart {
+    pub policy: RestartPolicy,
+    /// How many times the process was started again after its first start.
+    pub count: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Logs {
+    /// The journalctl command line that shows this process's output.
+    pub journal: String,
+}
+
+/// How the last run ended, as systemd reported it to the exit hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// systemd's service result: success, exit-code, signal, timeout, ...
+    pub result: String,
+    pub code: Option<i32>,
+    /// Signal name without the SIG prefix, e.g. "TERM".
+    pub signal: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Everything refine-proc knows about one managed process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(default)]
+    pub schema: u32,
+    pub id: String,
+    pub unit: String,
+    pub owner: Owner,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub details: Option<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment given with `--env` (REFINE_* variables not included).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    pub state: State,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub exit_signal: Option<String>,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default)]
+    pub logs: Logs,
+    /// When `refine-proc stop` or `kill` was asked to end this run; an exit
+    /// after it is reported as `stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested_at: Option<Timestamp>,
+    /// Set when the record was rebuilt from systemd after the index lost it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_from: Option<String>,
+}
+
+impl Record {
+    /// Forgets how the previous run ended, before starting a new one.
+    pub fn clear_exit(&mut self) {
+        self.ended_at = None;
+        self.exit_code = None;
+        self.exit_signal = None;
+        self.result = None;
+        self.stop_requested_at = None;
+    }
+
+    /// Records how a run ended and what state that leaves the record in.
+    pub fn apply_exit(&mut self, exit: Exit) {
+        let stopped_by_us = self.stop_requested_at.is_some_and(|t| t <= exit.at);
+        let restarts = !stopped_by_us && self.restart.policy.restarts_after(&exit.result);
+        self.state = if restarts {
+            self.restart.count += 1;
+            State::Starting
+        } else if stopped_by_us {
+            State::Stopped
+        } else if exit.result == "success" && exit.code == Some(0) {
+            State::Exited
+        } else if exit.result == "success" && exit.signal.is_some() {
+            // A clean signal (TERM, INT, HUP, PIPE) counts as success to
+            // systemd; something other than refine-proc ended the process.
+            State::Stopped
+        } else {
+            State::Failed
+        };
+        self.ended_at = Some(exit.at);
+        self.exit_code = exit.code;
+        self.exit_signal = exit.signal;
+        self.result = Some(exit.result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(policy: RestartPolicy) -> Record {
+        Record {
+            schema: RECORD_SCHEMA,
+            id: "abcd2345".into(),
+            unit: "refine-agent-abcd2345.service".into(),
+            owner: Owner::Agent,
+            label: "x".into(),
+            details: None,
+            command: vec!["/bin/true".into()],
+            cwd: None,
+            environment: Default::default(),
+            metadata: Default::default(),
+            pid: Some(1),
+            state: State::Running,
+            started_at: Some(Timestamp::now()),
+            ended_at: None,
+            exit_code: None,
+            exit_signal: None,
+            result: None,
+            limits: Default::default(),
+            restart: Restart { policy, count: 0 },
+            logs: Default::default(),
+            stop_requested_at: None,
+            recovered_from: None,
+        }
+    }
+
+    fn exit(result: &str, code: Option<i32>, signal: Option<&str>) -> Exit {
+        Exit {
+            result: result.into(),
+            code,
+            signal: signal.map(Into::into),
+            at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn exit_states_follow_systemd_results() {
+        let mut r = record(RestartPolicy::No);
+        r.apply_exit(exit("success", Some(0), None));
+        assert_eq!(r.state, State::Exited);
+        let mut r = record(RestartPolicy::No);
+        r.apply_exit(exit("exit-code", Some(3), None));
+        assert_eq!((r.state, r.exit_code), (State::Failed, Some(3)));
+        let mut r = record(RestartPolicy::No);
+        r.apply_exit(exit("signal", None, Some("KILL")));
+        assert_eq!(r.state, State::Failed);
+        let mut r = record(RestartPolicy::No);
+        r.stop_requested_at = Some(Timestamp::now());
+        r.apply_exit(exit("success", None, Some("TERM")));
+        assert_eq!(r.state, State::Stopped);
+    }
+
+    #[test]
+    fn restart_policy_counts_restarts_but_not_a_requested_stop() {
+        let mut r = record(RestartPolicy::OnFailure);
+        r.apply_exit(exit("exit-code", Some(1), None));
+        assert_eq!((r.state, r.restart.count), (State::Starting, 1));
+        r.apply_exit(exit("success", Some(0), None));
+        assert_eq!((r.state, r.restart.count), (State::Exited, 1));
+        let mut r = record(RestartPolicy::Always);
+        r.stop_requested_at = Some(Timestamp::now());
+        r.apply_exit(exit("success", None, Some("TERM")));
+        assert_eq!((r.state, r.restart.count), (State::Stopped, 0));
+    }
+
+    #[test]
+    fn records_of_an_older_or_newer_format_still_load() {
+        // A minimal record (as a future format might still contain) with an
+        // unknown field: both must load.
+        let json = r#"{"id":"abcd2345","unit":"refine-agent-abcd2345.service",
+            "owner":"agent","state":"exited","future_field":{"x":1}}"#;
+        let r: Record = serde_json::from_str(json).unwrap();
+        assert_eq!(r.owner, Owner::Agent);
+        assert_eq!(r.restart.policy, RestartPolicy::No);
+    }
+
+    #[test]
+    fn timestamps_round_trip_as_rfc3339() {
+        let t = Timestamp::from_usec(1_700_000_000_123_000).unwrap();
+        let s = serde_json::to_string(&t).unwrap();
+        assert_eq!(s, "\"2023-11-14T22:13:20.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&s).unwrap(), t);
+    }
+}
+
+/// Characters of record ids: lowercase letters and digits without the
+/// look-alikes 0/o, 1/l/i, so ids can be read aloud and typed.
+const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+pub const ID_LEN: usize = 8;
+
+/// A fresh random record id (40 bits of entropy); never derived from user text.
+pub fn new_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; ID_LEN];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes
+        .iter()
+        .map(|b| ID_ALPHABET[*b as usize % ID_ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Whether `s` could be a record id (or a prefix of one).
+pub fn is_id_like(s: &str) -> bool {
+    !s.is_empty() && s.len() <= ID_LEN && s.bytes().all(|b| ID_ALPHABET.contains(&b))
+}
+
+/// `refine-<owner>-<id>.service`
+pub fn unit_name(owner: Owner, id: &str) -> String {
+    format!("refine-{owner}-{id}.service")
+}
+
+/// The owner and id of a unit that follows refine-proc's naming, else None.
+pub fn parse_unit_name(unit: &str) -> Option<(Owner, String)> {
+    let stem = unit.strip_suffix(".service")?.strip_prefix("refine-")?;
+    let (owner, id) = stem.rsplit_once('-')?;
+    let owner = owner.parse().ok()?;
+    (id.len() == ID_LEN && is_id_like(id)).then(|| (owner, id.to_string()))
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_round_trip_for_every_owner() {
+        for owner in Owner::ALL {
+            let id = new_id();
+            assert!(is_id_like(&id));
+            assert_eq!(parse_unit_name(&unit_name(owner, &id)), Some((owner, id)));
+        }
+        assert_eq!(parse_unit_name("refine-agent-short.service"), None);
+        assert_eq!(parse_unit_name("refine-nobody-abcd2345.service"), None);
+        assert_eq!(parse_unit_name("sshd.service"), None);
+    }
+}

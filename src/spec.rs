@@ -1,0 +1,418 @@
+//! What to launch: a [`RunSpec`] from the caller, validated into a
+//! [`Launch`] before any side effect, and turned into systemd unit
+//! properties by pure functions (unit-tested without systemd).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::{Limits, Metadata, Owner, RestartPolicy};
+use crate::text::escape;
+
+/// Longest label, metadata value or `--meta` value accepted, in bytes.
+pub const MAX_TEXT: usize = 4096;
+/// Longest `--details` accepted, in bytes.
+pub const MAX_DETAILS: usize = 64 * 1024;
+/// Largest command line (all arguments together) accepted, in bytes.
+pub const MAX_COMMAND: usize = 256 * 1024;
+/// Largest single `--env` value accepted, in bytes.
+pub const MAX_ENV_VALUE: usize = 64 * 1024;
+/// Longest Description handed to systemd (the full label stays in the index).
+const MAX_DESCRIPTION: usize = 200;
+
+/// A request to launch a process, as a caller states it.
+#[derive(Clone, Debug, Default)]
+pub struct RunSpec {
+    /// argv; argv[0] is looked up in the caller's PATH when it has no slash.
+    pub command: Vec<String>,
+    pub owner: Option<Owner>,
+    pub label: Option<String>,
+    pub details: Option<String>,
+    pub metadata: Metadata,
+    /// Working directory; the caller's current directory when None.
+    pub cwd: Option<PathBuf>,
+    pub environment: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+}
+
+/// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub executable: PathBuf,
+    pub command: Vec<String>,
+    pub owner: Owner,
+    pub label: String,
+    pub details: Option<String>,
+    pub metadata: Metadata,
+    pub cwd: PathBuf,
+    pub environment: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+}
+
+impl RunSpec {
+    /// Validates everything that can be checked without systemd; the only
+    /// outside facts read are the caller's PATH, cwd and the file system.
+    pub fn validate(self) -> Result<Launch> {
+        let Some(program) = self.command.first() else {
+            return Err(Error::invalid("no command given")
+                .hint("put the command after --, e.g. refine-proc run -- sleep 60"));
+        };
+        let total: usize = self.command.iter().map(|a| a.len() + 1).sum();
+        if total > MAX_COMMAND {
+            return Err(Error::invalid(format!(
+                "command line is {total} bytes, more than the {MAX_COMMAND} accepted"
+            ))
+            .hint("pass large input through a file instead of arguments"));
+        }
+        let cwd = match self.cwd {
+            Some(dir) => absolute(&dir)?,
+            None => std::env::current_dir().map_err(|e| {
+                Error::invalid(format!("cannot read the current directory: {e}"))
+                    .hint("pass --cwd DIR")
+            })?,
+        };
+        if !cwd.is_dir() {
+            return Err(Error::invalid(format!(
+                "working directory {} does not exist or is not a directory",
+                escape(&cwd.display().to_string())
+            ))
+            .hint("pass an existing directory to --cwd"));
+        }
+        let executable = resolve_executable(program, &cwd)?;
+
+        let label = match self.label {
+            Some(l) => l,
+            None => Path::new(program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| program.clone()),
+        };
+        check_text("--label", &label, MAX_TEXT)?;
+        if label.trim().is_empty() {
+            return Err(Error::invalid("--label is empty").hint("give a short name for the process"));
+        }
+        if let Some(d) = &self.details {
+            check_text("--details", d, MAX_DETAILS)?;
+        }
+        let m = &self.metadata;
+        for (flag, value) in [
+            ("--workflow", &m.workflow),
+            ("--gap", &m.gap),
+            ("--session", &m.session),
+            ("--mode", &m.mode),
+            ("--runner", &m.runner),
+        ] {
+            if let Some(v) = value {
+                check_text(flag, v, MAX_TEXT)?;
+            }
+        }
+        for (k, v) in &m.extra {
+            check_text("--meta key", k, 256)?;
+            check_text("--meta value", v, MAX_TEXT)?;
+        }
+        for (k, v) in &self.environment {
+            check_env_name(k)?;
+            check_text("--env value", v, MAX_ENV_VALUE)?;
+        }
+        Ok(Launch {
+            executable,
+            command: self.command,
+            owner: self.owner.unwrap_or(Owner::UserHelper),
+            label,
+            details: self.details,
+            metadata: self.metadata,
+            cwd,
+            environment: self.environment,
+            limits: self.limits,
+            restart: self.restart,
+        })
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| {
+        Error::invalid(format!(
+            "cannot resolve path {}: {e}",
+            escape(&p.display().to_string())
+        ))
+    })
+}
+
+fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::invalid(format!(
+            "{flag} is {} bytes, more than the {max} accepted",
+            value.len()
+        ))
+        .hint("shorten it; put long text in a file and pass its path"));
+    }
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("{flag} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+fn check_env_name(name: &str) -> Result<()> {
+    let valid = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(Error::invalid(format!(
+            "invalid environment variable name {:?}",
+            escape(name)
+        ))
+        .hint("names use letters, digits and _, and do not start with a digit"));
+    }
+    if name.starts_with("REFINE_") {
+        return Err(Error::invalid(format!(
+            "environment variable {name} is reserved: refine-proc sets REFINE_* itself"
+        ))
+        .hint("use --meta KEY=VALUE for extra metadata"));
+    }
+    Ok(())
+}
+
+/// Finds the program as a shell would, so a typo fails here, before systemd
+/// is asked for anything (systemd-run does the same).
+fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
+    let not_found = || {
+        Error::invalid(format!("command not found: {}", escape(program)))
+            .hint("check the spelling, give an absolute path, or fix PATH")
+    };
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![cwd.join(program)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let mut not_executable = None;
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(&c) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return absolute(&c);
+        }
+        not_executable.get_or_insert(c);
+    }
+    match not_executable {
+        Some(path) => Err(Error::invalid(format!(
+            "{} is not an executable file",
+            escape(&path.display().to_string())
+        ))
+        .hint(format!("make it executable: chmod +x {}", path.display()))),
+        None => Err(not_found()),
+    }
+}
+
+/// One D-Bus property value, as data (converted to a zvariant at the edge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prop {
+    Str(String),
+    U64(u64),
+    Strs(Vec<String>),
+    /// `ExecStartEx`-style a(sasas): path, argv, flags.
+    Exec(Vec<(String, Vec<String>, Vec<String>)>),
+}
+
+/// The command systemd runs after every exit to record it in the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitHook {
+    /// Absolute path of the refine-proc binary.
+    pub program: PathBuf,
+    /// The index directory, passed explicitly so the hook never guesses.
+    pub state_dir: PathBuf,
+}
+
+/// The REFINE_* variables a managed process sees, so it knows who it is
+/// (and so the record can be rebuilt from systemd if the index is lost).
+pub fn refine_environment(id: &str, launch: &Launch, state_dir: &Path) -> Vec<String> {
+    let m = &launch.metadata;
+    let mut env = vec![
+        format!("REFINE_ID={id}"),
+        format!("REFINE_OWNER={}", launch.owner),
+        format!("REFINE_UNIT={}", crate::model::unit_name(launch.owner, id)),
+        format!("REFINE_LABEL={}", launch.label),
+        format!("REFINE_PROC_STATE_DIR={}", state_dir.display()),
+    ];
+    for (name, value) in [
+        ("WORKFLOW", &m.workflow),
+        ("GAP", &m.gap),
+        ("SESSION", &m.session),
+        ("MODE", &m.mode),
+        ("RUNNER", &m.runner),
+    ] {
+        if let Some(v) = value {
+            env.push(format!("REFINE_{name}={v}"));
+        }
+    }
+    env
+}
+
+/// systemd's Description: owner and label on one safe line; what
+/// `systemctl --user list-units` shows next to the unit.
+pub fn description(owner: Owner, label: &str) -> String {
+    let label = crate::text::truncate(&escape(label), MAX_DESCRIPTION);
+    format!("{label} (refine-proc {owner})")
+}
+
+/// All properties of the transient service for `launch`, in layers as
+/// systemd-run builds them: identity, execution, exit hook, limits.
+pub fn service_properties(id: &str, launch: &Launch, hook: &ExitHook) -> Vec<(&'static str, Prop)> {
+    let unit = crate::model::unit_name(launch.owner, id);
+    let ident = unit.trim_end_matches(".service").to_string();
+    let mut env = refine_environment(id, launch, &hook.state_dir);
+    env.extend(launch.environment.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut props = vec![
+        ("Description", Prop::Str(description(launch.owner, &launch.label))),
+        ("Slice", Prop::Str(launch.owner.slice())),
+        // exec: a command that cannot be executed fails the start job.
+        ("Type", Prop::Str("exec".into())),
+        // Unload failed units too; the exit hook has recorded the outcome.
+        ("CollectMode", Prop::Str("inactive-or-failed".into())),
+        // A unique identifier carried in the stream header: journald then
+        // attributes every line, even from a process that exits at once.
+        ("SyslogIdentifier", Prop::Str(ident)),
+        ("WorkingDirectory", Prop::Str(launch.cwd.display().to_string())),
+        ("Environment", Prop::Strs(env)),
+        (
+            "ExecStartEx",
+            Prop::Exec(vec![(
+                launch.executable.display().to_string(),
+                launch.command.clone(),
+                // Arguments are data: no $VAR expansion.
+                vec!["no-env-expand".into()],
+            )]),
+        ),
+        (
+            "ExecStopPostEx",
+            Prop::Exec(vec![(
+                hook.program.display().to_string(),
+                vec![
+                    "refine-proc".into(),
+                    "--state-dir".into(),
+                    hook.state_dir.display().to_string(),
+                    "record-exit".into(),
+                    id.into(),
+                ],
+                vec!["ignore-failure".into(), "no-env-expand".into()],
+            )]),
+        ),
+        ("Restart", Prop::Str(launch.restart.as_str().into())),
+    ];
+    let l = &launch.limits;
+    if let Some(v) = l.memory_max {
+        props.push(("MemoryMax", Prop::U64(v)));
+    }
+    if let Some(p) = l.cpu_quota_percent {
+        props.push(("CPUQuotaPerSecUSec", Prop::U64(p * 10_000)));
+    }
+    if let Some(v) = l.tasks_max {
+        props.push(("TasksMax", Prop::U64(v)));
+    }
+    if let Some(s) = l.runtime_max_sec {
+        props.push(("RuntimeMaxUSec", Prop::U64(s.saturating_mul(1_000_000))));
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cmd: &[&str]) -> RunSpec {
+        RunSpec {
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            cwd: Some("/".into()),
+            ..Default::default()
+        }
+    }
+
+    fn hook() -> ExitHook {
+        ExitHook {
+            program: "/usr/bin/refine-proc".into(),
+            state_dir: "/home/u/.local/state/refine-proc".into(),
+        }
+    }
+
+    #[test]
+    fn resolves_the_program_before_anything_runs() {
+        let l = spec(&["sh", "-c", "exit 0"]).validate().unwrap();
+        assert!(l.executable.is_absolute() && l.executable.ends_with("sh"));
+        assert_eq!(l.label, "sh");
+        assert_eq!(l.owner, Owner::UserHelper);
+        let e = spec(&["no-such-program-xyz"]).validate().unwrap_err();
+        assert!(e.message.contains("command not found"), "{e}");
+        let e = spec(&[]).validate().unwrap_err();
+        assert!(e.hint.unwrap().contains("--"));
+        let e = spec(&["/etc/passwd"]).validate().unwrap_err();
+        assert!(e.message.contains("not an executable"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_directories_env_names_and_huge_text() {
+        let mut s = spec(&["true"]);
+        s.cwd = Some("/no/such/dir".into());
+        assert!(s.validate().unwrap_err().message.contains("working directory"));
+        for bad in ["1X", "A-B", "", "REFINE_ID"] {
+            let mut s = spec(&["true"]);
+            s.environment.insert(bad.into(), "v".into());
+            assert!(s.validate().is_err(), "{bad}");
+        }
+        let mut s = spec(&["true"]);
+        s.label = Some("x".repeat(MAX_TEXT + 1));
+        assert!(s.validate().unwrap_err().message.contains("--label"));
+    }
+
+    #[test]
+    fn hostile_text_is_kept_verbatim_in_argv_and_escaped_in_the_description() {
+        let mut s = spec(&["echo", "$HOME", "a\nb", "'\""]);
+        s.label = Some("evil\n\x1b[2Jlabel".into());
+        let l = s.validate().unwrap();
+        let props = service_properties("abcd2345", &l, &hook());
+        let get = |k: &str| props.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        let Prop::Exec(exec) = get("ExecStartEx") else { panic!() };
+        assert_eq!(exec[0].1, vec!["echo", "$HOME", "a\nb", "'\""]);
+        assert_eq!(exec[0].2, vec!["no-env-expand"]);
+        assert_eq!(
+            get("Description"),
+            Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())
+        );
+        let Prop::Strs(env) = get("Environment") else { panic!() };
+        assert!(env.contains(&"REFINE_LABEL=evil\n\x1b[2Jlabel".to_string()));
+    }
+
+    #[test]
+    fn properties_carry_identity_hook_and_limits() {
+        let mut s = spec(&["sleep", "1"]);
+        s.owner = Some(Owner::Agent);
+        s.limits = Limits {
+            memory_max: Some(1 << 30),
+            cpu_quota_percent: Some(150),
+            tasks_max: Some(64),
+            runtime_max_sec: Some(90),
+        };
+        s.restart = RestartPolicy::OnFailure;
+        let props = service_properties("abcd2345", &s.validate().unwrap(), &hook());
+        let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());
+        assert_eq!(get("Slice"), Some(Prop::Str("refine-agent.slice".into())));
+        assert_eq!(get("Type"), Some(Prop::Str("exec".into())));
+        assert_eq!(get("SyslogIdentifier"), Some(Prop::Str("refine-agent-abcd2345".into())));
+        assert_eq!(get("MemoryMax"), Some(Prop::U64(1 << 30)));
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(1_500_000)));
+        assert_eq!(get("RuntimeMaxUSec"), Some(Prop::U64(90_000_000)));
+        assert_eq!(get("Restart"), Some(Prop::Str("on-failure".into())));
+        let Some(Prop::Exec(hook)) = get("ExecStopPostEx") else { panic!() };
+        assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
+        assert!(hook[0].2.contains(&"ignore-failure".to_string()));
+    }
+}

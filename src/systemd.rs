@@ -1,0 +1,434 @@
+//! The small surface of systemd's user manager that refine-proc uses:
+//! hand-written D-Bus proxies limited to what systemd 252 offers, and the
+//! few operations built on them (start and wait for the job, read a unit,
+//! list units). Everything else in the crate talks to systemd through here.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Type, Value};
+use zbus::{proxy, Connection, DBusError};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::spec::Prop;
+
+/// How long to wait for systemd to finish a start, stop or restart job.
+const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: Vec<(&str, Value<'_>)>,
+        aux: Vec<(&str, Vec<(&str, Value<'_>)>)>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn list_units_by_patterns(
+        &self,
+        states: &[&str],
+        patterns: &[&str],
+    ) -> zbus::Result<Vec<ListedUnit>>;
+    /// Asks for UnitNew/UnitRemoved and PropertiesChanged on this connection.
+    fn subscribe(&self) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String)
+        -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+#[proxy(
+    interface = "org.freedesktop.DBus.Properties",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Properties {
+    fn get_all(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn get(&self, interface: &str, name: &str) -> zbus::Result<OwnedValue>;
+}
+
+/// One row of ListUnitsByPatterns.
+#[derive(Debug, Clone, Deserialize, Serialize, Type)]
+pub struct ListedUnit {
+    pub name: String,
+    pub description: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub following: String,
+    pub path: OwnedObjectPath,
+    pub job_id: u32,
+    pub job_type: String,
+    pub job_path: OwnedObjectPath,
+}
+
+/// What systemd says about a loaded unit right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub active_state: String,
+    pub sub_state: String,
+    /// running, freezing, frozen, thawing (absent on old systemd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freezer_state: Option<String>,
+}
+
+/// Everything `status` shows from systemd about one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    #[serde(flatten)]
+    pub state: UnitState,
+    pub load_state: String,
+    pub description: String,
+    pub main_pid: Option<u32>,
+    pub result: String,
+    pub n_restarts: u32,
+    pub invocation_id: Option<String>,
+    pub control_group: Option<String>,
+    pub active_enter_usec: Option<u64>,
+    /// The unit's Environment= (REFINE_* and --env), to rebuild lost records.
+    pub environment: Vec<String>,
+    /// ExecStart argv, to rebuild lost records.
+    pub exec_argv: Vec<String>,
+    pub working_directory: Option<String>,
+    /// Usage; None where systemd does not track it (controller missing).
+    pub memory_current: Option<u64>,
+    pub cpu_usage_nsec: Option<u64>,
+    pub tasks_current: Option<u64>,
+}
+
+/// A connection to the calling user's systemd manager.
+#[derive(Clone)]
+pub struct Systemd {
+    manager: ManagerProxy<'static>,
+}
+
+/// A start, stop or restart job that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    /// done, canceled, timeout, failed, dependency, skipped.
+    pub result: String,
+}
+
+impl Systemd {
+    /// Connects to the user bus and checks that a systemd manager answers.
+    pub async fn connect() -> Result<Systemd> {
+        let conn = Connection::session().await.map_err(|e| unreachable(&e.to_string()))?;
+        let manager = ManagerProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| unreachable(&e.to_string()))?;
+        Ok(Systemd { manager })
+    }
+
+    fn connection(&self) -> &Connection {
+        self.manager.inner().connection()
+    }
+
+    /// The manager's version string, e.g. "252.38-1~deb12u1".
+    pub async fn version(&self) -> Result<String> {
+        self.manager
+            .version()
+            .await
+            .map_err(|e| dbus_error("read the systemd version", "", e))
+    }
+
+    /// Starts a transient unit and waits for its start job. With
+    /// `then_wait_until_gone`, also waits until the unit has been unloaded
+    /// (ended and collected), as `systemd-run --wait` does.
+    pub async fn start_transient(
+        &self,
+        unit: &str,
+        props: &[(&'static str, Prop)],
+        then_wait_until_gone: bool,
+    ) -> Result<JobOutcome> {
+        let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, to_value(v))).collect();
+        let action = format!("start {unit}");
+        // Subscribe before the call, filtered by the bus to this unit, or a
+        // fast job's signal could be missed.
+        let jobs = self
+            .manager
+            .receive_job_removed_with_args(&[(2, unit)])
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let gone = if then_wait_until_gone {
+            self.manager.subscribe().await.map_err(|e| dbus_error(&action, unit, e))?;
+            Some(
+                self.manager
+                    .receive_unit_removed_with_args(&[(0, unit)])
+                    .await
+                    .map_err(|e| dbus_error(&action, unit, e))?,
+            )
+        } else {
+            None
+        };
+        let job = self
+            .manager
+            .start_transient_unit(unit, "fail", props, Vec::new())
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let outcome = wait_job(jobs, &job, &action).await?;
+        if let Some(mut gone) = gone {
+            if outcome.result == "done" {
+                // UnitRemoved also fires on daemon-reload: check after each.
+                while self.is_loaded(unit).await? {
+                    if gone.next().await.is_none() {
+                        return Err(Error::systemd(format!(
+                            "lost the connection to systemd while waiting for {unit}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stops a unit (mode "replace") and waits for the stop job.
+    pub async fn stop(&self, unit: &str) -> Result<JobOutcome> {
+        let action = format!("stop {unit}");
+        let jobs = self
+            .manager
+            .receive_job_removed_with_args(&[(2, unit)])
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let job = self
+            .manager
+            .stop_unit(unit, "replace")
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        wait_job(jobs, &job, &action).await
+    }
+
+    /// Restarts a loaded unit and waits for the job.
+    pub async fn restart(&self, unit: &str) -> Result<JobOutcome> {
+        let action = format!("restart {unit}");
+        let jobs = self
+            .manager
+            .receive_job_removed_with_args(&[(2, unit)])
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let job = self
+            .manager
+            .restart_unit(unit, "replace")
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        wait_job(jobs, &job, &action).await
+    }
+
+    /// Sends a signal to every process of the unit.
+    pub async fn kill(&self, unit: &str, signal: i32) -> Result<()> {
+        self.manager
+            .kill_unit(unit, "all", signal)
+            .await
+            .map_err(|e| dbus_error(&format!("signal {unit}"), unit, e))
+    }
+
+    pub async fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.manager
+            .reset_failed_unit(unit)
+            .await
+            .map_err(|e| dbus_error(&format!("reset {unit}"), unit, e))
+    }
+
+    /// All loaded units matching the glob patterns, in one round trip.
+    pub async fn list(&self, patterns: &[&str]) -> Result<Vec<ListedUnit>> {
+        self.manager
+            .list_units_by_patterns(&[], patterns)
+            .await
+            .map_err(|e| dbus_error("list units", "", e))
+    }
+
+    async fn unit_path(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
+        match self.manager.get_unit(unit).await {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if is_no_such_unit(&e) => Ok(None),
+            Err(e) => Err(dbus_error(&format!("look up {unit}"), unit, e)),
+        }
+    }
+
+    /// Whether the unit is loaded (transient units vanish once collected).
+    pub async fn is_loaded(&self, unit: &str) -> Result<bool> {
+        Ok(self.unit_path(unit).await?.is_some())
+    }
+
+    async fn properties(&self, path: OwnedObjectPath) -> Result<PropertiesProxy<'static>> {
+        PropertiesProxy::builder(self.connection())
+            .path(path)
+            .map_err(|e| dbus_error("read unit properties", "", e))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| dbus_error("read unit properties", "", e))
+    }
+
+    /// Main PIDs of several services, asked concurrently on one connection.
+    pub async fn main_pids(&self, units: &[String]) -> Vec<Option<u32>> {
+        let calls = units.iter().map(|unit| async move {
+            let path = self.unit_path(unit).await.ok()??;
+            let props = self.properties(path).await.ok()?;
+            let v = props
+                .get("org.freedesktop.systemd1.Service", "MainPID")
+                .await
+                .ok()?;
+            u32::try_from(v).ok().filter(|p| *p != 0)
+        });
+        futures_util::future::join_all(calls).await
+    }
+
+    /// Everything about one service, or None when it is not loaded.
+    pub async fn service_info(&self, unit: &str) -> Result<Option<ServiceInfo>> {
+        let Some(path) = self.unit_path(unit).await? else {
+            return Ok(None);
+        };
+        let props = self.properties(path).await?;
+        let action = format!("read the properties of {unit}");
+        let (u, s) = tokio::join!(
+            props.get_all("org.freedesktop.systemd1.Unit"),
+            props.get_all("org.freedesktop.systemd1.Service"),
+        );
+        let mut u = match u {
+            Ok(u) => u,
+            Err(e) if is_no_such_unit(&e) => return Ok(None),
+            Err(e) => return Err(dbus_error(&action, unit, e)),
+        };
+        let mut s = s.map_err(|e| dbus_error(&action, unit, e))?;
+        let exec = take::<Vec<ExecEntry>>(&mut s, "ExecStart").unwrap_or_default();
+        Ok(Some(ServiceInfo {
+            state: UnitState {
+                active_state: take(&mut u, "ActiveState").unwrap_or_default(),
+                sub_state: take(&mut u, "SubState").unwrap_or_default(),
+                freezer_state: take(&mut u, "FreezerState"),
+            },
+            load_state: take(&mut u, "LoadState").unwrap_or_default(),
+            description: take(&mut u, "Description").unwrap_or_default(),
+            invocation_id: take::<Vec<u8>>(&mut u, "InvocationID")
+                .filter(|b| b.iter().any(|x| *x != 0))
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            active_enter_usec: take::<u64>(&mut u, "ActiveEnterTimestamp").filter(|t| *t != 0),
+            main_pid: take::<u32>(&mut s, "MainPID").filter(|p| *p != 0),
+            result: take(&mut s, "Result").unwrap_or_default(),
+            n_restarts: take(&mut s, "NRestarts").unwrap_or_default(),
+            control_group: take::<String>(&mut s, "ControlGroup").filter(|c| !c.is_empty()),
+            environment: take(&mut s, "Environment").unwrap_or_default(),
+            exec_argv: exec.into_iter().next().map(|e| e.1).unwrap_or_default(),
+            working_directory: take::<String>(&mut s, "WorkingDirectory").filter(|d| !d.is_empty()),
+            memory_current: take(&mut s, "MemoryCurrent").and_then(tracked),
+            cpu_usage_nsec: take(&mut s, "CPUUsageNSec").and_then(tracked),
+            tasks_current: take(&mut s, "TasksCurrent").and_then(tracked),
+        }))
+    }
+}
+
+/// systemd's ExecStart entry: path, argv, ignore-failure, start/stop
+/// timestamps, pid, code, status.
+type ExecEntry = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
+
+/// systemd reports "not tracked" as u64::MAX.
+fn tracked(v: u64) -> Option<u64> {
+    (v != u64::MAX).then_some(v)
+}
+
+fn take<T: TryFrom<OwnedValue>>(map: &mut HashMap<String, OwnedValue>, key: &str) -> Option<T> {
+    map.remove(key).and_then(|v| T::try_from(v).ok())
+}
+
+async fn wait_job(
+    mut jobs: JobRemovedStream,
+    job: &OwnedObjectPath,
+    action: &str,
+) -> Result<JobOutcome> {
+    let wait = async {
+        while let Some(signal) = jobs.next().await {
+            let Ok(args) = signal.args() else { continue };
+            if args.job == *job {
+                return Ok(JobOutcome {
+                    result: args.result,
+                });
+            }
+        }
+        Err(Error::systemd(format!(
+            "cannot {action}: the connection to systemd closed before the job ended"
+        )))
+    };
+    tokio::time::timeout(JOB_TIMEOUT, wait).await.map_err(|_| {
+        Error::systemd(format!(
+            "cannot {action}: systemd did not finish the job within {}s",
+            JOB_TIMEOUT.as_secs()
+        ))
+        .hint("see `systemctl --user list-jobs` and the journal")
+    })?
+}
+
+fn to_value(p: &Prop) -> Value<'_> {
+    match p {
+        Prop::Str(s) => Value::from(s.as_str()),
+        Prop::U64(v) => Value::from(*v),
+        Prop::Strs(v) => Value::from(v.clone()),
+        Prop::Exec(v) => Value::from(v.clone()),
+    }
+}
+
+fn error_name(e: &zbus::Error) -> Option<String> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
+        zbus::Error::FDO(fdo) => Some(fdo.name().to_string()),
+        _ => None,
+    }
+}
+
+fn is_no_such_unit(e: &zbus::Error) -> bool {
+    error_name(e).as_deref() == Some("org.freedesktop.systemd1.NoSuchUnit")
+        || matches!(e, zbus::Error::FDO(f) if matches!(**f, zbus::fdo::Error::UnknownObject(_)))
+}
+
+/// Why no manager answered, and what usually fixes it.
+fn unreachable(reason: &str) -> Error {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR");
+    let cause = match (&runtime, std::env::var_os("DBUS_SESSION_BUS_ADDRESS")) {
+        (None, None) => "neither XDG_RUNTIME_DIR nor DBUS_SESSION_BUS_ADDRESS is set".to_string(),
+        _ => reason.to_string(),
+    };
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("no systemd user manager is reachable: {cause}"),
+    )
+    .hint(
+        "run refine-proc inside a user session, or set XDG_RUNTIME_DIR=/run/user/$(id -u) \
+         (and DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus); for SSH or cron \
+         without a login, enable lingering: loginctl enable-linger $USER",
+    )
+}
+
+/// Maps a D-Bus failure while doing `action` on `unit` to a library error.
+fn dbus_error(action: &str, unit: &str, e: zbus::Error) -> Error {
+    let name = error_name(&e).unwrap_or_default();
+    match name.as_str() {
+        "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+            unreachable("the bus has no org.freedesktop.systemd1 (no systemd --user on this bus)")
+        }
+        "org.freedesktop.systemd1.NoSuchUnit" => {
+            Error::not_found(format!("cannot {action}: {unit} is not loaded"))
+        }
+        "org.freedesktop.systemd1.UnitExists" => Error::systemd(format!(
+            "cannot {action}: a unit named {unit} already exists"
+        )),
+        _ => match e {
+            zbus::Error::InputOutput(_) => unreachable(&e.to_string()),
+            e => Error::systemd(format!("cannot {action}: {e}")),
+        },
+    }
+}

@@ -1,0 +1,188 @@
+//! Parsing of human input (sizes, durations, signals) and escaping of
+//! untrusted text for terminals.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Escapes control characters (newlines, ESC, DEL, ...) so that untrusted
+/// text cannot move the cursor or forge lines; everything else is kept.
+pub fn escape(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Shortens escaped text to at most `max` characters, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Parses a size in bytes: `512`, `512K`, `1.5G`, `2GiB` (1024-based, as
+/// systemd does).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || {
+        Error::invalid(format!("invalid size {:?}", escape(s)))
+            .hint("use bytes or a number with K, M, G or T (1024-based), e.g. 512M or 2G")
+    };
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        "T" | "t" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = value * factor as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a duration: `90` (seconds), `90s`, `5min`, `1h 30m`, `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let parsed = match t.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(t),
+    };
+    match parsed {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(Error::invalid(format!("invalid duration {:?}", escape(s)))
+            .hint("use seconds or a duration such as 30s, 5min, 1h 30m or 2d")),
+    }
+}
+
+/// Parses a CPU quota in percent of one CPU: `50`, `150%`.
+pub fn parse_cpu_quota(s: &str) -> Result<u64> {
+    match s.trim().trim_end_matches('%').parse::<u64>() {
+        Ok(p) if (1..=100_000).contains(&p) => Ok(p),
+        _ => Err(Error::invalid(format!("invalid CPU quota {:?}", escape(s)))
+            .hint("use a percentage of one CPU, e.g. 50% or 200% for two CPUs")),
+    }
+}
+
+/// Parses a signal given as a name (`TERM`, `SIGTERM`, `term`) or a number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    const NAMES: [(&str, i32); 14] = [
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("ABRT", libc::SIGABRT),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("PIPE", libc::SIGPIPE),
+        ("ALRM", libc::SIGALRM),
+        ("TERM", libc::SIGTERM),
+        ("CONT", libc::SIGCONT),
+        ("STOP", libc::SIGSTOP),
+        ("TSTP", libc::SIGTSTP),
+        ("WINCH", libc::SIGWINCH),
+    ];
+    let upper = s.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Ok(n) = name.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            Error::invalid(format!("unknown signal {:?}", escape(s)))
+                .hint("use a name such as TERM, KILL, INT, HUP, USR1 or a number from 1 to 64")
+        })
+}
+
+/// Splits `KEY=VALUE`; the key must be non-empty.
+pub fn split_assignment<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k, v)),
+        _ => Err(
+            Error::invalid(format!("{flag} needs KEY=VALUE, got {:?}", escape(s)))
+                .hint(format!("write it as {flag} NAME=value")),
+        ),
+    }
+}
+
+/// A short age for tables: 42s, 5m, 3h, 2d.
+pub fn short_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_text_and_neutralises_controls() {
+        assert_eq!(escape("plain $HOME 'x'"), "plain $HOME 'x'");
+        assert_eq!(escape("a\nb\x1b[31m\t"), "a\\nb\\u{1b}[31m\\t");
+    }
+
+    #[test]
+    fn sizes_are_1024_based_and_errors_name_the_fix() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("1K").unwrap(), 1024);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        for bad in ["", "G", "-1M", "1X", "0", "1e400"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.hint.unwrap().contains("512M"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0").is_err());
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("BOGUS").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn cpu_quota_in_percent() {
+        assert_eq!(parse_cpu_quota("150%").unwrap(), 150);
+        assert!(parse_cpu_quota("0").is_err());
+        assert!(parse_cpu_quota("abc").is_err());
+    }
+}
