@@ -151,8 +151,25 @@ impl Controller {
         let systemd = self.systemd().await?;
         let record = self.create_record(&launch)?;
         let props = service_properties(&record.id, &launch, &hook);
-        let started = systemd.start_transient(&record.unit, &props, options.wait).await;
-        self.after_start(record, started, options.wait).await
+        let job = match systemd.start_transient(&record.unit, &props).await {
+            Ok(job) => job,
+            Err(e) => {
+                // systemd never created the unit: nothing ran, keep no record.
+                if !systemd.is_loaded(&record.unit).await.unwrap_or(true) {
+                    self.index.remove(&record.id)?;
+                }
+                return Err(e);
+            }
+        };
+        let started_ok = job.result == "done";
+        let record = self.after_start(record, job).await?;
+        if !(options.wait && started_ok) {
+            return Ok(record);
+        }
+        systemd.wait_until_gone(&record.unit).await?;
+        let mut record = self.reread(record).await?;
+        reconcile(&mut record, None);
+        Ok(record)
     }
 
     fn create_record(&self, launch: &Launch) -> Result<Record> {
@@ -201,28 +218,13 @@ impl Controller {
     async fn after_start(
         &self,
         record: Record,
-        started: Result<crate::systemd::JobOutcome>,
-        waited: bool,
+        job: crate::systemd::JobOutcome,
     ) -> Result<Record> {
         let systemd = self.systemd().await?;
-        let job = match started {
-            Ok(job) => job,
-            Err(e) => {
-                // systemd never created the unit: nothing ran, keep no record.
-                if !systemd.is_loaded(&record.unit).await.unwrap_or(true) {
-                    self.index.remove(&record.id)?;
-                }
-                return Err(e);
-            }
-        };
-        let pid = if waited {
-            None
-        } else {
-            systemd.main_pids(std::slice::from_ref(&record.unit)).await[0]
-        };
+        let pid = systemd.main_pids(std::slice::from_ref(&record.unit)).await[0];
         let updated = self.index.update(&record.id, |r| {
             r.pid = r.pid.or(pid);
-            if r.state == State::Starting && job.result == "done" && !waited {
+            if r.state == State::Starting && job.result == "done" {
                 r.state = State::Running;
             }
         })?;
@@ -240,9 +242,7 @@ impl Controller {
             ))
             .hint(format!("see its logs: refine-proc logs {}", record.id)));
         }
-        if !waited {
-            self.reconcile_one(&mut record, None).await;
-        }
+        self.reconcile_one(&mut record, None).await;
         Ok(record)
     }
 
@@ -542,16 +542,19 @@ impl Controller {
             r.restart.count += 1;
         })?;
         let props = service_properties(&id, &launch, &hook);
-        let started = systemd.start_transient(&record.unit, &props, false).await;
-        if let Err(e) = &started {
-            let message = e.message.clone();
-            self.index.update(&id, |r| {
-                r.state = State::Failed;
-                r.result = Some(format!("start refused: {message}"));
-                r.ended_at = Some(Timestamp::now());
-            })?;
-        }
-        let r = self.after_start(record, started.map_err(|e| e.hint("the record keeps the refusal")), false).await?;
+        let job = match systemd.start_transient(&record.unit, &props).await {
+            Ok(job) => job,
+            Err(e) => {
+                // Keep the history; say the new start was refused.
+                self.index.update(&id, |r| {
+                    r.state = State::Failed;
+                    r.result = Some("start-refused".into());
+                    r.ended_at = Some(Timestamp::now());
+                })?;
+                return Err(e);
+            }
+        };
+        let r = self.after_start(record, job).await?;
         Ok(outcome(&r, "started-again"))
     }
 

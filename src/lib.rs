@@ -7,6 +7,7 @@
 pub mod controller;
 pub mod error;
 pub mod index;
+pub mod journal;
 pub mod model;
 pub mod spec;
 pub mod systemd;

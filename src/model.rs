@@ -50,9 +50,11 @@ impl Owner {
         }
     }
 
-    /// The owner's slice; systemd nests it under `refine.slice` by its name.
+    /// The owner's slice, nested under `refine.slice`. A dash in a slice
+    /// name means one level down, so the owner's own dashes are escaped as
+    /// systemd-escape does (`refine-user\x2dhelper.slice`).
     pub fn slice(self) -> String {
-        format!("refine-{}.slice", self.as_str())
+        format!("refine-{}.slice", self.as_str().replace('-', "\\x2d"))
     }
 }
 
@@ -513,5 +515,7 @@ mod naming_tests {
         assert_eq!(parse_unit_name("refine-agent-short.service"), None);
         assert_eq!(parse_unit_name("refine-nobody-abcd2345.service"), None);
         assert_eq!(parse_unit_name("sshd.service"), None);
+        assert_eq!(Owner::Agent.slice(), "refine-agent.slice");
+        assert_eq!(Owner::UserHelper.slice(), "refine-user\\x2dhelper.slice");
     }
 }

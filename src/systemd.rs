@@ -147,14 +147,11 @@ impl Systemd {
             .map_err(|e| dbus_error("read the systemd version", "", e))
     }
 
-    /// Starts a transient unit and waits for its start job. With
-    /// `then_wait_until_gone`, also waits until the unit has been unloaded
-    /// (ended and collected), as `systemd-run --wait` does.
+    /// Starts a transient unit and waits for its start job.
     pub async fn start_transient(
         &self,
         unit: &str,
         props: &[(&'static str, Prop)],
-        then_wait_until_gone: bool,
     ) -> Result<JobOutcome> {
         let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, to_value(v))).collect();
         let action = format!("start {unit}");
@@ -165,36 +162,34 @@ impl Systemd {
             .receive_job_removed_with_args(&[(2, unit)])
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        let gone = if then_wait_until_gone {
-            self.manager.subscribe().await.map_err(|e| dbus_error(&action, unit, e))?;
-            Some(
-                self.manager
-                    .receive_unit_removed_with_args(&[(0, unit)])
-                    .await
-                    .map_err(|e| dbus_error(&action, unit, e))?,
-            )
-        } else {
-            None
-        };
         let job = self
             .manager
             .start_transient_unit(unit, "fail", props, Vec::new())
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        let outcome = wait_job(jobs, &job, &action).await?;
-        if let Some(mut gone) = gone {
-            if outcome.result == "done" {
-                // UnitRemoved also fires on daemon-reload: check after each.
-                while self.is_loaded(unit).await? {
-                    if gone.next().await.is_none() {
-                        return Err(Error::systemd(format!(
-                            "lost the connection to systemd while waiting for {unit}"
-                        )));
-                    }
-                }
+        wait_job(jobs, &job, &action).await
+    }
+
+    /// Waits until the unit is no longer loaded: it has ended and systemd
+    /// has collected it (after its ExecStopPost ran), as `systemd-run --wait`.
+    pub async fn wait_until_gone(&self, unit: &str) -> Result<()> {
+        let action = format!("wait for {unit}");
+        self.manager.subscribe().await.map_err(|e| dbus_error(&action, unit, e))?;
+        // The stream exists before the first check, so no removal is missed.
+        let mut removed = self
+            .manager
+            .receive_unit_removed_with_args(&[(0, unit)])
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        // UnitRemoved also fires on daemon-reload: check again after each.
+        while self.is_loaded(unit).await? {
+            if removed.next().await.is_none() {
+                return Err(Error::systemd(format!(
+                    "lost the connection to systemd while waiting for {unit}"
+                )));
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Stops a unit (mode "replace") and waits for the stop job.
@@ -276,12 +271,13 @@ impl Systemd {
     }
 
     /// Main PIDs of several services, asked concurrently on one connection.
+    /// ExecMainPID stays set after the process exits, while the unit is loaded.
     pub async fn main_pids(&self, units: &[String]) -> Vec<Option<u32>> {
         let calls = units.iter().map(|unit| async move {
             let path = self.unit_path(unit).await.ok()??;
             let props = self.properties(path).await.ok()?;
             let v = props
-                .get("org.freedesktop.systemd1.Service", "MainPID")
+                .get("org.freedesktop.systemd1.Service", "ExecMainPID")
                 .await
                 .ok()?;
             u32::try_from(v).ok().filter(|p| *p != 0)

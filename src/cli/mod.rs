@@ -1,0 +1,477 @@
+//! Command-line flags and the mapping of each command to one library call.
+//! Rendering lives in `output`; no logic about processes lives here.
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use clap::{Args, Parser, Subcommand};
+use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
+use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
+use refine_proc::model::{Limits, Metadata};
+use refine_proc::text::{parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment};
+use refine_proc::{Controller, Error, Owner, Record, Result, RunSpec, State};
+
+const ABOUT: &str = "Run and watch processes as transient systemd user services, \
+with owners, workflow metadata and a durable record of every run.";
+
+const EXAMPLES: &str = "\
+Examples:
+  refine-proc run --owner agent --label 'docs build' -- make docs
+  refine-proc list                      # what is running
+  refine-proc status k3x9p2qa           # everything about one process
+  refine-proc logs -f k3x9p2qa          # follow its output
+  refine-proc stop k3x9p2qa
+
+Exit codes: 0 ok, 1 systemd failed, 2 bad input, 3 no such process,
+4 refused (not ours, or not allowed in its state), 5 no user manager,
+6 index unreadable or unwritable. `run --wait` exits with the process's code.";
+
+#[derive(Parser, Debug)]
+#[command(name = "refine-proc", version, about = ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// Directory of the index [default: $REFINE_PROC_STATE_DIR, else
+    /// $XDG_STATE_HOME/refine-proc, else ~/.local/state/refine-proc]
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a command as a transient user service and return once it runs
+    #[command(after_help = "\
+Examples:
+  refine-proc run -- sleep 600
+  refine-proc run --owner agent --workflow wf-42 --label 'fix gap 7' -- ./agent.sh --fast
+  refine-proc run --memory-max 2G --cpu-quota 150% --runtime-max 1h -- cargo test
+  refine-proc run --wait -- make check    # block, exit with make's code
+  refine-proc run --json -- npm run dev   # the record as JSON
+
+The command runs with argv exactly as given ($VAR is not expanded), in the
+current directory unless --cwd is given, with REFINE_ID, REFINE_OWNER,
+REFINE_WORKFLOW, ... in its environment.")]
+    Run(RunArgs),
+    /// List managed processes (running ones; --all adds ended ones)
+    #[command(after_help = "\
+Examples:
+  refine-proc list
+  refine-proc list --all --owner agent
+  refine-proc list --workflow wf-42 --json
+  refine-proc list --all --state failed")]
+    List(ListArgs),
+    /// Show everything known about one process
+    #[command(after_help = "\
+Examples:
+  refine-proc status k3x9p2qa
+  refine-proc status refine-agent-k3x9p2qa.service --json")]
+    Status(IdArg),
+    /// Show the output of a process, or of all processes of an owner or workflow
+    #[command(after_help = "\
+Examples:
+  refine-proc logs k3x9p2qa
+  refine-proc logs -f -n 50 k3x9p2qa
+  refine-proc logs --owner agent --since -1h
+  refine-proc logs --workflow wf-42 --json    # JSON Lines")]
+    Logs(LogsArgs),
+    /// Stop processes and wait until they have ended
+    #[command(after_help = "\
+Examples:
+  refine-proc stop k3x9p2qa
+  refine-proc stop k3x9p2qa m4n5p6q7")]
+    Stop(StopArgs),
+    /// Send a signal to all processes of one managed process
+    #[command(after_help = "\
+Examples:
+  refine-proc kill k3x9p2qa              # SIGTERM
+  refine-proc kill --signal KILL k3x9p2qa
+  refine-proc kill --signal USR1 k3x9p2qa")]
+    Kill(KillArgs),
+    /// Restart a running process, or start an ended one again with the same command
+    #[command(after_help = "Example:\n  refine-proc restart k3x9p2qa")]
+    Restart(IdArg),
+    /// Drop the record of an ended process (refuses a running one)
+    #[command(after_help = "Example:\n  refine-proc forget k3x9p2qa")]
+    Forget(IdArg),
+    /// Record the exit of a unit (run by systemd as ExecStopPost)
+    #[command(hide = true)]
+    RecordExit { id: String },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Who the process belongs to: daemon, target-app, agent, quality,
+    /// import, maintenance or user-helper
+    #[arg(long, default_value = "user-helper")]
+    owner: String,
+    /// A short name for people [default: the command's name]
+    #[arg(long)]
+    label: Option<String>,
+    /// Longer free text: why this process exists
+    #[arg(long)]
+    details: Option<String>,
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    #[arg(long, value_name = "ID")]
+    gap: Option<String>,
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    mode: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    runner: Option<String>,
+    /// Extra metadata, repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// Working directory [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Environment variable for the process, repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Memory limit (MemoryMax=), e.g. 512M, 2G
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    /// Maximum number of tasks (TasksMax=)
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<u64>,
+    /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
+    #[arg(long, value_name = "DURATION")]
+    runtime_max: Option<String>,
+    /// Restart policy: no, on-failure, always
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    restart: String,
+    /// Wait until the process ends and exit with its exit code
+    #[arg(long)]
+    wait: bool,
+    /// Print the record as JSON
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments (after --)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// Include ended processes
+    #[arg(long, short)]
+    all: bool,
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    #[arg(long, value_name = "ID")]
+    gap: Option<String>,
+    /// starting, running, paused, exited, failed, stopped or lost
+    #[arg(long)]
+    state: Option<String>,
+    /// Print an array of records as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct IdArg {
+    /// Record id (or a unique prefix), or unit name
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StopArgs {
+    /// Record ids (or unique prefixes), or unit names
+    #[arg(required = true)]
+    ids: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct KillArgs {
+    id: String,
+    /// Signal name or number
+    #[arg(long, short, default_value = "TERM")]
+    signal: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    /// Record id (or a unique prefix), or unit name
+    #[arg(required_unless_present_any = ["owner", "workflow"], conflicts_with_all = ["owner", "workflow"])]
+    id: Option<String>,
+    /// All processes of this owner
+    #[arg(long)]
+    owner: Option<String>,
+    /// All processes of this workflow
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    /// Keep printing new lines as they arrive
+    #[arg(long, short)]
+    follow: bool,
+    /// Show only the last N lines
+    #[arg(long, short = 'n', value_name = "N")]
+    lines: Option<u64>,
+    /// Start at this time (anything journalctl --since takes: -1h, today, 2026-11-20 10:00)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Text format: cat (only the output), short, short-iso, short-precise, verbose
+    #[arg(long, short, default_value = "cat")]
+    output: String,
+    /// Print JSON Lines (one object a line)
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing();
+    let state_dir = match cli.state_dir.clone().map(Ok).unwrap_or_else(default_state_dir) {
+        Ok(dir) => dir,
+        Err(e) => return fail(&e),
+    };
+    // The exit hook runs under systemd after every exit: no bus, no runtime.
+    if let Command::RecordExit { id } = &cli.command {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect();
+        return match Controller::open(&state_dir).and_then(|c| c.record_exit(id, &env)) {
+            Ok(_) => 0,
+            Err(e) => fail(&e),
+        };
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(dispatch(cli.command, state_dir)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REFINE_PROC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+fn fail(e: &Error) -> i32 {
+    eprintln!("refine-proc: {e}");
+    e.exit_code()
+}
+
+/// Runs one command; returns the process exit code.
+async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
+    let controller = Controller::open(&state_dir)?;
+    match command {
+        Command::Run(args) => {
+            let (json, wait) = (args.json, args.wait);
+            let spec = run_spec(args)?;
+            let record = controller.run(spec, RunOptions { wait }).await?;
+            if json {
+                output::json(&record)?;
+            } else if wait {
+                output::finished(&record)?;
+            } else {
+                output::started(&record)?;
+            }
+            Ok(if wait { exit_code_of(&record) } else { 0 })
+        }
+        Command::List(args) => {
+            let filter = ListFilter {
+                all: args.all,
+                owner: args.owner.as_deref().map(str::parse).transpose()?,
+                workflow: args.workflow,
+                session: args.session,
+                gap: args.gap,
+                state: args.state.as_deref().map(str::parse::<State>).transpose()?,
+            };
+            let (records, warnings) = controller.list(&filter).await?;
+            output::warnings(&warnings);
+            if args.json {
+                output::json(&records)?;
+            } else {
+                output::table(&records, args.all)?;
+            }
+            Ok(0)
+        }
+        Command::Status(args) => {
+            let status = controller.status(&args.id).await?;
+            output::warnings(&status.warnings);
+            if args.json {
+                output::json(&status)?;
+            } else {
+                output::status(&status)?;
+            }
+            Ok(0)
+        }
+        Command::Logs(args) => logs(&controller, args).await,
+        Command::Stop(args) => {
+            let outcomes = controller.stop(&args.ids).await?;
+            print_outcomes(&outcomes, args.json)
+        }
+        Command::Kill(args) => {
+            let signal = parse_signal(&args.signal)?;
+            let outcome = controller.kill(&args.id, signal).await?;
+            print_outcomes(&[outcome], args.json)
+        }
+        Command::Restart(args) => {
+            let outcome = controller.restart(&args.id).await?;
+            print_outcomes(&[outcome], args.json)
+        }
+        Command::Forget(args) => {
+            let outcome = controller.forget(&args.id).await?;
+            print_outcomes(&[outcome], args.json)
+        }
+        Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+fn print_outcomes(outcomes: &[ActionOutcome], json: bool) -> Result<i32> {
+    if json {
+        output::json(&outcomes)?;
+    } else {
+        output::outcomes(outcomes)?;
+    }
+    Ok(0)
+}
+
+/// Turns flags into a spec; every value is checked before anything runs.
+fn run_spec(a: RunArgs) -> Result<RunSpec> {
+    let mut extra = BTreeMap::new();
+    for m in &a.meta {
+        let (k, v) = split_assignment(m, "--meta")?;
+        extra.insert(k.to_string(), v.to_string());
+    }
+    let mut environment = BTreeMap::new();
+    for e in &a.env {
+        let (k, v) = split_assignment(e, "--env")?;
+        environment.insert(k.to_string(), v.to_string());
+    }
+    if a.tasks_max == Some(0) {
+        return Err(Error::invalid("--tasks-max must be at least 1"));
+    }
+    Ok(RunSpec {
+        command: a.command,
+        owner: Some(a.owner.parse::<Owner>()?),
+        label: a.label,
+        details: a.details,
+        metadata: Metadata {
+            workflow: a.workflow,
+            gap: a.gap,
+            session: a.session,
+            mode: a.mode,
+            runner: a.runner,
+            extra,
+        },
+        cwd: a.cwd,
+        environment,
+        limits: Limits {
+            memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
+            cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+            tasks_max: a.tasks_max,
+            runtime_max_sec: a
+                .runtime_max
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| d.as_secs().max(1)),
+        },
+        restart: a.restart.parse()?,
+    })
+}
+
+/// The exit code `run --wait` passes on, as a shell reports it: the code,
+/// or 128 + the signal number.
+fn exit_code_of(r: &Record) -> i32 {
+    match (r.exit_code, &r.exit_signal) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => parse_signal(sig).map(|n| 128 + n).unwrap_or(1),
+        (None, None) if r.state == State::Exited => 0,
+        _ => 1,
+    }
+}
+
+async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
+    if !TEXT_FORMATS.contains(&args.output.as_str()) {
+        return Err(Error::invalid(format!("unknown log format {:?}", args.output))
+            .hint(format!("use one of: {}", TEXT_FORMATS.join(", "))));
+    }
+    let records: Vec<Record> = match (&args.id, &args.owner, &args.workflow) {
+        (Some(id), _, _) => vec![controller.status(id).await?.record],
+        (None, Some(owner), _) => {
+            let owner: Owner = owner.parse()?;
+            controller.records_where(|r| r.owner == owner)?
+        }
+        (None, None, Some(wf)) => {
+            controller.records_where(|r| r.metadata.workflow.as_deref() == Some(wf.as_str()))?
+        }
+        (None, None, None) => unreachable!("clap requires an id, --owner or --workflow"),
+    };
+    if records.is_empty() {
+        eprintln!("refine-proc: no matching processes, so no logs");
+        return Ok(0);
+    }
+    let query = LogQuery {
+        identifiers: records
+            .iter()
+            .map(|r| r.unit.trim_end_matches(".service").to_string())
+            .collect(),
+        uid: Some(unsafe { libc::getuid() }),
+        lines: args.lines,
+        since: args.since,
+        follow: args.follow,
+    };
+    let spawn_error = |e: std::io::Error| {
+        Error::systemd(format!("cannot run journalctl: {e}"))
+            .hint("install systemd's journalctl (Debian: apt install systemd)")
+    };
+    if !args.json {
+        // journalctl writes straight to our stdout: nothing to copy.
+        let status = journal::command(&query, &args.output)
+            .status()
+            .map_err(spawn_error)?;
+        return Ok(status.code().unwrap_or(1));
+    }
+    let mut child = journal::command(&query, "json")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in reader.lines() {
+        let line = line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
+        if let Some(entry) = journal::parse_entry(&line) {
+            let written = serde_json::to_writer(&mut out, &entry)
+                .map_err(std::io::Error::from)
+                .and_then(|_| out.write_all(b"\n"))
+                .and_then(|_| if args.follow { out.flush() } else { Ok(()) });
+            if let Err(e) = written {
+                let _ = child.kill();
+                return output::io_result(Err(e)).map(|_| 0);
+            }
+        }
+    }
+    output::io_result(out.flush())?;
+    let status = child.wait().map_err(spawn_error)?;
+    Ok(status.code().unwrap_or(1))
+}
