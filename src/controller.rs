@@ -26,7 +26,11 @@ const START_GRACE: Duration = Duration::from_secs(30);
 /// Where the index lives: `--state-dir`, else `REFINE_PROC_STATE_DIR`, else
 /// `$XDG_STATE_HOME/refine-proc`, else `~/.local/state/refine-proc`.
 pub fn default_state_dir() -> Result<PathBuf> {
-    let from_env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = from_env("REFINE_PROC_STATE_DIR") {
         return Ok(dir);
     }
@@ -35,8 +39,10 @@ pub fn default_state_dir() -> Result<PathBuf> {
     }
     match from_env("HOME") {
         Some(home) => Ok(home.join(".local/state/refine-proc")),
-        None => Err(Error::invalid("cannot find a state directory: HOME is not set")
-            .hint("set HOME or XDG_STATE_HOME, or pass --state-dir DIR")),
+        None => Err(
+            Error::invalid("cannot find a state directory: HOME is not set")
+                .hint("set HOME or XDG_STATE_HOME, or pass --state-dir DIR"),
+        ),
     }
 }
 
@@ -215,11 +221,7 @@ impl Controller {
         }
     }
 
-    async fn after_start(
-        &self,
-        record: Record,
-        job: crate::systemd::JobOutcome,
-    ) -> Result<Record> {
+    async fn after_start(&self, record: Record, job: crate::systemd::JobOutcome) -> Result<Record> {
         let systemd = self.systemd().await?;
         let pid = systemd.main_pids(std::slice::from_ref(&record.unit)).await[0];
         let updated = self.index.update(&record.id, |r| {
@@ -229,18 +231,27 @@ impl Controller {
             }
         })?;
         let mut record = updated.unwrap_or(record);
-        if job.result != "done" {
+        // A start job also "fails" when the process ran but exited non-zero
+        // before systemd saw it running; only systemd's own spawn failures
+        // (exit codes 200-245: chdir, exec, user, ...) mean it never started.
+        let spawn_failed = record.exit_code.is_some_and(|c| (200..=245).contains(&c));
+        if job.result != "done" && (spawn_failed || record.result.is_none()) {
             let how = match (&record.result, record.exit_code) {
-                (Some(result), Some(code)) => format!("{result}, exit code {code}"),
-                (Some(result), None) => result.clone(),
-                _ => format!("start job {}", job.result),
+                (Some(_), Some(code)) => format!(
+                    "systemd could not execute it (status {code}{})",
+                    spawn_failure_name(code)
+                ),
+                _ => format!("the start job ended with \"{}\"", job.result),
             };
             return Err(Error::systemd(format!(
                 "{} ({}) failed to start: {how}",
                 record.unit,
                 escape(&record.label)
             ))
-            .hint(format!("see its logs: refine-proc logs {}", record.id)));
+            .hint(format!(
+                "see why: refine-proc logs {} and journalctl --user -u {}",
+                record.id, record.unit
+            )));
         }
         self.reconcile_one(&mut record, None).await;
         Ok(record)
@@ -260,8 +271,10 @@ impl Controller {
             };
         }
         if !is_id_like(arg) {
-            return Err(Error::not_found(format!("no process with id {:?}", escape(arg)))
-                .hint("ids are 8 characters of a-z and 2-9; see refine-proc list --all"));
+            return Err(
+                Error::not_found(format!("no process with id {:?}", escape(arg)))
+                    .hint("ids are 8 characters of a-z and 2-9; see refine-proc list --all"),
+            );
         }
         if arg.len() == crate::model::ID_LEN {
             return Ok(arg.to_string());
@@ -274,8 +287,10 @@ impl Controller {
             .collect();
         match matches.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(Error::not_found(format!("no process with an id starting with {arg:?}"))
-                .hint("see refine-proc list --all")),
+            [] => Err(
+                Error::not_found(format!("no process with an id starting with {arg:?}"))
+                    .hint("see refine-proc list --all"),
+            ),
             many => Err(Error::not_found(format!(
                 "id prefix {arg:?} is ambiguous: it matches {}",
                 many.join(", ")
@@ -286,7 +301,11 @@ impl Controller {
 
     /// Loads a record for an operation; rebuilds it from systemd when the
     /// index lost it (quarantined or deleted) but the unit is still there.
-    async fn load(&self, id: &str, warnings: &mut Vec<String>) -> Result<(Record, Option<ServiceInfo>)> {
+    async fn load(
+        &self,
+        id: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Record, Option<ServiceInfo>)> {
         let loaded = self.index.load(id)?;
         let systemd = self.systemd().await?;
         let unit_hint = match &loaded {
@@ -299,7 +318,7 @@ impl Controller {
             systemd.service_info(&unit_hint).await?
         };
         let record = match loaded {
-            Loaded::Found(r) => r,
+            Loaded::Found(r) => *r,
             Loaded::Quarantined { path, reason } => {
                 warnings.push(format!(
                     "the record of {id} was unreadable ({reason}); it was moved to {} and rebuilt from systemd",
@@ -312,7 +331,9 @@ impl Controller {
                     return Err(Error::not_found(format!("no process with id {id}"))
                         .hint("see refine-proc list --all"));
                 }
-                warnings.push(format!("{id} was missing from the index; rebuilt from systemd"));
+                warnings.push(format!(
+                    "{id} was missing from the index; rebuilt from systemd"
+                ));
                 self.rebuild(id, &unit_hint, info.as_ref())?
             }
         };
@@ -321,7 +342,11 @@ impl Controller {
 
     /// The unit of a record-less id, if one of ours is loaded.
     async fn find_live_unit(&self, id: &str) -> Result<Option<String>> {
-        let units = self.systemd().await?.list(&[&format!("refine-*-{id}.service")]).await?;
+        let units = self
+            .systemd()
+            .await?
+            .list(&[&format!("refine-*-{id}.service")])
+            .await?;
         Ok(units
             .into_iter()
             .map(|u| u.name)
@@ -346,6 +371,16 @@ impl Controller {
                 "{unit} is named like a refine-proc unit but was not started by refine-proc"
             ))
             .hint("use systemctl --user for units refine-proc did not create"));
+        }
+        let its_index = env.get("REFINE_PROC_STATE_DIR").map(PathBuf::from);
+        if its_index.as_deref() != Some(self.index.dir()) {
+            return Err(Error::not_found(format!(
+                "{id} belongs to another index ({})",
+                its_index
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ))
+            .hint("pass that directory with --state-dir"));
         }
         let record = record_from_environment(id, unit, &env, info);
         self.index.save(&record)?;
@@ -415,28 +450,35 @@ impl Controller {
         };
         let mut warnings = Vec::new();
         let mut records = Vec::with_capacity(ids.len());
+        let mut orphans = Vec::new();
         for id in ids {
-            let record = match self.index.load(&id)? {
-                Loaded::Found(r) => r,
-                _ if live.contains_key(&id) => {
-                    match self.load(&id, &mut warnings).await {
-                        Ok((r, _)) => r,
-                        Err(e) => {
-                            warnings.push(e.message);
-                            continue;
-                        }
-                    }
-                }
+            match self.index.load(&id)? {
+                Loaded::Found(r) => records.push(*r),
                 Loaded::Quarantined { path, reason } => {
                     warnings.push(format!(
                         "the record of {id} was unreadable ({reason}) and moved to {}",
                         path.display()
                     ));
-                    continue;
+                    if live.contains_key(&id) {
+                        orphans.push(id);
+                    }
                 }
-                Loaded::Missing => continue,
-            };
-            records.push(record);
+                Loaded::Missing if live.contains_key(&id) => orphans.push(id),
+                Loaded::Missing => {}
+            }
+        }
+        // Live units without a record: rebuild those of this index (their
+        // environment names it); units of other indexes are not ours to show.
+        let rebuilt = futures_util::future::join_all(orphans.iter().map(|id| async move {
+            let mut w = Vec::new();
+            (self.load(id, &mut w).await, w)
+        }))
+        .await;
+        for (loaded, w) in rebuilt {
+            if let Ok((record, _)) = loaded {
+                warnings.extend(w);
+                records.push(record);
+            }
         }
         for r in &mut records {
             reconcile(r, live.get(&r.id));
@@ -445,7 +487,9 @@ impl Controller {
         // A restart policy can change a unit's main process: ask systemd for
         // those only, all at once.
         let restarted: Vec<usize> = (0..records.len())
-            .filter(|&i| records[i].restart.policy != RestartPolicy::No && !records[i].state.is_ended())
+            .filter(|&i| {
+                records[i].restart.policy != RestartPolicy::No && !records[i].state.is_ended()
+            })
             .collect();
         if !restarted.is_empty() {
             let units: Vec<String> = restarted.iter().map(|&i| records[i].unit.clone()).collect();
@@ -459,7 +503,10 @@ impl Controller {
 
     /// Stops processes and waits until systemd has stopped them.
     pub async fn stop(&self, args: &[String]) -> Result<Vec<ActionOutcome>> {
-        let ids = args.iter().map(|a| self.resolve(a)).collect::<Result<Vec<_>>>()?;
+        let ids = args
+            .iter()
+            .map(|a| self.resolve(a))
+            .collect::<Result<Vec<_>>>()?;
         let mut targets = Vec::new();
         for id in &ids {
             let mut warnings = Vec::new();
@@ -479,7 +526,10 @@ impl Controller {
             self.reconcile_one(&mut r, None).await;
             Ok(outcome(&r, "stopped"))
         });
-        futures_util::future::join_all(stops).await.into_iter().collect()
+        futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Sends a signal to all processes of a running process's unit.
@@ -494,7 +544,14 @@ impl Controller {
                 r.state
             )));
         }
-        let ends = [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGABRT];
+        let ends = [
+            libc::SIGKILL,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGABRT,
+        ];
         if ends.contains(&signal) {
             self.index
                 .update(&id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
@@ -580,7 +637,7 @@ impl Controller {
 
     async fn reread(&self, record: Record) -> Result<Record> {
         Ok(match self.index.load(&record.id)? {
-            Loaded::Found(r) => r,
+            Loaded::Found(r) => *r,
             _ => record,
         })
     }
@@ -612,11 +669,22 @@ impl Controller {
         for id in self.index.ids()? {
             if let Loaded::Found(r) = self.index.load(&id)? {
                 if keep(&r) {
-                    out.push(r);
+                    out.push(*r);
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// The name systemd gives a spawn failure exit status (see systemd.exec(5)).
+fn spawn_failure_name(code: i32) -> &'static str {
+    match code {
+        200 => "/CHDIR: the working directory is not accessible",
+        203 => "/EXEC: the program could not be executed",
+        216 => "/GROUP",
+        217 => "/USER",
+        _ => "",
     }
 }
 
@@ -665,10 +733,9 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
         // running; keep what it recorded.
         Some(_) => {}
         None => {
-            let young = record
-                .started_at
-                .is_some_and(|t| t.elapsed() < START_GRACE);
-            if !record.state.is_ended() && !(record.state == State::Starting && young) {
+            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
+            let may_still_start = record.state == State::Starting && young;
+            if !(record.state.is_ended() || may_still_start) {
                 record.state = State::Lost;
             }
         }
@@ -718,7 +785,14 @@ fn record_from_environment(
         .iter()
         .filter(|(k, _)| {
             !k.starts_with("REFINE_")
-                && !matches!(k.as_str(), "SERVICE_RESULT" | "EXIT_CODE" | "EXIT_STATUS" | "INVOCATION_ID" | "MONITOR_SERVICE_RESULT")
+                && !matches!(
+                    k.as_str(),
+                    "SERVICE_RESULT"
+                        | "EXIT_CODE"
+                        | "EXIT_STATUS"
+                        | "INVOCATION_ID"
+                        | "MONITOR_SERVICE_RESULT"
+                )
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -755,7 +829,10 @@ fn record_from_environment(
         stop_requested_at: None,
         recovered_from: Some("systemd".into()),
     };
-    reconcile(&mut record, Some(&info.state).filter(|s| !s.active_state.is_empty()));
+    reconcile(
+        &mut record,
+        Some(&info.state).filter(|s| !s.active_state.is_empty()),
+    );
     record
 }
 
@@ -816,14 +893,20 @@ mod tests {
     #[test]
     fn the_exit_hook_environment_becomes_an_exit() {
         let env = |pairs: &[(&str, &str)]| {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
         };
         let e = exit_from_environment(&env(&[
             ("SERVICE_RESULT", "exit-code"),
             ("EXIT_CODE", "exited"),
             ("EXIT_STATUS", "3"),
         ]));
-        assert_eq!((e.result.as_str(), e.code, e.signal), ("exit-code", Some(3), None));
+        assert_eq!(
+            (e.result.as_str(), e.code, e.signal),
+            ("exit-code", Some(3), None)
+        );
         let e = exit_from_environment(&env(&[
             ("SERVICE_RESULT", "signal"),
             ("EXIT_CODE", "killed"),

@@ -28,10 +28,13 @@ struct FormatFile {
 /// What reading one record found.
 #[derive(Debug)]
 pub enum Loaded {
-    Found(Record),
+    Found(Box<Record>),
     Missing,
     /// The file did not parse; it was moved to `path`.
-    Quarantined { path: PathBuf, reason: String },
+    Quarantined {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +47,11 @@ impl Index {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
         let dir = dir.into();
         let index = Index { dir };
-        for d in [index.dir.clone(), index.records_dir(), index.quarantine_dir()] {
+        for d in [
+            index.dir.clone(),
+            index.records_dir(),
+            index.quarantine_dir(),
+        ] {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -83,8 +90,11 @@ impl Index {
         match fs::read(&path) {
             Ok(bytes) => {
                 let f: FormatFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::index(format!("unreadable index format file {}: {e}", path.display()))
-                        .hint("move the file aside; refine-proc will recreate it")
+                    Error::index(format!(
+                        "unreadable index format file {}: {e}",
+                        path.display()
+                    ))
+                    .hint("move the file aside; refine-proc will recreate it")
                 })?;
                 if f.format > INDEX_FORMAT {
                     return Err(Error::index(format!(
@@ -182,7 +192,7 @@ impl Index {
             Err(e) => return Err(self.io_error("read", &path, e)),
         };
         match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) if r.id == id => Ok(Loaded::Found(r)),
+            Ok(r) if r.id == id => Ok(Loaded::Found(Box::new(r))),
             Ok(r) => self.quarantine(id, &path, format!("it names id {:?}", r.id)),
             Err(e) => self.quarantine(id, &path, e.to_string()),
         }
@@ -212,7 +222,7 @@ impl Index {
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let _lock = self.lock()?;
         let mut record = match self.load(id)? {
-            Loaded::Found(r) => r,
+            Loaded::Found(r) => *r,
             Loaded::Missing | Loaded::Quarantined { .. } => return Ok(None),
         };
         change(&mut record);
@@ -340,7 +350,9 @@ mod tests {
                 });
             }
         });
-        let Loaded::Found(r) = index.load("abcd2345").unwrap() else { panic!() };
+        let Loaded::Found(r) = index.load("abcd2345").unwrap() else {
+            panic!()
+        };
         assert_eq!(r.restart.count, 200);
         assert_eq!(r.state, State::Running);
     }

@@ -38,7 +38,8 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     ];
     if format == "json" {
         args.push(
-            "--output-fields=MESSAGE,_PID,PRIORITY,SYSLOG_IDENTIFIER,_SYSTEMD_USER_UNIT".to_string(),
+            "--output-fields=MESSAGE,_PID,PRIORITY,SYSLOG_IDENTIFIER,_SYSTEMD_USER_UNIT"
+                .to_string(),
         );
     }
     if let Some(n) = query.lines {
@@ -54,7 +55,12 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     if let Some(uid) = query.uid {
         args.push(format!("_UID={uid}"));
     }
-    args.extend(query.identifiers.iter().map(|i| format!("SYSLOG_IDENTIFIER={i}")));
+    args.extend(
+        query
+            .identifiers
+            .iter()
+            .map(|i| format!("SYSLOG_IDENTIFIER={i}")),
+    );
     args
 }
 
@@ -95,8 +101,7 @@ pub fn parse_entry(line: &str) -> Option<LogEntry> {
             .as_deref()
             .and_then(|i| crate::model::parse_unit_name(&format!("{i}.service")))
             .map(|(_, id)| id),
-        unit: field("_SYSTEMD_USER_UNIT")
-            .or_else(|| identifier.map(|i| format!("{i}.service"))),
+        unit: field("_SYSTEMD_USER_UNIT").or_else(|| identifier.map(|i| format!("{i}.service"))),
         pid: field("_PID").and_then(|p| p.parse().ok()),
         priority: field("PRIORITY").and_then(|p| p.parse().ok()),
         message: field("MESSAGE").unwrap_or_default(),
@@ -108,7 +113,11 @@ fn field_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Array(items) if items.iter().all(Value::is_u64) => {
-            let bytes: Vec<u8> = items.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
+            let bytes: Vec<u8> = items
+                .iter()
+                .filter_map(|b| b.as_u64())
+                .map(|b| b as u8)
+                .collect();
             Some(String::from_utf8_lossy(&bytes).into_owned())
         }
         // A repeated field: keep the first value.
@@ -124,7 +133,10 @@ mod tests {
     #[test]
     fn queries_match_the_identifiers_of_the_caller_only() {
         let q = LogQuery {
-            identifiers: vec!["refine-agent-abcd2345".into(), "refine-agent-bcde3456".into()],
+            identifiers: vec![
+                "refine-agent-abcd2345".into(),
+                "refine-agent-bcde3456".into(),
+            ],
             uid: Some(1000),
             lines: Some(20),
             since: Some("-1h; rm -rf /".into()),

@@ -13,7 +13,7 @@ pub mod spec;
 pub mod systemd;
 pub mod text;
 
+pub use controller::{Controller, ListFilter, RunOptions, Status};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Owner, Record, State};
 pub use spec::RunSpec;
-pub use controller::{Controller, ListFilter, RunOptions, Status};

@@ -24,7 +24,7 @@ const MAX_DESCRIPTION: usize = 200;
 /// A request to launch a process, as a caller states it.
 #[derive(Clone, Debug, Default)]
 pub struct RunSpec {
-    /// argv; argv[0] is looked up in the caller's PATH when it has no slash.
+    /// argv; `argv[0]` is looked up in the caller's PATH when it has no slash.
     pub command: Vec<String>,
     pub owner: Option<Owner>,
     pub label: Option<String>,
@@ -92,7 +92,9 @@ impl RunSpec {
         };
         check_text("--label", &label, MAX_TEXT)?;
         if label.trim().is_empty() {
-            return Err(Error::invalid("--label is empty").hint("give a short name for the process"));
+            return Err(
+                Error::invalid("--label is empty").hint("give a short name for the process")
+            );
         }
         if let Some(d) = &self.details {
             check_text("--details", d, MAX_DETAILS)?;
@@ -273,7 +275,10 @@ pub fn service_properties(id: &str, launch: &Launch, hook: &ExitHook) -> Vec<(&'
     let mut env = refine_environment(id, launch, &hook.state_dir);
     env.extend(launch.environment.iter().map(|(k, v)| format!("{k}={v}")));
     let mut props = vec![
-        ("Description", Prop::Str(description(launch.owner, &launch.label))),
+        (
+            "Description",
+            Prop::Str(description(launch.owner, &launch.label)),
+        ),
         ("Slice", Prop::Str(launch.owner.slice())),
         // exec: a command that cannot be executed fails the start job.
         ("Type", Prop::Str("exec".into())),
@@ -282,7 +287,10 @@ pub fn service_properties(id: &str, launch: &Launch, hook: &ExitHook) -> Vec<(&'
         // A unique identifier carried in the stream header: journald then
         // attributes every line, even from a process that exits at once.
         ("SyslogIdentifier", Prop::Str(ident)),
-        ("WorkingDirectory", Prop::Str(launch.cwd.display().to_string())),
+        (
+            "WorkingDirectory",
+            Prop::Str(launch.cwd.display().to_string()),
+        ),
         ("Environment", Prop::Strs(env)),
         (
             "ExecStartEx",
@@ -362,7 +370,11 @@ mod tests {
     fn rejects_bad_directories_env_names_and_huge_text() {
         let mut s = spec(&["true"]);
         s.cwd = Some("/no/such/dir".into());
-        assert!(s.validate().unwrap_err().message.contains("working directory"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("working directory"));
         for bad in ["1X", "A-B", "", "REFINE_ID"] {
             let mut s = spec(&["true"]);
             s.environment.insert(bad.into(), "v".into());
@@ -380,14 +392,18 @@ mod tests {
         let l = s.validate().unwrap();
         let props = service_properties("abcd2345", &l, &hook());
         let get = |k: &str| props.iter().find(|(n, _)| *n == k).unwrap().1.clone();
-        let Prop::Exec(exec) = get("ExecStartEx") else { panic!() };
+        let Prop::Exec(exec) = get("ExecStartEx") else {
+            panic!()
+        };
         assert_eq!(exec[0].1, vec!["echo", "$HOME", "a\nb", "'\""]);
         assert_eq!(exec[0].2, vec!["no-env-expand"]);
         assert_eq!(
             get("Description"),
             Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())
         );
-        let Prop::Strs(env) = get("Environment") else { panic!() };
+        let Prop::Strs(env) = get("Environment") else {
+            panic!()
+        };
         assert!(env.contains(&"REFINE_LABEL=evil\n\x1b[2Jlabel".to_string()));
     }
 
@@ -406,12 +422,17 @@ mod tests {
         let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());
         assert_eq!(get("Slice"), Some(Prop::Str("refine-agent.slice".into())));
         assert_eq!(get("Type"), Some(Prop::Str("exec".into())));
-        assert_eq!(get("SyslogIdentifier"), Some(Prop::Str("refine-agent-abcd2345".into())));
+        assert_eq!(
+            get("SyslogIdentifier"),
+            Some(Prop::Str("refine-agent-abcd2345".into()))
+        );
         assert_eq!(get("MemoryMax"), Some(Prop::U64(1 << 30)));
         assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(1_500_000)));
         assert_eq!(get("RuntimeMaxUSec"), Some(Prop::U64(90_000_000)));
         assert_eq!(get("Restart"), Some(Prop::Str("on-failure".into())));
-        let Some(Prop::Exec(hook)) = get("ExecStopPostEx") else { panic!() };
+        let Some(Prop::Exec(hook)) = get("ExecStopPostEx") else {
+            panic!()
+        };
         assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
         assert!(hook[0].2.contains(&"ignore-failure".to_string()));
     }

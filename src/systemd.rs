@@ -44,8 +44,13 @@ trait Manager {
     /// Asks for UnitNew/UnitRemoved and PropertiesChanged on this connection.
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
-    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String)
-        -> zbus::Result<()>;
+    fn job_removed(
+        &self,
+        id: u32,
+        job: OwnedObjectPath,
+        unit: String,
+        result: String,
+    ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
@@ -126,7 +131,9 @@ pub struct JobOutcome {
 impl Systemd {
     /// Connects to the user bus and checks that a systemd manager answers.
     pub async fn connect() -> Result<Systemd> {
-        let conn = Connection::session().await.map_err(|e| unreachable(&e.to_string()))?;
+        let conn = Connection::session()
+            .await
+            .map_err(|e| unreachable(&e.to_string()))?;
         let manager = ManagerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()
@@ -174,7 +181,10 @@ impl Systemd {
     /// has collected it (after its ExecStopPost ran), as `systemd-run --wait`.
     pub async fn wait_until_gone(&self, unit: &str) -> Result<()> {
         let action = format!("wait for {unit}");
-        self.manager.subscribe().await.map_err(|e| dbus_error(&action, unit, e))?;
+        self.manager
+            .subscribe()
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
         // The stream exists before the first check, so no removal is missed.
         let mut removed = self
             .manager
@@ -413,7 +423,8 @@ fn unreachable(reason: &str) -> Error {
 fn dbus_error(action: &str, unit: &str, e: zbus::Error) -> Error {
     let name = error_name(&e).unwrap_or_default();
     match name.as_str() {
-        "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+        "org.freedesktop.DBus.Error.ServiceUnknown"
+        | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
             unreachable("the bus has no org.freedesktop.systemd1 (no systemd --user on this bus)")
         }
         "org.freedesktop.systemd1.NoSuchUnit" => {

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{Limits, Metadata};
-use refine_proc::text::{parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment};
+use refine_proc::text::{
+    parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment,
+};
 use refine_proc::{Controller, Error, Owner, Record, Result, RunSpec, State};
 
 const ABOUT: &str = "Run and watch processes as transient systemd user services, \
@@ -55,7 +57,7 @@ Examples:
 The command runs with argv exactly as given ($VAR is not expanded), in the
 current directory unless --cwd is given, with REFINE_ID, REFINE_OWNER,
 REFINE_WORKFLOW, ... in its environment.")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List managed processes (running ones; --all adds ended ones)
     #[command(after_help = "\
 Examples:
@@ -155,7 +157,11 @@ struct RunArgs {
     #[arg(long)]
     json: bool,
     /// The command and its arguments (after --)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 
@@ -238,14 +244,24 @@ struct LogsArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing();
-    let state_dir = match cli.state_dir.clone().map(Ok).unwrap_or_else(default_state_dir) {
+    let state_dir = match cli
+        .state_dir
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(default_state_dir)
+    {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
     };
     // The exit hook runs under systemd after every exit: no bus, no runtime.
     if let Command::RecordExit { id } = &cli.command {
         let env: BTreeMap<String, String> = std::env::vars_os()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
             .collect();
         return match Controller::open(&state_dir).and_then(|c| c.record_exit(id, &env)) {
             Ok(_) => 0,
@@ -284,7 +300,7 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
     match command {
         Command::Run(args) => {
             let (json, wait) = (args.json, args.wait);
-            let spec = run_spec(args)?;
+            let spec = run_spec(*args)?;
             let record = controller.run(spec, RunOptions { wait }).await?;
             if json {
                 output::json(&record)?;
@@ -412,8 +428,10 @@ fn exit_code_of(r: &Record) -> i32 {
 
 async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
     if !TEXT_FORMATS.contains(&args.output.as_str()) {
-        return Err(Error::invalid(format!("unknown log format {:?}", args.output))
-            .hint(format!("use one of: {}", TEXT_FORMATS.join(", "))));
+        return Err(
+            Error::invalid(format!("unknown log format {:?}", args.output))
+                .hint(format!("use one of: {}", TEXT_FORMATS.join(", "))),
+        );
     }
     let records: Vec<Record> = match (&args.id, &args.owner, &args.workflow) {
         (Some(id), _, _) => vec![controller.status(id).await?.record],
@@ -459,7 +477,8 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for line in reader.lines() {
-        let line = line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
+        let line =
+            line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
         if let Some(entry) = journal::parse_entry(&line) {
             let written = serde_json::to_writer(&mut out, &entry)
                 .map_err(std::io::Error::from)

@@ -14,7 +14,10 @@ use tabled::settings::Style;
 pub fn io_result(r: std::io::Result<()>) -> Result<()> {
     match r {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(Error::new(refine_proc::ErrorKind::Systemd, format!("cannot write output: {e}"))),
+        Err(e) => Err(Error::new(
+            refine_proc::ErrorKind::Systemd,
+            format!("cannot write output: {e}"),
+        )),
         Ok(()) => Ok(()),
     }
 }
@@ -45,12 +48,18 @@ fn exit_text(r: &Record) -> String {
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(|v| escape(&v.to_string())).unwrap_or_else(|| "-".into())
+    v.as_ref()
+        .map(|v| escape(&v.to_string()))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn table(records: &[Record], all: bool) -> Result<()> {
     if records.is_empty() {
-        let hint = if all { "" } else { " (list --all shows ended ones too)" };
+        let hint = if all {
+            ""
+        } else {
+            " (list --all shows ended ones too)"
+        };
         eprintln!("no managed processes{hint}");
         return Ok(());
     }
@@ -63,7 +72,9 @@ pub fn table(records: &[Record], all: bool) -> Result<()> {
             truncate(&escape(&r.label), 40),
             r.state.to_string(),
             opt(&r.pid),
-            r.started_at.map(|t| short_age(t.elapsed())).unwrap_or_else(|| "-".into()),
+            r.started_at
+                .map(|t| short_age(t.elapsed()))
+                .unwrap_or_else(|| "-".into()),
             exit_text(r),
         ]);
     }
@@ -88,11 +99,11 @@ pub fn started(r: &Record) -> Result<()> {
 /// The summary `run --wait` prints when the process has ended.
 pub fn finished(r: &Record) -> Result<()> {
     let runtime = match (r.started_at, r.ended_at) {
-        (Some(s), Some(e)) => e
-            .0
-            .duration_since(s.0)
-            .map(|d| format!(", ran {:.3}s", d.as_secs_f64()))
-            .unwrap_or_default(),
+        (Some(s), Some(e)) => {
+            e.0.duration_since(s.0)
+                .map(|d| format!(", ran {:.3}s", d.as_secs_f64()))
+                .unwrap_or_default()
+        }
         _ => String::new(),
     };
     eprintln!(
@@ -109,7 +120,15 @@ pub fn finished(r: &Record) -> Result<()> {
 pub fn outcomes(outcomes: &[ActionOutcome]) -> Result<()> {
     let text: String = outcomes
         .iter()
-        .map(|o| format!("{} {}: {} (now {})\n", o.id, o.unit, o.outcome.replace('-', " "), o.state))
+        .map(|o| {
+            format!(
+                "{} {}: {} (now {})\n",
+                o.id,
+                o.unit,
+                o.outcome.replace('-', " "),
+                o.state
+            )
+        })
         .collect();
     print(&text)
 }
@@ -129,7 +148,14 @@ pub fn status(s: &Status) -> Result<()> {
         ("ended".into(), opt(&r.ended_at)),
         ("result".into(), opt(&r.result)),
         ("exit".into(), exit_text(r)),
-        ("restart".into(), format!("{} (restarted {} times)", r.restart.policy.as_str(), r.restart.count)),
+        (
+            "restart".into(),
+            format!(
+                "{} (restarted {} times)",
+                r.restart.policy.as_str(),
+                r.restart.count
+            ),
+        ),
     ];
     if let Some(d) = &r.details {
         lines.insert(4, ("details".into(), escape(d)));
@@ -165,7 +191,10 @@ pub fn status(s: &Status) -> Result<()> {
     if let Some(sd) = &s.systemd {
         lines.push((
             "systemd".into(),
-            format!("{} ({}), {} restarts", sd.state.active_state, sd.state.sub_state, sd.n_restarts),
+            format!(
+                "{} ({}), {} restarts",
+                sd.state.active_state, sd.state.sub_state, sd.n_restarts
+            ),
         ));
         if let Some(cpu) = sd.cpu_usage_nsec {
             lines.push(("cpu time".into(), format!("{:.3}s", cpu as f64 / 1e9)));

@@ -1,0 +1,98 @@
+//! Logs come from journald, complete even for processes that exit at once,
+//! and the same lines are what journalctl users see.
+
+use super::common::*;
+
+#[test]
+fn logs_of_a_process_that_exits_at_once_are_complete() {
+    let env = Env::new();
+    // journald attributes lines by reading /proc of the writer; a process
+    // that is already gone loses its unit field. Ten quick ones in a row.
+    for i in 0..10 {
+        let r = env.run(&[
+            "--",
+            "sh",
+            "-c",
+            &format!("echo one {i}; echo two {i}; echo three {i}"),
+        ]);
+        wait_gone(&r.unit);
+        let out = env.ok(&["logs", &r.id]);
+        let expected = format!("one {i}\ntwo {i}\nthree {i}\n");
+        assert_eq!(out.stdout, expected, "run {i}: {}", out.stderr);
+        let ident = r.unit.trim_end_matches(".service");
+        assert_eq!(journal_lines(ident).len(), 3, "journalctl -t {ident}");
+        assert_eq!(r.logs.journal, format!("journalctl -t {ident}"));
+    }
+}
+
+#[test]
+fn logs_json_lines_lines_and_groups_by_owner_and_workflow() {
+    let env = Env::new();
+    let a = env.run(&[
+        "--owner",
+        "quality",
+        "--workflow",
+        "wf-a",
+        "--",
+        "sh",
+        "-c",
+        "echo a1; echo a2; printf 'bad\\377byte\\n'",
+    ]);
+    let b = env.run(&[
+        "--owner",
+        "agent",
+        "--workflow",
+        "wf-a",
+        "--",
+        "sh",
+        "-c",
+        "echo b1",
+    ]);
+    let c = env.run(&[
+        "--owner",
+        "agent",
+        "--workflow",
+        "wf-c",
+        "--",
+        "sh",
+        "-c",
+        "echo c1",
+    ]);
+    for r in [&a, &b, &c] {
+        wait_gone(&r.unit);
+    }
+    let out = env.ok(&["logs", "--json", &a.id]);
+    let entries: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let messages: Vec<&str> = entries
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, vec!["a1", "a2", "bad\u{fffd}byte"]);
+    assert!(entries
+        .iter()
+        .all(|e| e["id"] == a.id.as_str() && e["time"].is_string()));
+    assert_eq!(
+        env.ok(&["logs", "-n", "1", &a.id]).stdout,
+        "bad\u{fffd}byte\n"
+    );
+    let owner = env.ok(&["logs", "--owner", "agent"]).stdout;
+    assert_eq!(sorted(&owner), vec!["b1", "c1"]);
+    let workflow = env.ok(&["logs", "--workflow", "wf-a"]).stdout;
+    assert_eq!(sorted(&workflow), vec!["a1", "a2", "b1", "bad\u{fffd}byte"]);
+    let short = env.ok(&["logs", "--output", "short-iso", &b.id]).stdout;
+    assert!(
+        short.contains(b.unit.trim_end_matches(".service")) && short.contains("b1"),
+        "{short}"
+    );
+    assert_eq!(env.cmd(&["logs", "--output", "xml", &b.id]).code, 2);
+}
+
+fn sorted(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}

@@ -1,0 +1,5 @@
+mod common;
+mod errors;
+mod index;
+mod lifecycle;
+mod logs;
