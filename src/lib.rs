@@ -1,8 +1,4 @@
-//! refine-proc: a process controller for developers and agents.
-//!
-//! Every managed process is a transient systemd user service; refine-proc
-//! adds owners, workflow metadata, a durable index of every run and its
-//! exit, and one view of all of it. The [`Controller`] is the entry point.
+#![doc = include_str!("../README.md")]
 
 pub mod controller;
 pub mod error;
