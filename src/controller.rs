@@ -419,6 +419,16 @@ impl Controller {
         })
     }
 
+    /// The stored record of one process, without asking systemd unless the
+    /// index lost it.
+    pub async fn record(&self, arg: &str) -> Result<Record> {
+        let id = self.resolve(arg)?;
+        match self.index.load(&id)? {
+            Loaded::Found(r) => Ok(*r),
+            _ => Ok(self.status(&id).await?.record),
+        }
+    }
+
     /// Managed processes, oldest first. Without `all` only live units are
     /// read, so the cost follows the number running, not the history.
     pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<Record>, Vec<String>)> {
@@ -569,6 +579,9 @@ impl Controller {
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
         let systemd = self.systemd().await?;
         if info.is_some() {
+            // The exit this causes is ours: not an automatic restart to count.
+            self.index
+                .update(&id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
             systemd.restart(&record.unit).await?;
             self.index.update(&id, |r| {
                 r.clear_exit();

@@ -27,6 +27,12 @@ pub struct LogQuery {
     pub follow: bool,
 }
 
+/// The uid whose lines `refine-proc logs` reads: the caller's own.
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// The journalctl arguments for `query`, printing in `format`
 /// (a text format, or "json" for [`parse_entry`]).
 pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {

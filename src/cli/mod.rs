@@ -434,7 +434,7 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         );
     }
     let records: Vec<Record> = match (&args.id, &args.owner, &args.workflow) {
-        (Some(id), _, _) => vec![controller.status(id).await?.record],
+        (Some(id), _, _) => vec![controller.record(id).await?],
         (None, Some(owner), _) => {
             let owner: Owner = owner.parse()?;
             controller.records_where(|r| r.owner == owner)?
@@ -453,7 +453,7 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
             .iter()
             .map(|r| r.unit.trim_end_matches(".service").to_string())
             .collect(),
-        uid: Some(unsafe { libc::getuid() }),
+        uid: Some(journal::current_uid()),
         lines: args.lines,
         since: args.since,
         follow: args.follow,

@@ -239,6 +239,20 @@ fn restart_of_a_running_process_gives_it_a_new_pid() {
 }
 
 #[test]
+fn restart_of_a_process_with_restart_always_counts_once() {
+    let env = Env::new();
+    let r = env.run(&["--restart", "always", "--", "sleep", "600"]);
+    env.ok(&["restart", &r.id]);
+    let s = env.status(&r.id);
+    assert_eq!((s.state.as_str(), s.restart.count), ("running", 1));
+    assert_eq!(
+        show(&r.unit, "NRestarts"),
+        "0",
+        "systemd counts only its own restarts"
+    );
+}
+
+#[test]
 fn restart_of_an_ended_process_runs_the_same_command_again_under_the_same_id() {
     let env = Env::new();
     let r = env.run(&[
