@@ -15,7 +15,7 @@ use crate::model::{
     RestartPolicy, State, Timestamp, RECORD_SCHEMA,
 };
 use crate::spec::{service_properties, ExitHook, Launch, RunSpec};
-use crate::systemd::{ServiceInfo, Systemd, UnitState};
+use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
 use crate::text::escape;
 
 /// A record still `starting` without a unit is given this long to appear
@@ -167,15 +167,14 @@ impl Controller {
                 return Err(e);
             }
         };
-        let started_ok = job.result == "done";
+        // after_start fails when the process never ran; otherwise it ran,
+        // and may be restarting, and --wait waits for the very end.
         let record = self.after_start(record, job).await?;
-        if !(options.wait && started_ok) {
+        if !options.wait {
             return Ok(record);
         }
         systemd.wait_until_gone(&record.unit).await?;
-        let mut record = self.reread(record).await?;
-        reconcile(&mut record, None);
-        Ok(record)
+        self.refetch(record).await
     }
 
     fn create_record(&self, launch: &Launch) -> Result<Record> {
@@ -208,7 +207,9 @@ impl Controller {
                     policy: launch.restart,
                     count: 0,
                 },
-                stop_requested_at: None,
+                runs_ended: 0,
+                stop_requested_for: None,
+                last_exit_invocation: None,
                 recovered_from: None,
             };
             // The record exists before the unit, so the exit hook always
@@ -221,11 +222,12 @@ impl Controller {
         }
     }
 
-    async fn after_start(&self, record: Record, job: crate::systemd::JobOutcome) -> Result<Record> {
-        let systemd = self.systemd().await?;
-        let pid = systemd.main_pids(std::slice::from_ref(&record.unit)).await[0];
+    async fn after_start(&self, record: Record, job: JobOutcome) -> Result<Record> {
+        let info = self.systemd().await?.service_info(&record.unit).await?;
+        let pid = info.as_ref().and_then(|i| i.main_pid);
         let updated = self.index.update(&record.id, |r| {
-            r.pid = r.pid.or(pid);
+            r.pid = pid.or(r.pid);
+            // Unless the exit hook already recorded the end of this run.
             if r.state == State::Starting && job.result == "done" {
                 r.state = State::Running;
             }
@@ -253,7 +255,7 @@ impl Controller {
                 record.id, record.unit
             )));
         }
-        self.reconcile_one(&mut record, None).await;
+        refresh(&mut record, info.as_ref());
         Ok(record)
     }
 
@@ -319,6 +321,12 @@ impl Controller {
         };
         let record = match loaded {
             Loaded::Found(r) => *r,
+            Loaded::Newer { schema } => {
+                return Err(Error::index(format!(
+                    "the record of {id} was written by a newer refine-proc (schema {schema})"
+                ))
+                .hint("upgrade refine-proc to act on it"))
+            }
             Loaded::Quarantined { path, reason } => {
                 warnings.push(format!(
                     "the record of {id} was unreadable ({reason}); it was moved to {} and rebuilt from systemd",
@@ -382,28 +390,20 @@ impl Controller {
             ))
             .hint("pass that directory with --state-dir"));
         }
-        let record = record_from_environment(id, unit, &env, info);
-        self.index.save(&record)?;
-        Ok(record)
+        // Never overwrite: the exit hook may have written it meanwhile.
+        self.index
+            .create_or_load(record_from_environment(id, unit, &env, info))
     }
 
-    /// Brings the record's state in line with systemd's view.
-    async fn reconcile_one(&self, record: &mut Record, info: Option<&ServiceInfo>) {
-        let fetched;
-        let info = match info {
-            Some(i) => Some(i),
-            None => {
-                fetched = match self.systemd().await {
-                    Ok(s) => s.service_info(&record.unit).await.ok().flatten(),
-                    Err(_) => None,
-                };
-                fetched.as_ref()
-            }
+    /// Re-reads the record and brings it in line with systemd's view.
+    async fn refetch(&self, record: Record) -> Result<Record> {
+        let mut record = match self.index.load(&record.id)? {
+            Loaded::Found(r) => *r,
+            _ => record,
         };
-        if let Some(i) = info {
-            record.pid = i.main_pid.or(record.pid);
-        }
-        reconcile(record, info.map(|i| &i.state));
+        let info = self.systemd().await?.service_info(&record.unit).await?;
+        refresh(&mut record, info.as_ref());
+        Ok(record)
     }
 
     /// Everything known about one process.
@@ -411,7 +411,7 @@ impl Controller {
         let id = self.resolve(arg)?;
         let mut warnings = Vec::new();
         let (mut record, info) = self.load(&id, &mut warnings).await?;
-        self.reconcile_one(&mut record, info.as_ref()).await;
+        refresh(&mut record, info.as_ref());
         Ok(Status {
             record,
             systemd: info,
@@ -429,81 +429,82 @@ impl Controller {
         }
     }
 
-    /// Managed processes, oldest first. Without `all` only live units are
-    /// read, so the cost follows the number running, not the history.
+    /// Managed processes, oldest first. Without `all` only the records of
+    /// loaded units are read, so the cost follows the number running, not
+    /// the history.
     pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<Record>, Vec<String>)> {
         let systemd = self.systemd().await?;
-        let units = systemd.list(&["refine-*.service"]).await?;
-        let live: HashMap<String, UnitState> = units
+        let live: HashMap<String, ListedUnit> = systemd
+            .list(&["refine-*.service"])
+            .await?
             .into_iter()
-            .filter_map(|u| {
-                let (_, id) = parse_unit_name(&u.name)?;
-                Some((
-                    id,
-                    UnitState {
-                        active_state: u.active_state,
-                        sub_state: u.sub_state,
-                        freezer_state: None,
-                    },
-                ))
-            })
+            .filter_map(|u| Some((parse_unit_name(&u.name)?.1, u)))
             .collect();
         let want_history = filter.all || filter.state.is_some_and(State::is_ended);
-        let ids: Vec<String> = if want_history {
-            let mut ids = self.index.ids()?;
-            ids.extend(live.keys().cloned());
+        let mut ids: Vec<String> = live.keys().cloned().collect();
+        if want_history {
+            ids.extend(self.index.ids()?);
             ids.sort();
             ids.dedup();
-            ids
-        } else {
-            live.keys().cloned().collect()
-        };
+        }
         let mut warnings = Vec::new();
         let mut records = Vec::with_capacity(ids.len());
         let mut orphans = Vec::new();
         for id in ids {
             match self.index.load(&id)? {
                 Loaded::Found(r) => records.push(*r),
+                Loaded::Newer { schema } => warnings.push(format!(
+                    "skipped {id}: written by a newer refine-proc (schema {schema})"
+                )),
                 Loaded::Quarantined { path, reason } => {
                     warnings.push(format!(
                         "the record of {id} was unreadable ({reason}) and moved to {}",
                         path.display()
                     ));
-                    if live.contains_key(&id) {
-                        orphans.push(id);
-                    }
+                    orphans.extend(live.get(&id).map(|u| (id, u)));
                 }
-                Loaded::Missing if live.contains_key(&id) => orphans.push(id),
-                Loaded::Missing => {}
+                Loaded::Missing => orphans.extend(live.get(&id).map(|u| (id, u))),
             }
         }
-        // Live units without a record: rebuild those of this index (their
-        // environment names it); units of other indexes are not ours to show.
-        let rebuilt = futures_util::future::join_all(orphans.iter().map(|id| async move {
-            let mut w = Vec::new();
-            (self.load(id, &mut w).await, w)
-        }))
-        .await;
-        for (loaded, w) in rebuilt {
-            if let Ok((record, _)) = loaded {
-                warnings.extend(w);
-                records.push(record);
+        // Loaded units without a record: rebuild those that name this index
+        // in their environment (one property read each); units of other
+        // indexes sharing the manager are not ours to show.
+        let paths: Vec<_> = orphans.iter().map(|(_, u)| u.path.clone()).collect();
+        let environments = systemd.service_property(&paths, "Environment").await;
+        for ((id, _), env) in orphans.iter().zip(environments) {
+            let env: Vec<String> = env.and_then(|v| v.try_into().ok()).unwrap_or_default();
+            let ours = format!("REFINE_PROC_STATE_DIR={}", self.index.dir().display());
+            if env.iter().any(|e| *e == ours) {
+                match self.load(id, &mut warnings).await {
+                    Ok((record, _)) => records.push(record),
+                    Err(e) => warnings.push(e.message),
+                }
             }
         }
         for r in &mut records {
-            reconcile(r, live.get(&r.id));
+            let state = live.get(&r.id).map(|u| UnitState {
+                active_state: u.active_state.clone(),
+                sub_state: u.sub_state.clone(),
+                freezer_state: None,
+            });
+            reconcile(r, state.as_ref());
         }
         records.retain(|r| filter.matches(r));
-        // A restart policy can change a unit's main process: ask systemd for
-        // those only, all at once.
-        let restarted: Vec<usize> = (0..records.len())
+        // A restart gives a unit a new main process: ask systemd for the
+        // pids of restartable units only, all at once.
+        let restartable: Vec<usize> = (0..records.len())
             .filter(|&i| {
                 records[i].restart.policy != RestartPolicy::No && !records[i].state.is_ended()
             })
             .collect();
-        if !restarted.is_empty() {
-            let units: Vec<String> = restarted.iter().map(|&i| records[i].unit.clone()).collect();
-            for (i, pid) in restarted.into_iter().zip(systemd.main_pids(&units).await) {
+        let paths: Vec<_> = restartable
+            .iter()
+            .filter_map(|&i| live.get(&records[i].id).map(|u| u.path.clone()))
+            .collect();
+        if paths.len() == restartable.len() {
+            let pids = systemd.service_property(&paths, "MainPID").await;
+            for (i, pid) in restartable.into_iter().zip(pids) {
+                let pid = pid.and_then(|v| u32::try_from(v).ok()).filter(|p| *p != 0);
                 records[i].pid = pid.or(records[i].pid);
             }
         }
@@ -519,22 +520,18 @@ impl Controller {
             .collect::<Result<Vec<_>>>()?;
         let mut targets = Vec::new();
         for id in &ids {
-            let mut warnings = Vec::new();
-            targets.push(self.load(id, &mut warnings).await?);
+            targets.push(self.load(id, &mut Vec::new()).await?);
         }
         let systemd = self.systemd().await?;
         let stops = targets.into_iter().map(|(record, info)| async move {
-            if info.is_none() {
+            let Some(info) = info else {
                 let mut r = record;
                 reconcile(&mut r, None);
                 return Ok(outcome(&r, "was-not-running"));
-            }
-            self.index
-                .update(&record.id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
+            };
+            self.request_stop(&record.id, &info)?;
             systemd.stop(&record.unit).await?;
-            let mut r = self.reread(record).await?;
-            self.reconcile_one(&mut r, None).await;
-            Ok(outcome(&r, "stopped"))
+            Ok(outcome(&self.refetch(record).await?, "stopped"))
         });
         futures_util::future::join_all(stops)
             .await
@@ -542,34 +539,46 @@ impl Controller {
             .collect()
     }
 
+    /// Marks the unit's current run as ended on request, so its exit is
+    /// recorded as `stopped` (and only that run's).
+    fn request_stop(&self, id: &str, info: &ServiceInfo) -> Result<()> {
+        let invocation = info.invocation_id.clone();
+        self.index
+            .update(id, |r| r.stop_requested_for = invocation)?;
+        Ok(())
+    }
+
     /// Sends a signal to all processes of a running process's unit.
     pub async fn kill(&self, arg: &str, signal: i32) -> Result<ActionOutcome> {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
-        if info.is_none() {
+        let Some(info) = info else {
             let mut r = record;
             reconcile(&mut r, None);
             return Err(Error::refused(format!(
                 "{id} is not running (it is {}); there is nothing to signal",
                 r.state
             )));
-        }
+        };
+        // Signals that ask a process to end; HUP, USR1, ... usually do not.
         let ends = [
             libc::SIGKILL,
             libc::SIGTERM,
             libc::SIGINT,
             libc::SIGQUIT,
-            libc::SIGHUP,
             libc::SIGABRT,
         ];
-        if ends.contains(&signal) {
-            self.index
-                .update(&id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
+        let ending = ends.contains(&signal);
+        if ending {
+            self.request_stop(&id, &info)?;
         }
-        self.systemd().await?.kill(&record.unit, signal).await?;
-        let mut r = self.reread(record).await?;
-        self.reconcile_one(&mut r, None).await;
-        Ok(outcome(&r, "signalled"))
+        if let Err(e) = self.systemd().await?.kill(&record.unit, signal).await {
+            if ending {
+                self.index.update(&id, |r| r.stop_requested_for = None)?;
+            }
+            return Err(e);
+        }
+        Ok(outcome(&self.refetch(record).await?, "signalled"))
     }
 
     /// Restarts a running process, or starts an ended one again under the
@@ -578,18 +587,26 @@ impl Controller {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
         let systemd = self.systemd().await?;
-        if info.is_some() {
-            // The exit this causes is ours: not an automatic restart to count.
-            self.index
-                .update(&id, |r| r.stop_requested_at = Some(Timestamp::now()))?;
+        if let Some(info) = info {
+            // The exit this causes is ours, not a failure.
+            self.request_stop(&id, &info)?;
             systemd.restart(&record.unit).await?;
+            let old = info.invocation_id;
             self.index.update(&id, |r| {
-                r.clear_exit();
-                r.restart.count += 1;
+                // If the latest exit is the one we caused, the record
+                // describes the new run now; a later exit stays as recorded.
+                if r.last_exit_invocation == old {
+                    r.clear_exit();
+                    r.state = State::Running;
+                }
             })?;
-            let mut r = self.reread(record).await?;
-            self.reconcile_one(&mut r, None).await;
-            return Ok(outcome(&r, "restarted"));
+            return Ok(outcome(&self.refetch(record).await?, "restarted"));
+        }
+        if record.command.is_empty() {
+            return Err(Error::refused(format!(
+                "cannot start {id} again: its record was rebuilt after the index was lost, without the command"
+            ))
+            .hint("start it anew with refine-proc run"));
         }
         let launch = RunSpec {
             command: record.command.clone(),
@@ -609,7 +626,6 @@ impl Controller {
             r.state = State::Starting;
             r.pid = None;
             r.started_at = Some(Timestamp::now());
-            r.restart.count += 1;
         })?;
         let props = service_properties(&id, &launch, &hook);
         let job = match systemd.start_transient(&record.unit, &props).await {
@@ -648,20 +664,13 @@ impl Controller {
         Ok(outcome(&record, "forgotten"))
     }
 
-    async fn reread(&self, record: Record) -> Result<Record> {
-        Ok(match self.index.load(&record.id)? {
-            Loaded::Found(r) => *r,
-            _ => record,
-        })
-    }
-
     /// Records an exit reported by systemd to the ExecStopPost hook, from
-    /// its environment (SERVICE_RESULT, EXIT_CODE, EXIT_STATUS). Runs
-    /// without D-Bus so it works whatever else is happening.
+    /// its environment (SERVICE_RESULT, EXIT_CODE, EXIT_STATUS,
+    /// INVOCATION_ID). Runs without D-Bus so it works whatever else is
+    /// happening.
     pub fn record_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
         let exit = exit_from_environment(env);
-        let updated = self.index.update(id, |r| r.apply_exit(exit.clone()))?;
-        if let Some(r) = updated {
+        if let Some(r) = self.index.update(id, |r| r.apply_exit(exit.clone()))? {
             return Ok(r);
         }
         // The index lost the record: rebuild it from the unit's environment,
@@ -671,9 +680,15 @@ impl Controller {
             .cloned()
             .unwrap_or_else(|| format!("refine-unknown-{id}.service"));
         let mut record = record_from_environment(id, &unit, env, &ServiceInfo::default());
-        record.apply_exit(exit);
-        self.index.save(&record)?;
-        Ok(record)
+        record.apply_exit(exit.clone());
+        match self.index.create(&record) {
+            Ok(()) => Ok(record),
+            // Someone rebuilt it meanwhile: apply the exit to theirs.
+            Err(_) => Ok(self
+                .index
+                .update(id, |r| r.apply_exit(exit))?
+                .unwrap_or(record)),
+        }
     }
 
     /// All records of an owner or workflow (for grouped logs).
@@ -735,8 +750,18 @@ fn default_hook_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("refine-proc"))
 }
 
+/// The record with systemd's live facts about the unit (if loaded) merged in.
+fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
+    if let Some(pid) = info.and_then(|i| i.main_pid) {
+        record.pid = Some(pid);
+    }
+    reconcile(record, info.map(|i| &i.state));
+}
+
 /// Merges systemd's live view into a record: while the unit is loaded its
 /// state wins; once it is gone, the recorded exit does; no exit means lost.
+/// The restart count follows from the runs that ended: every ended run but
+/// the last one was followed by another start.
 pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
     match live.map(|l| (l.active_state.as_str(), l.freezer_state.as_deref())) {
         Some((_, Some("frozen" | "freezing"))) => record.state = State::Paused,
@@ -753,12 +778,15 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
             }
         }
     }
+    let ended_last_run = matches!(record.state, State::Exited | State::Failed | State::Stopped);
+    record.restart.count = if ended_last_run {
+        record.runs_ended.saturating_sub(1)
+    } else {
+        record.runs_ended
+    };
     if !record.state.is_ended() {
         // The exit fields describe a previous run of a restarted process.
-        record.ended_at = None;
-        record.exit_code = None;
-        record.exit_signal = None;
-        record.result = None;
+        record.clear_exit();
     }
 }
 
@@ -779,6 +807,7 @@ fn exit_from_environment(env: &BTreeMap<String, String>) -> Exit {
         code,
         signal,
         at: Timestamp::now(),
+        invocation: env.get("INVOCATION_ID").filter(|i| !i.is_empty()).cloned(),
     }
 }
 
@@ -839,7 +868,9 @@ fn record_from_environment(
         logs: Logs {
             journal: journal_command(unit),
         },
-        stop_requested_at: None,
+        runs_ended: 0,
+        stop_requested_for: None,
+        last_exit_invocation: None,
         recovered_from: Some("systemd".into()),
     };
     reconcile(

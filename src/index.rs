@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{is_id_like, Record};
+use crate::model::{is_id_like, Record, RECORD_SCHEMA};
 
 /// Version of the index layout written by this build.
 pub const INDEX_FORMAT: u32 = 1;
@@ -35,6 +35,10 @@ pub enum Loaded {
         path: PathBuf,
         reason: String,
     },
+    /// Written by a newer refine-proc (higher schema); left untouched.
+    Newer {
+        schema: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +49,7 @@ pub struct Index {
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
-        let dir = dir.into();
-        let index = Index { dir };
+        let mut index = Index { dir: dir.into() };
         for d in [
             index.dir.clone(),
             index.records_dir(),
@@ -58,6 +61,10 @@ impl Index {
                 .create(&d)
                 .map_err(|e| index.io_error("create", &d, e))?;
         }
+        // One spelling per index: units name their index, and a symlink or
+        // `..` must not make it look like another one.
+        let canonical = fs::canonicalize(&index.dir);
+        index.dir = canonical.map_err(|e| index.io_error("resolve", &index.dir, e))?;
         index.check_format()?;
         Ok(index)
     }
@@ -183,18 +190,55 @@ impl Index {
         })
     }
 
-    /// Reads one record. A file that does not parse is quarantined.
+    /// Stores `record` unless a record with its id exists; returns the one
+    /// that is stored now (for rebuilding without overwriting a newer write).
+    pub fn create_or_load(&self, record: Record) -> Result<Record> {
+        match self.create(&record) {
+            Ok(()) => Ok(record),
+            Err(e) if e.message.contains("already exists") => match self.load(&record.id)? {
+                Loaded::Found(r) => Ok(*r),
+                _ => Ok(record),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one record. A file that does not parse is quarantined (after
+    /// checking, under the lock, that no writer replaced it meanwhile).
     pub fn load(&self, id: &str) -> Result<Loaded> {
+        self.load_with(id, false)
+    }
+
+    fn load_with(&self, id: &str, locked: bool) -> Result<Loaded> {
         let path = self.record_path(id);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == IoKind::NotFound => return Ok(Loaded::Missing),
             Err(e) => return Err(self.io_error("read", &path, e)),
         };
-        match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) if r.id == id => Ok(Loaded::Found(Box::new(r))),
-            Ok(r) => self.quarantine(id, &path, format!("it names id {:?}", r.id)),
-            Err(e) => self.quarantine(id, &path, e.to_string()),
+        let reason = match serde_json::from_slice::<Record>(&bytes) {
+            Ok(r) if r.id == id => return Ok(Loaded::Found(Box::new(r))),
+            Ok(r) => format!("it names id {:?}", r.id),
+            Err(e) => {
+                // A newer schema may use states or owners this build does
+                // not know: that is not corruption.
+                let schema = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("schema").and_then(|s| s.as_u64()));
+                if let Some(schema) = schema.filter(|s| *s > u64::from(RECORD_SCHEMA)) {
+                    return Ok(Loaded::Newer { schema });
+                }
+                e.to_string()
+            }
+        };
+        if locked {
+            return self.quarantine(id, &path, reason);
+        }
+        let _lock = self.lock()?;
+        match fs::read(&path) {
+            Ok(again) if again == bytes => self.quarantine(id, &path, reason),
+            // Replaced (or removed) by a writer meanwhile: read that.
+            _ => self.load_with(id, true),
         }
     }
 
@@ -211,7 +255,6 @@ impl Index {
                 tracing::warn!(record = id, to = %dest.display(), %reason, "quarantined an unreadable record");
                 Ok(Loaded::Quarantined { path: dest, reason })
             }
-            // Another invocation quarantined it first.
             Err(e) if e.kind() == IoKind::NotFound => Ok(Loaded::Missing),
             Err(e) => Err(self.io_error("quarantine", path, e)),
         }
@@ -221,8 +264,14 @@ impl Index {
     /// returns the new record, or None when there is no (readable) record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let _lock = self.lock()?;
-        let mut record = match self.load(id)? {
+        let mut record = match self.load_with(id, true)? {
             Loaded::Found(r) => *r,
+            Loaded::Newer { schema } => {
+                return Err(Error::index(format!(
+                    "the record of {id} has schema {schema}, newer than this refine-proc writes ({RECORD_SCHEMA})"
+                ))
+                .hint("upgrade refine-proc; the record is left as it is"))
+            }
             Loaded::Missing | Loaded::Quarantined { .. } => return Ok(None),
         };
         change(&mut record);
@@ -289,7 +338,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Owner, State, RECORD_SCHEMA};
+    use crate::model::{Owner, State};
     use std::os::unix::fs::PermissionsExt;
 
     fn record(id: &str) -> Record {
@@ -355,6 +404,31 @@ mod tests {
         };
         assert_eq!(r.restart.count, 200);
         assert_eq!(r.state, State::Running);
+    }
+
+    #[test]
+    fn a_record_from_a_newer_schema_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        let newer = br#"{"schema": 9, "id": "abcd2345", "state": "hibernating"}"#;
+        fs::write(index.record_path("abcd2345"), newer).unwrap();
+        assert!(matches!(
+            index.load("abcd2345").unwrap(),
+            Loaded::Newer { schema: 9 }
+        ));
+        assert!(index.update("abcd2345", |_| {}).is_err());
+        assert_eq!(fs::read(index.record_path("abcd2345")).unwrap(), newer);
+    }
+
+    #[test]
+    fn one_index_has_one_spelling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = Index::open(tmp.path().join("state")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("state"), tmp.path().join("link")).unwrap();
+        let via_link = Index::open(tmp.path().join("link")).unwrap();
+        let via_dots = Index::open(tmp.path().join("state/../state")).unwrap();
+        assert_eq!(via_link.dir(), real.dir());
+        assert_eq!(via_dots.dir(), real.dir());
     }
 
     #[test]

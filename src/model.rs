@@ -169,16 +169,6 @@ impl RestartPolicy {
             RestartPolicy::Always => "always",
         }
     }
-
-    /// Whether systemd restarts the service after an exit with this result
-    /// (systemd's `Restart=on-failure` restarts on anything but a clean exit).
-    pub fn restarts_after(self, service_result: &str) -> bool {
-        match self {
-            RestartPolicy::No => false,
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => service_result != "success",
-        }
-    }
 }
 
 impl FromStr for RestartPolicy {
@@ -280,7 +270,7 @@ pub struct Logs {
     pub journal: String,
 }
 
-/// How the last run ended, as systemd reported it to the exit hook.
+/// How one run ended, as systemd reported it to the exit hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exit {
     /// systemd's service result: success, exit-code, signal, timeout, ...
@@ -289,6 +279,8 @@ pub struct Exit {
     /// Signal name without the SIG prefix, e.g. "TERM".
     pub signal: Option<String>,
     pub at: Timestamp,
+    /// systemd's INVOCATION_ID of the run that ended.
+    pub invocation: Option<String>,
 }
 
 /// Everything refine-proc knows about one managed process.
@@ -331,10 +323,17 @@ pub struct Record {
     pub restart: Restart,
     #[serde(default)]
     pub logs: Logs,
-    /// When `refine-proc stop` or `kill` was asked to end this run; an exit
-    /// after it is reported as `stopped`.
+    /// How many runs have ended (each exit the hook recorded); restarts
+    /// are derived from it, never predicted.
+    #[serde(default)]
+    pub runs_ended: u32,
+    /// The invocation (systemd's InvocationID) that `stop`, `kill` or
+    /// `restart` was asked to end; its exit is reported as `stopped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_requested_at: Option<Timestamp>,
+    pub stop_requested_for: Option<String>,
+    /// The invocation whose exit the record holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_invocation: Option<String>,
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
@@ -347,31 +346,29 @@ impl Record {
         self.exit_code = None;
         self.exit_signal = None;
         self.result = None;
-        self.stop_requested_at = None;
     }
 
-    /// Records how a run ended and what state that leaves the record in.
+    /// Records how a run ended. Only facts: whether systemd restarts the
+    /// service afterwards is seen in systemd's live state, not guessed here.
     pub fn apply_exit(&mut self, exit: Exit) {
-        let stopped_by_us = self.stop_requested_at.is_some_and(|t| t <= exit.at);
-        let restarts = !stopped_by_us && self.restart.policy.restarts_after(&exit.result);
-        self.state = if restarts {
-            self.restart.count += 1;
-            State::Starting
-        } else if stopped_by_us {
+        let stopped_by_us = exit.invocation.is_some() && self.stop_requested_for == exit.invocation;
+        self.state = if stopped_by_us {
             State::Stopped
         } else if exit.result == "success" && exit.code == Some(0) {
             State::Exited
         } else if exit.result == "success" && exit.signal.is_some() {
             // A clean signal (TERM, INT, HUP, PIPE) counts as success to
-            // systemd; something other than refine-proc ended the process.
+            // systemd: something asked the process to stop (systemctl stop).
             State::Stopped
         } else {
             State::Failed
         };
+        self.runs_ended += 1;
         self.ended_at = Some(exit.at);
         self.exit_code = exit.code;
         self.exit_signal = exit.signal;
         self.result = Some(exit.result);
+        self.last_exit_invocation = exit.invocation;
     }
 }
 
@@ -401,7 +398,9 @@ mod tests {
             limits: Default::default(),
             restart: Restart { policy, count: 0 },
             logs: Default::default(),
-            stop_requested_at: None,
+            runs_ended: 0,
+            stop_requested_for: None,
+            last_exit_invocation: None,
             recovered_from: None,
         }
     }
@@ -412,6 +411,7 @@ mod tests {
             code,
             signal: signal.map(Into::into),
             at: Timestamp::now(),
+            invocation: Some("inv-1".into()),
         }
     }
 
@@ -419,7 +419,7 @@ mod tests {
     fn exit_states_follow_systemd_results() {
         let mut r = record(RestartPolicy::No);
         r.apply_exit(exit("success", Some(0), None));
-        assert_eq!(r.state, State::Exited);
+        assert_eq!((r.state, r.runs_ended), (State::Exited, 1));
         let mut r = record(RestartPolicy::No);
         r.apply_exit(exit("exit-code", Some(3), None));
         assert_eq!((r.state, r.exit_code), (State::Failed, Some(3)));
@@ -427,22 +427,22 @@ mod tests {
         r.apply_exit(exit("signal", None, Some("KILL")));
         assert_eq!(r.state, State::Failed);
         let mut r = record(RestartPolicy::No);
-        r.stop_requested_at = Some(Timestamp::now());
         r.apply_exit(exit("success", None, Some("TERM")));
         assert_eq!(r.state, State::Stopped);
     }
 
     #[test]
-    fn restart_policy_counts_restarts_but_not_a_requested_stop() {
-        let mut r = record(RestartPolicy::OnFailure);
-        r.apply_exit(exit("exit-code", Some(1), None));
-        assert_eq!((r.state, r.restart.count), (State::Starting, 1));
-        r.apply_exit(exit("success", Some(0), None));
-        assert_eq!((r.state, r.restart.count), (State::Exited, 1));
+    fn a_stop_request_covers_only_the_run_it_was_made_for() {
         let mut r = record(RestartPolicy::Always);
-        r.stop_requested_at = Some(Timestamp::now());
-        r.apply_exit(exit("success", None, Some("TERM")));
-        assert_eq!((r.state, r.restart.count), (State::Stopped, 0));
+        r.stop_requested_for = Some("inv-1".into());
+        r.apply_exit(exit("signal", None, Some("KILL")));
+        assert_eq!(r.state, State::Stopped);
+        // systemd restarted it; the next run crashes on its own.
+        let mut next = exit("signal", None, Some("SEGV"));
+        next.invocation = Some("inv-2".into());
+        r.apply_exit(next);
+        assert_eq!((r.state, r.runs_ended), (State::Failed, 2));
+        assert_eq!(r.last_exit_invocation.as_deref(), Some("inv-2"));
     }
 
     #[test]

@@ -68,19 +68,23 @@ impl RunSpec {
             .hint("pass large input through a file instead of arguments"));
         }
         let cwd = match self.cwd {
-            Some(dir) => absolute(&dir)?,
+            Some(dir) => dir,
             None => std::env::current_dir().map_err(|e| {
                 Error::invalid(format!("cannot read the current directory: {e}"))
                     .hint("pass --cwd DIR")
             })?,
         };
-        if !cwd.is_dir() {
-            return Err(Error::invalid(format!(
-                "working directory {} does not exist or is not a directory",
-                escape(&cwd.display().to_string())
-            ))
-            .hint("pass an existing directory to --cwd"));
-        }
+        // systemd wants a normalized absolute path (no `..`).
+        let cwd = match std::fs::canonicalize(&cwd) {
+            Ok(dir) if dir.is_dir() => dir,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "working directory {} does not exist or is not a directory",
+                    escape(&cwd.display().to_string())
+                ))
+                .hint("pass an existing directory to --cwd"))
+            }
+        };
         let executable = resolve_executable(program, &cwd)?;
 
         let label = match self.label {
@@ -169,6 +173,21 @@ fn check_env_name(name: &str) -> Result<()> {
             escape(name)
         ))
         .hint("names use letters, digits and _, and do not start with a digit"));
+    }
+    // systemd gives the exit hook these; a unit's Environment= would
+    // override them and forge the recorded exit.
+    let set_by_systemd = [
+        "SERVICE_RESULT",
+        "EXIT_CODE",
+        "EXIT_STATUS",
+        "INVOCATION_ID",
+        "MAINPID",
+    ];
+    if set_by_systemd.contains(&name) || name.starts_with("MONITOR_") {
+        return Err(Error::invalid(format!(
+            "environment variable {name} is reserved: systemd sets it to report exits"
+        ))
+        .hint("choose another name"));
     }
     if name.starts_with("REFINE_") {
         return Err(Error::invalid(format!(
@@ -375,7 +394,15 @@ mod tests {
             .unwrap_err()
             .message
             .contains("working directory"));
-        for bad in ["1X", "A-B", "", "REFINE_ID"] {
+        for bad in [
+            "1X",
+            "A-B",
+            "",
+            "REFINE_ID",
+            "SERVICE_RESULT",
+            "EXIT_STATUS",
+            "MONITOR_X",
+        ] {
             let mut s = spec(&["true"]);
             s.environment.insert(bad.into(), "v".into());
             assert!(s.validate().is_err(), "{bad}");

@@ -15,8 +15,12 @@ use zbus::{proxy, Connection, DBusError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::spec::Prop;
 
-/// How long to wait for systemd to finish a start, stop or restart job.
-const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long to wait for systemd to finish a start job.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long to wait for a stop or restart job: longer than systemd's own
+/// stop timeout (90 s by default), after which systemd kills the process
+/// and the job ends.
+const STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[proxy(
     interface = "org.freedesktop.systemd1.Manager",
@@ -64,6 +68,13 @@ trait Manager {
 trait Properties {
     fn get_all(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
     fn get(&self, interface: &str, name: &str) -> zbus::Result<OwnedValue>;
+    #[zbus(signal)]
+    fn properties_changed(
+        &self,
+        interface: String,
+        changed: HashMap<String, OwnedValue>,
+        invalidated: Vec<String>,
+    ) -> zbus::Result<()>;
 }
 
 /// One row of ListUnitsByPatterns.
@@ -174,7 +185,7 @@ impl Systemd {
             .start_transient_unit(unit, "fail", props, Vec::new())
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        wait_job(jobs, &job, &action).await
+        wait_job(jobs, &job, &action, START_TIMEOUT).await
     }
 
     /// Waits until the unit is no longer loaded: it has ended and systemd
@@ -202,6 +213,56 @@ impl Systemd {
         Ok(())
     }
 
+    /// Waits until `done` holds for the unit's properties (None once the
+    /// unit is gone), re-checking on each PropertiesChanged or UnitRemoved
+    /// signal: no polling. Returns the properties that satisfied it.
+    pub async fn wait_for(
+        &self,
+        unit: &str,
+        done: impl Fn(Option<&ServiceInfo>) -> bool,
+    ) -> Result<Option<ServiceInfo>> {
+        let action = format!("wait for {unit}");
+        self.manager
+            .subscribe()
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let mut removed = self
+            .manager
+            .receive_unit_removed_with_args(&[(0, unit)])
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let mut changed = match self.unit_path(unit).await? {
+            Some(path) => Some(
+                self.properties(path)
+                    .await?
+                    .receive_properties_changed()
+                    .await
+                    .map_err(|e| dbus_error(&action, unit, e))?,
+            ),
+            None => None,
+        };
+        // The streams exist before each check, so no change is missed.
+        loop {
+            let info = self.service_info(unit).await?;
+            if done(info.as_ref()) {
+                return Ok(info);
+            }
+            let next = async {
+                match changed.as_mut() {
+                    Some(c) => c.next().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = removed.next() => if r.is_none() { break },
+                r = next => if r.is_none() { break },
+            }
+        }
+        Err(Error::systemd(format!(
+            "lost the connection to systemd while waiting for {unit}"
+        )))
+    }
+
     /// Stops a unit (mode "replace") and waits for the stop job.
     pub async fn stop(&self, unit: &str) -> Result<JobOutcome> {
         let action = format!("stop {unit}");
@@ -215,7 +276,7 @@ impl Systemd {
             .stop_unit(unit, "replace")
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        wait_job(jobs, &job, &action).await
+        wait_job(jobs, &job, &action, STOP_TIMEOUT).await
     }
 
     /// Restarts a loaded unit and waits for the job.
@@ -231,7 +292,7 @@ impl Systemd {
             .restart_unit(unit, "replace")
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        wait_job(jobs, &job, &action).await
+        wait_job(jobs, &job, &action, STOP_TIMEOUT).await
     }
 
     /// Sends a signal to every process of the unit.
@@ -280,17 +341,19 @@ impl Systemd {
             .map_err(|e| dbus_error("read unit properties", "", e))
     }
 
-    /// Main PIDs of several services, asked concurrently on one connection.
-    /// ExecMainPID stays set after the process exits, while the unit is loaded.
-    pub async fn main_pids(&self, units: &[String]) -> Vec<Option<u32>> {
-        let calls = units.iter().map(|unit| async move {
-            let path = self.unit_path(unit).await.ok()??;
-            let props = self.properties(path).await.ok()?;
-            let v = props
-                .get("org.freedesktop.systemd1.Service", "ExecMainPID")
+    /// One Service property of several units whose object paths are known
+    /// (ListUnitsByPatterns returns them): asked concurrently, one call each.
+    pub async fn service_property(
+        &self,
+        paths: &[OwnedObjectPath],
+        name: &str,
+    ) -> Vec<Option<OwnedValue>> {
+        let calls = paths.iter().map(|path| async move {
+            let props = self.properties(path.clone()).await.ok()?;
+            props
+                .get("org.freedesktop.systemd1.Service", name)
                 .await
-                .ok()?;
-            u32::try_from(v).ok().filter(|p| *p != 0)
+                .ok()
         });
         futures_util::future::join_all(calls).await
     }
@@ -325,7 +388,10 @@ impl Systemd {
                 .filter(|b| b.iter().any(|x| *x != 0))
                 .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
             active_enter_usec: take::<u64>(&mut u, "ActiveEnterTimestamp").filter(|t| *t != 0),
-            main_pid: take::<u32>(&mut s, "MainPID").filter(|p| *p != 0),
+            // ExecMainPID outlives the process (while the unit is loaded).
+            main_pid: take::<u32>(&mut s, "MainPID")
+                .filter(|p| *p != 0)
+                .or_else(|| take::<u32>(&mut s, "ExecMainPID").filter(|p| *p != 0)),
             result: take(&mut s, "Result").unwrap_or_default(),
             n_restarts: take(&mut s, "NRestarts").unwrap_or_default(),
             control_group: take::<String>(&mut s, "ControlGroup").filter(|c| !c.is_empty()),
@@ -356,6 +422,7 @@ async fn wait_job(
     mut jobs: JobRemovedStream,
     job: &OwnedObjectPath,
     action: &str,
+    timeout: Duration,
 ) -> Result<JobOutcome> {
     let wait = async {
         while let Some(signal) = jobs.next().await {
@@ -370,10 +437,10 @@ async fn wait_job(
             "cannot {action}: the connection to systemd closed before the job ended"
         )))
     };
-    tokio::time::timeout(JOB_TIMEOUT, wait).await.map_err(|_| {
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
         Error::systemd(format!(
             "cannot {action}: systemd did not finish the job within {}s",
-            JOB_TIMEOUT.as_secs()
+            timeout.as_secs()
         ))
         .hint("see `systemctl --user list-jobs` and the journal")
     })?

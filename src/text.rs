@@ -83,39 +83,61 @@ pub fn parse_cpu_quota(s: &str) -> Result<u64> {
     }
 }
 
-/// Parses a signal given as a name (`TERM`, `SIGTERM`, `term`) or a number.
+/// Linux signal names (without SIG), as systemd prints them in EXIT_STATUS.
+const SIGNALS: [(&str, i32); 31] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Parses a signal given as a name (`TERM`, `SIGTERM`, `term`,
+/// `RTMIN+3`) or a number.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    const NAMES: [(&str, i32); 14] = [
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("ABRT", libc::SIGABRT),
-        ("KILL", libc::SIGKILL),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-        ("PIPE", libc::SIGPIPE),
-        ("ALRM", libc::SIGALRM),
-        ("TERM", libc::SIGTERM),
-        ("CONT", libc::SIGCONT),
-        ("STOP", libc::SIGSTOP),
-        ("TSTP", libc::SIGTSTP),
-        ("WINCH", libc::SIGWINCH),
-    ];
     let upper = s.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Ok(n) = name.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            Error::invalid(format!("unknown signal {:?}", escape(s)))
-                .hint("use a name such as TERM, KILL, INT, HUP, USR1 or a number from 1 to 64")
-        })
+    let max = libc::SIGRTMAX();
+    let number = if let Ok(n) = name.parse::<i32>() {
+        Some(n)
+    } else if let Some(offset) = name.strip_prefix("RTMIN+") {
+        offset.parse::<i32>().ok().map(|o| libc::SIGRTMIN() + o)
+    } else if name == "RTMIN" {
+        Some(libc::SIGRTMIN())
+    } else {
+        SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    };
+    number.filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+        Error::invalid(format!("unknown signal {:?}", escape(s))).hint(format!(
+            "use a name such as TERM, KILL, INT, HUP, USR1, RTMIN+1, or a number from 1 to {max}"
+        ))
+    })
 }
 
 /// Splits `KEY=VALUE`; the key must be non-empty.
@@ -175,7 +197,10 @@ mod tests {
         assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
         assert_eq!(parse_signal("term").unwrap(), 15);
         assert_eq!(parse_signal("10").unwrap(), 10);
+        assert_eq!(parse_signal("SEGV").unwrap(), 11);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
         assert!(parse_signal("BOGUS").is_err());
+        assert!(parse_signal("RTMIN+99").is_err());
         assert!(parse_signal("0").is_err());
     }
 

@@ -467,7 +467,7 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         let status = journal::command(&query, &args.output)
             .status()
             .map_err(spawn_error)?;
-        return Ok(status.code().unwrap_or(1));
+        return Ok(journalctl_exit_code(status));
     }
     let mut child = journal::command(&query, "json")
         .stdout(Stdio::piped())
@@ -492,5 +492,16 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
     }
     output::io_result(out.flush())?;
     let status = child.wait().map_err(spawn_error)?;
-    Ok(status.code().unwrap_or(1))
+    Ok(journalctl_exit_code(status))
+}
+
+/// journalctl's exit code; killed by SIGPIPE means our reader went away
+/// (`logs | head`), which is not a failure.
+fn journalctl_exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(libc::SIGPIPE)) => 0,
+        _ => 1,
+    }
 }

@@ -231,9 +231,47 @@ pub fn wait_gone(unit: &str) {
     });
 }
 
+/// Waits, on systemd's signals, until `done` holds for the unit's live
+/// properties (None once it is gone).
+pub fn wait_for(unit: &str, done: impl Fn(Option<&refine_proc::systemd::ServiceInfo>) -> bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let systemd = refine_proc::systemd::Systemd::connect()
+            .await
+            .expect("connect to systemd");
+        tokio::time::timeout(Duration::from_secs(60), systemd.wait_for(unit, done))
+            .await
+            .unwrap_or_else(|_| panic!("{unit} did not reach the state within 60s"))
+            .expect("wait for the unit");
+    });
+}
+
 /// `journalctl -t IDENT -o cat` lines (what journalctl users would see).
 pub fn journal_lines(ident: &str) -> Vec<String> {
     let mut cmd = Command::new("journalctl");
     cmd.args(["--no-pager", "-q", "-o", "cat", "-t", ident]);
     output(cmd).stdout.lines().map(String::from).collect()
+}
+
+/// Waits until journald has stored at least `count` lines of the identifier.
+/// journald reads a process's output asynchronously, so lines can land
+/// after the unit is gone, and it offers an unprivileged user no signal for
+/// "ingested" (`journalctl --sync` is root-only; `--follow` block-buffers
+/// into a pipe): so this re-counts, briefly, with a deadline.
+pub fn wait_journal_lines(ident: &str, count: usize) {
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let seen = journal_lines(ident).len();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journald stored {seen} of {count} lines of {ident} within {COMMAND_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -88,6 +88,10 @@ fn an_exit_is_recorded_even_after_the_index_was_deleted() {
     );
     assert_eq!(s.metadata.workflow.as_deref(), Some("nightly"));
     assert_eq!((s.state.as_str(), s.exit_code), ("failed", Some(5)));
+    // Without its command it cannot be started again: refused, not a crash.
+    let out = env.cmd(&["restart", &r.id]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("refine-proc run"), "{}", out.stderr);
 }
 
 #[test]

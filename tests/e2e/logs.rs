@@ -16,10 +16,11 @@ fn logs_of_a_process_that_exits_at_once_are_complete() {
             &format!("echo one {i}; echo two {i}; echo three {i}"),
         ]);
         wait_gone(&r.unit);
+        let ident = r.unit.trim_end_matches(".service");
+        wait_journal_lines(ident, 3);
         let out = env.ok(&["logs", &r.id]);
         let expected = format!("one {i}\ntwo {i}\nthree {i}\n");
         assert_eq!(out.stdout, expected, "run {i}: {}", out.stderr);
-        let ident = r.unit.trim_end_matches(".service");
         assert_eq!(journal_lines(ident).len(), 3, "journalctl -t {ident}");
         assert_eq!(r.logs.journal, format!("journalctl -t {ident}"));
     }
@@ -58,8 +59,9 @@ fn logs_json_lines_lines_and_groups_by_owner_and_workflow() {
         "-c",
         "echo c1",
     ]);
-    for r in [&a, &b, &c] {
+    for (r, lines) in [(&a, 3), (&b, 1), (&c, 1)] {
         wait_gone(&r.unit);
+        wait_journal_lines(r.unit.trim_end_matches(".service"), lines);
     }
     let out = env.ok(&["logs", "--json", &a.id]);
     let entries: Vec<serde_json::Value> = out
@@ -89,6 +91,18 @@ fn logs_json_lines_lines_and_groups_by_owner_and_workflow() {
         "{short}"
     );
     assert_eq!(env.cmd(&["logs", "--output", "xml", &b.id]).code, 2);
+}
+
+#[test]
+fn a_chatty_process_has_every_line_in_logs_in_order() {
+    let env = Env::new();
+    // Below journald's burst limit (see README): every line must be there.
+    let r = env.run(&["--", "seq", "1", "20000"]);
+    wait_gone(&r.unit);
+    wait_journal_lines(r.unit.trim_end_matches(".service"), 20000);
+    let out = env.ok(&["logs", &r.id]).stdout;
+    let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    assert!(out == expected, "logs differ from what the process printed");
 }
 
 fn sorted(text: &str) -> Vec<String> {

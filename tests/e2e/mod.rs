@@ -3,3 +3,4 @@ mod errors;
 mod index;
 mod lifecycle;
 mod logs;
+mod regressions;
