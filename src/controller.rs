@@ -474,7 +474,7 @@ impl Controller {
         for ((id, _), env) in orphans.iter().zip(environments) {
             let env: Vec<String> = env.and_then(|v| v.try_into().ok()).unwrap_or_default();
             let ours = format!("REFINE_PROC_STATE_DIR={}", self.index.dir().display());
-            if env.iter().any(|e| *e == ours) {
+            if env.contains(&ours) {
                 match self.load(id, &mut warnings).await {
                     Ok((record, _)) => records.push(record),
                     Err(e) => warnings.push(e.message),
