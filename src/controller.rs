@@ -154,8 +154,21 @@ impl Controller {
     pub async fn run(&self, spec: RunSpec, options: RunOptions) -> Result<Record> {
         let launch = spec.validate()?;
         let hook = self.hook()?;
-        let systemd = self.systemd().await?;
-        let record = self.create_record(&launch)?;
+        // The record must exist before systemd starts the unit (the exit
+        // hook updates it); its durable write overlaps connecting to the bus.
+        let (index, for_record) = (self.index.clone(), launch.clone());
+        let stored = tokio::task::spawn_blocking(move || store_new_record(&index, &for_record));
+        let connected = self.systemd().await;
+        let record = stored
+            .await
+            .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        let systemd = match connected {
+            Ok(systemd) => systemd,
+            Err(e) => {
+                self.index.remove(&record.id)?;
+                return Err(e);
+            }
+        };
         let props = service_properties(&record.id, &launch, &hook);
         let job = match systemd.start_transient(&record.unit, &props).await {
             Ok(job) => job,
@@ -177,54 +190,8 @@ impl Controller {
         self.refetch(record).await
     }
 
-    fn create_record(&self, launch: &Launch) -> Result<Record> {
-        loop {
-            let id = new_id();
-            let unit = unit_name(launch.owner, &id);
-            let record = Record {
-                schema: RECORD_SCHEMA,
-                logs: Logs {
-                    journal: journal_command(&unit),
-                },
-                id,
-                unit,
-                owner: launch.owner,
-                label: launch.label.clone(),
-                details: launch.details.clone(),
-                command: launch.command.clone(),
-                cwd: Some(launch.cwd.display().to_string()),
-                environment: launch.environment.clone(),
-                metadata: launch.metadata.clone(),
-                pid: None,
-                state: State::Starting,
-                started_at: Some(Timestamp::now()),
-                ended_at: None,
-                exit_code: None,
-                exit_signal: None,
-                result: None,
-                limits: launch.limits.clone(),
-                restart: Restart {
-                    policy: launch.restart,
-                    count: 0,
-                },
-                runs_ended: 0,
-                stop_requested_for: None,
-                last_exit_invocation: None,
-                recovered_from: None,
-            };
-            // The record exists before the unit, so the exit hook always
-            // finds it, however fast the process ends.
-            match self.index.create(&record) {
-                Ok(()) => return Ok(record),
-                Err(e) if e.message.contains("already exists") => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     async fn after_start(&self, record: Record, job: JobOutcome) -> Result<Record> {
-        let info = self.systemd().await?.service_info(&record.unit).await?;
-        let pid = info.as_ref().and_then(|i| i.main_pid);
+        let pid = self.systemd().await?.exec_main_pid(&record.unit).await?;
         let updated = self.index.update(&record.id, |r| {
             r.pid = pid.or(r.pid);
             // Unless the exit hook already recorded the end of this run.
@@ -255,7 +222,9 @@ impl Controller {
                 record.id, record.unit
             )));
         }
-        refresh(&mut record, info.as_ref());
+        // The stored state is the truth right now: running, or the exit the
+        // hook has already recorded.
+        present(&mut record);
         Ok(record)
     }
 
@@ -716,6 +685,52 @@ fn spawn_failure_name(code: i32) -> &'static str {
     }
 }
 
+/// Stores the record of a new launch under a fresh id.
+fn store_new_record(index: &Index, launch: &Launch) -> Result<Record> {
+    loop {
+        let id = new_id();
+        let unit = unit_name(launch.owner, &id);
+        let record = Record {
+            schema: RECORD_SCHEMA,
+            logs: Logs {
+                journal: journal_command(&unit),
+            },
+            id,
+            unit,
+            owner: launch.owner,
+            label: launch.label.clone(),
+            details: launch.details.clone(),
+            command: launch.command.clone(),
+            cwd: Some(launch.cwd.display().to_string()),
+            environment: launch.environment.clone(),
+            metadata: launch.metadata.clone(),
+            pid: None,
+            state: State::Starting,
+            started_at: Some(Timestamp::now()),
+            ended_at: None,
+            exit_code: None,
+            exit_signal: None,
+            result: None,
+            limits: launch.limits.clone(),
+            restart: Restart {
+                policy: launch.restart,
+                count: 0,
+            },
+            runs_ended: 0,
+            stop_requested_for: None,
+            last_exit_invocation: None,
+            recovered_from: None,
+        };
+        // The record exists before the unit, so the exit hook always
+        // finds it, however fast the process ends.
+        match index.create(&record) {
+            Ok(()) => return Ok(record),
+            Err(e) if e.message.contains("already exists") => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn outcome(r: &Record, what: &str) -> ActionOutcome {
     ActionOutcome {
         id: r.id.clone(),
@@ -778,6 +793,13 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
             }
         }
     }
+    present(record);
+}
+
+/// Derives what a record shows from what it stores: the restart count
+/// (every ended run but the last one was followed by another start) and,
+/// while a process runs, no exit fields of an earlier run.
+fn present(record: &mut Record) {
     let ended_last_run = matches!(record.state, State::Exited | State::Failed | State::Stopped);
     record.restart.count = if ended_last_run {
         record.runs_ended.saturating_sub(1)

@@ -173,7 +173,8 @@ impl Index {
     }
 
     fn encode(record: &Record) -> Vec<u8> {
-        let mut json = serde_json::to_vec_pretty(record).expect("records serialize");
+        // Compact: `list` parses one file per running process.
+        let mut json = serde_json::to_vec(record).expect("records serialize");
         json.push(b'\n');
         json
     }

@@ -358,6 +358,20 @@ impl Systemd {
         futures_util::future::join_all(calls).await
     }
 
+    /// The pid systemd started for the service's current run; it stays set
+    /// after the process exits, while the unit is loaded.
+    pub async fn exec_main_pid(&self, unit: &str) -> Result<Option<u32>> {
+        let Some(path) = self.unit_path(unit).await? else {
+            return Ok(None);
+        };
+        let pid = self
+            .service_property(&[path], "ExecMainPID")
+            .await
+            .pop()
+            .flatten();
+        Ok(pid.and_then(|v| u32::try_from(v).ok()).filter(|p| *p != 0))
+    }
+
     /// Everything about one service, or None when it is not loaded.
     pub async fn service_info(&self, unit: &str) -> Result<Option<ServiceInfo>> {
         let Some(path) = self.unit_path(unit).await? else {
