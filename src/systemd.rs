@@ -191,26 +191,7 @@ impl Systemd {
     /// Waits until the unit is no longer loaded: it has ended and systemd
     /// has collected it (after its ExecStopPost ran), as `systemd-run --wait`.
     pub async fn wait_until_gone(&self, unit: &str) -> Result<()> {
-        let action = format!("wait for {unit}");
-        self.manager
-            .subscribe()
-            .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
-        // The stream exists before the first check, so no removal is missed.
-        let mut removed = self
-            .manager
-            .receive_unit_removed_with_args(&[(0, unit)])
-            .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
-        // UnitRemoved also fires on daemon-reload: check again after each.
-        while self.is_loaded(unit).await? {
-            if removed.next().await.is_none() {
-                return Err(Error::systemd(format!(
-                    "lost the connection to systemd while waiting for {unit}"
-                )));
-            }
-        }
-        Ok(())
+        self.wait_for(unit, |info| info.is_none()).await.map(drop)
     }
 
     /// Waits until `done` holds for the unit's properties (None once the

@@ -213,22 +213,10 @@ impl Drop for Env {
     }
 }
 
-/// Waits, on systemd's UnitRemoved signal (no polling), until the unit has
-/// ended and been collected, which happens after its exit was recorded.
+/// Waits, on systemd's signals (no polling), until the unit has ended and
+/// been collected, which happens after its exit was recorded.
 pub fn wait_gone(unit: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let systemd = refine_proc::systemd::Systemd::connect()
-            .await
-            .expect("connect to systemd");
-        tokio::time::timeout(Duration::from_secs(60), systemd.wait_until_gone(unit))
-            .await
-            .unwrap_or_else(|_| panic!("{unit} still loaded after 60s"))
-            .expect("wait for the unit");
-    });
+    wait_for(unit, |info| info.is_none());
 }
 
 /// Waits, on systemd's signals, until `done` holds for the unit's live
@@ -244,7 +232,7 @@ pub fn wait_for(unit: &str, done: impl Fn(Option<&refine_proc::systemd::ServiceI
             .expect("connect to systemd");
         tokio::time::timeout(Duration::from_secs(60), systemd.wait_for(unit, done))
             .await
-            .unwrap_or_else(|_| panic!("{unit} did not reach the state within 60s"))
+            .unwrap_or_else(|_| panic!("{unit} did not reach the awaited state within 60s"))
             .expect("wait for the unit");
     });
 }
