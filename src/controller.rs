@@ -14,7 +14,9 @@ use crate::model::{
     is_id_like, new_id, parse_unit_name, unit_name, Exit, Logs, Metadata, Owner, Record, Restart,
     RestartPolicy, State, Timestamp, RECORD_SCHEMA,
 };
-use crate::spec::{service_properties, ExitHook, Launch, RunSpec};
+use crate::policy::{Actor, LaunchRequest, Policy, Reach};
+use crate::provenance::{ManagedCaller, RequestedBy};
+use crate::spec::{service_properties, Launch, RunSpec, UnitContext};
 use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
 use crate::text::escape;
 
@@ -99,12 +101,36 @@ pub struct RunOptions {
     pub wait: bool,
 }
 
+/// Who is asking, and under which policy.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub actor: Actor,
+    /// The managed process the request comes from (found from its cgroup).
+    pub caller: Option<ManagedCaller>,
+    /// That process's record, whose owner and workflow its children inherit.
+    pub parent: Option<Record>,
+    pub policy: Policy,
+}
+
+impl Requester {
+    pub fn requested_by(&self) -> RequestedBy {
+        RequestedBy {
+            uid: crate::provenance::uid(),
+            acting_owner: self.caller.as_ref().map(|c| c.owner),
+            parent: self.caller.as_ref().map(|c| c.id.clone()),
+        }
+    }
+}
+
 /// The entry point of the library: one index and (lazily) one connection
 /// to the user's systemd manager.
 pub struct Controller {
     index: Index,
     hook_program: PathBuf,
+    /// A person's policy file (managed callers use their unit's).
+    policy_path: Option<PathBuf>,
     systemd: OnceCell<Systemd>,
+    requester: OnceCell<Requester>,
 }
 
 impl Controller {
@@ -116,8 +142,149 @@ impl Controller {
         Ok(Controller {
             index: Index::open(state_dir)?,
             hook_program: default_hook_program(),
+            policy_path: crate::policy::default_path(),
             systemd: OnceCell::new(),
+            requester: OnceCell::new(),
         })
+    }
+
+    /// The policy file for requests from a person (default: see
+    /// [`crate::policy::default_path`]).
+    pub fn with_policy_path(mut self, path: PathBuf) -> Self {
+        self.policy_path = Some(path);
+        self
+    }
+
+    /// Who is asking (found once per controller) and the policy that binds
+    /// them. A managed caller's policy is the one named in its unit's
+    /// environment, as systemd holds it, so the process cannot swap it.
+    pub async fn requester(&self) -> Result<&Requester> {
+        self.requester
+            .get_or_try_init(|| async {
+                let Some(caller) = crate::provenance::managed_caller() else {
+                    let path = self
+                        .policy_path
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("/etc/refine-proc/policy.toml"));
+                    return Ok(Requester {
+                        actor: Actor::Person,
+                        caller: None,
+                        parent: None,
+                        policy: Policy::load(&path)?,
+                    });
+                };
+                let systemd = self.systemd().await?;
+                let env = match systemd.unit_path_of(&caller.unit).await? {
+                    Some(path) => systemd
+                        .service_property(&[path], "Environment")
+                        .await
+                        .pop()
+                        .flatten()
+                        .and_then(|v| Vec::<String>::try_from(v).ok())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let path = env
+                    .iter()
+                    .find_map(|e| e.strip_prefix("REFINE_PROC_POLICY="))
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        crate::provenance::home_dir()
+                            .map(|h| h.join(".config/refine-proc/policy.toml"))
+                    })
+                    .unwrap_or_else(|| PathBuf::from("/etc/refine-proc/policy.toml"));
+                let parent = match self.index.load(&caller.id)? {
+                    Loaded::Found(r) => Some(*r),
+                    _ => None,
+                };
+                Ok(Requester {
+                    actor: Actor::Managed(caller.owner),
+                    caller: Some(caller),
+                    parent,
+                    policy: Policy::load(&path)?,
+                })
+            })
+            .await
+    }
+
+    /// Refuses unless the requester may act on `target` (its policy's
+    /// `act_on`: its descendants by default for a managed process).
+    async fn authorize(&self, action: &str, target: &Record) -> Result<()> {
+        let requester = self.requester().await?;
+        let rules = requester.policy.rules(requester.actor);
+        let caller = requester.caller.as_ref();
+        let descends = |ancestor: &str| self.descends_from(target, ancestor);
+        let allowed = match rules.act_on {
+            Reach::All => true,
+            Reach::SameOwner => {
+                matches!(requester.actor, Actor::Managed(o) if o == target.owner)
+                    || caller.is_some_and(|c| descends(&c.id))
+            }
+            Reach::Descendants => caller.is_some_and(|c| descends(&c.id)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let reach = match rules.act_on {
+            Reach::Descendants => "its own descendants",
+            Reach::SameOwner => "processes of its own owner and its descendants",
+            Reach::All => "all processes",
+        };
+        let error = crate::policy::denied(
+            &rules,
+            "act_on",
+            format!(
+                "{} may {action} only {reach}; {} ({}) is not one of them",
+                rules.actor, target.id, target.owner
+            ),
+        );
+        self.record_refusal(action, Some(&target.id), &error);
+        Err(error)
+    }
+
+    /// Whether `ancestor` started `record`, directly or through children.
+    fn descends_from(&self, record: &Record, ancestor: &str) -> bool {
+        let mut current = record.clone();
+        // Bounded: a corrupt parent chain cannot loop forever.
+        for _ in 0..64 {
+            if current.id == ancestor {
+                return true;
+            }
+            let Some(parent) = current.requested_by.parent.clone() else {
+                return false;
+            };
+            if parent == ancestor {
+                return true;
+            }
+            match self.index.load(&parent) {
+                Ok(Loaded::Found(r)) => current = *r,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Appends a refusal to the event log (best effort: the refusal itself
+    /// is the answer the caller needs).
+    fn record_refusal(&self, action: &str, target: Option<&str>, error: &Error) {
+        let actor = self
+            .requester
+            .get()
+            .map(|r| r.actor.key())
+            .unwrap_or("unknown");
+        let event = serde_json::json!({
+            "time": Timestamp::now(),
+            "event": "refused",
+            "actor": actor,
+            "caller": self.requester.get().and_then(|r| r.caller.as_ref().map(|c| c.id.clone())),
+            "action": action,
+            "id": target,
+            "reason": error.message,
+            "rule": error.hint,
+        });
+        if let Err(e) = self.index.append_event(&event) {
+            tracing::warn!("cannot record the refusal: {}", e.message);
+        }
     }
 
     /// The refine-proc binary systemd runs after each exit to record it
@@ -135,7 +302,7 @@ impl Controller {
         self.systemd.get_or_try_init(Systemd::connect).await
     }
 
-    fn hook(&self) -> Result<ExitHook> {
+    fn unit_context(&self, policy: &Policy) -> Result<UnitContext> {
         if !self.hook_program.is_absolute() || !self.hook_program.is_file() {
             return Err(Error::invalid(format!(
                 "cannot find the refine-proc binary ({}) that records exits",
@@ -143,21 +310,50 @@ impl Controller {
             ))
             .hint("install refine-proc on PATH, or set REFINE_PROC_HOOK to its absolute path"));
         }
-        Ok(ExitHook {
+        Ok(UnitContext {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
+            policy: policy.path.clone(),
         })
     }
 
     /// Launches a process as a transient user service and returns its record
     /// once systemd has started it (or, with `wait`, once it has ended).
-    pub async fn run(&self, spec: RunSpec, options: RunOptions) -> Result<Record> {
-        let launch = spec.validate()?;
-        let hook = self.hook()?;
+    pub async fn run(&self, mut spec: RunSpec, options: RunOptions) -> Result<Record> {
+        let requester = self.requester().await?;
+        // A child defaults to its parent's owner and workflow context.
+        if let Some(parent) = &requester.parent {
+            spec.owner = spec.owner.or(Some(parent.owner));
+            let (m, p) = (&mut spec.metadata, &parent.metadata);
+            m.workflow = m.workflow.take().or_else(|| p.workflow.clone());
+            m.gap = m.gap.take().or_else(|| p.gap.clone());
+            m.session = m.session.take().or_else(|| p.session.clone());
+            m.mode = m.mode.take().or_else(|| p.mode.clone());
+            m.runner = m.runner.take().or_else(|| p.runner.clone());
+        } else if let Some(caller) = &requester.caller {
+            spec.owner = spec.owner.or(Some(caller.owner));
+        }
+        let mut launch = spec.validate()?;
+        let request = LaunchRequest {
+            owner: launch.owner,
+            executable: &launch.executable,
+            limits: &launch.limits,
+        };
+        launch.limits = match requester.policy.check_launch(requester.actor, &request) {
+            Ok(limits) => limits,
+            Err(e) => {
+                self.record_refusal("run", None, &e);
+                return Err(e);
+            }
+        };
+        let hook = self.unit_context(&requester.policy)?;
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
         let (index, for_record) = (self.index.clone(), launch.clone());
-        let stored = tokio::task::spawn_blocking(move || store_new_record(&index, &for_record));
+        let requested_by = requester.requested_by();
+        let stored = tokio::task::spawn_blocking(move || {
+            store_new_record(&index, &for_record, requested_by)
+        });
         let connected = self.systemd().await;
         let record = stored
             .await
@@ -491,6 +687,10 @@ impl Controller {
         for id in &ids {
             targets.push(self.load(id, &mut Vec::new()).await?);
         }
+        // All allowed, or none is stopped.
+        for (record, _) in &targets {
+            self.authorize("stop", record).await?;
+        }
         let systemd = self.systemd().await?;
         let stops = targets.into_iter().map(|(record, info)| async move {
             let Some(info) = info else {
@@ -521,6 +721,7 @@ impl Controller {
     pub async fn kill(&self, arg: &str, signal: i32) -> Result<ActionOutcome> {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
+        self.authorize("kill", &record).await?;
         let Some(info) = info else {
             let mut r = record;
             reconcile(&mut r, None);
@@ -555,6 +756,7 @@ impl Controller {
     pub async fn restart(&self, arg: &str) -> Result<ActionOutcome> {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
+        self.authorize("restart", &record).await?;
         let systemd = self.systemd().await?;
         if let Some(info) = info {
             // The exit this causes is ours, not a failure.
@@ -589,7 +791,7 @@ impl Controller {
             restart: record.restart.policy,
         }
         .validate()?;
-        let hook = self.hook()?;
+        let hook = self.unit_context(&self.requester().await?.policy)?;
         self.index.update(&id, |r| {
             r.clear_exit();
             r.state = State::Starting;
@@ -617,6 +819,7 @@ impl Controller {
     pub async fn forget(&self, arg: &str) -> Result<ActionOutcome> {
         let id = self.resolve(arg)?;
         let (mut record, info) = self.load(&id, &mut Vec::new()).await?;
+        self.authorize("forget", &record).await?;
         if let Some(info) = &info {
             if info.state.active_state == "failed" {
                 self.systemd().await?.reset_failed(&record.unit).await?;
@@ -686,7 +889,7 @@ fn spawn_failure_name(code: i32) -> &'static str {
 }
 
 /// Stores the record of a new launch under a fresh id.
-fn store_new_record(index: &Index, launch: &Launch) -> Result<Record> {
+fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -> Result<Record> {
     loop {
         let id = new_id();
         let unit = unit_name(launch.owner, &id);
@@ -704,6 +907,7 @@ fn store_new_record(index: &Index, launch: &Launch) -> Result<Record> {
             cwd: Some(launch.cwd.display().to_string()),
             environment: launch.environment.clone(),
             metadata: launch.metadata.clone(),
+            requested_by: requested_by.clone(),
             pid: None,
             state: State::Starting,
             started_at: Some(Timestamp::now()),
@@ -878,6 +1082,7 @@ fn record_from_environment(
             runner: get("REFINE_RUNNER"),
             extra: Default::default(),
         },
+        requested_by: Default::default(),
         pid: info.main_pid,
         state: State::Running,
         started_at: info.active_enter_usec.and_then(Timestamp::from_usec),

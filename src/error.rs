@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Index,
     /// systemd refused or failed an operation. Exit 1.
     Systemd,
+    /// The policy does not allow the request. Exit 7.
+    Denied,
 }
 
 impl ErrorKind {
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::Refused => 4,
             ErrorKind::Unavailable => 5,
             ErrorKind::Index => 6,
+            ErrorKind::Denied => 7,
         }
     }
 }

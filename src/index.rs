@@ -322,6 +322,21 @@ impl Index {
         Ok(ids)
     }
 
+    /// Appends one event as a JSON line to `events.jsonl` (one write, so
+    /// concurrent appends do not interleave), durably.
+    pub fn append_event(&self, event: &serde_json::Value) -> Result<()> {
+        let path = self.dir.join("events.jsonl");
+        let mut line = serde_json::to_vec(event).expect("events serialize");
+        line.push(b'\n');
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&line).and_then(|_| f.sync_data()))
+            .map_err(|e| self.io_error("append to", &path, e))
+    }
+
     fn lock(&self) -> Result<File> {
         let path = self.dir.join("lock");
         let f = OpenOptions::new()

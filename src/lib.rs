@@ -5,6 +5,8 @@ pub mod error;
 pub mod index;
 pub mod journal;
 pub mod model;
+pub mod policy;
+pub mod provenance;
 pub mod spec;
 pub mod systemd;
 pub mod text;

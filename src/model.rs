@@ -304,6 +304,9 @@ pub struct Record {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub metadata: Metadata,
+    /// Who asked for it: uid, acting owner, parent process.
+    #[serde(default)]
+    pub requested_by: crate::provenance::RequestedBy,
     #[serde(default)]
     pub pid: Option<u32>,
     pub state: State,
@@ -388,6 +391,7 @@ mod tests {
             cwd: None,
             environment: Default::default(),
             metadata: Default::default(),
+            requested_by: Default::default(),
             pid: Some(1),
             state: State::Running,
             started_at: Some(Timestamp::now()),

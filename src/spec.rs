@@ -245,25 +245,30 @@ pub enum Prop {
     Exec(Vec<(String, Vec<String>, Vec<String>)>),
 }
 
-/// The command systemd runs after every exit to record it in the index.
+/// What the controller gives every unit it starts: the exit hook, and the
+/// index and policy that the unit's own requests go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitHook {
-    /// Absolute path of the refine-proc binary.
+pub struct UnitContext {
+    /// Absolute path of the refine-proc binary systemd runs after each exit.
     pub program: PathBuf,
     /// The index directory, passed explicitly so the hook never guesses.
     pub state_dir: PathBuf,
+    /// The policy that governed this launch; it governs the unit's own
+    /// requests too (read from the unit, which the process cannot change).
+    pub policy: PathBuf,
 }
 
 /// The REFINE_* variables a managed process sees, so it knows who it is
 /// (and so the record can be rebuilt from systemd if the index is lost).
-pub fn refine_environment(id: &str, launch: &Launch, state_dir: &Path) -> Vec<String> {
+pub fn refine_environment(id: &str, launch: &Launch, context: &UnitContext) -> Vec<String> {
     let m = &launch.metadata;
     let mut env = vec![
         format!("REFINE_ID={id}"),
         format!("REFINE_OWNER={}", launch.owner),
         format!("REFINE_UNIT={}", crate::model::unit_name(launch.owner, id)),
         format!("REFINE_LABEL={}", launch.label),
-        format!("REFINE_PROC_STATE_DIR={}", state_dir.display()),
+        format!("REFINE_PROC_STATE_DIR={}", context.state_dir.display()),
+        format!("REFINE_PROC_POLICY={}", context.policy.display()),
     ];
     for (name, value) in [
         ("WORKFLOW", &m.workflow),
@@ -288,10 +293,14 @@ pub fn description(owner: Owner, label: &str) -> String {
 
 /// All properties of the transient service for `launch`, in layers as
 /// systemd-run builds them: identity, execution, exit hook, limits.
-pub fn service_properties(id: &str, launch: &Launch, hook: &ExitHook) -> Vec<(&'static str, Prop)> {
+pub fn service_properties(
+    id: &str,
+    launch: &Launch,
+    hook: &UnitContext,
+) -> Vec<(&'static str, Prop)> {
     let unit = crate::model::unit_name(launch.owner, id);
     let ident = unit.trim_end_matches(".service").to_string();
-    let mut env = refine_environment(id, launch, &hook.state_dir);
+    let mut env = refine_environment(id, launch, hook);
     env.extend(launch.environment.iter().map(|(k, v)| format!("{k}={v}")));
     let mut props = vec![
         (
@@ -364,10 +373,11 @@ mod tests {
         }
     }
 
-    fn hook() -> ExitHook {
-        ExitHook {
+    fn hook() -> UnitContext {
+        UnitContext {
             program: "/usr/bin/refine-proc".into(),
             state_dir: "/home/u/.local/state/refine-proc".into(),
+            policy: "/home/u/.config/refine-proc/policy.toml".into(),
         }
     }
 

@@ -299,6 +299,11 @@ impl Systemd {
             .map_err(|e| dbus_error("list units", "", e))
     }
 
+    /// The object path of a loaded unit (None when not loaded).
+    pub async fn unit_path_of(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
+        self.unit_path(unit).await
+    }
+
     async fn unit_path(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
         match self.manager.get_unit(unit).await {
             Ok(p) => Ok(Some(p)),

@@ -15,7 +15,7 @@ use refine_proc::model::{Limits, Metadata};
 use refine_proc::text::{
     parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment,
 };
-use refine_proc::{Controller, Error, Owner, Record, Result, RunSpec, State};
+use refine_proc::{Controller, Error, ErrorKind, Owner, Record, Result, RunSpec, State};
 
 const ABOUT: &str = "Run and watch processes as transient systemd user services, \
 with owners, workflow metadata and a durable record of every run.";
@@ -30,7 +30,8 @@ Examples:
 
 Exit codes: 0 ok, 1 systemd failed, 2 bad input, 3 no such process,
 4 refused (not ours, or not allowed in its state), 5 no user manager,
-6 index unreadable or unwritable. `run --wait` exits with the process's code.";
+6 index unreadable or unwritable, 7 refused by policy.
+`run --wait` exits with the process's code.";
 
 #[derive(Parser, Debug)]
 #[command(name = "refine-proc", version, about = ABOUT, after_help = EXAMPLES)]
@@ -99,17 +100,70 @@ Examples:
     /// Drop the record of an ended process (refuses a running one)
     #[command(after_help = "Example:\n  refine-proc forget k3x9p2qa")]
     Forget(IdArg),
+    /// Show the policy that bounds what processes may do, or check a request against it
+    #[command(after_help = "\
+Examples:
+  refine-proc policy show
+  refine-proc policy check --as agent
+  refine-proc policy check --as agent --owner daemon -- /usr/bin/make
+  refine-proc policy check --as agent --memory-max 16G -- ./build.sh
+
+The policy lives in $REFINE_PROC_POLICY, else $XDG_CONFIG_HOME/refine-proc/policy.toml,
+else ~/.config/refine-proc/policy.toml (see the README for its format).")]
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
     RecordExit { id: String },
 }
 
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Print the policy file and every actor's effective rules
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain what an actor may do, and whether a launch would be allowed
+    Check(Box<PolicyCheckArgs>),
+}
+
+#[derive(Args, Debug)]
+struct PolicyCheckArgs {
+    /// The actor: person, or an owner for a managed process [default: whoever runs this]
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: Option<String>,
+    /// Owner the launch would run as
+    #[arg(long, default_value = "user-helper")]
+    owner: String,
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<u64>,
+    #[arg(long, value_name = "DURATION")]
+    runtime_max: Option<String>,
+    #[arg(long)]
+    json: bool,
+    /// The command the launch would run (optional)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Who the process belongs to: daemon, target-app, agent, quality,
-    /// import, maintenance or user-helper
-    #[arg(long, default_value = "user-helper")]
-    owner: String,
+    /// import, maintenance or user-helper [default: the launching process's
+    /// owner, else user-helper]
+    #[arg(long)]
+    owner: Option<String>,
     /// A short name for people [default: the command's name]
     #[arg(long)]
     label: Option<String>,
@@ -181,6 +235,9 @@ struct ListArgs {
     /// starting, running, paused, exited, failed, stopped or lost
     #[arg(long)]
     state: Option<String>,
+    /// Show who started whom: children under the process that launched them
+    #[arg(long)]
+    tree: bool,
     /// Print an array of records as JSON
     #[arg(long)]
     json: bool,
@@ -325,7 +382,7 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             if args.json {
                 output::json(&records)?;
             } else {
-                output::table(&records, args.all)?;
+                output::table(&records, args.all, args.tree)?;
             }
             Ok(0)
         }
@@ -357,7 +414,71 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             let outcome = controller.forget(&args.id).await?;
             print_outcomes(&[outcome], args.json)
         }
+        Command::Policy { command } => policy(&controller, command).await,
         Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> {
+    let requester = controller.requester().await?;
+    match command {
+        PolicyCommand::Show { json } => {
+            let overview = requester.policy.overview();
+            if json {
+                output::json(&overview)?;
+            } else {
+                output::policy_overview(&overview, requester.policy.text())?;
+            }
+            Ok(0)
+        }
+        PolicyCommand::Check(a) => {
+            let actor = match &a.actor {
+                Some(name) => refine_proc::policy::parse_actor(name)?,
+                None => requester.actor,
+            };
+            let launch = if a.command.is_empty() {
+                None
+            } else {
+                let spec = RunSpec {
+                    command: a.command.clone(),
+                    owner: Some(a.owner.parse()?),
+                    limits: Limits {
+                        memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
+                        cpu_quota_percent: a
+                            .cpu_quota
+                            .as_deref()
+                            .map(parse_cpu_quota)
+                            .transpose()?,
+                        tasks_max: a.tasks_max,
+                        runtime_max_sec: a
+                            .runtime_max
+                            .as_deref()
+                            .map(parse_duration)
+                            .transpose()?
+                            .map(|d| d.as_secs().max(1)),
+                    },
+                    ..Default::default()
+                };
+                Some(spec.validate()?)
+            };
+            let request = launch.as_ref().map(|l| refine_proc::policy::LaunchRequest {
+                owner: l.owner,
+                executable: &l.executable,
+                limits: &l.limits,
+            });
+            let verdict = requester.policy.verdict(actor, request.as_ref());
+            if a.json {
+                output::json(&verdict)?;
+            } else {
+                output::policy_verdict(&verdict)?;
+            }
+            let refused = verdict.launch.as_ref().is_some_and(|l| !l.allowed);
+            Ok(if refused {
+                ErrorKind::Denied.exit_code()
+            } else {
+                0
+            })
+        }
     }
 }
 
@@ -387,7 +508,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
     }
     Ok(RunSpec {
         command: a.command,
-        owner: Some(a.owner.parse::<Owner>()?),
+        owner: a.owner.as_deref().map(str::parse::<Owner>).transpose()?,
         label: a.label,
         details: a.details,
         metadata: Metadata {

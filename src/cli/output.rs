@@ -53,7 +53,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn table(records: &[Record], all: bool) -> Result<()> {
+pub fn table(records: &[Record], all: bool, tree: bool) -> Result<()> {
     if records.is_empty() {
         let hint = if all {
             ""
@@ -63,13 +63,23 @@ pub fn table(records: &[Record], all: bool) -> Result<()> {
         eprintln!("no managed processes{hint}");
         return Ok(());
     }
+    let rows: Vec<(usize, &Record)> = if tree {
+        tree_order(records)
+    } else {
+        records.iter().map(|r| (0, r)).collect()
+    };
     let mut b = Builder::default();
     b.push_record(["ID", "OWNER", "LABEL", "STATE", "PID", "AGE", "EXIT"]);
-    for r in records {
+    for (depth, r) in rows {
+        let branch = if depth == 0 {
+            String::new()
+        } else {
+            format!("{}└─ ", "   ".repeat(depth - 1))
+        };
         b.push_record([
             r.id.clone(),
             r.owner.to_string(),
-            truncate(&escape(&r.label), 40),
+            format!("{branch}{}", truncate(&escape(&r.label), 40)),
             r.state.to_string(),
             opt(&r.pid),
             r.started_at
@@ -81,6 +91,113 @@ pub fn table(records: &[Record], all: bool) -> Result<()> {
     let mut t = b.build();
     t.with(Style::blank());
     print(&format!("{t}\n"))
+}
+
+/// Records in tree order with their depth: each process under the one that
+/// launched it (a parent not in the list makes its children roots).
+fn tree_order(records: &[Record]) -> Vec<(usize, &Record)> {
+    let shown: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    fn parent_of<'a>(r: &'a Record, shown: &std::collections::HashSet<&str>) -> Option<&'a str> {
+        r.requested_by
+            .parent
+            .as_deref()
+            .filter(|p| shown.contains(p) && *p != r.id)
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut stack: Vec<(usize, &Record)> = records
+        .iter()
+        .filter(|r| parent_of(r, &shown).is_none())
+        .rev()
+        .map(|r| (0, r))
+        .collect();
+    while let Some((depth, r)) = stack.pop() {
+        out.push((depth, r));
+        if depth < 64 {
+            stack.extend(
+                records
+                    .iter()
+                    .filter(|c| parent_of(c, &shown) == Some(r.id.as_str()))
+                    .rev()
+                    .map(|c| (depth + 1, c)),
+            );
+        }
+    }
+    out
+}
+
+pub fn policy_overview(o: &refine_proc::policy::Overview, text: &str) -> Result<()> {
+    let mut out = if o.from_file {
+        format!("policy file: {}\n\n{}\n", o.path.display(), text.trim_end())
+    } else {
+        format!(
+            "no policy file at {} (built-in defaults: a person may do everything; a managed process may act on its own descendants only)\n",
+            o.path.display()
+        )
+    };
+    out.push_str("\neffective rules:\n");
+    for r in &o.actors {
+        out.push_str(&rules_text(r));
+    }
+    print(&out)
+}
+
+fn rules_text(r: &refine_proc::policy::Rules) -> String {
+    let list = |v: &Option<Vec<String>>| match v {
+        Some(v) if v.is_empty() => "nothing".to_string(),
+        Some(v) => v.join(", "),
+        None => "any".to_string(),
+    };
+    let owners = r
+        .launch_as
+        .as_ref()
+        .map(|o| o.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+    let limits = |l: &refine_proc::model::Limits| {
+        let parts: Vec<String> = [
+            l.memory_max.map(|v| format!("memory {v} bytes")),
+            l.cpu_quota_percent.map(|v| format!("cpu {v}%")),
+            l.tasks_max.map(|v| format!("tasks {v}")),
+            l.runtime_max_sec.map(|v| format!("runtime {v}s")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    format!(
+        "  {}: launch as {}; commands {}; act on {:?}; default limits {}; max limits {} ({})\n",
+        r.actor,
+        list(&owners),
+        list(&r.commands),
+        r.act_on,
+        limits(&r.default_limits),
+        limits(&r.max_limits),
+        r.source
+    )
+}
+
+pub fn policy_verdict(v: &refine_proc::policy::Verdict) -> Result<()> {
+    let mut out = rules_text(&v.rules).trim_start().to_string();
+    if let Some(l) = &v.launch {
+        if l.allowed {
+            out.push_str(&format!(
+                "allowed: {} may run {} as {}\n",
+                v.rules.actor,
+                escape(&l.executable.display().to_string()),
+                l.owner
+            ));
+        } else {
+            out.push_str(&format!(
+                "refused: {}\n  {}\n",
+                l.refusal.as_deref().unwrap_or("-"),
+                l.rule.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    print(&out)
 }
 
 pub fn started(r: &Record) -> Result<()> {
@@ -157,6 +274,15 @@ pub fn status(s: &Status) -> Result<()> {
             ),
         ),
     ];
+    let by = &r.requested_by;
+    lines.push((
+        "requested by".into(),
+        match (&by.parent, by.acting_owner) {
+            (Some(p), Some(o)) => format!("{o} process {p} (uid {})", by.uid),
+            (Some(p), None) => format!("managed process {p} (uid {})", by.uid),
+            _ => format!("a person (uid {})", by.uid),
+        },
+    ));
     if let Some(d) = &r.details {
         lines.insert(4, ("details".into(), escape(d)));
     }

@@ -157,12 +157,19 @@ impl Env {
         self.work.path()
     }
 
+    /// This test's policy file; write it to put a policy in force.
+    pub fn policy_path(&self) -> PathBuf {
+        self.work.path().join("policy.toml")
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.arg("--state-dir")
             .arg(self.state.path())
             .args(args)
-            .current_dir(self.work.path());
+            .current_dir(self.work.path())
+            // Each test has its own policy file (absent unless it writes one).
+            .env("REFINE_PROC_POLICY", self.policy_path());
         cmd
     }
 

@@ -3,4 +3,5 @@ mod errors;
 mod index;
 mod lifecycle;
 mod logs;
+mod ownership;
 mod regressions;

@@ -1,0 +1,576 @@
+//! Bounded power: what an actor may do through refine-proc, read from a
+//! TOML file written by people. An actor is a person at a terminal (no
+//! managed parent) or the owner of the managed process that asks. A file
+//! with any error is rejected whole: nothing runs under a half-read policy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Limits, Owner};
+use crate::text::{escape, parse_cpu_quota, parse_duration, parse_size};
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A person (or any process) outside refine-proc's managed processes.
+    Person,
+    /// A managed process of this owner.
+    Managed(Owner),
+}
+
+impl Actor {
+    /// The key of its rules in the policy file: `person` or the owner.
+    pub fn key(self) -> &'static str {
+        match self {
+            Actor::Person => "person",
+            Actor::Managed(owner) => owner.as_str(),
+        }
+    }
+}
+
+/// On whose processes an actor may act (stop, kill, restart, set, pause).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// Its own process and the processes it (transitively) started.
+    Descendants,
+    /// Every process of its own owner, and its descendants.
+    SameOwner,
+    /// Every managed process.
+    All,
+}
+
+/// Limits as people write them: `memory_max = "2G"`, `runtime_max = "1h"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitText {
+    pub memory_max: Option<String>,
+    pub cpu_quota: Option<String>,
+    pub tasks_max: Option<u64>,
+    pub runtime_max: Option<String>,
+}
+
+impl LimitText {
+    fn parse(&self) -> Result<Limits> {
+        Ok(Limits {
+            memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
+            cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+            tasks_max: self.tasks_max,
+            runtime_max_sec: self
+                .runtime_max
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| d.as_secs().max(1)),
+        })
+    }
+}
+
+/// One actor's rules as written; a missing key means the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorRules {
+    /// Owners it may launch processes as.
+    pub launch_as: Option<Vec<Owner>>,
+    /// Executables it may run: absolute paths or glob patterns
+    /// (`/usr/bin/*`, `/home/me/project/**`), matched against the resolved path.
+    pub commands: Option<Vec<String>>,
+    pub act_on: Option<Reach>,
+    /// Limits applied when a launch does not give them.
+    #[serde(default)]
+    pub default_limits: LimitText,
+    /// Limits a launch may not exceed (and must give, where a default is missing).
+    #[serde(default)]
+    pub max_limits: LimitText,
+}
+
+/// The policy file as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub actors: BTreeMap<String, ActorRules>,
+}
+
+/// An actor's effective rules: the file's, over the defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rules {
+    pub actor: String,
+    /// None: any owner.
+    pub launch_as: Option<Vec<Owner>>,
+    /// None: any command.
+    pub commands: Option<Vec<String>>,
+    pub act_on: Reach,
+    pub default_limits: Limits,
+    pub max_limits: Limits,
+    /// Where each rule came from: the file, or the built-in default.
+    pub source: String,
+}
+
+/// The loaded policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub path: PathBuf,
+    /// False when no file exists and the built-in defaults apply.
+    pub from_file: bool,
+    file: PolicyFile,
+    text: String,
+}
+
+/// What a request is.
+#[derive(Clone, Debug)]
+pub struct LaunchRequest<'a> {
+    pub owner: Owner,
+    pub executable: &'a Path,
+    pub limits: &'a Limits,
+}
+
+/// Where the policy of a person lives: `REFINE_PROC_POLICY`, else
+/// `$XDG_CONFIG_HOME/refine-proc/policy.toml`, else `~/.config/...`.
+pub fn default_path() -> Option<PathBuf> {
+    let from_env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env("REFINE_PROC_POLICY")
+        .or_else(|| from_env("XDG_CONFIG_HOME").map(|d| d.join("refine-proc/policy.toml")))
+        .or_else(|| from_env("HOME").map(|h| h.join(".config/refine-proc/policy.toml")))
+}
+
+impl Policy {
+    /// Reads and checks the file; no file means the built-in defaults.
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Policy {
+                    path: path.to_path_buf(),
+                    from_file: false,
+                    file: PolicyFile::default(),
+                    text: String::new(),
+                })
+            }
+            Err(e) => {
+                return Err(Error::invalid(format!(
+                    "cannot read the policy {}: {e}",
+                    path.display()
+                ))
+                .hint("fix its permissions; refine-proc acts on nothing under an unread policy"))
+            }
+        };
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks policy text (every value, every pattern).
+    pub fn parse(path: &Path, text: &str) -> Result<Policy> {
+        let bad = |line: Option<usize>, why: String| {
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            Error::invalid(format!("policy {}{at}: {why}", path.display()))
+                .hint("fix the file; until then refine-proc refuses to act (nothing runs under a half-read policy)")
+        };
+        let file: PolicyFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            bad(line, e.message().trim().to_string())
+        })?;
+        let line_of = |actor: &str| {
+            text.lines()
+                .position(|l| l.contains(&format!("actors.{actor}")))
+                .map(|i| i + 1)
+        };
+        for (actor, rules) in &file.actors {
+            if actor != "person" && actor.parse::<Owner>().is_err() {
+                return Err(bad(
+                    line_of(actor),
+                    format!(
+                        "unknown actor {:?}: use person or an owner ({})",
+                        escape(actor),
+                        Owner::ALL.map(Owner::as_str).join(", ")
+                    ),
+                ));
+            }
+            for (which, limits) in [
+                ("default_limits", &rules.default_limits),
+                ("max_limits", &rules.max_limits),
+            ] {
+                limits.parse().map_err(|e| {
+                    bad(
+                        line_of(actor),
+                        format!("actors.{actor}.{which}: {}", e.message),
+                    )
+                })?;
+            }
+            for pattern in rules.commands.iter().flatten() {
+                if !pattern.starts_with('/') {
+                    return Err(bad(
+                        line_of(actor),
+                        format!("actors.{actor}.commands: {pattern:?} is not an absolute path or pattern"),
+                    ));
+                }
+                glob::Pattern::new(pattern).map_err(|e| {
+                    bad(
+                        line_of(actor),
+                        format!("actors.{actor}.commands: {pattern:?}: {e}"),
+                    )
+                })?;
+            }
+        }
+        Ok(Policy {
+            path: path.to_path_buf(),
+            from_file: true,
+            file,
+            text: text.to_string(),
+        })
+    }
+
+    /// The policy file's text, or empty when the defaults apply.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// An actor's effective rules.
+    pub fn rules(&self, actor: Actor) -> Rules {
+        let written = self.file.actors.get(actor.key());
+        let default_reach = match actor {
+            Actor::Person => Reach::All,
+            Actor::Managed(_) => Reach::Descendants,
+        };
+        let parsed = |l: Option<&LimitText>| {
+            l.map(|l| l.parse().expect("checked at load"))
+                .unwrap_or_default()
+        };
+        Rules {
+            actor: actor.key().to_string(),
+            launch_as: written.and_then(|w| w.launch_as.clone()),
+            commands: written.and_then(|w| w.commands.clone()),
+            act_on: written.and_then(|w| w.act_on).unwrap_or(default_reach),
+            default_limits: parsed(written.map(|w| &w.default_limits)),
+            max_limits: parsed(written.map(|w| &w.max_limits)),
+            source: match written {
+                Some(_) => format!("{} [actors.{}]", self.path.display(), actor.key()),
+                None => format!("built-in defaults for {}", actor.key()),
+            },
+        }
+    }
+
+    /// Checks a launch; fills in default limits. A refusal names the rule.
+    pub fn check_launch(&self, actor: Actor, request: &LaunchRequest<'_>) -> Result<Limits> {
+        let rules = self.rules(actor);
+        let deny = |rule: &str, why: String| denied(&rules, rule, why);
+        if let Some(owners) = &rules.launch_as {
+            if !owners.contains(&request.owner) {
+                return Err(deny(
+                    "launch_as",
+                    format!(
+                        "{} may not launch processes as {} (allowed: {})",
+                        rules.actor,
+                        request.owner,
+                        owners
+                            .iter()
+                            .map(|o| o.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(patterns) = &rules.commands {
+            let allowed = patterns.iter().any(|p| {
+                glob::Pattern::new(p).is_ok_and(|p| {
+                    p.matches_path_with(
+                        request.executable,
+                        glob::MatchOptions {
+                            require_literal_separator: true,
+                            ..Default::default()
+                        },
+                    ) || p.as_str().ends_with("/**")
+                        && request
+                            .executable
+                            .starts_with(p.as_str().trim_end_matches("/**"))
+                })
+            });
+            if !allowed {
+                return Err(deny(
+                    "commands",
+                    format!(
+                        "{} may not run {}",
+                        rules.actor,
+                        escape(&request.executable.display().to_string())
+                    ),
+                ));
+            }
+        }
+        let mut limits = request.limits.clone();
+        let d = &rules.default_limits;
+        limits.memory_max = limits.memory_max.or(d.memory_max);
+        limits.cpu_quota_percent = limits.cpu_quota_percent.or(d.cpu_quota_percent);
+        limits.tasks_max = limits.tasks_max.or(d.tasks_max);
+        limits.runtime_max_sec = limits.runtime_max_sec.or(d.runtime_max_sec);
+        let m = &rules.max_limits;
+        for (name, asked, max) in [
+            ("memory_max", limits.memory_max, m.memory_max),
+            ("cpu_quota", limits.cpu_quota_percent, m.cpu_quota_percent),
+            ("tasks_max", limits.tasks_max, m.tasks_max),
+            ("runtime_max", limits.runtime_max_sec, m.runtime_max_sec),
+        ] {
+            match (asked, max) {
+                (Some(a), Some(m)) if a > m => {
+                    return Err(deny(
+                        &format!("max_limits.{name}"),
+                        format!("{name} {a} is above the cap {m} for {}", rules.actor),
+                    ))
+                }
+                (None, Some(m)) => {
+                    return Err(deny(
+                        &format!("max_limits.{name}"),
+                        format!("{name} is capped at {m} for {}, so the launch must set it (or the policy a default)", rules.actor),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// What `policy show` reports: the file and every actor's effective rules.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    pub path: PathBuf,
+    pub from_file: bool,
+    pub actors: Vec<Rules>,
+}
+
+/// What `policy check` reports for one actor and, optionally, one launch.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub rules: Rules,
+    pub launch: Option<LaunchVerdict>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LaunchVerdict {
+    pub allowed: bool,
+    pub owner: Owner,
+    pub executable: PathBuf,
+    /// The limits the launch would get (defaults filled in), when allowed.
+    pub limits: Option<Limits>,
+    /// Why not, and the rule, when refused.
+    pub refusal: Option<String>,
+    pub rule: Option<String>,
+}
+
+impl Policy {
+    pub fn overview(&self) -> Overview {
+        let mut actors = vec![self.rules(Actor::Person)];
+        actors.extend(Owner::ALL.map(|o| self.rules(Actor::Managed(o))));
+        Overview {
+            path: self.path.clone(),
+            from_file: self.from_file,
+            actors,
+        }
+    }
+
+    /// Explains what `actor` may do, and whether `request` would pass.
+    pub fn verdict(&self, actor: Actor, request: Option<&LaunchRequest<'_>>) -> Verdict {
+        let launch = request.map(|r| match self.check_launch(actor, r) {
+            Ok(limits) => LaunchVerdict {
+                allowed: true,
+                owner: r.owner,
+                executable: r.executable.to_path_buf(),
+                limits: Some(limits),
+                refusal: None,
+                rule: None,
+            },
+            Err(e) => LaunchVerdict {
+                allowed: false,
+                owner: r.owner,
+                executable: r.executable.to_path_buf(),
+                limits: None,
+                refusal: Some(e.message),
+                rule: e.hint,
+            },
+        });
+        Verdict {
+            rules: self.rules(actor),
+            launch,
+        }
+    }
+}
+
+/// Parses `person` or an owner name as an actor.
+pub fn parse_actor(s: &str) -> Result<Actor> {
+    if s == "person" {
+        return Ok(Actor::Person);
+    }
+    s.parse::<Owner>().map(Actor::Managed).map_err(|e| {
+        Error::invalid(format!("unknown actor {:?}", escape(s))).hint(format!(
+            "use person or an owner; {}",
+            e.hint.unwrap_or_default()
+        ))
+    })
+}
+
+/// The refusal error: exit 7, naming the actor's rule and where it is.
+pub fn denied(rules: &Rules, rule: &str, why: String) -> Error {
+    Error::new(ErrorKind::Denied, format!("refused by policy: {why}")).hint(format!(
+        "rule {rule} of {}; see refine-proc policy show",
+        rules.source
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Result<Policy> {
+        Policy::parse(Path::new("/p/policy.toml"), text)
+    }
+
+    fn launch<'a>(owner: Owner, exe: &'a Path, limits: &'a Limits) -> LaunchRequest<'a> {
+        LaunchRequest {
+            owner,
+            executable: exe,
+            limits,
+        }
+    }
+
+    const AGENTS: &str = r#"
+# Agents may run project scripts and checks, within bounds.
+[actors.agent]
+launch_as = ["agent", "quality"]
+commands = ["/usr/bin/*", "/home/me/project/**"]
+act_on = "descendants"
+default_limits = { memory_max = "1G" }
+max_limits = { memory_max = "4G", runtime_max = "2h" }
+"#;
+
+    #[test]
+    fn without_a_file_a_person_may_do_everything_and_a_process_only_to_its_descendants() {
+        let p = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap();
+        assert!(!p.from_file);
+        assert_eq!(p.rules(Actor::Person).act_on, Reach::All);
+        assert_eq!(
+            p.rules(Actor::Managed(Owner::Agent)).act_on,
+            Reach::Descendants
+        );
+        let none = Limits::default();
+        let exe = Path::new("/bin/anything");
+        assert!(p
+            .check_launch(
+                Actor::Managed(Owner::Agent),
+                &launch(Owner::Daemon, exe, &none)
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn refusals_name_the_rule_and_exit_with_the_denied_code() {
+        let p = policy(AGENTS).unwrap();
+        let agent = Actor::Managed(Owner::Agent);
+        let capped = Limits {
+            runtime_max_sec: Some(60),
+            ..Default::default()
+        };
+        let e = p
+            .check_launch(
+                agent,
+                &launch(Owner::Daemon, Path::new("/usr/bin/make"), &capped),
+            )
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 7);
+        assert!(
+            e.message.contains("may not launch processes as daemon"),
+            "{e}"
+        );
+        assert!(e
+            .hint
+            .unwrap()
+            .contains("rule launch_as of /p/policy.toml [actors.agent]"));
+        let e = p
+            .check_launch(
+                agent,
+                &launch(Owner::Agent, Path::new("/opt/evil/bin/x"), &capped),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("may not run /opt/evil/bin/x"), "{e}");
+        // `*` stays within one directory, `**` does not.
+        assert!(p
+            .check_launch(
+                agent,
+                &launch(Owner::Agent, Path::new("/usr/bin/sub/x"), &capped)
+            )
+            .is_err());
+        assert!(p
+            .check_launch(
+                agent,
+                &launch(
+                    Owner::Agent,
+                    Path::new("/home/me/project/a/b/run.sh"),
+                    &capped
+                )
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn limits_get_defaults_and_may_not_exceed_caps() {
+        let p = policy(AGENTS).unwrap();
+        let agent = Actor::Managed(Owner::Agent);
+        let exe = Path::new("/usr/bin/make");
+        let asked = Limits {
+            runtime_max_sec: Some(60),
+            ..Default::default()
+        };
+        let got = p
+            .check_launch(agent, &launch(Owner::Agent, exe, &asked))
+            .unwrap();
+        assert_eq!(got.memory_max, Some(1 << 30), "the default applies");
+        let too_much = Limits {
+            memory_max: Some(8 << 30),
+            runtime_max_sec: Some(60),
+            ..Default::default()
+        };
+        let e = p
+            .check_launch(agent, &launch(Owner::Agent, exe, &too_much))
+            .unwrap_err();
+        assert!(e.hint.unwrap().contains("max_limits.memory_max"));
+        // A cap without a default: the launch must set the limit.
+        let e = p
+            .check_launch(agent, &launch(Owner::Agent, exe, &Limits::default()))
+            .unwrap_err();
+        assert!(e.message.contains("runtime_max is capped"), "{e}");
+    }
+
+    #[test]
+    fn a_policy_with_an_error_is_rejected_whole_with_its_line() {
+        for (text, line, why) in [
+            ("[actors.agent]\nlaunch_as = [\"robot\"]\n", ":2", "robot"),
+            ("[actors.robot]\n", ":1", "unknown actor"),
+            (
+                "[actors.agent]\nmax_limits = { memory_max = \"lots\" }\n",
+                ":1",
+                "invalid size",
+            ),
+            (
+                "[actors.agent]\ncommands = [\"make\"]\n",
+                ":1",
+                "not an absolute path",
+            ),
+            ("[actors.agent]\nlaunch-as = []\n", ":2", "unknown field"),
+            ("[actors.agent\n", ":1", ""),
+        ] {
+            let e = policy(text).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(
+                e.message.contains(&format!("policy.toml{line}")),
+                "{text:?}: {e}"
+            );
+            assert!(e.message.contains(why), "{text:?}: {e}");
+            assert!(e.hint.unwrap().contains("half-read"));
+        }
+    }
+}

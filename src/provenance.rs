@@ -1,0 +1,113 @@
+//! Who is asking: the uid and, when the caller runs inside a managed
+//! process, that process. Found from the caller's cgroup, which a process
+//! cannot rewrite, not from a flag or variable it could forge (REFINE_ID is
+//! used only where the cgroup cannot be read).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{parse_unit_name, Owner};
+
+/// The request's origin, stored in every record as `requested_by`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestedBy {
+    pub uid: u32,
+    /// The owner of the managed process that asked; null for a person.
+    pub acting_owner: Option<Owner>,
+    /// The id of the managed process that asked; null for a person.
+    pub parent: Option<String>,
+}
+
+/// The managed process (owner, id, unit) the caller runs in, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedCaller {
+    pub owner: Owner,
+    pub id: String,
+    pub unit: String,
+}
+
+/// The caller's own managed process, from /proc/self/cgroup.
+pub fn managed_caller() -> Option<ManagedCaller> {
+    match std::fs::read_to_string("/proc/self/cgroup") {
+        Ok(text) => managed_unit_in_cgroup(&text),
+        Err(_) => {
+            let id = std::env::var("REFINE_ID").ok()?;
+            let unit = std::env::var("REFINE_UNIT").ok()?;
+            let (owner, unit_id) = parse_unit_name(&unit)?;
+            (unit_id == id).then_some(ManagedCaller { owner, id, unit })
+        }
+    }
+}
+
+/// The innermost refine-proc unit in a /proc/PID/cgroup text (the cgroup v2
+/// line `0::/…/refine.slice/refine-agent.slice/refine-agent-<id>.service`).
+pub fn managed_unit_in_cgroup(text: &str) -> Option<ManagedCaller> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    path.split('/').rev().find_map(|component| {
+        let as_service = component
+            .strip_suffix(".scope")
+            .map(|stem| format!("{stem}.service"))
+            .unwrap_or_else(|| component.to_string());
+        let (owner, id) = parse_unit_name(&as_service)?;
+        Some(ManagedCaller {
+            owner,
+            id,
+            unit: component.to_string(),
+        })
+    })
+}
+
+/// The caller's uid.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The caller's home directory from the user database, not from $HOME
+/// (which a managed caller controls).
+pub fn home_dir() -> Option<std::path::PathBuf> {
+    // SAFETY: getpwuid returns null or a pointer to static storage that we
+    // copy out at once; refine-proc does not call it from several threads.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+        Some(std::path::PathBuf::from(
+            std::ffi::OsStr::from_encoded_bytes_unchecked(dir.to_bytes()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_innermost_managed_unit_in_a_cgroup_path() {
+        let text = "0::/user.slice/user-1000.slice/user@1000.service/refine.slice/refine-agent.slice/refine-agent-abcd2345.service\n";
+        let c = managed_unit_in_cgroup(text).unwrap();
+        assert_eq!((c.owner, c.id.as_str()), (Owner::Agent, "abcd2345"));
+        let scope = "0::/user.slice/user@1000.service/refine.slice/refine-user\\x2dhelper.slice/refine-user-helper-bcde3456.scope\n";
+        let c = managed_unit_in_cgroup(scope).unwrap();
+        assert_eq!(
+            (c.owner, c.unit.as_str()),
+            (Owner::UserHelper, "refine-user-helper-bcde3456.scope")
+        );
+        assert_eq!(
+            managed_unit_in_cgroup("0::/user.slice/user@1000.service/app.slice/foo.service\n"),
+            None
+        );
+        // cgroup v1 lines are ignored; a unit merely named like ours is not
+        // enough without the id format.
+        assert_eq!(
+            managed_unit_in_cgroup("1:name=systemd:/refine-agent-abcd2345.service\n"),
+            None
+        );
+        assert_eq!(
+            managed_unit_in_cgroup("0::/refine-agent-nope.service\n"),
+            None
+        );
+    }
+}
