@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::index::{Index, Loaded};
 use crate::model::{
     is_id_like, new_id, parse_unit_name, unit_name, Exit, Logs, Metadata, Owner, Record, Restart,
-    RestartPolicy, State, Timestamp, RECORD_SCHEMA,
+    RestartPolicy, State, Timestamp, UnitKind, RECORD_SCHEMA,
 };
 use crate::spec::{service_properties, ExitHook, Launch, RunSpec};
 use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
@@ -697,6 +697,7 @@ fn store_new_record(index: &Index, launch: &Launch) -> Result<Record> {
             },
             id,
             unit,
+            kind: UnitKind::Service,
             owner: launch.owner,
             label: launch.label.clone(),
             details: launch.details.clone(),
@@ -864,6 +865,7 @@ fn record_from_environment(
         schema: RECORD_SCHEMA,
         id: id.to_string(),
         unit: unit.to_string(),
+        kind: UnitKind::Service,
         owner,
         label: get("REFINE_LABEL").unwrap_or_else(|| info.description.clone()),
         details: None,
