@@ -11,12 +11,15 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, Result};
 use crate::index::{Index, Loaded};
 use crate::model::{
-    is_id_like, new_id, parse_unit_name, unit_name, Exit, Logs, Metadata, Owner, Record, Restart,
-    RestartPolicy, State, Timestamp, RECORD_SCHEMA,
+    is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, Logs, Metadata, Owner,
+    Record, Restart, RestartPolicy, State, Timestamp, UnitKind, RECORD_SCHEMA,
 };
 use crate::policy::{Actor, LaunchRequest, Policy, Reach};
 use crate::provenance::{ManagedCaller, RequestedBy};
-use crate::spec::{service_properties, Launch, RunSpec, UnitContext};
+use crate::spec::{
+    outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption, Launch, RunSpec,
+    UnitContext,
+};
 use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
 use crate::text::escape;
 
@@ -94,6 +97,22 @@ pub struct ActionOutcome {
     pub state: State,
 }
 
+/// What `adopt` did: the record, the pids systemd moved, and what was
+/// left behind.
+#[derive(Debug, Clone, Serialize)]
+pub struct Adopted {
+    #[serde(flatten)]
+    pub record: Record,
+    /// The pids handed to systemd: the process, then its descendants.
+    pub moved: Vec<u32>,
+    /// Descendants left where they are, and why.
+    pub warnings: Vec<String>,
+}
+
+/// How many times `adopt` scans again when a descendant exits between the
+/// scan and systemd's move (systemd refuses the whole call then).
+const ADOPT_ATTEMPTS: usize = 3;
+
 /// How `run` should behave beyond the spec.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -113,6 +132,21 @@ pub struct Requester {
 }
 
 impl Requester {
+    /// A managed caller's children default to its owner and workflow context.
+    pub fn inherit(&self, owner: &mut Option<Owner>, metadata: &mut Metadata) {
+        if let Some(parent) = &self.parent {
+            *owner = owner.or(Some(parent.owner));
+            let p = &parent.metadata;
+            metadata.workflow = metadata.workflow.take().or_else(|| p.workflow.clone());
+            metadata.gap = metadata.gap.take().or_else(|| p.gap.clone());
+            metadata.session = metadata.session.take().or_else(|| p.session.clone());
+            metadata.mode = metadata.mode.take().or_else(|| p.mode.clone());
+            metadata.runner = metadata.runner.take().or_else(|| p.runner.clone());
+        } else if let Some(caller) = &self.caller {
+            *owner = owner.or(Some(caller.owner));
+        }
+    }
+
     pub fn requested_by(&self) -> RequestedBy {
         RequestedBy {
             uid: crate::provenance::uid(),
@@ -321,18 +355,7 @@ impl Controller {
     /// once systemd has started it (or, with `wait`, once it has ended).
     pub async fn run(&self, mut spec: RunSpec, options: RunOptions) -> Result<Record> {
         let requester = self.requester().await?;
-        // A child defaults to its parent's owner and workflow context.
-        if let Some(parent) = &requester.parent {
-            spec.owner = spec.owner.or(Some(parent.owner));
-            let (m, p) = (&mut spec.metadata, &parent.metadata);
-            m.workflow = m.workflow.take().or_else(|| p.workflow.clone());
-            m.gap = m.gap.take().or_else(|| p.gap.clone());
-            m.session = m.session.take().or_else(|| p.session.clone());
-            m.mode = m.mode.take().or_else(|| p.mode.clone());
-            m.runner = m.runner.take().or_else(|| p.runner.clone());
-        } else if let Some(caller) = &requester.caller {
-            spec.owner = spec.owner.or(Some(caller.owner));
-        }
+        requester.inherit(&mut spec.owner, &mut spec.metadata);
         let mut launch = spec.validate()?;
         let request = LaunchRequest {
             owner: launch.owner,
@@ -424,6 +447,112 @@ impl Controller {
         Ok(record)
     }
 
+    /// Moves a running process (by default with its descendants) into a
+    /// transient scope `refine-<owner>-<id>.scope` and records it like any
+    /// other process. Everything is checked before anything changes; the
+    /// record is written before systemd is asked, and removed if systemd
+    /// refuses. Descendants are found by one scan of /proc: a child forked
+    /// after the scan stays where it is.
+    pub async fn adopt(&self, mut spec: AdoptSpec) -> Result<Adopted> {
+        let requester = self.requester().await?;
+        requester.inherit(&mut spec.owner, &mut spec.metadata);
+        let mut attempt = 1;
+        loop {
+            let mut adoption = spec.clone().validate()?;
+            if let Err(e) = requester
+                .policy
+                .check_owner(requester.actor, adoption.owner)
+            {
+                self.record_refusal("adopt", None, &e);
+                return Err(e);
+            }
+            let systemd = self.systemd().await?;
+            if let Some(root) = systemd.manager_control_group().await? {
+                adoption.restrict_to_subtree(&root)?;
+            }
+            let requested_by = requester.requested_by();
+            let record = store_fresh(&self.index, |id| {
+                adopted_record(id, &adoption, requested_by.clone())
+            })?;
+            let props = scope_properties(&adoption);
+            let job = match systemd.start_transient(&record.unit, &props).await {
+                Ok(job) => job,
+                Err(e) => {
+                    let loaded = systemd.is_loaded(&record.unit).await.unwrap_or(true);
+                    if !loaded {
+                        self.index.remove(&record.id)?;
+                    }
+                    // A pid exited between the scan and the call: scan again.
+                    if e.kind == crate::ErrorKind::NotFound && !loaded && attempt < ADOPT_ATTEMPTS {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            if job.result != "done" {
+                return Err(self.failed_adoption(&adoption, &record, &job).await);
+            }
+            let mut record = self
+                .index
+                .update(&record.id, |r| {
+                    if r.state == State::Starting {
+                        r.state = State::Running;
+                    }
+                })?
+                .unwrap_or(record);
+            present(&mut record);
+            let warnings = adoption
+                .left
+                .iter()
+                .map(|(pid, why)| format!("left pid {pid} where it is: {why}"))
+                .collect();
+            return Ok(Adopted {
+                record,
+                moved: adoption.pids(),
+                warnings,
+            });
+        }
+    }
+
+    /// Why systemd's start job for an adopting scope failed, after dropping
+    /// the record (nothing was adopted) and the failed unit.
+    async fn failed_adoption(
+        &self,
+        adoption: &Adoption,
+        record: &Record,
+        job: &JobOutcome,
+    ) -> Error {
+        if let Ok(systemd) = self.systemd().await {
+            if systemd.is_loaded(&record.unit).await.unwrap_or(false) {
+                let _ = systemd.reset_failed(&record.unit).await;
+            }
+        }
+        if let Err(e) = self.index.remove(&record.id) {
+            return e;
+        }
+        let pid = adoption.pid;
+        let moved =
+            crate::procfs::cgroup(pid).is_ok_and(|cg| cg.ends_with(&format!("/{}", record.unit)));
+        if crate::procfs::stat(pid).is_ok() && !moved {
+            // The usual cause: the manager may not write to the cgroup the
+            // process lives in (systemd logs "Permission denied").
+            return outside_subtree(
+                pid,
+                &format!(
+                    "systemd could not move it into {} (the start job ended with \"{}\"; \
+                     journalctl --user -u {} says why)",
+                    record.unit, job.result, record.unit
+                ),
+            );
+        }
+        Error::systemd(format!(
+            "cannot adopt pid {pid}: the start job of {} ended with \"{}\"",
+            record.unit, job.result
+        ))
+        .hint(format!("see journalctl --user -u {}", record.unit))
+    }
+
     /// Finds the one record an argument names: an id, a unique id prefix, or
     /// a unit name. Units that do not follow refine-proc's naming are refused.
     pub fn resolve(&self, arg: &str) -> Result<String> {
@@ -434,7 +563,7 @@ impl Controller {
                     "{} is not a unit refine-proc created",
                     escape(arg)
                 ))
-                .hint("refine-proc only acts on its own units (refine-<owner>-<id>.service); use systemctl --user for others")),
+                .hint("refine-proc only acts on its own units (refine-<owner>-<id>.service or .scope); use systemctl --user for others")),
             };
         }
         if !is_id_like(arg) {
@@ -518,7 +647,10 @@ impl Controller {
         let units = self
             .systemd()
             .await?
-            .list(&[&format!("refine-*-{id}.service")])
+            .list(&[
+                &format!("refine-*-{id}.service"),
+                &format!("refine-*-{id}.scope"),
+            ])
             .await?;
         Ok(units
             .into_iter()
@@ -528,6 +660,15 @@ impl Controller {
 
     /// Rebuilds and stores a record from the unit's REFINE_* environment.
     fn rebuild(&self, id: &str, unit: &str, info: Option<&ServiceInfo>) -> Result<Record> {
+        if unit.ends_with(".scope") && info.is_some() {
+            return Err(Error::refused(format!(
+                "the record of {id} was lost, and {unit} holds adopted processes: a scope \
+                 keeps no environment to rebuild the record from"
+            ))
+            .hint(format!(
+                "act on it with systemd's tools, e.g. systemctl --user stop {unit}"
+            )));
+        }
         let Some(info) = info else {
             return Err(Error::not_found(format!(
                 "the record of {id} was lost and its unit is gone; nothing is left to rebuild it from"
@@ -600,7 +741,7 @@ impl Controller {
     pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<Record>, Vec<String>)> {
         let systemd = self.systemd().await?;
         let live: HashMap<String, ListedUnit> = systemd
-            .list(&["refine-*.service"])
+            .list(&["refine-*.service", "refine-*.scope"])
             .await?
             .into_iter()
             .filter_map(|u| Some((parse_unit_name(&u.name)?.1, u)))
@@ -631,6 +772,10 @@ impl Controller {
                 Loaded::Missing => orphans.extend(live.get(&id).map(|u| (id, u))),
             }
         }
+        // A scope carries nothing that names its index: a scope without a
+        // record cannot be told apart from another index's, so it is not
+        // shown.
+        orphans.retain(|(_, u)| u.name.ends_with(".service"));
         // Loaded units without a record: rebuild those that name this index
         // in their environment (one property read each); units of other
         // indexes sharing the manager are not ours to show.
@@ -700,6 +845,15 @@ impl Controller {
             };
             self.request_stop(&record.id, &info)?;
             systemd.stop(&record.unit).await?;
+            if record.kind == UnitKind::Scope {
+                // No exit hook runs for a scope: the end is recorded here.
+                self.index.update(&record.id, |r| {
+                    if !r.state.is_ended() {
+                        r.state = State::Stopped;
+                        r.ended_at = Some(Timestamp::now());
+                    }
+                })?;
+            }
             Ok(outcome(&self.refetch(record).await?, "stopped"))
         });
         futures_util::future::join_all(stops)
@@ -757,6 +911,13 @@ impl Controller {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
         self.authorize("restart", &record).await?;
+        if record.kind == UnitKind::Scope {
+            return Err(Error::refused(format!(
+                "{id} is an adopted process: it cannot be restarted; refine-proc has no \
+                 command line to start it again"
+            ))
+            .hint("start the command anew with refine-proc run -- COMMAND"));
+        }
         let systemd = self.systemd().await?;
         if let Some(info) = info {
             // The exit this causes is ours, not a failure.
@@ -890,16 +1051,16 @@ fn spawn_failure_name(code: i32) -> &'static str {
 
 /// Stores the record of a new launch under a fresh id.
 fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -> Result<Record> {
-    loop {
-        let id = new_id();
+    store_fresh(index, |id| {
         let unit = unit_name(launch.owner, &id);
-        let record = Record {
+        Record {
             schema: RECORD_SCHEMA,
             logs: Logs {
                 journal: journal_command(&unit),
             },
             id,
             unit,
+            kind: UnitKind::Service,
             owner: launch.owner,
             label: launch.label.clone(),
             details: launch.details.clone(),
@@ -924,9 +1085,51 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             stop_requested_for: None,
             last_exit_invocation: None,
             recovered_from: None,
-        };
-        // The record exists before the unit, so the exit hook always
-        // finds it, however fast the process ends.
+        }
+    })
+}
+
+/// The record of an adopted process, before systemd has moved it.
+fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record {
+    let unit = scope_name(a.owner, &id);
+    Record {
+        schema: RECORD_SCHEMA,
+        logs: Logs {
+            journal: journal_command(&unit),
+        },
+        id,
+        unit,
+        kind: UnitKind::Scope,
+        owner: a.owner,
+        label: a.label.clone(),
+        details: a.details.clone(),
+        command: a.command.clone(),
+        cwd: a.cwd.clone(),
+        environment: Default::default(),
+        metadata: a.metadata.clone(),
+        requested_by,
+        pid: Some(a.pid),
+        state: State::Starting,
+        started_at: Some(Timestamp::now()),
+        ended_at: None,
+        exit_code: None,
+        exit_signal: None,
+        result: None,
+        limits: Default::default(),
+        restart: Default::default(),
+        runs_ended: 0,
+        stop_requested_for: None,
+        last_exit_invocation: None,
+        recovered_from: None,
+    }
+}
+
+/// Stores a new record under a fresh id (`make` builds it for an id). The
+/// record exists before the unit, so the exit hook always finds it,
+/// however fast the process ends.
+fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record> {
+    loop {
+        let record = make(new_id());
         match index.create(&record) {
             Ok(()) => return Ok(record),
             Err(e) if e.message.contains("already exists") => continue,
@@ -946,8 +1149,12 @@ fn outcome(r: &Record, what: &str) -> ActionOutcome {
 
 /// The journalctl command a person can paste to read a unit's output. The
 /// syslog identifier is attached by journald to every line, even of a
-/// process that exits at once.
+/// process that exits at once. A scope's processes have no identifier of
+/// ours: their lines are found by the unit journald reads from /proc.
 pub fn journal_command(unit: &str) -> String {
+    if unit.ends_with(".scope") {
+        return format!("journalctl _SYSTEMD_USER_UNIT={unit}");
+    }
     format!("journalctl -t {}", unit.trim_end_matches(".service"))
 }
 
@@ -982,6 +1189,11 @@ fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
 /// The restart count follows from the runs that ended: every ended run but
 /// the last one was followed by another start.
 pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
+    if record.kind == UnitKind::Scope {
+        reconcile_scope(record, live);
+        present(record);
+        return;
+    }
     match live.map(|l| (l.active_state.as_str(), l.freezer_state.as_deref())) {
         Some((_, Some("frozen" | "freezing"))) => record.state = State::Paused,
         Some(("active" | "reloading" | "deactivating", _)) => record.state = State::Running,
@@ -998,6 +1210,29 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
         }
     }
     present(record);
+}
+
+/// A scope has no exit hook and no exit status: it runs while systemd
+/// shows it active, and once it is inactive or gone its processes have all
+/// ended: `stopped` if refine-proc was asked to end it, else `ended`.
+fn reconcile_scope(record: &mut Record, live: Option<&UnitState>) {
+    match live.map(|l| (l.active_state.as_str(), l.freezer_state.as_deref())) {
+        Some((_, Some("frozen" | "freezing"))) => record.state = State::Paused,
+        Some(("active" | "reloading" | "deactivating", _)) => record.state = State::Running,
+        Some(("activating", _)) => record.state = State::Starting,
+        _ if record.state.is_ended() => {}
+        _ => {
+            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
+            record.state = match record.state {
+                // `adopt` is between its index write and systemd's reply.
+                State::Starting if young => State::Starting,
+                // systemd never confirmed the adoption.
+                State::Starting => State::Lost,
+                _ if record.stop_requested_for.is_some() => State::Stopped,
+                _ => State::Ended,
+            };
+        }
+    }
 }
 
 /// Derives what a record shows from what it stores: the restart count
@@ -1068,6 +1303,7 @@ fn record_from_environment(
         schema: RECORD_SCHEMA,
         id: id.to_string(),
         unit: unit.to_string(),
+        kind: UnitKind::Service,
         owner,
         label: get("REFINE_LABEL").unwrap_or_else(|| info.description.clone()),
         details: None,
@@ -1159,6 +1395,42 @@ mod tests {
         r.started_at = Some(Timestamp(std::time::SystemTime::now() - START_GRACE * 2));
         reconcile(&mut r, None);
         assert_eq!(r.state, State::Lost);
+    }
+
+    #[test]
+    fn a_scope_without_its_unit_ended_or_was_stopped_but_reports_no_exit() {
+        let scope = |state: State| {
+            let mut r = record(state);
+            r.kind = UnitKind::Scope;
+            r.unit = "refine-agent-abcd2345.scope".into();
+            r
+        };
+        let mut r = scope(State::Running);
+        reconcile(&mut r, Some(&live("active", Some("running"))));
+        assert_eq!(r.state, State::Running);
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Ended);
+        assert!(r.exit_code.is_none() && r.result.is_none() && r.ended_at.is_none());
+        // Inactive but not yet collected is just as ended.
+        let mut r = scope(State::Running);
+        reconcile(&mut r, Some(&live("inactive", None)));
+        assert_eq!(r.state, State::Ended);
+        // Ended on request (stop, kill): stopped.
+        let mut r = scope(State::Running);
+        r.stop_requested_for = Some("inv-1".into());
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Stopped);
+        // An adoption systemd has not answered yet, and one it never did.
+        let mut r = scope(State::Starting);
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Starting);
+        r.started_at = Some(Timestamp(std::time::SystemTime::now() - START_GRACE * 2));
+        reconcile(&mut r, None);
+        assert_eq!(r.state, State::Lost);
+        assert_eq!(
+            journal_command(&r.unit),
+            "journalctl _SYSTEMD_USER_UNIT=refine-agent-abcd2345.scope"
+        );
     }
 
     #[test]

@@ -15,9 +15,12 @@ pub const TEXT_FORMATS: [&str; 5] = ["cat", "short", "short-iso", "short-precise
 /// Which lines to read.
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
-    /// Syslog identifiers of the units (`refine-<owner>-<id>`); lines match
-    /// any of them. Must not be empty.
+    /// Syslog identifiers of services (`refine-<owner>-<id>`); lines match
+    /// any of them or of `units`. The two must not both be empty.
     pub identifiers: Vec<String>,
+    /// Units whose lines are found by `_SYSTEMD_USER_UNIT` (scopes: their
+    /// processes carry no identifier of ours).
+    pub units: Vec<String>,
     /// Only lines written by this uid (the caller's own processes).
     pub uid: Option<u32>,
     /// Show the last N lines.
@@ -57,16 +60,22 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     if query.follow {
         args.push("--follow".to_string());
     }
-    // Matches of different fields are ANDed, of the same field ORed.
-    if let Some(uid) = query.uid {
-        args.push(format!("_UID={uid}"));
+    // Matches of different fields are ANDed, of the same field ORed; "+"
+    // ORs whole groups, so each group repeats the uid.
+    let groups = [
+        ("SYSLOG_IDENTIFIER", &query.identifiers),
+        ("_SYSTEMD_USER_UNIT", &query.units),
+    ];
+    let groups = groups.into_iter().filter(|(_, v)| !v.is_empty());
+    for (n, (field, values)) in groups.enumerate() {
+        if n > 0 {
+            args.push("+".to_string());
+        }
+        if let Some(uid) = query.uid {
+            args.push(format!("_UID={uid}"));
+        }
+        args.extend(values.iter().map(|v| format!("{field}={v}")));
     }
-    args.extend(
-        query
-            .identifiers
-            .iter()
-            .map(|i| format!("SYSLOG_IDENTIFIER={i}")),
-    );
     args
 }
 
@@ -99,15 +108,24 @@ pub fn parse_entry(line: &str) -> Option<LogEntry> {
     let v: Value = serde_json::from_str(line).ok()?;
     let field = |k: &str| v.get(k).and_then(field_text);
     let identifier = field("SYSLOG_IDENTIFIER");
+    let unit = field("_SYSTEMD_USER_UNIT");
+    // The unit journald read from /proc names scopes; the identifier names
+    // services even when the writer was gone before journald looked.
+    let id = unit
+        .as_deref()
+        .and_then(crate::model::parse_unit_name)
+        .or_else(|| {
+            identifier
+                .as_deref()
+                .and_then(|i| crate::model::parse_unit_name(&format!("{i}.service")))
+        })
+        .map(|(_, id)| id);
     Some(LogEntry {
         time: field("__REALTIME_TIMESTAMP")
             .and_then(|t| t.parse().ok())
             .and_then(Timestamp::from_usec),
-        id: identifier
-            .as_deref()
-            .and_then(|i| crate::model::parse_unit_name(&format!("{i}.service")))
-            .map(|(_, id)| id),
-        unit: field("_SYSTEMD_USER_UNIT").or_else(|| identifier.map(|i| format!("{i}.service"))),
+        id,
+        unit: unit.or_else(|| identifier.map(|i| format!("{i}.service"))),
         pid: field("_PID").and_then(|p| p.parse().ok()),
         priority: field("PRIORITY").and_then(|p| p.parse().ok()),
         message: field("MESSAGE").unwrap_or_default(),
@@ -143,6 +161,7 @@ mod tests {
                 "refine-agent-abcd2345".into(),
                 "refine-agent-bcde3456".into(),
             ],
+            units: Vec::new(),
             uid: Some(1000),
             lines: Some(20),
             since: Some("-1h; rm -rf /".into()),
@@ -159,6 +178,41 @@ mod tests {
             "SYSLOG_IDENTIFIER=refine-agent-abcd2345".to_string(),
             "SYSLOG_IDENTIFIER=refine-agent-bcde3456".to_string()
         ]));
+    }
+
+    #[test]
+    fn scopes_are_matched_by_unit_in_a_group_ored_with_the_identifiers() {
+        let q = LogQuery {
+            identifiers: vec!["refine-agent-abcd2345".into()],
+            units: vec!["refine-agent-bcde3456.scope".into()],
+            uid: Some(1000),
+            ..Default::default()
+        };
+        let args = journalctl_args(&q, "cat");
+        assert!(args.ends_with(&[
+            "_UID=1000".to_string(),
+            "SYSLOG_IDENTIFIER=refine-agent-abcd2345".to_string(),
+            "+".to_string(),
+            "_UID=1000".to_string(),
+            "_SYSTEMD_USER_UNIT=refine-agent-bcde3456.scope".to_string(),
+        ]));
+        let only_scope = LogQuery {
+            units: vec!["refine-agent-bcde3456.scope".into()],
+            uid: Some(1000),
+            ..Default::default()
+        };
+        let args = journalctl_args(&only_scope, "cat");
+        assert!(!args.contains(&"+".to_string()));
+        assert!(args.ends_with(&[
+            "_UID=1000".to_string(),
+            "_SYSTEMD_USER_UNIT=refine-agent-bcde3456.scope".to_string(),
+        ]));
+        let e = parse_entry(
+            r#"{"SYSLOG_IDENTIFIER":"mytool","_SYSTEMD_USER_UNIT":"refine-agent-bcde3456.scope","MESSAGE":"m"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.id.as_deref(), Some("bcde3456"));
+        assert_eq!(e.unit.as_deref(), Some("refine-agent-bcde3456.scope"));
     }
 
     #[test]

@@ -96,10 +96,13 @@ pub enum State {
     Stopped,
     /// Vanished with no exit record (e.g. the user manager restarted).
     Lost,
+    /// An adopted process whose processes are all gone. Scopes have no
+    /// exit status, so there is none to report.
+    Ended,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Starting,
         State::Running,
         State::Paused,
@@ -107,6 +110,7 @@ impl State {
         State::Failed,
         State::Stopped,
         State::Lost,
+        State::Ended,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +122,7 @@ impl State {
             State::Failed => "failed",
             State::Stopped => "stopped",
             State::Lost => "lost",
+            State::Ended => "ended",
         }
     }
 
@@ -125,7 +130,7 @@ impl State {
     pub fn is_ended(self) -> bool {
         matches!(
             self,
-            State::Exited | State::Failed | State::Stopped | State::Lost
+            State::Exited | State::Failed | State::Stopped | State::Lost | State::Ended
         )
     }
 }
@@ -148,6 +153,41 @@ impl FromStr for State {
                     State::ALL.map(State::as_str).join(", ")
                 ))
             })
+    }
+}
+
+/// What kind of systemd unit holds a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitKind {
+    /// A transient service refine-proc started (`run`).
+    #[default]
+    Service,
+    /// A transient scope holding processes that were already running
+    /// (`adopt`). A scope has no command line, environment or exit status.
+    Scope,
+}
+
+impl UnitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitKind::Service => "service",
+            UnitKind::Scope => "scope",
+        }
+    }
+
+    /// The unit name suffix, with its dot.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            UnitKind::Service => ".service",
+            UnitKind::Scope => ".scope",
+        }
+    }
+}
+
+impl fmt::Display for UnitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -290,6 +330,9 @@ pub struct Record {
     pub schema: u32,
     pub id: String,
     pub unit: String,
+    /// A service (started by `run`) or a scope (adopted by `adopt`).
+    #[serde(default)]
+    pub kind: UnitKind,
     pub owner: Owner,
     #[serde(default)]
     pub label: String,
@@ -384,6 +427,7 @@ mod tests {
             schema: RECORD_SCHEMA,
             id: "abcd2345".into(),
             unit: "refine-agent-abcd2345.service".into(),
+            kind: UnitKind::Service,
             owner: Owner::Agent,
             label: "x".into(),
             details: None,
@@ -458,6 +502,11 @@ mod tests {
         let r: Record = serde_json::from_str(json).unwrap();
         assert_eq!(r.owner, Owner::Agent);
         assert_eq!(r.restart.policy, RestartPolicy::No);
+        assert_eq!(
+            r.kind,
+            UnitKind::Service,
+            "records before adopt are services"
+        );
     }
 
     #[test]
@@ -497,12 +546,26 @@ pub fn unit_name(owner: Owner, id: &str) -> String {
     format!("refine-{owner}-{id}.service")
 }
 
-/// The owner and id of a unit that follows refine-proc's naming, else None.
+/// `refine-<owner>-<id>.scope`: the unit of an adopted process.
+pub fn scope_name(owner: Owner, id: &str) -> String {
+    format!("refine-{owner}-{id}.scope")
+}
+
+/// The owner and id of a unit (service or scope) that follows
+/// refine-proc's naming, else None.
 pub fn parse_unit_name(unit: &str) -> Option<(Owner, String)> {
-    let stem = unit.strip_suffix(".service")?.strip_prefix("refine-")?;
-    let (owner, id) = stem.rsplit_once('-')?;
+    parse_unit(unit).map(|(owner, id, _)| (owner, id))
+}
+
+/// Like [`parse_unit_name`], with the kind of unit the suffix names.
+pub fn parse_unit(unit: &str) -> Option<(Owner, String, UnitKind)> {
+    let (stem, kind) = match unit.strip_suffix(".service") {
+        Some(stem) => (stem, UnitKind::Service),
+        None => (unit.strip_suffix(".scope")?, UnitKind::Scope),
+    };
+    let (owner, id) = stem.strip_prefix("refine-")?.rsplit_once('-')?;
     let owner = owner.parse().ok()?;
-    (id.len() == ID_LEN && is_id_like(id)).then(|| (owner, id.to_string()))
+    (id.len() == ID_LEN && is_id_like(id)).then(|| (owner, id.to_string(), kind))
 }
 
 #[cfg(test)]
@@ -519,6 +582,17 @@ mod naming_tests {
         assert_eq!(parse_unit_name("refine-agent-short.service"), None);
         assert_eq!(parse_unit_name("refine-nobody-abcd2345.service"), None);
         assert_eq!(parse_unit_name("sshd.service"), None);
+        let id = new_id();
+        assert_eq!(
+            parse_unit(&scope_name(Owner::UserHelper, &id)),
+            Some((Owner::UserHelper, id.clone(), UnitKind::Scope))
+        );
+        assert_eq!(
+            parse_unit(&unit_name(Owner::Agent, &id)),
+            Some((Owner::Agent, id, UnitKind::Service))
+        );
+        assert_eq!(parse_unit_name("refine-agent-abcd2345.slice"), None);
+        assert_eq!(parse_unit_name("refine-harness.scope"), None);
         assert_eq!(Owner::Agent.slice(), "refine-agent.slice");
         assert_eq!(Owner::UserHelper.slice(), "refine-user\\x2dhelper.slice");
     }

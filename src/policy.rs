@@ -256,27 +256,32 @@ impl Policy {
         }
     }
 
+    /// Checks that `actor` may start (or adopt) processes as `owner`.
+    pub fn check_owner(&self, actor: Actor, owner: Owner) -> Result<()> {
+        let rules = self.rules(actor);
+        match &rules.launch_as {
+            Some(owners) if !owners.contains(&owner) => Err(denied(
+                &rules,
+                "launch_as",
+                format!(
+                    "{} may not launch processes as {owner} (allowed: {})",
+                    rules.actor,
+                    owners
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a launch; fills in default limits. A refusal names the rule.
     pub fn check_launch(&self, actor: Actor, request: &LaunchRequest<'_>) -> Result<Limits> {
+        self.check_owner(actor, request.owner)?;
         let rules = self.rules(actor);
         let deny = |rule: &str, why: String| denied(&rules, rule, why);
-        if let Some(owners) = &rules.launch_as {
-            if !owners.contains(&request.owner) {
-                return Err(deny(
-                    "launch_as",
-                    format!(
-                        "{} may not launch processes as {} (allowed: {})",
-                        rules.actor,
-                        request.owner,
-                        owners
-                            .iter()
-                            .map(|o| o.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
         if let Some(patterns) = &rules.commands {
             let allowed = patterns.iter().any(|p| {
                 glob::Pattern::new(p).is_ok_and(|p| {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::{Limits, Metadata, Owner, RestartPolicy};
+use crate::procfs;
 use crate::text::escape;
 
 /// Longest label, metadata value or `--meta` value accepted, in bytes.
@@ -94,31 +95,7 @@ impl RunSpec {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| program.clone()),
         };
-        check_text("--label", &label, MAX_TEXT)?;
-        if label.trim().is_empty() {
-            return Err(
-                Error::invalid("--label is empty").hint("give a short name for the process")
-            );
-        }
-        if let Some(d) = &self.details {
-            check_text("--details", d, MAX_DETAILS)?;
-        }
-        let m = &self.metadata;
-        for (flag, value) in [
-            ("--workflow", &m.workflow),
-            ("--gap", &m.gap),
-            ("--session", &m.session),
-            ("--mode", &m.mode),
-            ("--runner", &m.runner),
-        ] {
-            if let Some(v) = value {
-                check_text(flag, v, MAX_TEXT)?;
-            }
-        }
-        for (k, v) in &m.extra {
-            check_text("--meta key", k, 256)?;
-            check_text("--meta value", v, MAX_TEXT)?;
-        }
+        check_identity(&label, self.details.as_deref(), &self.metadata)?;
         for (k, v) in &self.environment {
             check_env_name(k)?;
             check_text("--env value", v, MAX_ENV_VALUE)?;
@@ -138,6 +115,223 @@ impl RunSpec {
     }
 }
 
+/// A request to adopt a running process into a transient scope.
+#[derive(Clone, Debug, Default)]
+pub struct AdoptSpec {
+    pub pid: u32,
+    pub owner: Option<Owner>,
+    /// Default: the process's name (argv\[0\]'s file name).
+    pub label: Option<String>,
+    pub details: Option<String>,
+    pub metadata: Metadata,
+    /// Move only `pid`, not its descendants.
+    pub no_children: bool,
+}
+
+/// A checked [`AdoptSpec`]: a live process of the caller's user that no
+/// refine-proc unit holds, with the descendants that may move along.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adoption {
+    pub pid: u32,
+    /// Descendants to move along (systemd moves only the pids it is given).
+    pub descendants: Vec<u32>,
+    /// The process's argv (lossy UTF-8), or its name when argv is empty.
+    pub command: Vec<String>,
+    pub cwd: Option<String>,
+    /// Its cgroup v2 path now.
+    pub cgroup: String,
+    pub owner: Owner,
+    pub label: String,
+    pub details: Option<String>,
+    pub metadata: Metadata,
+    /// Descendants left where they are, and why.
+    pub left: Vec<(u32, String)>,
+}
+
+impl AdoptSpec {
+    /// Validates the text and the process from `/proc`, before any side
+    /// effect: it exists, belongs to the caller's uid, is not PID 1, this
+    /// process, a kernel thread or a zombie, and no refine-proc unit holds
+    /// it. Descendants that fail these checks are left where they are.
+    pub fn validate(self) -> Result<Adoption> {
+        if let Some(l) = &self.label {
+            check_label(l)?;
+        }
+        check_about(self.details.as_deref(), &self.metadata)?;
+        let pid = self.pid;
+        let me = std::process::id();
+        let uid = crate::journal::current_uid();
+        let no_such = || {
+            Error::not_found(format!("no process with pid {pid}"))
+                .hint(format!("check the pid: ps -p {pid}"))
+        };
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(no_such());
+        }
+        if pid == 1 {
+            return Err(
+                Error::refused("pid 1 is the init process; it cannot be adopted")
+                    .hint("adopt a process you started, e.g. one running in your terminal"),
+            );
+        }
+        if pid == me {
+            return Err(Error::refused(format!(
+                "pid {pid} is this refine-proc itself"
+            )));
+        }
+        let stat = match procfs::stat(pid) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_such()),
+            Err(e) => return Err(Error::refused(format!("cannot read /proc/{pid}: {e}"))),
+        };
+        let owner = procfs::owner_uid(pid).map_err(|_| no_such())?;
+        if owner != uid {
+            return Err(
+                Error::refused(format!("pid {pid} belongs to uid {owner}")).hint(format!(
+                    "refine-proc adopts only processes of its own user (uid {uid}); \
+                     run refine-proc as that user, or start the process with refine-proc run"
+                )),
+            );
+        }
+        if stat.ppid == 2 || stat.pid == 2 {
+            return Err(Error::refused(format!(
+                "pid {pid} is a kernel thread; it cannot be adopted"
+            )));
+        }
+        if stat.is_zombie() {
+            return Err(Error::refused(format!(
+                "pid {pid} has already exited (a zombie its parent has not collected)"
+            )));
+        }
+        let cgroup = procfs::cgroup(pid)
+            .map_err(|e| Error::refused(format!("cannot read the cgroup of pid {pid}: {e}")))?;
+        if let Some((_, id, kind)) = procfs::managed_unit(&cgroup) {
+            return Err(Error::refused(format!(
+                "pid {pid} is already managed by refine-proc as {id} (a {kind}: {})",
+                cgroup.rsplit('/').next().unwrap_or_default()
+            ))
+            .hint(format!("see refine-proc status {id}")));
+        }
+        let mut command = procfs::cmdline(pid).unwrap_or_default();
+        if command.is_empty() {
+            command.push(stat.comm.clone());
+        }
+        let label = match self.label {
+            Some(l) => l,
+            None => Path::new(&command[0])
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| stat.comm.clone()),
+        };
+        check_label(&label)?;
+
+        let mut descendants = Vec::new();
+        let mut left = Vec::new();
+        if !self.no_children {
+            let table = procfs::all_processes()
+                .map_err(|e| Error::refused(format!("cannot list processes in /proc: {e}")))?;
+            for child in procfs::descendants(pid, &table) {
+                if child == me {
+                    // refine-proc itself, when adopting the shell it runs in.
+                    continue;
+                }
+                match movable(child, uid) {
+                    Ok(()) => descendants.push(child),
+                    // Gone since the scan: nothing to move.
+                    Err(None) => {}
+                    Err(Some(why)) => left.push((child, why)),
+                }
+            }
+        }
+        Ok(Adoption {
+            pid,
+            descendants,
+            cwd: procfs::cwd(pid),
+            command,
+            cgroup,
+            owner: self.owner.unwrap_or(Owner::UserHelper),
+            label,
+            details: self.details,
+            metadata: self.metadata,
+            left,
+        })
+    }
+}
+
+/// Whether a descendant may move into the scope: Err(None) when it is
+/// gone, Err(Some(reason)) when it stays where it is.
+fn movable(pid: u32, uid: u32) -> std::result::Result<(), Option<String>> {
+    let stat = procfs::stat(pid).map_err(|_| None)?;
+    if stat.is_zombie() {
+        return Err(None);
+    }
+    let owner = procfs::owner_uid(pid).map_err(|_| None)?;
+    if owner != uid {
+        return Err(Some(format!("it belongs to uid {owner}")));
+    }
+    let cgroup = procfs::cgroup(pid).map_err(|_| None)?;
+    if let Some((_, id, _)) = procfs::managed_unit(&cgroup) {
+        return Err(Some(format!("refine-proc already manages it as {id}")));
+    }
+    Ok(())
+}
+
+impl Adoption {
+    /// All pids to move: the process first, then its descendants.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.pid)
+            .chain(self.descendants.iter().copied())
+            .collect()
+    }
+
+    /// Keeps only what the user manager may move: processes in its own
+    /// cgroup subtree (`manager_cgroup`), but not the manager itself.
+    /// The process itself outside it is an error that says why.
+    pub fn restrict_to_subtree(&mut self, manager_cgroup: &str) -> Result<()> {
+        let own = format!("{}/init.scope", manager_cgroup.trim_end_matches('/'));
+        let check = |cgroup: &str| -> Option<String> {
+            if procfs::is_within(cgroup, &own) {
+                Some("it is part of the user manager itself".into())
+            } else if !procfs::is_within(cgroup, manager_cgroup) {
+                Some(format!(
+                    "it runs in {}, outside the user manager's cgroup subtree",
+                    escape(cgroup)
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some(why) = check(&self.cgroup) {
+            return Err(outside_subtree(self.pid, &why));
+        }
+        let mut kept = Vec::new();
+        for pid in std::mem::take(&mut self.descendants) {
+            // A pid whose cgroup cannot be read is gone since the scan.
+            if let Ok(cg) = procfs::cgroup(pid) {
+                match check(&cg) {
+                    None => kept.push(pid),
+                    Some(why) => self.left.push((pid, why)),
+                }
+            }
+        }
+        self.descendants = kept;
+        Ok(())
+    }
+}
+
+/// The error for a process the user manager cannot move, with the fix.
+pub fn outside_subtree(pid: u32, why: &str) -> Error {
+    Error::refused(format!(
+        "the systemd user manager cannot adopt pid {pid}: {why}"
+    ))
+    .hint(
+        "the user manager can only adopt processes in its own cgroup subtree (e.g. started \
+         from a terminal of the desktop session), not from an SSH session or another user \
+         manager; run it via refine-proc run instead",
+    )
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| {
         Error::invalid(format!(
@@ -145,6 +339,43 @@ fn absolute(p: &Path) -> Result<PathBuf> {
             escape(&p.display().to_string())
         ))
     })
+}
+
+/// Checks what people and agents say about a process: label, details and
+/// workflow metadata (shared by `run` and `adopt`).
+fn check_identity(label: &str, details: Option<&str>, m: &Metadata) -> Result<()> {
+    check_label(label)?;
+    check_about(details, m)
+}
+
+fn check_label(label: &str) -> Result<()> {
+    check_text("--label", label, MAX_TEXT)?;
+    if label.trim().is_empty() {
+        return Err(Error::invalid("--label is empty").hint("give a short name for the process"));
+    }
+    Ok(())
+}
+
+fn check_about(details: Option<&str>, m: &Metadata) -> Result<()> {
+    if let Some(d) = details {
+        check_text("--details", d, MAX_DETAILS)?;
+    }
+    for (flag, value) in [
+        ("--workflow", &m.workflow),
+        ("--gap", &m.gap),
+        ("--session", &m.session),
+        ("--mode", &m.mode),
+        ("--runner", &m.runner),
+    ] {
+        if let Some(v) = value {
+            check_text(flag, v, MAX_TEXT)?;
+        }
+    }
+    for (k, v) in &m.extra {
+        check_text("--meta key", k, 256)?;
+        check_text("--meta value", v, MAX_TEXT)?;
+    }
+    Ok(())
 }
 
 fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
@@ -241,6 +472,8 @@ pub enum Prop {
     Str(String),
     U64(u64),
     Strs(Vec<String>),
+    /// `au`, e.g. a scope's PIDs.
+    U32s(Vec<u32>),
     /// `ExecStartEx`-style a(sasas): path, argv, flags.
     Exec(Vec<(String, Vec<String>, Vec<String>)>),
 }
@@ -361,6 +594,22 @@ pub fn service_properties(
     props
 }
 
+/// The properties of the transient scope that adopts `adoption`: identity
+/// and the pids to move. A scope runs nothing, so it has no environment,
+/// command or exit hook.
+pub fn scope_properties(adoption: &Adoption) -> Vec<(&'static str, Prop)> {
+    vec![
+        (
+            "Description",
+            Prop::Str(description(adoption.owner, &adoption.label)),
+        ),
+        ("Slice", Prop::Str(adoption.owner.slice())),
+        ("PIDs", Prop::U32s(adoption.pids())),
+        // A failed scope (e.g. killed at the stop timeout) is collected too.
+        ("CollectMode", Prop::Str("inactive-or-failed".into())),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +691,85 @@ mod tests {
             panic!()
         };
         assert!(env.contains(&"REFINE_LABEL=evil\n\x1b[2Jlabel".to_string()));
+    }
+
+    #[test]
+    fn a_scope_gets_identity_and_every_pid_but_nothing_to_execute() {
+        let a = Adoption {
+            pid: 40,
+            descendants: vec![41, 42],
+            command: vec!["sh".into()],
+            cwd: None,
+            cgroup: "/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope".into(),
+            owner: Owner::TargetApp,
+            label: "dev\nserver".into(),
+            details: None,
+            metadata: Default::default(),
+            left: Vec::new(),
+        };
+        let props = scope_properties(&a);
+        let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());
+        assert_eq!(get("PIDs"), Some(Prop::U32s(vec![40, 41, 42])));
+        assert_eq!(
+            get("Slice"),
+            Some(Prop::Str("refine-target\\x2dapp.slice".into()))
+        );
+        assert_eq!(
+            get("Description"),
+            Some(Prop::Str("dev\\nserver (refine-proc target-app)".into()))
+        );
+        assert_eq!(
+            get("CollectMode"),
+            Some(Prop::Str("inactive-or-failed".into()))
+        );
+        for absent in ["Environment", "ExecStartEx", "ExecStopPostEx", "Type"] {
+            assert_eq!(get(absent), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn adoption_checks_the_text_and_the_pid_before_anything_else() {
+        let spec = |pid: u32| AdoptSpec {
+            pid,
+            ..Default::default()
+        };
+        assert_eq!(
+            spec(0).validate().unwrap_err().kind,
+            crate::ErrorKind::NotFound
+        );
+        let e = spec(1).validate().unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Refused);
+        assert!(e.message.contains("init"), "{e}");
+        let e = spec(std::process::id()).validate().unwrap_err();
+        assert!(e.message.contains("refine-proc itself"), "{e}");
+        let mut s = spec(1);
+        s.label = Some(" ".into());
+        assert_eq!(s.validate().unwrap_err().kind, crate::ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn a_process_outside_the_managers_subtree_is_refused_with_the_fix() {
+        let mut a = Adoption {
+            pid: 40,
+            descendants: Vec::new(),
+            command: vec!["sh".into()],
+            cwd: None,
+            cgroup: "/user.slice/user-1000.slice/session-3.scope".into(),
+            owner: Owner::Agent,
+            label: "x".into(),
+            details: None,
+            metadata: Default::default(),
+            left: Vec::new(),
+        };
+        let root = "/user.slice/user-1000.slice/user@1000.service";
+        let e = a.restrict_to_subtree(root).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Refused);
+        assert!(e.hint.unwrap().contains("refine-proc run"));
+        a.cgroup = format!("{root}/init.scope");
+        let e = a.restrict_to_subtree(root).unwrap_err();
+        assert!(e.message.contains("user manager itself"), "{e}");
+        a.cgroup = format!("{root}/app.slice/app-term.scope");
+        a.restrict_to_subtree(root).unwrap();
     }
 
     #[test]

@@ -59,6 +59,9 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    /// The manager's own cgroup: the subtree it may move processes within.
+    #[zbus(property)]
+    fn control_group(&self) -> zbus::Result<String>;
 }
 
 #[proxy(
@@ -102,7 +105,7 @@ pub struct UnitState {
     pub freezer_state: Option<String>,
 }
 
-/// Everything `status` shows from systemd about one service.
+/// Everything `status` shows from systemd about one service (or scope).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
     #[serde(flatten)]
@@ -163,6 +166,17 @@ impl Systemd {
             .version()
             .await
             .map_err(|e| dbus_error("read the systemd version", "", e))
+    }
+
+    /// The user manager's cgroup (`/user.slice/user-1000.slice/user@1000.service`),
+    /// or None when it does not say.
+    pub async fn manager_control_group(&self) -> Result<Option<String>> {
+        let cg = self
+            .manager
+            .control_group()
+            .await
+            .map_err(|e| dbus_error("read the manager's cgroup", "", e))?;
+        Ok(Some(cg).filter(|c| c.starts_with('/')))
     }
 
     /// Starts a transient unit and waits for its start job.
@@ -358,16 +372,23 @@ impl Systemd {
         Ok(pid.and_then(|v| u32::try_from(v).ok()).filter(|p| *p != 0))
     }
 
-    /// Everything about one service, or None when it is not loaded.
+    /// Everything about one service or scope, or None when it is not
+    /// loaded. A scope has no main pid, command or environment: those stay
+    /// empty.
     pub async fn service_info(&self, unit: &str) -> Result<Option<ServiceInfo>> {
         let Some(path) = self.unit_path(unit).await? else {
             return Ok(None);
         };
         let props = self.properties(path).await?;
         let action = format!("read the properties of {unit}");
+        let kind = if unit.ends_with(".scope") {
+            "org.freedesktop.systemd1.Scope"
+        } else {
+            "org.freedesktop.systemd1.Service"
+        };
         let (u, s) = tokio::join!(
             props.get_all("org.freedesktop.systemd1.Unit"),
-            props.get_all("org.freedesktop.systemd1.Service"),
+            props.get_all(kind),
         );
         let mut u = match u {
             Ok(u) => u,
@@ -451,6 +472,7 @@ fn to_value(p: &Prop) -> Value<'_> {
         Prop::Str(s) => Value::from(s.as_str()),
         Prop::U64(v) => Value::from(*v),
         Prop::Strs(v) => Value::from(v.clone()),
+        Prop::U32s(v) => Value::from(v.clone()),
         Prop::Exec(v) => Value::from(v.clone()),
     }
 }
@@ -460,6 +482,14 @@ fn error_name(e: &zbus::Error) -> Option<String> {
         zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
         zbus::Error::FDO(fdo) => Some(fdo.name().to_string()),
         _ => None,
+    }
+}
+
+/// The text of a D-Bus error reply, without its name.
+fn dbus_message(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(_, Some(msg), _) => msg.clone(),
+        e => e.to_string(),
     }
 }
 
@@ -496,6 +526,10 @@ fn dbus_error(action: &str, unit: &str, e: zbus::Error) -> Error {
         }
         "org.freedesktop.systemd1.NoSuchUnit" => {
             Error::not_found(format!("cannot {action}: {unit} is not loaded"))
+        }
+        // A pid handed to systemd (a scope's PIDs) exited meanwhile.
+        "org.freedesktop.DBus.Error.UnixProcessIdUnknown" => {
+            Error::not_found(format!("cannot {action}: {}", dbus_message(&e)))
         }
         "org.freedesktop.systemd1.UnitExists" => Error::systemd(format!(
             "cannot {action}: a unit named {unit} already exists"

@@ -11,11 +11,12 @@ use std::process::Stdio;
 use clap::{Args, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
+use refine_proc::model::UnitKind;
 use refine_proc::model::{Limits, Metadata};
 use refine_proc::text::{
     parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment,
 };
-use refine_proc::{Controller, Error, ErrorKind, Owner, Record, Result, RunSpec, State};
+use refine_proc::{AdoptSpec, Controller, Error, ErrorKind, Owner, Record, Result, RunSpec, State};
 
 const ABOUT: &str = "Run and watch processes as transient systemd user services, \
 with owners, workflow metadata and a durable record of every run.";
@@ -23,6 +24,7 @@ with owners, workflow metadata and a durable record of every run.";
 const EXAMPLES: &str = "\
 Examples:
   refine-proc run --owner agent --label 'docs build' -- make docs
+  refine-proc adopt 4242                # manage a process that already runs
   refine-proc list                      # what is running
   refine-proc status k3x9p2qa           # everything about one process
   refine-proc logs -f k3x9p2qa          # follow its output
@@ -59,6 +61,21 @@ The command runs with argv exactly as given ($VAR is not expanded), in the
 current directory unless --cwd is given, with REFINE_ID, REFINE_OWNER,
 REFINE_WORKFLOW, ... in its environment.")]
     Run(Box<RunArgs>),
+    /// Adopt a running process (and its descendants) into a transient scope
+    #[command(after_help = "\
+Examples:
+  refine-proc adopt 4242
+  refine-proc adopt --owner agent --workflow wf-42 --label 'dev server' 4242
+  refine-proc adopt --no-children --json \"$(pgrep -n vite)\"
+
+The process must be yours and run inside the user manager's cgroup
+subtree (e.g. started from a terminal of the desktop session); from an SSH
+session, start it with refine-proc run instead. Its descendants move along,
+found by one scan of /proc: a child forked after that scan stays where it
+is. Its output stays where it goes now (e.g. your terminal). A scope has
+no exit status: when its processes are gone it is `ended` (`stopped` if
+ended by refine-proc stop or kill). It cannot be restarted.")]
+    Adopt(Box<AdoptArgs>),
     /// List managed processes (running ones; --all adds ended ones)
     #[command(after_help = "\
 Examples:
@@ -220,6 +237,41 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct AdoptArgs {
+    /// The process to adopt
+    pid: u32,
+    /// Who the process belongs to: daemon, target-app, agent, quality,
+    /// import, maintenance or user-helper
+    #[arg(long, default_value = "user-helper")]
+    owner: String,
+    /// A short name for people [default: the process's name]
+    #[arg(long)]
+    label: Option<String>,
+    /// Longer free text: why this process exists
+    #[arg(long)]
+    details: Option<String>,
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    #[arg(long, value_name = "ID")]
+    gap: Option<String>,
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    mode: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    runner: Option<String>,
+    /// Extra metadata, repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// Move only PID, not its children and their descendants
+    #[arg(long)]
+    no_children: bool,
+    /// Print the record as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct ListArgs {
     /// Include ended processes
     #[arg(long, short)]
@@ -232,7 +284,7 @@ struct ListArgs {
     session: Option<String>,
     #[arg(long, value_name = "ID")]
     gap: Option<String>,
-    /// starting, running, paused, exited, failed, stopped or lost
+    /// starting, running, paused, exited, failed, stopped, lost or ended
     #[arg(long)]
     state: Option<String>,
     /// Show who started whom: children under the process that launched them
@@ -368,6 +420,17 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             }
             Ok(if wait { exit_code_of(&record) } else { 0 })
         }
+        Command::Adopt(args) => {
+            let json = args.json;
+            let adopted = controller.adopt(adopt_spec(*args)?).await?;
+            output::warnings(&adopted.warnings);
+            if json {
+                output::json(&adopted.record)?;
+            } else {
+                output::adopted(&adopted)?;
+            }
+            Ok(0)
+        }
         Command::List(args) => {
             let filter = ListFilter {
                 all: args.all,
@@ -491,13 +554,36 @@ fn print_outcomes(outcomes: &[ActionOutcome], json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// Turns flags into a spec; every value is checked before anything runs.
-fn run_spec(a: RunArgs) -> Result<RunSpec> {
+fn meta_pairs(meta: &[String]) -> Result<BTreeMap<String, String>> {
     let mut extra = BTreeMap::new();
-    for m in &a.meta {
+    for m in meta {
         let (k, v) = split_assignment(m, "--meta")?;
         extra.insert(k.to_string(), v.to_string());
     }
+    Ok(extra)
+}
+
+fn adopt_spec(a: AdoptArgs) -> Result<AdoptSpec> {
+    Ok(AdoptSpec {
+        pid: a.pid,
+        owner: Some(a.owner.parse::<Owner>()?),
+        label: a.label,
+        details: a.details,
+        metadata: Metadata {
+            workflow: a.workflow,
+            gap: a.gap,
+            session: a.session,
+            mode: a.mode,
+            runner: a.runner,
+            extra: meta_pairs(&a.meta)?,
+        },
+        no_children: a.no_children,
+    })
+}
+
+/// Turns flags into a spec; every value is checked before anything runs.
+fn run_spec(a: RunArgs) -> Result<RunSpec> {
+    let extra = meta_pairs(&a.meta)?;
     let mut environment = BTreeMap::new();
     for e in &a.env {
         let (k, v) = split_assignment(e, "--env")?;
@@ -569,11 +655,14 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         eprintln!("refine-proc: no matching processes, so no logs");
         return Ok(0);
     }
+    let (scopes, services): (Vec<&Record>, Vec<&Record>) =
+        records.iter().partition(|r| r.kind == UnitKind::Scope);
     let query = LogQuery {
-        identifiers: records
+        identifiers: services
             .iter()
             .map(|r| r.unit.trim_end_matches(".service").to_string())
             .collect(),
+        units: scopes.iter().map(|r| r.unit.clone()).collect(),
         uid: Some(journal::current_uid()),
         lines: args.lines,
         since: args.since,

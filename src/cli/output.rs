@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use refine_proc::controller::{ActionOutcome, Status};
+use refine_proc::controller::{ActionOutcome, Adopted, Status};
+use refine_proc::model::UnitKind;
 use refine_proc::text::{escape, short_age, truncate};
 use refine_proc::{Error, Record, Result};
 use serde::Serialize;
@@ -213,6 +214,26 @@ pub fn started(r: &Record) -> Result<()> {
     ))
 }
 
+pub fn adopted(a: &Adopted) -> Result<()> {
+    let r = &a.record;
+    let others = a.moved.len().saturating_sub(1);
+    let children = match others {
+        0 => String::new(),
+        1 => " and 1 descendant".into(),
+        n => format!(" and {n} descendants"),
+    };
+    print(&format!(
+        "adopted pid {}{children} ({}) as {} ({})\n  status: refine-proc status {}\n  stop:   refine-proc stop {}\n  logs:   refine-proc logs {} (only what it sends to the journal; its output goes where it went before)\n",
+        r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        escape(&r.label),
+        r.unit,
+        r.id,
+        r.id,
+        r.id,
+        r.id,
+    ))
+}
+
 /// The summary `run --wait` prints when the process has ended.
 pub fn finished(r: &Record) -> Result<()> {
     let runtime = match (r.started_at, r.ended_at) {
@@ -286,6 +307,13 @@ pub fn status(s: &Status) -> Result<()> {
     if let Some(d) = &r.details {
         lines.insert(4, ("details".into(), escape(d)));
     }
+    if r.kind == UnitKind::Scope {
+        lines.retain(|(k, _)| k != "restart" && k != "exit" && k != "result");
+        lines.push((
+            "kind".into(),
+            "adopted (a scope: no exit status, cannot be restarted)".into(),
+        ));
+    }
     let m = &r.metadata;
     for (k, v) in [
         ("workflow", &m.workflow),
@@ -315,11 +343,15 @@ pub fn status(s: &Status) -> Result<()> {
         lines.push(("limits".into(), limits.join(", ")));
     }
     if let Some(sd) = &s.systemd {
+        let restarts = match r.kind {
+            UnitKind::Scope => String::new(),
+            UnitKind::Service => format!(", {} restarts", sd.n_restarts),
+        };
         lines.push((
             "systemd".into(),
             format!(
-                "{} ({}), {} restarts",
-                sd.state.active_state, sd.state.sub_state, sd.n_restarts
+                "{} ({}){restarts}",
+                sd.state.active_state, sd.state.sub_state
             ),
         ));
         if let Some(cpu) = sd.cpu_usage_nsec {

@@ -24,6 +24,8 @@ pub fn binary() -> PathBuf {
 pub struct Rec {
     pub id: String,
     pub unit: String,
+    /// "service" (run) or "scope" (adopt).
+    pub kind: String,
     pub owner: String,
     pub label: String,
     pub details: Option<String>,

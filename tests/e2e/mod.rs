@@ -1,3 +1,4 @@
+mod adopt;
 mod common;
 mod errors;
 mod index;
