@@ -13,7 +13,7 @@ use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunO
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{Limits, Metadata};
 use refine_proc::text::{
-    parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment,
+    parse_cpu_quota, parse_cpu_weight, parse_duration, parse_signal, parse_size, split_assignment,
 };
 use refine_proc::{Controller, Error, Owner, Record, Result, RunSpec, State};
 
@@ -51,6 +51,7 @@ Examples:
   refine-proc run -- sleep 600
   refine-proc run --owner agent --workflow wf-42 --label 'fix gap 7' -- ./agent.sh --fast
   refine-proc run --memory-max 2G --cpu-quota 150% --runtime-max 1h -- cargo test
+  refine-proc run --memory-high 1G --cpu-weight 50 --timeout-stop 10s -- ./server
   refine-proc run --wait -- make check    # block, exit with make's code
   refine-proc run --json -- npm run dev   # the record as JSON
 
@@ -138,15 +139,24 @@ struct RunArgs {
     /// Memory limit (MemoryMax=), e.g. 512M, 2G
     #[arg(long, value_name = "SIZE")]
     memory_max: Option<String>,
+    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
     /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
     #[arg(long, value_name = "PERCENT")]
     cpu_quota: Option<String>,
+    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
     /// Maximum number of tasks (TasksMax=)
     #[arg(long, value_name = "N")]
     tasks_max: Option<u64>,
     /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
     #[arg(long, value_name = "DURATION")]
     runtime_max: Option<String>,
+    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
+    #[arg(long, value_name = "DURATION")]
+    timeout_stop: Option<String>,
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
@@ -385,6 +395,12 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
     if a.tasks_max == Some(0) {
         return Err(Error::invalid("--tasks-max must be at least 1"));
     }
+    let seconds = |flag: Option<&str>| -> Result<Option<u64>> {
+        Ok(flag
+            .map(parse_duration)
+            .transpose()?
+            .map(|d| d.as_secs().max(1)))
+    };
     Ok(RunSpec {
         command: a.command,
         owner: Some(a.owner.parse::<Owner>()?),
@@ -404,12 +420,10 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
             cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
             tasks_max: a.tasks_max,
-            runtime_max_sec: a
-                .runtime_max
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .map(|d| d.as_secs().max(1)),
+            runtime_max_sec: seconds(a.runtime_max.as_deref())?,
+            memory_high: a.memory_high.as_deref().map(parse_size).transpose()?,
+            cpu_weight: a.cpu_weight.as_deref().map(parse_cpu_weight).transpose()?,
+            timeout_stop_sec: seconds(a.timeout_stop.as_deref())?,
         },
         restart: a.restart.parse()?,
     })
