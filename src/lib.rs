@@ -8,6 +8,7 @@ pub mod model;
 pub mod spec;
 pub mod systemd;
 pub mod text;
+pub mod usage;
 
 pub use controller::{Controller, ListFilter, RunOptions, Status};
 pub use error::{Error, ErrorKind, Result};
