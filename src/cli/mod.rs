@@ -11,9 +11,10 @@ use std::process::Stdio;
 use clap::{Args, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
-use refine_proc::model::{Limits, Metadata};
+use refine_proc::model::{LimitChange, Limits, Metadata};
 use refine_proc::text::{
-    parse_cpu_quota, parse_cpu_weight, parse_duration, parse_signal, parse_size, split_assignment,
+    parse_cpu_quota, parse_cpu_weight, parse_duration, parse_limit, parse_signal, parse_size,
+    parse_tasks, split_assignment,
 };
 use refine_proc::{Controller, Error, Owner, Record, Result, RunSpec, State};
 
@@ -94,6 +95,19 @@ Examples:
   refine-proc kill --signal KILL k3x9p2qa
   refine-proc kill --signal USR1 k3x9p2qa")]
     Kill(KillArgs),
+    /// Change the limits of a running process, or of all of an owner's processes
+    #[command(after_help = "\
+Examples:
+  refine-proc set k3x9p2qa --memory-max 4G --cpu-weight 200
+  refine-proc set k3x9p2qa --memory-max infinity    # remove the limit
+  refine-proc set --owner agent --memory-max 8G --cpu-quota 400%
+
+With ID the limits apply to that process's unit; with --owner to the
+owner's slice (refine-agent.slice), which bounds all of its processes
+together, whether or not one runs now. Limits set here last as long as the
+user manager runs; the record keeps them, and `restart` of an ended process
+starts it with them. Every value is checked before anything changes.")]
+    Set(SetArgs),
     /// Restart a running process, or start an ended one again with the same command
     #[command(after_help = "Example:\n  refine-proc restart k3x9p2qa")]
     Restart(IdArg),
@@ -173,6 +187,34 @@ struct RunArgs {
         value_name = "COMMAND"
     )]
     command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct SetArgs {
+    /// Record id (or a unique prefix), or unit name
+    #[arg(required_unless_present = "owner", conflicts_with = "owner")]
+    id: Option<String>,
+    /// Set the limits of this owner's slice instead of one process
+    #[arg(long)]
+    owner: Option<String>,
+    /// Memory limit (MemoryMax=), e.g. 512M, 2G, or infinity
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    /// Memory throttling threshold (MemoryHigh=), e.g. 1G, or infinity
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
+    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 150%, or infinity
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    /// CPU weight (CPUWeight=), 1 to 10000, or infinity for systemd's default
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
+    /// Maximum number of tasks (TasksMax=), or infinity
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<String>,
+    /// Print the record (or the owner's limits) as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -330,15 +372,16 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 gap: args.gap,
                 state: args.state.as_deref().map(str::parse::<State>).transpose()?,
             };
-            let (records, warnings) = controller.list(&filter).await?;
+            let (listed, warnings) = controller.list_with_usage(&filter).await?;
             output::warnings(&warnings);
             if args.json {
-                output::json(&records)?;
+                output::json(&listed)?;
             } else {
-                output::table(&records, args.all)?;
+                output::table(&listed, args.all)?;
             }
             Ok(0)
         }
+        Command::Set(args) => set(&controller, args).await,
         Command::Status(args) => {
             let status = controller.status(&args.id).await?;
             output::warnings(&status.warnings);
@@ -427,6 +470,42 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
         },
         restart: a.restart.parse()?,
     })
+}
+
+/// `set`: every value is parsed and checked before systemd is asked.
+async fn set(controller: &Controller, a: SetArgs) -> Result<i32> {
+    let limit = |v: &Option<String>, parse: fn(&str) -> Result<u64>| {
+        v.as_deref().map(|s| parse_limit(s, parse)).transpose()
+    };
+    let change = LimitChange {
+        memory_max: limit(&a.memory_max, parse_size)?,
+        memory_high: limit(&a.memory_high, parse_size)?,
+        cpu_quota_percent: limit(&a.cpu_quota, parse_cpu_quota)?,
+        cpu_weight: limit(&a.cpu_weight, parse_cpu_weight)?,
+        tasks_max: limit(&a.tasks_max, parse_tasks)?,
+    };
+    change.validate()?;
+    match (&a.id, &a.owner) {
+        (_, Some(owner)) => {
+            let owner: Owner = owner.parse()?;
+            let stored = controller.set_owner_limits(owner, &change).await?;
+            if a.json {
+                output::json(&stored)?;
+            } else {
+                output::owner_limits(&stored)?;
+            }
+        }
+        (Some(id), None) => {
+            let record = controller.set_limits(id, &change).await?;
+            if a.json {
+                output::json(&record)?;
+            } else {
+                output::limits_set(&record)?;
+            }
+        }
+        (None, None) => unreachable!("clap requires an id or --owner"),
+    }
+    Ok(0)
 }
 
 /// The exit code `run --wait` passes on, as a shell reports it: the code,
