@@ -2,5 +2,6 @@ mod common;
 mod errors;
 mod index;
 mod lifecycle;
+mod limits;
 mod logs;
 mod regressions;
