@@ -110,28 +110,41 @@ impl Cgroups {
             return Some(Usage::unavailable_all(problem));
         }
         let dir = join(&self.root, cgroup?);
-        // cgroup.controllers is in every cgroup2 directory.
-        let controllers = match std::fs::read_to_string(dir.join("cgroup.controllers")) {
-            Ok(text) => parse_controllers(&text),
-            Err(e) if e.kind() == IoKind::NotFound => return None,
-            Err(e) => {
-                return Some(Usage::unavailable_all(&format!(
-                    "cannot read {}: {e}",
-                    dir.display()
-                )))
-            }
-        };
         let mut usage = Usage::default();
-        // usage_usec is core cgroup2 accounting: present without the cpu
-        // controller.
-        match read_file(&dir, "cpu.stat") {
+        // usage_usec is core cgroup2 accounting, in every cgroup with or
+        // without the cpu controller: its absence means no cgroup.
+        match std::fs::read_to_string(dir.join("cpu.stat")) {
             Ok(text) => match parse_cpu_stat(&text) {
                 Some(v) => usage.cpu_usec = Some(v),
                 None => usage.note("cpu", "cpu.stat has no usage_usec".into()),
             },
-            Err(why) => usage.note("cpu", why),
+            Err(e) if e.kind() == IoKind::NotFound && !dir.is_dir() => return None,
+            Err(e) => usage.note("cpu", format!("cannot read cpu.stat: {e}")),
         }
-        match read_counter(&dir, "memory.current") {
+        // Read only to explain a missing value.
+        let controllers = std::cell::OnceCell::new();
+        let unit_controllers = || {
+            controllers
+                .get_or_init(|| {
+                    std::fs::read_to_string(dir.join("cgroup.controllers"))
+                        .map(|t| parse_controllers(&t))
+                        .unwrap_or_default()
+                })
+                .clone()
+        };
+        // Where the manager lacks a controller no unit has its files: the
+        // reason is known without looking.
+        let undelegated = |c: &str| {
+            self.manager_controllers
+                .as_ref()
+                .is_some_and(|m| !m.contains(c))
+        };
+        let memory = if undelegated("memory") {
+            Err(Missing)
+        } else {
+            read_counter(&dir, "memory.current")
+        };
+        match memory {
             Ok(v) => {
                 usage.memory_current = Some(v);
                 match read_counter(&dir, "memory.peak") {
@@ -143,11 +156,16 @@ impl Cgroups {
                     Err(Unreadable(why)) => usage.note("memory_peak", why),
                 }
             }
-            Err(e) => usage.note("memory", self.why_missing("memory", &controllers, e)),
+            Err(e) => usage.note("memory", self.why_missing("memory", unit_controllers, e)),
         }
-        match read_counter(&dir, "pids.current") {
+        let pids = if undelegated("pids") {
+            Err(Missing)
+        } else {
+            read_counter(&dir, "pids.current")
+        };
+        match pids {
             Ok(v) => usage.tasks = Some(v),
-            Err(e) => usage.note("pids", self.why_missing("pids", &controllers, e)),
+            Err(e) => usage.note("pids", self.why_missing("pids", unit_controllers, e)),
         }
         Some(usage)
     }
@@ -156,7 +174,7 @@ impl Cgroups {
     fn why_missing(
         &self,
         controller: &str,
-        unit_controllers: &BTreeSet<String>,
+        unit_controllers: impl FnOnce() -> BTreeSet<String>,
         error: ReadError,
     ) -> String {
         if let Unreadable(why) = error {
@@ -170,7 +188,7 @@ impl Cgroups {
             Some(false) => {
                 format!("the {controller} controller is not delegated to the user manager")
             }
-            _ if !unit_controllers.contains(controller) => {
+            _ if !unit_controllers().contains(controller) => {
                 format!("the {controller} controller is not enabled for this unit's cgroup")
             }
             _ => format!("the cgroup has no {controller} files"),
@@ -202,10 +220,6 @@ enum ReadError {
     Unreadable(String),
 }
 use ReadError::{Missing, Unreadable};
-
-fn read_file(dir: &Path, name: &str) -> Result<String, String> {
-    std::fs::read_to_string(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))
-}
 
 fn read_counter(dir: &Path, name: &str) -> Result<u64, ReadError> {
     match std::fs::read_to_string(dir.join(name)) {
