@@ -11,17 +11,18 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, Result};
 use crate::index::{Index, Loaded};
 use crate::model::{
-    is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, Logs, Metadata, Owner,
-    Record, Restart, RestartPolicy, State, Timestamp, UnitKind, RECORD_SCHEMA,
+    is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, LimitChange, Logs, Metadata,
+    Owner, OwnerLimits, Record, Restart, RestartPolicy, State, Timestamp, UnitKind, RECORD_SCHEMA,
 };
 use crate::policy::{Actor, LaunchRequest, Policy, Reach};
 use crate::provenance::{ManagedCaller, RequestedBy};
 use crate::spec::{
-    outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption, Launch, RunSpec,
-    UnitContext,
+    limit_properties, outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption,
+    Launch, RunSpec, UnitContext,
 };
 use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
 use crate::text::escape;
+use crate::usage::{Cgroups, Usage};
 
 /// A record still `starting` without a unit is given this long to appear
 /// before it is called lost (covers a `run` that is between its index write
@@ -58,7 +59,18 @@ pub struct Status {
     pub record: Record,
     /// systemd's view while the unit is loaded; null once it is gone.
     pub systemd: Option<ServiceInfo>,
+    /// What its cgroup uses now; null when it is not running.
+    pub usage: Option<Usage>,
     pub warnings: Vec<String>,
+}
+
+/// A record as `list` shows it: with what its cgroup uses now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub record: Record,
+    /// Null when the process is not running.
+    pub usage: Option<Usage>,
 }
 
 /// Which records `list` returns.
@@ -718,11 +730,147 @@ impl Controller {
         let mut warnings = Vec::new();
         let (mut record, info) = self.load(&id, &mut warnings).await?;
         refresh(&mut record, info.as_ref());
+        let usage = match info.as_ref().and_then(|i| i.control_group.as_deref()) {
+            Some(cgroup) if !record.state.is_ended() => {
+                // The manager's cgroup is the unit's minus where systemd
+                // puts our units; ask systemd only if it is elsewhere.
+                let suffix = format!("/refine.slice/{}/{}", record.owner.slice(), record.unit);
+                let manager = match cgroup.strip_suffix(&suffix) {
+                    Some(m) => Ok(m.to_string()),
+                    None => self.manager_cgroup().await,
+                };
+                Cgroups::detect(manager).read(Some(cgroup))
+            }
+            _ => None,
+        };
         Ok(Status {
             record,
             systemd: info,
+            usage,
             warnings,
         })
+    }
+
+    /// The user manager's cgroup, or why it is unknown.
+    async fn manager_cgroup(&self) -> std::result::Result<String, String> {
+        match self.systemd().await {
+            Ok(s) => match s.manager_control_group().await {
+                Ok(Some(cg)) => Ok(cg),
+                Ok(None) => Err("the user manager does not report its cgroup".to_string()),
+                Err(e) => Err(e.message),
+            },
+            Err(e) => Err(e.message),
+        }
+    }
+
+    /// [`Controller::list`] with each running process's usage, read from
+    /// its cgroup files: one D-Bus call in all (the manager's cgroup), then
+    /// a few file reads per running process.
+    pub async fn list_with_usage(&self, filter: &ListFilter) -> Result<(Vec<Listed>, Vec<String>)> {
+        let (records, warnings) = self.list(filter).await?;
+        let cgroups = if records.iter().any(|r| !r.state.is_ended()) {
+            Some(Cgroups::detect(self.manager_cgroup().await))
+        } else {
+            None
+        };
+        let listed = records
+            .into_iter()
+            .map(|record| {
+                let usage = cgroups
+                    .as_ref()
+                    .filter(|_| !record.state.is_ended())
+                    .and_then(|c| c.read(c.unit_cgroup(record.owner, &record.unit).as_deref()));
+                Listed { record, usage }
+            })
+            .collect();
+        Ok((listed, warnings))
+    }
+
+    /// Changes the limits of a running process: systemd first
+    /// (SetUnitProperties, runtime), then the record, so that
+    /// `systemctl --user show` and the record agree. A later `restart`
+    /// starts it again with these limits. Refused for ended processes.
+    pub async fn set_limits(&self, arg: &str, change: &LimitChange) -> Result<Record> {
+        change.validate()?;
+        let id = self.resolve(arg)?;
+        let _serialized = self.limits_lock().await?;
+        let (mut record, info) = self.load(&id, &mut Vec::new()).await?;
+        refresh(&mut record, info.as_ref());
+        let ended = |r: &Record| {
+            Error::refused(format!(
+                "{id} is not running (it is {}); limits can be set only on a running process",
+                r.state
+            ))
+            .hint(format!(
+                "start it again with refine-proc restart {id}, then set its limits"
+            ))
+        };
+        if info.is_none() || record.state.is_ended() {
+            return Err(ended(&record));
+        }
+        let systemd = self.systemd().await?;
+        if let Err(e) = systemd
+            .set_properties(&record.unit, &limit_properties(change))
+            .await
+        {
+            // It ended meanwhile.
+            if e.kind == crate::error::ErrorKind::NotFound {
+                reconcile(&mut record, None);
+                return Err(ended(&record));
+            }
+            return Err(e);
+        }
+        let updated = self.index.update(&id, |r| change.apply(&mut r.limits))?;
+        let mut record = updated.unwrap_or_else(|| {
+            change.apply(&mut record.limits);
+            record
+        });
+        refresh(&mut record, info.as_ref());
+        Ok(record)
+    }
+
+    /// Changes the limits of an owner's slice (`refine-agent.slice`), which
+    /// bound all of that owner's processes together, and records them in
+    /// the index (`owners/<owner>.json`). systemd loads the slice on
+    /// demand, so this works whether or not a process of the owner runs;
+    /// the limits last as long as the user manager (runtime properties).
+    pub async fn set_owner_limits(
+        &self,
+        owner: Owner,
+        change: &LimitChange,
+    ) -> Result<OwnerLimits> {
+        change.validate()?;
+        let _serialized = self.limits_lock().await?;
+        let slice = owner.slice();
+        self.systemd()
+            .await?
+            .set_properties(&slice, &limit_properties(change))
+            .await
+            .map_err(|e| match e.kind {
+                // systemd 252 loads a slice for SetUnitProperties; should a
+                // manager refuse a slice that is not loaded, say what helps.
+                crate::error::ErrorKind::NotFound => Error::refused(format!(
+                    "{slice} is not loaded, and systemd refused to load it to set limits"
+                ))
+                .hint(format!(
+                    "start a process of that owner first (refine-proc run --owner {owner} -- ...), \
+                     then set the limits again"
+                )),
+                _ => e,
+            })?;
+        self.index.update_owner_limits(owner, |l| change.apply(l))
+    }
+
+    /// The limits recorded for an owner's slice, if any were set.
+    pub fn owner_limits(&self, owner: Owner) -> Result<Option<OwnerLimits>> {
+        self.index.owner_limits(owner)
+    }
+
+    async fn limits_lock(&self) -> Result<crate::index::LimitsLock> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || index.limits_lock())
+            .await
+            .map_err(|e| Error::index(format!("cannot lock the index: {e}")))?
     }
 
     /// The stored record of one process, without asking systemd unless the
@@ -844,7 +992,8 @@ impl Controller {
                 return Ok(outcome(&r, "was-not-running"));
             };
             self.request_stop(&record.id, &info)?;
-            systemd.stop(&record.unit).await?;
+            let timeout = Duration::from_secs(record.limits.timeout_stop_sec.unwrap_or(0));
+            systemd.stop_within(&record.unit, timeout).await?;
             if record.kind == UnitKind::Scope {
                 // No exit hook runs for a scope: the end is recorded here.
                 self.index.update(&record.id, |r| {

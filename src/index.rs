@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{is_id_like, Record, RECORD_SCHEMA};
+use crate::model::{is_id_like, Limits, Owner, OwnerLimits, Record, Timestamp, RECORD_SCHEMA};
 
 /// Version of the index layout written by this build.
 pub const INDEX_FORMAT: u32 = 1;
@@ -44,6 +44,12 @@ pub enum Loaded {
 #[derive(Debug, Clone)]
 pub struct Index {
     dir: PathBuf,
+}
+
+/// Held while limits are changed; see [`Index::limits_lock`].
+#[derive(Debug)]
+pub struct LimitsLock {
+    _file: File,
 }
 
 impl Index {
@@ -83,6 +89,14 @@ impl Index {
 
     fn record_path(&self, id: &str) -> PathBuf {
         self.records_dir().join(format!("{id}.json"))
+    }
+
+    fn owners_dir(&self) -> PathBuf {
+        self.dir.join("owners")
+    }
+
+    fn owner_path(&self, owner: Owner) -> PathBuf {
+        self.owners_dir().join(format!("{owner}.json"))
     }
 
     fn io_error(&self, action: &str, path: &Path, e: std::io::Error) -> Error {
@@ -303,6 +317,85 @@ impl Index {
         }
     }
 
+    /// The limits last set on an owner's slice with `set --owner`, if any.
+    /// A file that does not parse is quarantined (under the lock).
+    pub fn owner_limits(&self, owner: Owner) -> Result<Option<OwnerLimits>> {
+        let _lock = self.lock()?;
+        self.owner_limits_locked(owner)
+    }
+
+    fn owner_limits_locked(&self, owner: Owner) -> Result<Option<OwnerLimits>> {
+        let path = self.owner_path(owner);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io_error("read", &path, e)),
+        };
+        match serde_json::from_slice::<OwnerLimits>(&bytes) {
+            Ok(l) if l.owner == owner => Ok(Some(l)),
+            Ok(l) => {
+                let reason = format!("it names owner {}", l.owner);
+                self.quarantine(&format!("owner-{owner}"), &path, reason)?;
+                Ok(None)
+            }
+            Err(e) => {
+                self.quarantine(&format!("owner-{owner}"), &path, e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies `change` to the limits recorded for an owner's slice under
+    /// the index lock, stores them (`owners/<owner>.json`, written as
+    /// records are: temp file, fsync, rename, directory fsync) and returns
+    /// them.
+    pub fn update_owner_limits(
+        &self,
+        owner: Owner,
+        change: impl FnOnce(&mut Limits),
+    ) -> Result<OwnerLimits> {
+        let _lock = self.lock()?;
+        let mut stored = self.owner_limits_locked(owner)?.unwrap_or(OwnerLimits {
+            owner,
+            slice: owner.slice(),
+            limits: Limits::default(),
+            updated_at: None,
+        });
+        change(&mut stored.limits);
+        stored.slice = owner.slice();
+        stored.updated_at = Some(Timestamp::now());
+        let dir = self.owners_dir();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| self.io_error("create", &dir, e))?;
+        let path = self.owner_path(owner);
+        let mut json = serde_json::to_vec(&stored).expect("owner limits serialize");
+        json.push(b'\n');
+        self.write_replace(&path, &json)
+            .map_err(|e| self.io_error("write", &path, e))?;
+        // What a reader gets back (timestamps are kept to the millisecond).
+        Ok(serde_json::from_slice(&json).unwrap_or(stored))
+    }
+
+    /// Serializes changes of limits (systemd first, then the index) among
+    /// refine-proc invocations, so that concurrent `set`s leave systemd and
+    /// the index agreeing. Held until the returned guard is dropped; it
+    /// does not block record updates (the exit hook never waits on it).
+    pub fn limits_lock(&self) -> Result<LimitsLock> {
+        let path = self.dir.join("limits.lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io_error("open", &path, e))?;
+        f.lock().map_err(|e| self.io_error("lock", &path, e))?;
+        Ok(LimitsLock { _file: f })
+    }
+
     /// Ids of all stored records (a directory read, no file contents).
     pub fn ids(&self) -> Result<Vec<String>> {
         let dir = self.records_dir();
@@ -445,6 +538,46 @@ mod tests {
         let via_dots = Index::open(tmp.path().join("state/../state")).unwrap();
         assert_eq!(via_link.dir(), real.dir());
         assert_eq!(via_dots.dir(), real.dir());
+    }
+
+    #[test]
+    fn owner_limits_are_stored_privately_and_updated_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        assert_eq!(index.owner_limits(Owner::Agent).unwrap(), None);
+        index
+            .update_owner_limits(Owner::Agent, |l| l.memory_max = Some(8 << 30))
+            .unwrap();
+        let stored = index
+            .update_owner_limits(Owner::Agent, |l| l.cpu_weight = Some(50))
+            .unwrap();
+        assert_eq!(stored.slice, "refine-agent.slice");
+        assert_eq!(
+            (stored.limits.memory_max, stored.limits.cpu_weight),
+            (Some(8 << 30), Some(50))
+        );
+        assert_eq!(index.owner_limits(Owner::Agent).unwrap(), Some(stored));
+        let path = index.owner_path(Owner::Agent);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(&index.owners_dir())), (0o600, 0o700));
+        assert_eq!(index.owner_limits(Owner::Quality).unwrap(), None);
+        // Owner files are not records.
+        assert!(index.ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unreadable_owner_limits_are_quarantined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        fs::create_dir_all(index.owners_dir()).unwrap();
+        fs::write(index.owner_path(Owner::Import), b"{\"owner\": ").unwrap();
+        assert_eq!(index.owner_limits(Owner::Import).unwrap(), None);
+        let quarantined: Vec<_> = fs::read_dir(index.quarantine_dir()).unwrap().collect();
+        assert_eq!(quarantined.len(), 1);
+        let stored = index
+            .update_owner_limits(Owner::Import, |l| l.tasks_max = Some(5))
+            .unwrap();
+        assert_eq!(stored.limits.tasks_max, Some(5));
     }
 
     #[test]

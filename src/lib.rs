@@ -11,8 +11,9 @@ pub mod provenance;
 pub mod spec;
 pub mod systemd;
 pub mod text;
+pub mod usage;
 
-pub use controller::{Controller, ListFilter, RunOptions, Status};
+pub use controller::{Controller, ListFilter, Listed, RunOptions, Status};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Owner, Record, State};
 pub use spec::{AdoptSpec, RunSpec};

@@ -283,16 +283,123 @@ pub struct Metadata {
     pub extra: BTreeMap<String, String>,
 }
 
-/// Resource limits as given at start (and as systemd was told).
+/// Resource limits as systemd was last told: given at start, changed by
+/// `set` while the process runs. None means "not set by refine-proc".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Bytes.
+    /// `MemoryMax=`, bytes.
     pub memory_max: Option<u64>,
     /// Percent of one CPU (150 = one and a half CPUs).
     pub cpu_quota_percent: Option<u64>,
     pub tasks_max: Option<u64>,
     pub runtime_max_sec: Option<u64>,
+    /// `MemoryHigh=`, bytes: above it the kernel throttles and reclaims.
+    pub memory_high: Option<u64>,
+    /// `CPUWeight=`, 1 to 10000 (systemd's default is 100).
+    pub cpu_weight: Option<u64>,
+    /// `TimeoutStopSec=`: how long a stop waits before SIGKILL.
+    pub timeout_stop_sec: Option<u64>,
+}
+
+/// A new value for one limit in a change made by `set`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitValue {
+    Value(u64),
+    /// No limit (`infinity`); the record then holds None.
+    Infinity,
+}
+
+impl LimitValue {
+    /// What the record keeps: None for no limit.
+    pub fn recorded(self) -> Option<u64> {
+        match self {
+            LimitValue::Value(v) => Some(v),
+            LimitValue::Infinity => None,
+        }
+    }
+}
+
+/// The limits `set` changes at run time; None leaves a limit as it is.
+/// (RuntimeMaxSec and TimeoutStopSec cannot be changed on a running unit.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitChange {
+    pub memory_max: Option<LimitValue>,
+    pub memory_high: Option<LimitValue>,
+    pub cpu_quota_percent: Option<LimitValue>,
+    pub cpu_weight: Option<LimitValue>,
+    pub tasks_max: Option<LimitValue>,
+}
+
+impl LimitChange {
+    pub fn is_empty(&self) -> bool {
+        *self == LimitChange::default()
+    }
+
+    /// Checks the change before anything is asked of systemd: at least one
+    /// limit, and every value in the range systemd accepts.
+    pub fn validate(&self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::invalid("no limit to change").hint(
+                "give at least one of --memory-max, --memory-high, --cpu-quota, \
+                 --cpu-weight, --tasks-max (a value or `infinity`)",
+            ));
+        }
+        let check =
+            |flag: &str, v: Option<LimitValue>, range: std::ops::RangeInclusive<u64>| match v {
+                Some(LimitValue::Value(n)) if !range.contains(&n) => Err(Error::invalid(format!(
+                    "{flag} {n} is out of range"
+                ))
+                .hint(format!(
+                    "use {} to {}, or infinity for no limit",
+                    range.start(),
+                    range.end()
+                ))),
+                _ => Ok(()),
+            };
+        check("--memory-max", self.memory_max, 1..=u64::MAX - 1)?;
+        check("--memory-high", self.memory_high, 1..=u64::MAX - 1)?;
+        check(
+            "--cpu-quota",
+            self.cpu_quota_percent,
+            1..=MAX_CPU_QUOTA_PERCENT,
+        )?;
+        check("--cpu-weight", self.cpu_weight, CPU_WEIGHT_RANGE)?;
+        check("--tasks-max", self.tasks_max, 1..=u64::MAX - 1)?;
+        Ok(())
+    }
+
+    /// Applies the change to recorded limits (`infinity` becomes None).
+    pub fn apply(&self, limits: &mut Limits) {
+        let set = |slot: &mut Option<u64>, v: Option<LimitValue>| {
+            if let Some(v) = v {
+                *slot = v.recorded();
+            }
+        };
+        set(&mut limits.memory_max, self.memory_max);
+        set(&mut limits.memory_high, self.memory_high);
+        set(&mut limits.cpu_quota_percent, self.cpu_quota_percent);
+        set(&mut limits.cpu_weight, self.cpu_weight);
+        set(&mut limits.tasks_max, self.tasks_max);
+    }
+}
+
+/// The values `CPUWeight=` accepts.
+pub const CPU_WEIGHT_RANGE: std::ops::RangeInclusive<u64> = 1..=10_000;
+/// The largest CPU quota accepted, in percent of one CPU.
+pub const MAX_CPU_QUOTA_PERCENT: u64 = 100_000;
+
+/// Limits set with `set --owner` on an owner's slice, as the index keeps
+/// them (`owners/<owner>.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerLimits {
+    pub owner: Owner,
+    /// The slice the limits apply to, e.g. `refine-agent.slice`.
+    pub slice: String,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub updated_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

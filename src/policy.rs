@@ -65,6 +65,7 @@ impl LimitText {
                 .map(parse_duration)
                 .transpose()?
                 .map(|d| d.as_secs().max(1)),
+            ..Default::default()
         })
     }
 }

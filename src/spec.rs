@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::{Limits, Metadata, Owner, RestartPolicy};
+use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
 
@@ -100,6 +100,7 @@ impl RunSpec {
             check_env_name(k)?;
             check_text("--env value", v, MAX_ENV_VALUE)?;
         }
+        check_limits(&self.limits)?;
         Ok(Launch {
             executable,
             command: self.command,
@@ -392,6 +393,37 @@ fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Limits a library caller may have filled in by hand get the checks the
+/// CLI's parsers make.
+fn check_limits(l: &Limits) -> Result<()> {
+    let out_of_range =
+        |flag: &str, v: u64| Err(Error::invalid(format!("{flag} {v} is out of range")));
+    if let Some(w) = l
+        .cpu_weight
+        .filter(|w| !crate::model::CPU_WEIGHT_RANGE.contains(w))
+    {
+        return out_of_range("--cpu-weight", w).map_err(|e: Error| e.hint("use 1 to 10000"));
+    }
+    if let Some(p) = l
+        .cpu_quota_percent
+        .filter(|p| !(1..=crate::model::MAX_CPU_QUOTA_PERCENT).contains(p))
+    {
+        return out_of_range("--cpu-quota", p);
+    }
+    for (flag, v) in [
+        ("--memory-max", l.memory_max),
+        ("--memory-high", l.memory_high),
+        ("--tasks-max", l.tasks_max),
+        ("--runtime-max", l.runtime_max_sec),
+        ("--timeout-stop", l.timeout_stop_sec),
+    ] {
+        if let Some(v) = v.filter(|v| *v == 0 || *v == u64::MAX) {
+            return out_of_range(flag, v);
+        }
+    }
+    Ok(())
+}
+
 fn check_env_name(name: &str) -> Result<()> {
     let valid = name
         .bytes()
@@ -591,6 +623,15 @@ pub fn service_properties(
     if let Some(s) = l.runtime_max_sec {
         props.push(("RuntimeMaxUSec", Prop::U64(s.saturating_mul(1_000_000))));
     }
+    if let Some(v) = l.memory_high {
+        props.push(("MemoryHigh", Prop::U64(v)));
+    }
+    if let Some(v) = l.cpu_weight {
+        props.push(("CPUWeight", Prop::U64(v)));
+    }
+    if let Some(s) = l.timeout_stop_sec {
+        props.push(("TimeoutStopUSec", Prop::U64(s.saturating_mul(1_000_000))));
+    }
     props
 }
 
@@ -608,6 +649,27 @@ pub fn scope_properties(adoption: &Adoption) -> Vec<(&'static str, Prop)> {
         // A failed scope (e.g. killed at the stop timeout) is collected too.
         ("CollectMode", Prop::Str("inactive-or-failed".into())),
     ]
+}
+
+/// The properties that make a running unit's (or a slice's) limits what
+/// `change` says, for SetUnitProperties. `infinity` is u64::MAX, which
+/// systemd reads as "no limit" (CPUWeight: "not set", the default).
+pub fn limit_properties(change: &LimitChange) -> Vec<(&'static str, Prop)> {
+    let raw = |v: LimitValue, scale: u64| match v {
+        LimitValue::Value(n) => Prop::U64(n.saturating_mul(scale)),
+        LimitValue::Infinity => Prop::U64(u64::MAX),
+    };
+    [
+        ("MemoryMax", change.memory_max, 1),
+        ("MemoryHigh", change.memory_high, 1),
+        // 150% = 1.5 s of CPU time per second.
+        ("CPUQuotaPerSecUSec", change.cpu_quota_percent, 10_000),
+        ("CPUWeight", change.cpu_weight, 1),
+        ("TasksMax", change.tasks_max, 1),
+    ]
+    .into_iter()
+    .filter_map(|(name, v, scale)| v.map(|v| (name, raw(v, scale))))
+    .collect()
 }
 
 #[cfg(test)]
@@ -781,6 +843,9 @@ mod tests {
             cpu_quota_percent: Some(150),
             tasks_max: Some(64),
             runtime_max_sec: Some(90),
+            memory_high: Some(768 << 20),
+            cpu_weight: Some(50),
+            timeout_stop_sec: Some(5),
         };
         s.restart = RestartPolicy::OnFailure;
         let props = service_properties("abcd2345", &s.validate().unwrap(), &hook());
@@ -794,11 +859,85 @@ mod tests {
         assert_eq!(get("MemoryMax"), Some(Prop::U64(1 << 30)));
         assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(1_500_000)));
         assert_eq!(get("RuntimeMaxUSec"), Some(Prop::U64(90_000_000)));
+        assert_eq!(get("TasksMax"), Some(Prop::U64(64)));
+        assert_eq!(get("MemoryHigh"), Some(Prop::U64(768 << 20)));
+        assert_eq!(get("CPUWeight"), Some(Prop::U64(50)));
+        assert_eq!(get("TimeoutStopUSec"), Some(Prop::U64(5_000_000)));
         assert_eq!(get("Restart"), Some(Prop::Str("on-failure".into())));
         let Some(Prop::Exec(hook)) = get("ExecStopPostEx") else {
             panic!()
         };
         assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
         assert!(hook[0].2.contains(&"ignore-failure".to_string()));
+    }
+
+    #[test]
+    fn unset_limits_are_not_sent() {
+        let props = service_properties("abcd2345", &spec(&["true"]).validate().unwrap(), &hook());
+        for name in [
+            "MemoryMax",
+            "MemoryHigh",
+            "CPUQuotaPerSecUSec",
+            "CPUWeight",
+            "TasksMax",
+            "RuntimeMaxUSec",
+            "TimeoutStopUSec",
+        ] {
+            assert!(props.iter().all(|(n, _)| *n != name), "{name} sent");
+        }
+    }
+
+    #[test]
+    fn a_limit_change_sets_values_and_clears_with_infinity() {
+        let change = LimitChange {
+            memory_max: Some(LimitValue::Value(8 << 30)),
+            memory_high: Some(LimitValue::Infinity),
+            cpu_quota_percent: Some(LimitValue::Value(250)),
+            cpu_weight: Some(LimitValue::Infinity),
+            tasks_max: None,
+        };
+        assert_eq!(
+            limit_properties(&change),
+            vec![
+                ("MemoryMax", Prop::U64(8 << 30)),
+                ("MemoryHigh", Prop::U64(u64::MAX)),
+                ("CPUQuotaPerSecUSec", Prop::U64(2_500_000)),
+                ("CPUWeight", Prop::U64(u64::MAX)),
+            ]
+        );
+        let mut limits = Limits {
+            memory_high: Some(1 << 30),
+            tasks_max: Some(10),
+            ..Default::default()
+        };
+        change.apply(&mut limits);
+        assert_eq!(limits.memory_max, Some(8 << 30));
+        assert_eq!(limits.memory_high, None);
+        assert_eq!(limits.cpu_quota_percent, Some(250));
+        assert_eq!(limits.tasks_max, Some(10), "untouched");
+        assert!(limit_properties(&LimitChange::default()).is_empty());
+    }
+
+    #[test]
+    fn a_limit_change_is_checked_before_anything_happens() {
+        let e = LimitChange::default().validate().unwrap_err();
+        assert!(e.hint.unwrap().contains("--memory-max"));
+        let weight = |w| LimitChange {
+            cpu_weight: Some(LimitValue::Value(w)),
+            ..Default::default()
+        };
+        assert!(weight(0).validate().is_err());
+        assert!(weight(10_001).validate().is_err());
+        assert!(weight(10_000).validate().is_ok());
+        let tasks = LimitChange {
+            tasks_max: Some(LimitValue::Value(0)),
+            ..Default::default()
+        };
+        assert!(tasks.validate().is_err());
+        let clear = LimitChange {
+            memory_max: Some(LimitValue::Infinity),
+            ..Default::default()
+        };
+        assert!(clear.validate().is_ok());
     }
 }

@@ -40,6 +40,12 @@ trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn set_unit_properties(
+        &self,
+        name: &str,
+        runtime: bool,
+        properties: Vec<(&str, Value<'_>)>,
+    ) -> zbus::Result<()>;
     fn list_units_by_patterns(
         &self,
         states: &[&str],
@@ -59,7 +65,8 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
-    /// The manager's own cgroup: the subtree it may move processes within.
+    /// The manager's own cgroup, e.g. `/user.slice/user-1000.slice/user@1000.service`:
+    /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
     fn control_group(&self) -> zbus::Result<String>;
 }
@@ -258,8 +265,27 @@ impl Systemd {
         )))
     }
 
+    /// Changes properties of a loaded unit, or of a slice (which systemd
+    /// loads on demand), for as long as the manager runs (`runtime`: the
+    /// drop-in goes to /run, as `systemctl --user set-property --runtime`).
+    pub async fn set_properties(&self, unit: &str, props: &[(&'static str, Prop)]) -> Result<()> {
+        let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, to_value(v))).collect();
+        self.manager
+            .set_unit_properties(unit, true, props)
+            .await
+            .map_err(|e| dbus_error(&format!("set limits of {unit}"), unit, e))
+    }
+
     /// Stops a unit (mode "replace") and waits for the stop job.
     pub async fn stop(&self, unit: &str) -> Result<JobOutcome> {
+        self.stop_within(unit, Duration::ZERO).await
+    }
+
+    /// Stops a unit whose `TimeoutStopSec=` is `unit_timeout` and waits for
+    /// the stop job. A stop may take that timeout up to three times (TERM,
+    /// then KILL, then ExecStopPost), so the wait grows with it.
+    pub async fn stop_within(&self, unit: &str, unit_timeout: Duration) -> Result<JobOutcome> {
+        let timeout = STOP_TIMEOUT.max(unit_timeout * 3 + Duration::from_secs(30));
         let action = format!("stop {unit}");
         let jobs = self
             .manager
@@ -271,7 +297,7 @@ impl Systemd {
             .stop_unit(unit, "replace")
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        wait_job(jobs, &job, &action, STOP_TIMEOUT).await
+        wait_job(jobs, &job, &action, timeout).await
     }
 
     /// Restarts a loaded unit and waits for the job.

@@ -77,9 +77,66 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 /// Parses a CPU quota in percent of one CPU: `50`, `150%`.
 pub fn parse_cpu_quota(s: &str) -> Result<u64> {
     match s.trim().trim_end_matches('%').parse::<u64>() {
-        Ok(p) if (1..=100_000).contains(&p) => Ok(p),
+        Ok(p) if (1..=crate::model::MAX_CPU_QUOTA_PERCENT).contains(&p) => Ok(p),
         _ => Err(Error::invalid(format!("invalid CPU quota {:?}", escape(s)))
             .hint("use a percentage of one CPU, e.g. 50% or 200% for two CPUs")),
+    }
+}
+
+/// Parses a CPU weight (`CPUWeight=`): 1 to 10000, systemd's default is 100.
+pub fn parse_cpu_weight(s: &str) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(w) if crate::model::CPU_WEIGHT_RANGE.contains(&w) => Ok(w),
+        _ => Err(
+            Error::invalid(format!("invalid CPU weight {:?}", escape(s)))
+                .hint("use a number from 1 to 10000 (systemd's default is 100)"),
+        ),
+    }
+}
+
+/// Parses a number of tasks (`TasksMax=`): at least 1.
+pub fn parse_tasks(s: &str) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..u64::MAX).contains(&n) => Ok(n),
+        _ => Err(
+            Error::invalid(format!("invalid number of tasks {:?}", escape(s)))
+                .hint("use a whole number of at least 1, e.g. 64"),
+        ),
+    }
+}
+
+/// Parses a limit for `set`: `infinity` (no limit) or what `parse` takes.
+pub fn parse_limit(
+    s: &str,
+    parse: impl Fn(&str) -> Result<u64>,
+) -> Result<crate::model::LimitValue> {
+    if s.trim().eq_ignore_ascii_case("infinity") {
+        return Ok(crate::model::LimitValue::Infinity);
+    }
+    parse(s)
+        .map(crate::model::LimitValue::Value)
+        .map_err(|e| match e.hint.clone() {
+            Some(h) => e.hint(format!("{h}; or infinity for no limit")),
+            None => e.hint("or infinity for no limit"),
+        })
+}
+
+/// A size for people: 512B, 1.5K, 12.3M, 2.0G (1024-based, as systemd).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
     }
 }
 
@@ -202,6 +259,35 @@ mod tests {
         assert!(parse_signal("BOGUS").is_err());
         assert!(parse_signal("RTMIN+99").is_err());
         assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn limits_for_set_take_infinity() {
+        use crate::model::LimitValue;
+        assert_eq!(
+            parse_limit("infinity", parse_size).unwrap(),
+            LimitValue::Infinity
+        );
+        assert_eq!(
+            parse_limit("1G", parse_size).unwrap(),
+            LimitValue::Value(1 << 30)
+        );
+        let e = parse_limit("lots", parse_size).unwrap_err();
+        assert!(e.hint.unwrap().ends_with("or infinity for no limit"));
+        assert_eq!(parse_cpu_weight("100").unwrap(), 100);
+        for bad in ["0", "10001", "-1", "x"] {
+            assert!(parse_cpu_weight(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_tasks("64").unwrap(), 64);
+        assert!(parse_tasks("0").is_err());
+    }
+
+    #[test]
+    fn human_sizes_are_short() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1536), "1.5K");
+        assert_eq!(human_size(64 << 20), "64M");
+        assert_eq!(human_size(3 << 29), "1.5G");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::process::Stdio;
 use clap::{Args, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
-use refine_proc::model::UnitKind;
-use refine_proc::model::{Limits, Metadata};
+use refine_proc::model::{LimitChange, Limits, Metadata, UnitKind};
 use refine_proc::text::{
-    parse_cpu_quota, parse_duration, parse_signal, parse_size, split_assignment,
+    parse_cpu_quota, parse_cpu_weight, parse_duration, parse_limit, parse_signal, parse_size,
+    parse_tasks, split_assignment,
 };
 use refine_proc::{AdoptSpec, Controller, Error, ErrorKind, Owner, Record, Result, RunSpec, State};
 
@@ -54,6 +54,7 @@ Examples:
   refine-proc run -- sleep 600
   refine-proc run --owner agent --workflow wf-42 --label 'fix gap 7' -- ./agent.sh --fast
   refine-proc run --memory-max 2G --cpu-quota 150% --runtime-max 1h -- cargo test
+  refine-proc run --memory-high 1G --cpu-weight 50 --timeout-stop 10s -- ./server
   refine-proc run --wait -- make check    # block, exit with make's code
   refine-proc run --json -- npm run dev   # the record as JSON
 
@@ -111,6 +112,19 @@ Examples:
   refine-proc kill --signal KILL k3x9p2qa
   refine-proc kill --signal USR1 k3x9p2qa")]
     Kill(KillArgs),
+    /// Change the limits of a running process, or of all of an owner's processes
+    #[command(after_help = "\
+Examples:
+  refine-proc set k3x9p2qa --memory-max 4G --cpu-weight 200
+  refine-proc set k3x9p2qa --memory-max infinity    # remove the limit
+  refine-proc set --owner agent --memory-max 8G --cpu-quota 400%
+
+With ID the limits apply to that process's unit; with --owner to the
+owner's slice (refine-agent.slice), which bounds all of its processes
+together, whether or not one runs now. Limits set here last as long as the
+user manager runs; the record keeps them, and `restart` of an ended process
+starts it with them. Every value is checked before anything changes.")]
+    Set(SetArgs),
     /// Restart a running process, or start an ended one again with the same command
     #[command(after_help = "Example:\n  refine-proc restart k3x9p2qa")]
     Restart(IdArg),
@@ -209,15 +223,24 @@ struct RunArgs {
     /// Memory limit (MemoryMax=), e.g. 512M, 2G
     #[arg(long, value_name = "SIZE")]
     memory_max: Option<String>,
+    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
     /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
     #[arg(long, value_name = "PERCENT")]
     cpu_quota: Option<String>,
+    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
     /// Maximum number of tasks (TasksMax=)
     #[arg(long, value_name = "N")]
     tasks_max: Option<u64>,
     /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
     #[arg(long, value_name = "DURATION")]
     runtime_max: Option<String>,
+    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
+    #[arg(long, value_name = "DURATION")]
+    timeout_stop: Option<String>,
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
@@ -241,9 +264,10 @@ struct AdoptArgs {
     /// The process to adopt
     pid: u32,
     /// Who the process belongs to: daemon, target-app, agent, quality,
-    /// import, maintenance or user-helper
-    #[arg(long, default_value = "user-helper")]
-    owner: String,
+    /// import, maintenance or user-helper [default: the calling process's
+    /// owner, else user-helper]
+    #[arg(long)]
+    owner: Option<String>,
     /// A short name for people [default: the process's name]
     #[arg(long)]
     label: Option<String>,
@@ -267,6 +291,34 @@ struct AdoptArgs {
     #[arg(long)]
     no_children: bool,
     /// Print the record as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct SetArgs {
+    /// Record id (or a unique prefix), or unit name
+    #[arg(required_unless_present = "owner", conflicts_with = "owner")]
+    id: Option<String>,
+    /// Set the limits of this owner's slice instead of one process
+    #[arg(long)]
+    owner: Option<String>,
+    /// Memory limit (MemoryMax=), e.g. 512M, 2G, or infinity
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    /// Memory throttling threshold (MemoryHigh=), e.g. 1G, or infinity
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
+    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 150%, or infinity
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    /// CPU weight (CPUWeight=), 1 to 10000, or infinity for systemd's default
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
+    /// Maximum number of tasks (TasksMax=), or infinity
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<String>,
+    /// Print the record (or the owner's limits) as JSON
     #[arg(long)]
     json: bool,
 }
@@ -440,15 +492,16 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 gap: args.gap,
                 state: args.state.as_deref().map(str::parse::<State>).transpose()?,
             };
-            let (records, warnings) = controller.list(&filter).await?;
+            let (listed, warnings) = controller.list_with_usage(&filter).await?;
             output::warnings(&warnings);
             if args.json {
-                output::json(&records)?;
+                output::json(&listed)?;
             } else {
-                output::table(&records, args.all, args.tree)?;
+                output::table(&listed, args.all, args.tree)?;
             }
             Ok(0)
         }
+        Command::Set(args) => set(&controller, args).await,
         Command::Status(args) => {
             let status = controller.status(&args.id).await?;
             output::warnings(&status.warnings);
@@ -519,6 +572,7 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
                             .map(parse_duration)
                             .transpose()?
                             .map(|d| d.as_secs().max(1)),
+                        ..Default::default()
                     },
                     ..Default::default()
                 };
@@ -566,7 +620,7 @@ fn meta_pairs(meta: &[String]) -> Result<BTreeMap<String, String>> {
 fn adopt_spec(a: AdoptArgs) -> Result<AdoptSpec> {
     Ok(AdoptSpec {
         pid: a.pid,
-        owner: Some(a.owner.parse::<Owner>()?),
+        owner: a.owner.as_deref().map(str::parse::<Owner>).transpose()?,
         label: a.label,
         details: a.details,
         metadata: Metadata {
@@ -592,6 +646,12 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
     if a.tasks_max == Some(0) {
         return Err(Error::invalid("--tasks-max must be at least 1"));
     }
+    let seconds = |flag: Option<&str>| -> Result<Option<u64>> {
+        Ok(flag
+            .map(parse_duration)
+            .transpose()?
+            .map(|d| d.as_secs().max(1)))
+    };
     Ok(RunSpec {
         command: a.command,
         owner: a.owner.as_deref().map(str::parse::<Owner>).transpose()?,
@@ -611,15 +671,49 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
             cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
             tasks_max: a.tasks_max,
-            runtime_max_sec: a
-                .runtime_max
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .map(|d| d.as_secs().max(1)),
+            runtime_max_sec: seconds(a.runtime_max.as_deref())?,
+            memory_high: a.memory_high.as_deref().map(parse_size).transpose()?,
+            cpu_weight: a.cpu_weight.as_deref().map(parse_cpu_weight).transpose()?,
+            timeout_stop_sec: seconds(a.timeout_stop.as_deref())?,
         },
         restart: a.restart.parse()?,
     })
+}
+
+/// `set`: every value is parsed and checked before systemd is asked.
+async fn set(controller: &Controller, a: SetArgs) -> Result<i32> {
+    let limit = |v: &Option<String>, parse: fn(&str) -> Result<u64>| {
+        v.as_deref().map(|s| parse_limit(s, parse)).transpose()
+    };
+    let change = LimitChange {
+        memory_max: limit(&a.memory_max, parse_size)?,
+        memory_high: limit(&a.memory_high, parse_size)?,
+        cpu_quota_percent: limit(&a.cpu_quota, parse_cpu_quota)?,
+        cpu_weight: limit(&a.cpu_weight, parse_cpu_weight)?,
+        tasks_max: limit(&a.tasks_max, parse_tasks)?,
+    };
+    change.validate()?;
+    match (&a.id, &a.owner) {
+        (_, Some(owner)) => {
+            let owner: Owner = owner.parse()?;
+            let stored = controller.set_owner_limits(owner, &change).await?;
+            if a.json {
+                output::json(&stored)?;
+            } else {
+                output::owner_limits(&stored)?;
+            }
+        }
+        (Some(id), None) => {
+            let record = controller.set_limits(id, &change).await?;
+            if a.json {
+                output::json(&record)?;
+            } else {
+                output::limits_set(&record)?;
+            }
+        }
+        (None, None) => unreachable!("clap requires an id or --owner"),
+    }
+    Ok(0)
 }
 
 /// The exit code `run --wait` passes on, as a shell reports it: the code,

@@ -3,9 +3,12 @@
 
 use std::io::Write;
 
-use refine_proc::controller::{ActionOutcome, Adopted, Status};
-use refine_proc::model::UnitKind;
-use refine_proc::text::{escape, short_age, truncate};
+use std::collections::HashSet;
+
+use refine_proc::controller::{ActionOutcome, Adopted, Listed, Status};
+use refine_proc::model::{Limits, OwnerLimits, UnitKind};
+use refine_proc::text::{escape, human_size, short_age, truncate};
+use refine_proc::usage::Usage;
 use refine_proc::{Error, Record, Result};
 use serde::Serialize;
 use tabled::builder::Builder;
@@ -54,8 +57,20 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn table(records: &[Record], all: bool, tree: bool) -> Result<()> {
-    if records.is_empty() {
+/// CPU time for a table cell: 0.4s, 12.3s, 5m, 2.1h.
+fn cpu_text(usec: u64) -> String {
+    let secs = usec as f64 / 1e6;
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else if secs < 3600.0 {
+        format!("{}m", (secs / 60.0) as u64)
+    } else {
+        format!("{:.1}h", secs / 3600.0)
+    }
+}
+
+pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
+    if listed.is_empty() {
         let hint = if all {
             ""
         } else {
@@ -64,14 +79,17 @@ pub fn table(records: &[Record], all: bool, tree: bool) -> Result<()> {
         eprintln!("no managed processes{hint}");
         return Ok(());
     }
-    let rows: Vec<(usize, &Record)> = if tree {
-        tree_order(records)
+    let rows: Vec<(usize, &Listed)> = if tree {
+        tree_order(listed)
     } else {
-        records.iter().map(|r| (0, r)).collect()
+        listed.iter().map(|l| (0, l)).collect()
     };
     let mut b = Builder::default();
-    b.push_record(["ID", "OWNER", "LABEL", "STATE", "PID", "AGE", "EXIT"]);
-    for (depth, r) in rows {
+    b.push_record([
+        "ID", "OWNER", "LABEL", "STATE", "PID", "AGE", "CPU", "MEM", "EXIT",
+    ]);
+    for (depth, Listed { record: r, usage }) in rows {
+        let usage = usage.as_ref();
         let branch = if depth == 0 {
             String::new()
         } else {
@@ -86,6 +104,14 @@ pub fn table(records: &[Record], all: bool, tree: bool) -> Result<()> {
             r.started_at
                 .map(|t| short_age(t.elapsed()))
                 .unwrap_or_else(|| "-".into()),
+            usage
+                .and_then(|u| u.cpu_usec)
+                .map(cpu_text)
+                .unwrap_or_else(|| "-".into()),
+            usage
+                .and_then(|u| u.memory_current)
+                .map(human_size)
+                .unwrap_or_else(|| "-".into()),
             exit_text(r),
         ]);
     }
@@ -94,30 +120,30 @@ pub fn table(records: &[Record], all: bool, tree: bool) -> Result<()> {
     print(&format!("{t}\n"))
 }
 
-/// Records in tree order with their depth: each process under the one that
+/// Rows in tree order with their depth: each process under the one that
 /// launched it (a parent not in the list makes its children roots).
-fn tree_order(records: &[Record]) -> Vec<(usize, &Record)> {
-    let shown: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    fn parent_of<'a>(r: &'a Record, shown: &std::collections::HashSet<&str>) -> Option<&'a str> {
+fn tree_order(listed: &[Listed]) -> Vec<(usize, &Listed)> {
+    let shown: HashSet<&str> = listed.iter().map(|l| l.record.id.as_str()).collect();
+    fn parent_of<'a>(r: &'a Record, shown: &HashSet<&str>) -> Option<&'a str> {
         r.requested_by
             .parent
             .as_deref()
             .filter(|p| shown.contains(p) && *p != r.id)
     }
-    let mut out = Vec::with_capacity(records.len());
-    let mut stack: Vec<(usize, &Record)> = records
+    let mut out = Vec::with_capacity(listed.len());
+    let mut stack: Vec<(usize, &Listed)> = listed
         .iter()
-        .filter(|r| parent_of(r, &shown).is_none())
+        .filter(|l| parent_of(&l.record, &shown).is_none())
         .rev()
-        .map(|r| (0, r))
+        .map(|l| (0, l))
         .collect();
-    while let Some((depth, r)) = stack.pop() {
-        out.push((depth, r));
+    while let Some((depth, l)) = stack.pop() {
+        out.push((depth, l));
         if depth < 64 {
             stack.extend(
-                records
+                listed
                     .iter()
-                    .filter(|c| parent_of(c, &shown) == Some(r.id.as_str()))
+                    .filter(|c| parent_of(&c.record, &shown) == Some(l.record.id.as_str()))
                     .rev()
                     .map(|c| (depth + 1, c)),
             );
@@ -329,18 +355,9 @@ pub fn status(s: &Status) -> Result<()> {
     for (k, v) in &m.extra {
         lines.push((format!("meta {}", escape(k)), escape(v)));
     }
-    let l = &r.limits;
-    let limits: Vec<String> = [
-        l.memory_max.map(|v| format!("memory {v} bytes")),
-        l.cpu_quota_percent.map(|v| format!("cpu {v}%")),
-        l.tasks_max.map(|v| format!("tasks {v}")),
-        l.runtime_max_sec.map(|v| format!("runtime {v}s")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let limits = limits_text(&r.limits);
     if !limits.is_empty() {
-        lines.push(("limits".into(), limits.join(", ")));
+        lines.push(("limits".into(), limits));
     }
     if let Some(sd) = &s.systemd {
         let restarts = match r.kind {
@@ -354,12 +371,9 @@ pub fn status(s: &Status) -> Result<()> {
                 sd.state.active_state, sd.state.sub_state
             ),
         ));
-        if let Some(cpu) = sd.cpu_usage_nsec {
-            lines.push(("cpu time".into(), format!("{:.3}s", cpu as f64 / 1e9)));
-        }
-        if let Some(mem) = sd.memory_current {
-            lines.push(("memory".into(), format!("{mem} bytes")));
-        }
+    }
+    if let Some(u) = &s.usage {
+        lines.extend(usage_lines(u));
     }
     lines.push(("logs".into(), r.logs.journal.clone()));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -368,4 +382,73 @@ pub fn status(s: &Status) -> Result<()> {
         .map(|(k, v)| format!("{k:>width$}: {v}\n"))
         .collect();
     print(&text)
+}
+
+/// The limits that are set, for people: "memory max 2.0G, cpu 150%".
+fn limits_text(l: &Limits) -> String {
+    [
+        l.memory_max
+            .map(|v| format!("memory max {}", human_size(v))),
+        l.memory_high
+            .map(|v| format!("memory high {}", human_size(v))),
+        l.cpu_quota_percent.map(|v| format!("cpu quota {v}%")),
+        l.cpu_weight.map(|v| format!("cpu weight {v}")),
+        l.tasks_max.map(|v| format!("tasks max {v}")),
+        l.runtime_max_sec.map(|v| format!("runtime max {v}s")),
+        l.timeout_stop_sec.map(|v| format!("stop timeout {v}s")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Usage lines of `status`: values, or why there are none.
+fn usage_lines(u: &Usage) -> Vec<(String, String)> {
+    let why = |key: &str| {
+        u.unavailable
+            .get(key)
+            .map(|w| format!("unavailable: {}", escape(w)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let cpu = u
+        .cpu_usec
+        .map(|v| format!("{:.3}s", v as f64 / 1e6))
+        .unwrap_or_else(|| why("cpu"));
+    let memory = match (u.memory_current, u.memory_peak) {
+        (Some(now), Some(peak)) => format!("{} (peak {})", human_size(now), human_size(peak)),
+        (Some(now), None) => format!("{} (peak {})", human_size(now), why("memory_peak")),
+        _ => why("memory"),
+    };
+    let tasks = u
+        .tasks
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| why("pids"));
+    vec![
+        ("cpu time".into(), cpu),
+        ("memory".into(), memory),
+        ("tasks".into(), tasks),
+    ]
+}
+
+/// What `set ID` prints.
+pub fn limits_set(r: &Record) -> Result<()> {
+    let limits = limits_text(&r.limits);
+    print(&format!(
+        "{} {}: limits now {}\n",
+        r.id,
+        r.unit,
+        if limits.is_empty() { "none" } else { &limits }
+    ))
+}
+
+/// What `set --owner` prints.
+pub fn owner_limits(o: &OwnerLimits) -> Result<()> {
+    let limits = limits_text(&o.limits);
+    print(&format!(
+        "owner {} ({}): limits now {}\n",
+        o.owner,
+        o.slice,
+        if limits.is_empty() { "none" } else { &limits }
+    ))
 }

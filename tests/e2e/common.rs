@@ -42,6 +42,9 @@ pub struct Rec {
     pub limits: Limits,
     pub restart: Restart,
     pub logs: Logs,
+    /// In `status` and `list` output only; null when not running.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +63,18 @@ pub struct Limits {
     pub cpu_quota_percent: Option<u64>,
     pub tasks_max: Option<u64>,
     pub runtime_max_sec: Option<u64>,
+    pub memory_high: Option<u64>,
+    pub cpu_weight: Option<u64>,
+    pub timeout_stop_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Usage {
+    pub cpu_usec: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub tasks: Option<u64>,
+    pub unavailable: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

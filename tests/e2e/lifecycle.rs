@@ -116,6 +116,9 @@ fn the_record_has_every_documented_key() {
         "cpu_quota_percent",
         "tasks_max",
         "runtime_max_sec",
+        "memory_high",
+        "cpu_weight",
+        "timeout_stop_sec",
     ] {
         assert!(v["limits"].get(key).is_some(), "limits lack {key}");
     }

@@ -3,6 +3,7 @@ mod common;
 mod errors;
 mod index;
 mod lifecycle;
+mod limits;
 mod logs;
 mod ownership;
 mod regressions;
