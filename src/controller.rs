@@ -808,6 +808,16 @@ impl Controller {
         if info.is_none() || record.state.is_ended() {
             return Err(ended(&record));
         }
+        self.authorize("set", &record).await?;
+        let requester = self.requester().await?;
+        let own = requester.caller.as_ref().is_some_and(|c| c.id == record.id);
+        if let Err(e) = requester
+            .policy
+            .check_change(requester.actor, &record.limits, change, own)
+        {
+            self.record_refusal("set", Some(&record.id), &e);
+            return Err(e);
+        }
         let systemd = self.systemd().await?;
         if let Err(e) = systemd
             .set_properties(&record.unit, &limit_properties(change))
@@ -840,6 +850,33 @@ impl Controller {
         change: &LimitChange,
     ) -> Result<OwnerLimits> {
         change.validate()?;
+        // A slice bounds every process of the owner: only an actor that may
+        // act on all processes may change it.
+        let requester = self.requester().await?;
+        let rules = requester.policy.rules(requester.actor);
+        let checked = if rules.act_on == Reach::All {
+            let current = self
+                .index
+                .owner_limits(owner)?
+                .map(|o| o.limits)
+                .unwrap_or_default();
+            requester
+                .policy
+                .check_change(requester.actor, &current, change, false)
+        } else {
+            Err(crate::policy::denied(
+                &rules,
+                "act_on",
+                format!(
+                    "{} may not change the limits of all {owner} processes",
+                    rules.actor
+                ),
+            ))
+        };
+        if let Err(e) = checked {
+            self.record_refusal("set", None, &e);
+            return Err(e);
+        }
         let _serialized = self.limits_lock().await?;
         let slice = owner.slice();
         self.systemd()

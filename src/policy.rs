@@ -278,6 +278,73 @@ impl Policy {
         }
     }
 
+    /// Checks a change of limits at run time. The actor's caps apply as at
+    /// launch, and a managed process may not raise its own limits
+    /// (`own`: the change targets the caller's own process).
+    pub fn check_change(
+        &self,
+        actor: Actor,
+        current: &Limits,
+        change: &crate::model::LimitChange,
+        own: bool,
+    ) -> Result<()> {
+        use crate::model::LimitValue;
+        let rules = self.rules(actor);
+        let m = &rules.max_limits;
+        let fields = [
+            (
+                "memory_max",
+                change.memory_max,
+                current.memory_max,
+                m.memory_max,
+            ),
+            (
+                "cpu_quota",
+                change.cpu_quota_percent,
+                current.cpu_quota_percent,
+                m.cpu_quota_percent,
+            ),
+            (
+                "tasks_max",
+                change.tasks_max,
+                current.tasks_max,
+                m.tasks_max,
+            ),
+            ("memory_high", change.memory_high, current.memory_high, None),
+        ];
+        for (name, new, now, cap) in fields {
+            let Some(new) = new else { continue };
+            let new = match new {
+                LimitValue::Value(v) => Some(v),
+                LimitValue::Infinity => None,
+            };
+            if let Some(cap) = cap {
+                if new.is_none_or(|v| v > cap) {
+                    let asked = new.map_or("infinity".to_string(), |v| v.to_string());
+                    return Err(denied(
+                        &rules,
+                        &format!("max_limits.{name}"),
+                        format!("{name} {asked} is above the cap {cap} for {}", rules.actor),
+                    ));
+                }
+            }
+            // None means "no limit": anything else is lower.
+            let raises = match (now, new) {
+                (Some(_), None) => true,
+                (Some(now), Some(new)) => new > now,
+                (None, _) => false,
+            };
+            if own && raises && matches!(actor, Actor::Managed(_)) {
+                return Err(denied(
+                    &rules,
+                    "own limits",
+                    format!("a managed process may not raise its own limits ({name})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a launch; fills in default limits. A refusal names the rule.
     pub fn check_launch(&self, actor: Actor, request: &LaunchRequest<'_>) -> Result<Limits> {
         self.check_owner(actor, request.owner)?;
@@ -549,6 +616,39 @@ max_limits = { memory_max = "4G", runtime_max = "2h" }
             .check_launch(agent, &launch(Owner::Agent, exe, &Limits::default()))
             .unwrap_err();
         assert!(e.message.contains("runtime_max is capped"), "{e}");
+    }
+
+    #[test]
+    fn changes_keep_to_caps_and_a_managed_process_cannot_raise_its_own_limits() {
+        use crate::model::{LimitChange, LimitValue};
+        let p = policy(AGENTS).unwrap();
+        let agent = Actor::Managed(Owner::Agent);
+        let now = Limits {
+            memory_max: Some(1 << 30),
+            ..Default::default()
+        };
+        let to = |v: LimitValue| LimitChange {
+            memory_max: Some(v),
+            ..Default::default()
+        };
+        assert!(p
+            .check_change(agent, &now, &to(LimitValue::Value(1 << 29)), true)
+            .is_ok());
+        let e = p
+            .check_change(agent, &now, &to(LimitValue::Value(2 << 30)), true)
+            .unwrap_err();
+        assert!(e.message.contains("may not raise its own limits"), "{e}");
+        // On a child, raising within the cap is fine; past it is not.
+        assert!(p
+            .check_change(agent, &now, &to(LimitValue::Value(2 << 30)), false)
+            .is_ok());
+        assert!(p
+            .check_change(agent, &now, &to(LimitValue::Infinity), false)
+            .is_err());
+        // A person is bound by its own (here: no) caps only.
+        assert!(p
+            .check_change(Actor::Person, &now, &to(LimitValue::Infinity), true)
+            .is_ok());
     }
 
     #[test]

@@ -231,3 +231,52 @@ fn a_broken_policy_is_rejected_whole_and_nothing_runs() {
     assert!(out.stderr.contains("half-read"), "{}", out.stderr);
     assert!(env.list(&["--all"]).is_empty());
 }
+
+#[test]
+fn an_agent_may_lower_but_not_raise_its_own_limits_nor_exceed_caps_on_children() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[actors.agent]\nmax_limits = { memory_max = \"256M\" }\n",
+    )
+    .unwrap();
+    let agent = env.run(&[
+        "--owner",
+        "agent",
+        "--memory-max",
+        "128M",
+        "--",
+        "sh",
+        "-c",
+        &nested(
+            r#""$R" set "$REFINE_ID" --memory-max 64M; echo $? > lower.txt;
+               "$R" set "$REFINE_ID" --memory-max 128M 2> raise.err; echo $? > raise.txt;
+               "$R" run --json --memory-max 100M -- sleep 600 > child.json;
+               id=$(sed -n 's/.*"id": *"\([a-z0-9]*\)".*/\1/p' child.json | head -1);
+               "$R" set "$id" --memory-max 1G 2> cap.err; echo $? > cap.txt;
+               "$R" set "$id" --memory-max 200M; echo $? > child-ok.txt;
+               "$R" set --owner agent --memory-max 1G 2> slice.err; echo $? > slice.txt"#,
+        ),
+    ]);
+    wait_gone(&agent.unit);
+    let read = |f: &str| std::fs::read_to_string(env.work_dir().join(f)).unwrap();
+    assert_eq!(read("lower.txt").trim(), "0");
+    assert_eq!(read("raise.txt").trim(), "7", "{}", read("raise.err"));
+    assert!(
+        read("raise.err").contains("may not raise its own limits"),
+        "{}",
+        read("raise.err")
+    );
+    assert_eq!(env.status(&agent.id).limits.memory_max, Some(64 << 20));
+    assert_eq!(read("cap.txt").trim(), "7", "{}", read("cap.err"));
+    assert!(
+        read("cap.err").contains("max_limits.memory_max"),
+        "{}",
+        read("cap.err")
+    );
+    assert_eq!(read("child-ok.txt").trim(), "0");
+    let child: Rec = serde_json::from_str(&read("child.json")).unwrap();
+    assert_eq!(env.status(&child.id).limits.memory_max, Some(200 << 20));
+    assert_eq!(show(&child.unit, "MemoryMax"), (200u64 << 20).to_string());
+    assert_eq!(read("slice.txt").trim(), "7", "{}", read("slice.err"));
+}
