@@ -773,15 +773,24 @@ impl Controller {
         } else {
             None
         };
+        let usages = match &cgroups {
+            Some(c) => {
+                let paths: Vec<Option<String>> = records
+                    .iter()
+                    .map(|r| {
+                        (!r.state.is_ended())
+                            .then(|| c.unit_cgroup(r.owner, &r.unit))
+                            .flatten()
+                    })
+                    .collect();
+                c.read_all(&paths)
+            }
+            None => vec![None; records.len()],
+        };
         let listed = records
             .into_iter()
-            .map(|record| {
-                let usage = cgroups
-                    .as_ref()
-                    .filter(|_| !record.state.is_ended())
-                    .and_then(|c| c.read(c.unit_cgroup(record.owner, &record.unit).as_deref()));
-                Listed { record, usage }
-            })
+            .zip(usages)
+            .map(|(record, usage)| Listed { record, usage })
             .collect();
         Ok((listed, warnings))
     }
@@ -941,8 +950,10 @@ impl Controller {
         let mut warnings = Vec::new();
         let mut records = Vec::with_capacity(ids.len());
         let mut orphans = Vec::new();
-        for id in ids {
-            match self.index.load(&id)? {
+        // One small file each: read on all cores for long lists.
+        let loaded = crate::par::on_all_cores(&ids, 128, |id| self.index.load(id));
+        for (id, loaded) in ids.into_iter().zip(loaded) {
+            match loaded? {
                 Loaded::Found(r) => records.push(*r),
                 Loaded::Newer { schema } => warnings.push(format!(
                     "skipped {id}: written by a newer refine-proc (schema {schema})"

@@ -5,6 +5,7 @@ pub mod error;
 pub mod index;
 pub mod journal;
 pub mod model;
+pub mod par;
 pub mod policy;
 pub mod procfs;
 pub mod provenance;

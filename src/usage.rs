@@ -102,6 +102,13 @@ impl Cgroups {
         Some(format!("{manager}/refine.slice/{}/{unit}", owner.slice()))
     }
 
+    /// Usage of many cgroups, in order. The kernel takes ~20 µs to open and
+    /// read one cgroup file (kernfs), whatever the file: a long list is read
+    /// on all cores.
+    pub fn read_all(&self, cgroups: &[Option<String>]) -> Vec<Option<Usage>> {
+        crate::par::on_all_cores(cgroups, 128, |c| self.read(c.as_deref()))
+    }
+
     /// Usage of the cgroup at `cgroup` (as in systemd's ControlGroup
     /// property); None when that cgroup does not exist (the unit is not
     /// running).
