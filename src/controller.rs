@@ -164,6 +164,7 @@ impl Requester {
             uid: crate::provenance::uid(),
             acting_owner: self.caller.as_ref().map(|c| c.owner),
             parent: self.caller.as_ref().map(|c| c.id.clone()),
+            policy: Some(self.policy.path.display().to_string()),
         }
     }
 }
@@ -212,6 +213,9 @@ impl Controller {
                         .policy_path
                         .clone()
                         .unwrap_or_else(|| PathBuf::from("/etc/refine-proc/policy.toml"));
+                    // Absolute, so a child cannot make it mean another file by
+                    // changing directory.
+                    let path = std::path::absolute(&path).unwrap_or(path);
                     return Ok(Requester {
                         actor: Actor::Person,
                         caller: None,
@@ -219,30 +223,67 @@ impl Controller {
                         policy: Policy::load(&path)?,
                     });
                 };
+                // What binds a managed caller comes from what systemd holds
+                // for its unit (a service's Environment=) or, for an adopted
+                // scope, from its record; what cannot be established is
+                // refused, never guessed.
                 let systemd = self.systemd().await?;
-                let env = match systemd.unit_path_of(&caller.unit).await? {
-                    Some(path) => systemd
+                let env: Vec<String> = match systemd.unit_path_of(&caller.unit).await? {
+                    Some(path) if caller.unit.ends_with(".service") => systemd
                         .service_property(&[path], "Environment")
                         .await
                         .pop()
                         .flatten()
                         .and_then(|v| Vec::<String>::try_from(v).ok())
                         .unwrap_or_default(),
-                    None => Vec::new(),
+                    _ => Vec::new(),
                 };
-                let path = env
-                    .iter()
-                    .find_map(|e| e.strip_prefix("REFINE_PROC_POLICY="))
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        crate::provenance::home_dir()
-                            .map(|h| h.join(".config/refine-proc/policy.toml"))
-                    })
-                    .unwrap_or_else(|| PathBuf::from("/etc/refine-proc/policy.toml"));
+                let from_env = |key: &str| {
+                    env.iter()
+                        .find_map(|e| e.strip_prefix(key))
+                        .map(PathBuf::from)
+                };
                 let parent = match self.index.load(&caller.id)? {
                     Loaded::Found(r) => Some(*r),
                     _ => None,
                 };
+                let denied = |why: String| {
+                    Error::new(crate::ErrorKind::Denied, format!("refused: {why}")).hint(
+                        "a managed process acts through the index and policy it was started with",
+                    )
+                };
+                match from_env("REFINE_PROC_STATE_DIR=") {
+                    Some(dir)
+                        if std::fs::canonicalize(&dir).ok().as_deref()
+                            != Some(self.index.dir()) =>
+                    {
+                        return Err(denied(format!(
+                            "{} was started with the index {}, not {}",
+                            caller.id,
+                            dir.display(),
+                            self.index.dir().display()
+                        )))
+                    }
+                    Some(_) => {}
+                    None if parent.is_none() => {
+                        return Err(denied(format!(
+                            "{} ({}) has no record in the index {}",
+                            caller.id,
+                            caller.unit,
+                            self.index.dir().display()
+                        )))
+                    }
+                    None => {}
+                }
+                let path = from_env("REFINE_PROC_POLICY=")
+                    .or_else(|| {
+                        parent
+                            .as_ref()
+                            .and_then(|p| p.requested_by.policy.as_ref().map(PathBuf::from))
+                    })
+                    .ok_or_else(|| {
+                        denied(format!("cannot tell which policy binds {}", caller.id))
+                    })?;
                 Ok(Requester {
                     actor: Actor::Managed(caller.owner),
                     caller: Some(caller),
@@ -471,10 +512,24 @@ impl Controller {
         let mut attempt = 1;
         loop {
             let mut adoption = spec.clone().validate()?;
-            if let Err(e) = requester
-                .policy
-                .check_owner(requester.actor, adoption.owner)
-            {
+            // A managed process's own children already live in its unit, so
+            // whatever it could adopt is someone else's: it needs reach over all.
+            let rules = requester.policy.rules(requester.actor);
+            let reach = if requester.caller.is_some() && rules.act_on != Reach::All {
+                Err(crate::policy::denied(
+                    &rules,
+                    "act_on",
+                    format!(
+                        "{} may not adopt processes (that needs act_on = \"all\")",
+                        rules.actor
+                    ),
+                ))
+            } else {
+                requester
+                    .policy
+                    .check_owner(requester.actor, adoption.owner)
+            };
+            if let Err(e) = reach {
                 self.record_refusal("adopt", None, &e);
                 return Err(e);
             }
@@ -1149,7 +1204,23 @@ impl Controller {
             restart: record.restart.policy,
         }
         .validate()?;
-        let hook = self.unit_context(&self.requester().await?.policy)?;
+        // Started again under the limits the restarter may grant, and bound
+        // by the policy of its first launch (not the restarter's).
+        let requester = self.requester().await?;
+        let request = LaunchRequest {
+            owner: launch.owner,
+            executable: &launch.executable,
+            limits: &launch.limits,
+        };
+        if let Err(e) = requester.policy.check_launch(requester.actor, &request) {
+            self.record_refusal("restart", Some(&id), &e);
+            return Err(e);
+        }
+        let bound_by = match &record.requested_by.policy {
+            Some(path) => Policy::load(Path::new(path))?,
+            None => requester.policy.clone(),
+        };
+        let hook = self.unit_context(&bound_by)?;
         self.index.update(&id, |r| {
             r.clear_exit();
             r.state = State::Starting;
@@ -1199,17 +1270,21 @@ impl Controller {
     /// INVOCATION_ID). Runs without D-Bus so it works whatever else is
     /// happening.
     pub fn record_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
+        // systemd runs the hook inside the unit's own cgroup: anything else
+        // asking to rewrite how a run ended is refused.
+        let Some(unit) = crate::provenance::managed_caller().filter(|c| c.id == id) else {
+            return Err(Error::refused(format!(
+                "record-exit {id} is refused: only systemd runs it, as the ExecStopPost of that unit"
+            ))
+            .hint("refine-proc records exits by itself; use status to read them"));
+        };
         let exit = exit_from_environment(env);
         if let Some(r) = self.index.update(id, |r| r.apply_exit(exit.clone()))? {
             return Ok(r);
         }
         // The index lost the record: rebuild it from the unit's environment,
         // which the hook inherits.
-        let unit = env
-            .get("REFINE_UNIT")
-            .cloned()
-            .unwrap_or_else(|| format!("refine-unknown-{id}.service"));
-        let mut record = record_from_environment(id, &unit, env, &ServiceInfo::default());
+        let mut record = record_from_environment(id, &unit.unit, env, &ServiceInfo::default());
         record.apply_exit(exit.clone());
         match self.index.create(&record) {
             Ok(()) => Ok(record),
@@ -1477,9 +1552,9 @@ fn record_from_environment(
     info: &ServiceInfo,
 ) -> Record {
     let get = |k: &str| env.get(k).cloned();
-    let owner = get("REFINE_OWNER")
-        .and_then(|o| o.parse().ok())
-        .or_else(|| parse_unit_name(unit).map(|(o, _)| o))
+    let owner = parse_unit_name(unit)
+        .map(|(o, _)| o)
+        .or_else(|| get("REFINE_OWNER").and_then(|o| o.parse().ok()))
         .unwrap_or(Owner::UserHelper);
     let environment = env
         .iter()

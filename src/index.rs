@@ -41,6 +41,13 @@ pub enum Loaded {
     },
 }
 
+/// A record may only name the unit its owner and id give: otherwise an
+/// edited or forged file could point refine-proc at any unit.
+fn names_its_own_unit(r: &Record) -> bool {
+    r.unit == crate::model::unit_name(r.owner, &r.id)
+        || r.unit == crate::model::scope_name(r.owner, &r.id)
+}
+
 #[derive(Debug, Clone)]
 pub struct Index {
     dir: PathBuf,
@@ -232,7 +239,10 @@ impl Index {
             Err(e) => return Err(self.io_error("read", &path, e)),
         };
         let reason = match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) if r.id == id => return Ok(Loaded::Found(Box::new(r))),
+            Ok(r) if r.id == id && names_its_own_unit(&r) => return Ok(Loaded::Found(Box::new(r))),
+            Ok(r) if r.id == id => {
+                format!("it names unit {:?}, which is not the unit of {id}", r.unit)
+            }
             Ok(r) => format!("it names id {:?}", r.id),
             Err(e) => {
                 // A newer schema may use states or owners this build does

@@ -48,7 +48,9 @@ pub enum Reach {
 #[serde(deny_unknown_fields)]
 pub struct LimitText {
     pub memory_max: Option<String>,
+    pub memory_high: Option<String>,
     pub cpu_quota: Option<String>,
+    pub cpu_weight: Option<u64>,
     pub tasks_max: Option<u64>,
     pub runtime_max: Option<String>,
 }
@@ -57,7 +59,9 @@ impl LimitText {
     fn parse(&self) -> Result<Limits> {
         Ok(Limits {
             memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
+            memory_high: self.memory_high.as_deref().map(parse_size).transpose()?,
             cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+            cpu_weight: self.cpu_weight,
             tasks_max: self.tasks_max,
             runtime_max_sec: self
                 .runtime_max
@@ -310,7 +314,19 @@ impl Policy {
                 current.tasks_max,
                 m.tasks_max,
             ),
-            ("memory_high", change.memory_high, current.memory_high, None),
+            (
+                "memory_high",
+                change.memory_high,
+                current.memory_high,
+                m.memory_high,
+            ),
+            // A higher weight is a larger share of the CPU: a raise too.
+            (
+                "cpu_weight",
+                change.cpu_weight,
+                current.cpu_weight,
+                m.cpu_weight,
+            ),
         ];
         for (name, new, now, cap) in fields {
             let Some(new) = new else { continue };
@@ -379,13 +395,17 @@ impl Policy {
         let mut limits = request.limits.clone();
         let d = &rules.default_limits;
         limits.memory_max = limits.memory_max.or(d.memory_max);
+        limits.memory_high = limits.memory_high.or(d.memory_high);
         limits.cpu_quota_percent = limits.cpu_quota_percent.or(d.cpu_quota_percent);
+        limits.cpu_weight = limits.cpu_weight.or(d.cpu_weight);
         limits.tasks_max = limits.tasks_max.or(d.tasks_max);
         limits.runtime_max_sec = limits.runtime_max_sec.or(d.runtime_max_sec);
         let m = &rules.max_limits;
         for (name, asked, max) in [
             ("memory_max", limits.memory_max, m.memory_max),
+            ("memory_high", limits.memory_high, m.memory_high),
             ("cpu_quota", limits.cpu_quota_percent, m.cpu_quota_percent),
+            ("cpu_weight", limits.cpu_weight, m.cpu_weight),
             ("tasks_max", limits.tasks_max, m.tasks_max),
             ("runtime_max", limits.runtime_max_sec, m.runtime_max_sec),
         ] {

@@ -16,6 +16,9 @@ pub struct RequestedBy {
     pub acting_owner: Option<Owner>,
     /// The id of the managed process that asked; null for a person.
     pub parent: Option<String>,
+    /// The policy file the request was checked against; it also binds the
+    /// process's own requests.
+    pub policy: Option<String>,
 }
 
 /// The managed process (owner, id, unit) the caller runs in, if any.

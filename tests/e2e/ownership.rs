@@ -280,3 +280,122 @@ fn an_agent_may_lower_but_not_raise_its_own_limits_nor_exceed_caps_on_children()
     assert_eq!(show(&child.unit, "MemoryMax"), (200u64 << 20).to_string());
     assert_eq!(read("slice.txt").trim(), "7", "{}", read("slice.err"));
 }
+
+#[test]
+fn record_exit_from_outside_the_units_own_cgroup_is_refused() {
+    let env = Env::new();
+    let r = env.run(&["--", "sh", "-c", "exit 3"]);
+    wait_gone(&r.unit);
+    let mut forge = env.command(&["record-exit", &r.id]);
+    forge
+        .env("SERVICE_RESULT", "success")
+        .env("EXIT_CODE", "exited")
+        .env("EXIT_STATUS", "0");
+    let out = output(forge);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let s = env.status(&r.id);
+    assert_eq!((s.state.as_str(), s.exit_code), ("failed", Some(3)));
+}
+
+#[test]
+fn a_record_that_names_another_unit_is_quarantined_not_obeyed() {
+    let env = Env::new();
+    let plain = format!("plain-victim-{}", std::process::id());
+    let started = output({
+        let mut c = std::process::Command::new("systemd-run");
+        c.args(["--user", "-q", "--unit", &plain, "sleep", "600"]);
+        c
+    });
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let template = env.run(&["--", "true"]);
+    let mut forged: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            env.state_dir()
+                .join(format!("records/{}.json", template.id)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let id = "zzzz2222";
+    forged["id"] = id.into();
+    forged["unit"] = format!("{plain}.service").into();
+    std::fs::write(
+        env.state_dir().join(format!("records/{id}.json")),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    let out = env.cmd(&["stop", id]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("not the unit of"), "{}", out.stderr);
+    assert_eq!(show(&format!("{plain}.service"), "ActiveState"), "active");
+    systemctl(&["stop", &format!("{plain}.service")]);
+}
+
+#[test]
+fn an_agent_can_neither_switch_index_nor_adopt_nor_raise_its_cpu_weight() {
+    let env = Env::new();
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let agent = env.run(&[
+        "--owner",
+        "agent",
+        "--cpu-weight",
+        "50",
+        "--",
+        "sh",
+        "-c",
+        &nested(&format!(
+            r#""$R" --state-dir "$PWD/other-index" run -- true 2> index.err; echo $? > index.txt;
+               "$R" adopt {} 2> adopt.err; echo $? > adopt.txt;
+               "$R" set "$REFINE_ID" --cpu-weight 10000 2> weight.err; echo $? > weight.txt"#,
+            stranger.id()
+        )),
+    ]);
+    wait_gone(&agent.unit);
+    let read = |f: &str| std::fs::read_to_string(env.work_dir().join(f)).unwrap();
+    assert_eq!(read("index.txt").trim(), "7", "{}", read("index.err"));
+    assert!(
+        read("index.err").contains("was started with the index"),
+        "{}",
+        read("index.err")
+    );
+    assert_eq!(read("adopt.txt").trim(), "7", "{}", read("adopt.err"));
+    assert!(
+        read("adopt.err").contains("may not adopt"),
+        "{}",
+        read("adopt.err")
+    );
+    assert_eq!(read("weight.txt").trim(), "7", "{}", read("weight.err"));
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+#[test]
+fn the_policy_path_is_absolute_and_survives_a_restart_by_someone_else() {
+    let env = Env::new();
+    let absolute = env.policy_path().display().to_string();
+    let policy_of = |unit: &str| {
+        show(unit, "Environment")
+            .split_whitespace()
+            .find_map(|e| e.strip_prefix("REFINE_PROC_POLICY=").map(String::from))
+    };
+    // Given relative, recorded and passed on absolute.
+    let mut cmd = env.command(&["run", "--json", "--", "sleep", "600"]);
+    cmd.env("REFINE_PROC_POLICY", "policy.toml");
+    let out = output(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r: Rec = out.json();
+    let raw: serde_json::Value = env.ok(&["status", "--json", &r.id]).json();
+    assert_eq!(raw["requested_by"]["policy"], absolute.as_str());
+    assert_eq!(policy_of(&r.unit).as_deref(), Some(absolute.as_str()));
+    // Ended, then started again by a caller under another (default)
+    // policy: the new run is still bound by the policy of its launch.
+    env.ok(&["stop", &r.id]);
+    let mut restart = env.command(&["restart", &r.id]);
+    restart.env_remove("REFINE_PROC_POLICY");
+    let out = output(restart);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(policy_of(&r.unit).as_deref(), Some(absolute.as_str()));
+}
