@@ -394,16 +394,9 @@ impl Index {
     /// the index agreeing. Held until the returned guard is dropped; it
     /// does not block record updates (the exit hook never waits on it).
     pub fn limits_lock(&self) -> Result<LimitsLock> {
-        let path = self.dir.join("limits.lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| self.io_error("open", &path, e))?;
-        f.lock().map_err(|e| self.io_error("lock", &path, e))?;
-        Ok(LimitsLock { _file: f })
+        Ok(LimitsLock {
+            _file: self.lock_file("limits.lock")?,
+        })
     }
 
     /// Ids of all stored records (a directory read, no file contents).
@@ -441,7 +434,13 @@ impl Index {
     }
 
     fn lock(&self) -> Result<File> {
-        let path = self.dir.join("lock");
+        self.lock_file("lock")
+    }
+
+    /// An exclusive flock on the file `name` in the index, held while the
+    /// returned file lives.
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.dir.join(name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -188,32 +188,62 @@ struct PolicyCheckArgs {
     command: Vec<String>,
 }
 
+/// Who a process belongs to and why it exists: the flags `run` and
+/// `adopt` share.
 #[derive(Args, Debug)]
-struct RunArgs {
+struct IdentityArgs {
     /// Who the process belongs to: daemon, target-app, agent, quality,
-    /// import, maintenance or user-helper [default: the launching process's
-    /// owner, else user-helper]
+    /// import, maintenance or user-helper [default: the calling managed
+    /// process's owner, else user-helper]
     #[arg(long)]
     owner: Option<String>,
-    /// A short name for people [default: the command's name]
+    /// A short name for people [default: the command's or process's name]
     #[arg(long)]
     label: Option<String>,
     /// Longer free text: why this process exists
     #[arg(long)]
     details: Option<String>,
+    /// The workflow it serves [default: the calling managed process's]
     #[arg(long, value_name = "ID")]
     workflow: Option<String>,
+    /// The gap it works on [default: the calling managed process's]
     #[arg(long, value_name = "ID")]
     gap: Option<String>,
+    /// The session it belongs to [default: the calling managed process's]
     #[arg(long, value_name = "ID")]
     session: Option<String>,
+    /// The mode it runs in, free text [default: the calling managed process's]
     #[arg(long, value_name = "TEXT")]
     mode: Option<String>,
+    /// What runs it (an agent runner's name), free text [default: the calling managed process's]
     #[arg(long, value_name = "TEXT")]
     runner: Option<String>,
     /// Extra metadata, repeatable
     #[arg(long, value_name = "KEY=VALUE")]
     meta: Vec<String>,
+}
+
+impl IdentityArgs {
+    fn owner(&self) -> Result<Option<Owner>> {
+        self.owner.as_deref().map(str::parse::<Owner>).transpose()
+    }
+
+    fn metadata(self) -> Result<Metadata> {
+        Ok(Metadata {
+            extra: meta_pairs(&self.meta)?,
+            workflow: self.workflow,
+            gap: self.gap,
+            session: self.session,
+            mode: self.mode,
+            runner: self.runner,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    identity: IdentityArgs,
     /// Working directory [default: the current directory]
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -263,30 +293,8 @@ struct RunArgs {
 struct AdoptArgs {
     /// The process to adopt
     pid: u32,
-    /// Who the process belongs to: daemon, target-app, agent, quality,
-    /// import, maintenance or user-helper [default: the calling process's
-    /// owner, else user-helper]
-    #[arg(long)]
-    owner: Option<String>,
-    /// A short name for people [default: the process's name]
-    #[arg(long)]
-    label: Option<String>,
-    /// Longer free text: why this process exists
-    #[arg(long)]
-    details: Option<String>,
-    #[arg(long, value_name = "ID")]
-    workflow: Option<String>,
-    #[arg(long, value_name = "ID")]
-    gap: Option<String>,
-    #[arg(long, value_name = "ID")]
-    session: Option<String>,
-    #[arg(long, value_name = "TEXT")]
-    mode: Option<String>,
-    #[arg(long, value_name = "TEXT")]
-    runner: Option<String>,
-    /// Extra metadata, repeatable
-    #[arg(long, value_name = "KEY=VALUE")]
-    meta: Vec<String>,
+    #[command(flatten)]
+    identity: IdentityArgs,
     /// Move only PID, not its children and their descendants
     #[arg(long)]
     no_children: bool,
@@ -618,26 +626,22 @@ fn meta_pairs(meta: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn adopt_spec(a: AdoptArgs) -> Result<AdoptSpec> {
+    let id = a.identity;
     Ok(AdoptSpec {
         pid: a.pid,
-        owner: a.owner.as_deref().map(str::parse::<Owner>).transpose()?,
-        label: a.label,
-        details: a.details,
-        metadata: Metadata {
-            workflow: a.workflow,
-            gap: a.gap,
-            session: a.session,
-            mode: a.mode,
-            runner: a.runner,
-            extra: meta_pairs(&a.meta)?,
-        },
+        owner: id.owner()?,
+        label: id.label.clone(),
+        details: id.details.clone(),
+        metadata: id.metadata()?,
         no_children: a.no_children,
     })
 }
 
 /// Turns flags into a spec; every value is checked before anything runs.
 fn run_spec(a: RunArgs) -> Result<RunSpec> {
-    let extra = meta_pairs(&a.meta)?;
+    let owner = a.identity.owner()?;
+    let (label, details) = (a.identity.label.clone(), a.identity.details.clone());
+    let metadata = a.identity.metadata()?;
     let mut environment = BTreeMap::new();
     for e in &a.env {
         let (k, v) = split_assignment(e, "--env")?;
@@ -654,17 +658,10 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
     };
     Ok(RunSpec {
         command: a.command,
-        owner: a.owner.as_deref().map(str::parse::<Owner>).transpose()?,
-        label: a.label,
-        details: a.details,
-        metadata: Metadata {
-            workflow: a.workflow,
-            gap: a.gap,
-            session: a.session,
-            mode: a.mode,
-            runner: a.runner,
-            extra,
-        },
+        owner,
+        label,
+        details,
+        metadata,
         cwd: a.cwd,
         environment,
         limits: Limits {
