@@ -125,6 +125,34 @@ pub struct Adopted {
 /// scan and systemd's move (systemd refuses the whole call then).
 const ADOPT_ATTEMPTS: usize = 3;
 
+/// Which processes `pause` or `resume` act on: ids, or one group.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    pub owner: Option<Owner>,
+    pub workflow: Option<String>,
+    pub session: Option<String>,
+    /// Every running managed process.
+    pub all: bool,
+}
+
+impl Selection {
+    /// What a record remembers about the pause that froze it.
+    fn tag(&self) -> String {
+        if !self.ids.is_empty() {
+            "id".into()
+        } else if let Some(o) = self.owner {
+            format!("owner:{o}")
+        } else if let Some(w) = &self.workflow {
+            format!("workflow:{w}")
+        } else if let Some(s) = &self.session {
+            format!("session:{s}")
+        } else {
+            "all".into()
+        }
+    }
+}
+
 /// How `run` should behave beyond the spec.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -1103,12 +1131,87 @@ impl Controller {
                     if !r.state.is_ended() {
                         r.state = State::Stopped;
                         r.ended_at = Some(Timestamp::now());
+                        r.paused_by = None;
                     }
                 })?;
             }
             Ok(outcome(&self.refetch(record).await?, "stopped"))
         });
         futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Pauses processes through the cgroup freezer (FreezeUnit), each one
+    /// by itself, and records which `pause` froze it, so that a group's
+    /// `resume` thaws exactly what that group's `pause` did.
+    pub async fn pause(&self, target: &Selection) -> Result<Vec<ActionOutcome>> {
+        self.set_paused(target, true).await
+    }
+
+    /// Resumes what `pause` froze: for ids, those processes; for a group,
+    /// only the processes that group's pause froze (one paused on its own
+    /// stays paused).
+    pub async fn resume(&self, target: &Selection) -> Result<Vec<ActionOutcome>> {
+        self.set_paused(target, false).await
+    }
+
+    async fn set_paused(&self, target: &Selection, pause: bool) -> Result<Vec<ActionOutcome>> {
+        let action = if pause { "pause" } else { "resume" };
+        let tag = target.tag();
+        let mut records = Vec::new();
+        if target.ids.is_empty() {
+            let filter = ListFilter {
+                owner: target.owner,
+                workflow: target.workflow.clone(),
+                session: target.session.clone(),
+                ..Default::default()
+            };
+            records = self.list(&filter).await?.0;
+        } else {
+            for arg in &target.ids {
+                let id = self.resolve(arg)?;
+                let (mut r, info) = self.load(&id, &mut Vec::new()).await?;
+                refresh(&mut r, info.as_ref());
+                records.push(r);
+            }
+        }
+        // All allowed, or nothing changes.
+        for r in &records {
+            self.authorize(action, r).await?;
+        }
+        let systemd = self.systemd().await?;
+        let changes = records.into_iter().map(|r| {
+            let tag = tag.clone();
+            async move {
+                if r.state.is_ended() {
+                    return Ok(outcome(&r, "was-not-running"));
+                }
+                let by_group = tag != "id";
+                match (pause, r.paused_by.as_deref()) {
+                    (true, Some(_)) => return Ok(outcome(&r, "was-paused")),
+                    (false, None) if r.state != State::Paused => {
+                        return Ok(outcome(&r, "was-not-paused"))
+                    }
+                    // Paused on its own (or by another group): a group's
+                    // resume leaves it as it is.
+                    (false, Some(by)) if by_group && by != tag => {
+                        return Ok(outcome(&r, "stays-paused"))
+                    }
+                    _ => {}
+                }
+                systemd.set_frozen(&r.unit, pause).await?;
+                let updated = self.index.update(&r.id, |rec| {
+                    rec.paused_by = pause.then(|| tag.clone());
+                })?;
+                let mut r = updated.unwrap_or(r);
+                r.state = if pause { State::Paused } else { State::Running };
+                present(&mut r);
+                Ok(outcome(&r, if pause { "paused" } else { "resumed" }))
+            }
+        });
+        futures_util::future::join_all(changes)
             .await
             .into_iter()
             .collect()
@@ -1356,6 +1459,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             runs_ended: 0,
             stop_requested_for: None,
             last_exit_invocation: None,
+            paused_by: None,
             recovered_from: None,
         }
     })
@@ -1392,6 +1496,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         runs_ended: 0,
         stop_requested_for: None,
         last_exit_invocation: None,
+        paused_by: None,
         recovered_from: None,
     }
 }
@@ -1463,6 +1568,7 @@ fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
 pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
     if record.kind == UnitKind::Scope {
         reconcile_scope(record, live);
+        paused_as_recorded(record, live);
         present(record);
         return;
     }
@@ -1481,7 +1587,17 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
             }
         }
     }
+    paused_as_recorded(record, live);
     present(record);
+}
+
+/// ListUnitsByPatterns carries no FreezerState: where systemd's view has
+/// none, a running process that refine-proc paused shows as paused.
+fn paused_as_recorded(record: &mut Record, live: Option<&UnitState>) {
+    let unknown_freezer = live.is_some_and(|l| l.freezer_state.is_none());
+    if record.state == State::Running && record.paused_by.is_some() && unknown_freezer {
+        record.state = State::Paused;
+    }
 }
 
 /// A scope has no exit hook and no exit status: it runs while systemd
@@ -1606,6 +1722,7 @@ fn record_from_environment(
         runs_ended: 0,
         stop_requested_for: None,
         last_exit_invocation: None,
+        paused_by: None,
         recovered_from: Some("systemd".into()),
     };
     reconcile(

@@ -14,7 +14,7 @@ pub mod systemd;
 pub mod text;
 pub mod usage;
 
-pub use controller::{Controller, ListFilter, Listed, RunOptions, Status};
+pub use controller::{Controller, ListFilter, Listed, RunOptions, Selection, Status};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Owner, Record, State};
 pub use spec::{AdoptSpec, RunSpec};

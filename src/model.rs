@@ -487,6 +487,12 @@ pub struct Record {
     /// The invocation whose exit the record holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit_invocation: Option<String>,
+    /// Why the process is frozen, while refine-proc holds it paused: the
+    /// selector of the `pause` that froze it (`id`, `owner:agent`,
+    /// `workflow:w`, `session:s`, `all`). `resume` of a group thaws only
+    /// what that group's pause froze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_by: Option<String>,
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
@@ -517,6 +523,7 @@ impl Record {
             State::Failed
         };
         self.runs_ended += 1;
+        self.paused_by = None;
         self.ended_at = Some(exit.at);
         self.exit_code = exit.code;
         self.exit_signal = exit.signal;
@@ -556,6 +563,7 @@ mod tests {
             runs_ended: 0,
             stop_requested_for: None,
             last_exit_invocation: None,
+            paused_by: None,
             recovered_from: None,
         }
     }

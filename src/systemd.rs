@@ -15,6 +15,8 @@ use zbus::{proxy, Connection, DBusError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::spec::Prop;
 
+/// How long a freeze or thaw may take before it is reported as stuck.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for systemd to finish a start job.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long to wait for a stop or restart job: longer than systemd's own
@@ -40,6 +42,9 @@ trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    /// Replies once the unit's cgroup is frozen (no timeout on the server).
+    fn freeze_unit(&self, name: &str) -> zbus::Result<()>;
+    fn thaw_unit(&self, name: &str) -> zbus::Result<()>;
     fn set_unit_properties(
         &self,
         name: &str,
@@ -322,6 +327,28 @@ impl Systemd {
             .kill_unit(unit, "all", signal)
             .await
             .map_err(|e| dbus_error(&format!("signal {unit}"), unit, e))
+    }
+
+    /// Freezes (or thaws) a unit through the cgroup freezer. systemd sets
+    /// no timeout on this, so the client does: a freeze that does not
+    /// complete in time is reported, not waited on forever.
+    pub async fn set_frozen(&self, unit: &str, frozen: bool) -> Result<()> {
+        let action = if frozen { "freeze" } else { "thaw" };
+        let call = async {
+            if frozen {
+                self.manager.freeze_unit(unit).await
+            } else {
+                self.manager.thaw_unit(unit).await
+            }
+        };
+        match tokio::time::timeout(FREEZE_TIMEOUT, call).await {
+            Ok(r) => r.map_err(|e| dbus_error(&format!("{action} {unit}"), unit, e)),
+            Err(_) => Err(Error::systemd(format!(
+                "cannot {action} {unit}: the freezer did not finish within {}s",
+                FREEZE_TIMEOUT.as_secs()
+            ))
+            .hint(format!("see systemctl --user show {unit} -p FreezerState"))),
+        }
     }
 
     pub async fn reset_failed(&self, unit: &str) -> Result<()> {

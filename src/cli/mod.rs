@@ -125,6 +125,23 @@ together, whether or not one runs now. Limits set here last as long as the
 user manager runs; the record keeps them, and `restart` of an ended process
 starts it with them. Every value is checked before anything changes.")]
     Set(SetArgs),
+    /// Freeze processes (cgroup freezer): by id, or every running one of an owner, workflow or session
+    #[command(after_help = "\
+Examples:
+  refine-proc pause k3x9p2qa
+  refine-proc pause --owner agent          # every running agent
+  refine-proc pause --workflow wf-42
+  refine-proc pause --all
+
+A paused process keeps its memory and state but gets no CPU time; stop and
+kill still work on it. `resume` undoes exactly what a pause did.")]
+    Pause(PauseArgs),
+    /// Thaw what pause froze (a group's resume leaves processes paused on their own)
+    #[command(after_help = "\
+Examples:
+  refine-proc resume k3x9p2qa
+  refine-proc resume --owner agent         # only what `pause --owner agent` froze")]
+    Resume(PauseArgs),
     /// Restart a running process, or start an ended one again with the same command
     #[command(after_help = "Example:\n  refine-proc restart k3x9p2qa")]
     Restart(IdArg),
@@ -364,6 +381,43 @@ struct IdArg {
 }
 
 #[derive(Args, Debug)]
+struct PauseArgs {
+    /// Record ids (or unique prefixes), or unit names
+    ids: Vec<String>,
+    /// Every running process of this owner
+    #[arg(long, conflicts_with_all = ["ids", "workflow", "session", "all"])]
+    owner: Option<String>,
+    /// Every running process of this workflow
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "session", "all"])]
+    workflow: Option<String>,
+    /// Every running process of this session
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "all"])]
+    session: Option<String>,
+    /// Every running managed process
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+impl PauseArgs {
+    fn selection(self) -> Result<refine_proc::Selection> {
+        let group = self.owner.is_some() || self.workflow.is_some() || self.session.is_some();
+        if self.ids.is_empty() && !group && !self.all {
+            return Err(Error::invalid("nothing to act on")
+                .hint("give ids, or one of --owner, --workflow, --session, or --all"));
+        }
+        Ok(refine_proc::Selection {
+            ids: self.ids,
+            owner: self.owner.as_deref().map(str::parse).transpose()?,
+            workflow: self.workflow,
+            session: self.session,
+            all: self.all,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
 struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
     #[arg(required = true)]
@@ -524,6 +578,16 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         Command::Stop(args) => {
             let outcomes = controller.stop(&args.ids).await?;
             print_outcomes(&outcomes, args.json)
+        }
+        Command::Pause(args) => {
+            let json = args.json;
+            let outcomes = controller.pause(&args.selection()?).await?;
+            print_outcomes(&outcomes, json)
+        }
+        Command::Resume(args) => {
+            let json = args.json;
+            let outcomes = controller.resume(&args.selection()?).await?;
+            print_outcomes(&outcomes, json)
         }
         Command::Kill(args) => {
             let signal = parse_signal(&args.signal)?;
