@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::index::{Index, Loaded};
 use crate::model::{
     is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, LimitChange, Logs, Metadata,
@@ -387,19 +388,43 @@ impl Controller {
             .get()
             .map(|r| r.actor.key())
             .unwrap_or("unknown");
-        let event = serde_json::json!({
-            "time": Timestamp::now(),
-            "event": "refused",
-            "actor": actor,
-            "caller": self.requester.get().and_then(|r| r.caller.as_ref().map(|c| c.id.clone())),
-            "action": action,
-            "id": target,
-            "reason": error.message,
-            "rule": error.hint,
-        });
-        if let Err(e) = self.index.append_event(&event) {
+        let mut event = Event::new("refused")
+            .with("action", action)
+            .with("reason", &error.message)
+            .with("rule", &error.hint);
+        event.id = target.map(String::from);
+        event.actor = Some(actor.to_string());
+        event.caller = self
+            .requester
+            .get()
+            .and_then(|r| r.caller.as_ref().map(|c| c.id.clone()));
+        if let Err(e) = self.index.append_event(&event, true) {
             tracing::warn!("cannot record the refusal: {}", e.message);
         }
+    }
+
+    /// Records a lifecycle transition in the history (best effort, not
+    /// synced: the record itself is the durable truth).
+    fn emit(&self, mut event: Event) {
+        if event.actor.is_none() {
+            event.actor = self.requester.get().map(|r| r.actor.key().to_string());
+            event.caller = self
+                .requester
+                .get()
+                .and_then(|r| r.caller.as_ref().map(|c| c.id.clone()));
+        }
+        if let Err(e) = self.index.append_event(&event, false) {
+            tracing::warn!("cannot record the {} event: {}", event.event, e.message);
+        }
+    }
+
+    /// The history, oldest first, with how many torn lines were skipped.
+    pub fn events(&self) -> Result<(Vec<Event>, usize)> {
+        let (mut events, skipped) = self.index.events()?;
+        // A process that exits at once may have its exit written before
+        // `run` writes its start: order by when things happened.
+        events.sort_by_key(|e| e.time);
+        Ok((events, skipped))
     }
 
     /// The refine-proc binary systemd runs after each exit to record it
@@ -483,6 +508,7 @@ impl Controller {
         // after_start fails when the process never ran; otherwise it ran,
         // and may be restarting, and --wait waits for the very end.
         let record = self.after_start(record, job).await?;
+        self.emit(started_event(&record).with("command", &record.command));
         if !options.wait {
             return Ok(record);
         }
@@ -602,6 +628,7 @@ impl Controller {
                 .iter()
                 .map(|(pid, why)| format!("left pid {pid} where it is: {why}"))
                 .collect();
+            self.emit(Event::about("adopted", &record).with("pids", adoption.pids()));
             return Ok(Adopted {
                 record,
                 moved: adoption.pids(),
@@ -928,6 +955,7 @@ impl Controller {
             record
         });
         refresh(&mut record, info.as_ref());
+        self.emit(Event::about("limits-changed", &record).with("limits", &record.limits));
         Ok(record)
     }
 
@@ -987,7 +1015,13 @@ impl Controller {
                 )),
                 _ => e,
             })?;
-        self.index.update_owner_limits(owner, |l| change.apply(l))
+        let limits = self.index.update_owner_limits(owner, |l| change.apply(l))?;
+        self.emit(
+            Event::new("limits-changed")
+                .with("slice", &limits.slice)
+                .with("limits", &limits.limits),
+        );
+        Ok(limits)
     }
 
     /// The limits recorded for an owner's slice, if any were set.
@@ -1134,6 +1168,8 @@ impl Controller {
                         r.paused_by = None;
                     }
                 })?;
+                // A service's end is recorded by its exit hook, with the exit.
+                self.emit(Event::about("stopped", &record));
             }
             Ok(outcome(&self.refetch(record).await?, "stopped"))
         });
@@ -1208,7 +1244,9 @@ impl Controller {
                 let mut r = updated.unwrap_or(r);
                 r.state = if pause { State::Paused } else { State::Running };
                 present(&mut r);
-                Ok(outcome(&r, if pause { "paused" } else { "resumed" }))
+                let what = if pause { "paused" } else { "resumed" };
+                self.emit(Event::about(what, &r).with("by", &tag));
+                Ok(outcome(&r, what))
             }
         });
         futures_util::future::join_all(changes)
@@ -1257,6 +1295,7 @@ impl Controller {
             }
             return Err(e);
         }
+        self.emit(Event::about("killed", &record).with("signal", signal));
         Ok(outcome(&self.refetch(record).await?, "signalled"))
     }
 
@@ -1287,6 +1326,7 @@ impl Controller {
                     r.state = State::Running;
                 }
             })?;
+            self.emit(Event::about("restarted", &record));
             return Ok(outcome(&self.refetch(record).await?, "restarted"));
         }
         if record.command.is_empty() {
@@ -1344,6 +1384,7 @@ impl Controller {
             }
         };
         let r = self.after_start(record, job).await?;
+        self.emit(started_event(&r).with("restarted", true));
         Ok(outcome(&r, "started-again"))
     }
 
@@ -1365,6 +1406,7 @@ impl Controller {
         }
         self.index.remove(&id)?;
         reconcile(&mut record, None);
+        self.emit(Event::about("forgotten", &record));
         Ok(outcome(&record, "forgotten"))
     }
 
@@ -1373,6 +1415,17 @@ impl Controller {
     /// INVOCATION_ID). Runs without D-Bus so it works whatever else is
     /// happening.
     pub fn record_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
+        let record = self.store_exit(id, env)?;
+        let mut event = Event::about(record.state.as_str(), &record)
+            .with("exit_code", record.exit_code)
+            .with("exit_signal", &record.exit_signal)
+            .with("result", &record.result);
+        event.actor = Some("systemd".into());
+        self.emit(event);
+        Ok(record)
+    }
+
+    fn store_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
         // systemd runs the hook inside the unit's own cgroup: anything else
         // asking to rewrite how a run ended is refused.
         let Some(unit) = crate::provenance::managed_caller().filter(|c| c.id == id) else {
@@ -1513,6 +1566,15 @@ fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record>
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The start of a run, dated when refine-proc started it.
+fn started_event(r: &Record) -> Event {
+    let mut event = Event::about("started", r).with("pid", r.pid);
+    if let Some(at) = r.started_at {
+        event.time = at;
+    }
+    event
 }
 
 fn outcome(r: &Record, what: &str) -> ActionOutcome {

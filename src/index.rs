@@ -419,9 +419,27 @@ impl Index {
     }
 
     /// Appends one event as a JSON line to `events.jsonl` (one write, so
-    /// concurrent appends do not interleave), durably.
-    pub fn append_event(&self, event: &serde_json::Value) -> Result<()> {
+    /// concurrent appends do not interleave); `durable` also syncs it. The
+    /// file is rotated past [`crate::events::ROTATE_AT_BYTES`].
+    pub fn append_event(&self, event: &crate::events::Event, durable: bool) -> Result<()> {
+        self.append_event_rotating(event, durable, crate::events::ROTATE_AT_BYTES)
+    }
+
+    fn append_event_rotating(
+        &self,
+        event: &crate::events::Event,
+        durable: bool,
+        rotate_at: u64,
+    ) -> Result<()> {
         let path = self.dir.join("events.jsonl");
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+            // Under the lock, so only one invocation rotates.
+            let _lock = self.lock()?;
+            if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+                fs::rename(&path, self.dir.join("events.1.jsonl"))
+                    .map_err(|e| self.io_error("rotate", &path, e))?;
+            }
+        }
         let mut line = serde_json::to_vec(event).expect("events serialize");
         line.push(b'\n');
         OpenOptions::new()
@@ -429,8 +447,37 @@ impl Index {
             .create(true)
             .mode(0o600)
             .open(&path)
-            .and_then(|mut f| f.write_all(&line).and_then(|_| f.sync_data()))
+            .and_then(|mut f| {
+                f.write_all(&line)?;
+                if durable {
+                    f.sync_data()?;
+                }
+                Ok(())
+            })
             .map_err(|e| self.io_error("append to", &path, e))
+    }
+
+    /// The history, oldest first: the rotated file, then the current one.
+    /// Lines that do not parse (a torn write after a crash) are skipped and
+    /// counted.
+    pub fn events(&self) -> Result<(Vec<crate::events::Event>, usize)> {
+        let mut events = Vec::new();
+        let mut skipped = 0;
+        for name in ["events.1.jsonl", "events.jsonl"] {
+            let path = self.dir.join(name);
+            let text = match fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(self.io_error("read", &path, e)),
+            };
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str(line) {
+                    Ok(e) => events.push(e),
+                    Err(_) => skipped += 1,
+                }
+            }
+        }
+        Ok((events, skipped))
     }
 
     fn lock(&self) -> Result<File> {
@@ -587,6 +634,30 @@ mod tests {
             .update_owner_limits(Owner::Import, |l| l.tasks_max = Some(5))
             .unwrap();
         assert_eq!(stored.limits.tasks_max, Some(5));
+    }
+
+    #[test]
+    fn the_event_history_is_rotated_and_read_oldest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        for i in 0..30 {
+            let e = crate::events::Event::new("started").with("n", i);
+            index.append_event_rotating(&e, false, 1000).unwrap();
+        }
+        let size = |n: &str| {
+            fs::metadata(tmp.path().join(n))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        assert!(size("events.jsonl") < 1100 && size("events.1.jsonl") >= 1000);
+        let (events, skipped) = index.events().unwrap();
+        assert_eq!(skipped, 0);
+        let n: Vec<i64> = events
+            .iter()
+            .map(|e| e.details["n"].as_i64().unwrap())
+            .collect();
+        assert!(n.windows(2).all(|w| w[0] < w[1]), "{n:?}");
+        assert_eq!(*n.last().unwrap(), 29);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod journal;
 pub mod model;

@@ -162,6 +162,13 @@ else ~/.config/refine-proc/policy.toml (see the README for its format).")]
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Show the history: started, exited, failed, stopped, killed, restarted, paused, resumed, adopted, limits-changed, forgotten, refused
+    #[command(after_help = "\
+Examples:
+  refine-proc events                      # the whole history, oldest first
+  refine-proc events -n 20 --owner agent
+  refine-proc events --id k3x9p2qa --json  # JSON Lines")]
+    Events(EventsArgs),
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
     RecordExit { id: String },
@@ -418,6 +425,25 @@ impl PauseArgs {
 }
 
 #[derive(Args, Debug)]
+struct EventsArgs {
+    /// Only events of this process (id, unique prefix, or unit name)
+    #[arg(long)]
+    id: Option<String>,
+    /// Only events of this owner's processes
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only events of this workflow's processes
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    /// Only the last N events
+    #[arg(long, short = 'n', value_name = "N")]
+    lines: Option<usize>,
+    /// Print JSON Lines (one event a line)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
     #[arg(required = true)]
@@ -578,6 +604,35 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         Command::Stop(args) => {
             let outcomes = controller.stop(&args.ids).await?;
             print_outcomes(&outcomes, args.json)
+        }
+        Command::Events(args) => {
+            let id = args
+                .id
+                .as_deref()
+                .map(|a| controller.resolve(a))
+                .transpose()?;
+            let owner: Option<Owner> = args.owner.as_deref().map(str::parse).transpose()?;
+            let (mut events, skipped) = controller.events()?;
+            events.retain(|e| {
+                id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
+                    && owner.is_none_or(|o| e.owner == Some(o))
+                    && args
+                        .workflow
+                        .as_ref()
+                        .is_none_or(|w| e.workflow.as_ref() == Some(w))
+            });
+            if let Some(n) = args.lines {
+                events.drain(..events.len().saturating_sub(n));
+            }
+            if skipped > 0 {
+                output::warnings(&[format!("skipped {skipped} unreadable lines of the history")]);
+            }
+            if args.json {
+                output::json_lines(&events)?;
+            } else {
+                output::events(&events)?;
+            }
+            Ok(0)
         }
         Command::Pause(args) => {
             let json = args.json;

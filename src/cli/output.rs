@@ -37,6 +37,46 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     print(&text)
 }
 
+/// One JSON object a line, for streams and histories.
+pub fn json_lines<T: Serialize>(items: &[T]) -> Result<()> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(&serde_json::to_string(item).expect("serializable output"));
+        text.push('\n');
+    }
+    print(&text)
+}
+
+pub fn events(events: &[refine_proc::events::Event]) -> Result<()> {
+    if events.is_empty() {
+        eprintln!("no events");
+        return Ok(());
+    }
+    let mut b = Builder::default();
+    b.push_record(["TIME", "EVENT", "ID", "OWNER", "ACTOR", "DETAILS"]);
+    for e in events {
+        let details: Vec<String> = e
+            .details
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                v => format!("{k}={v}"),
+            })
+            .collect();
+        b.push_record([
+            e.time.to_string(),
+            e.event.clone(),
+            opt(&e.id),
+            opt(&e.owner),
+            opt(&e.actor),
+            truncate(&escape(&details.join(" ")), 80),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::blank());
+    print(&format!("{t}\n"))
+}
+
 pub fn warnings(warnings: &[String]) {
     for w in warnings {
         eprintln!("refine-proc: warning: {}", escape(w));

@@ -1,6 +1,7 @@
 mod adopt;
 mod common;
 mod errors;
+mod events;
 mod index;
 mod lifecycle;
 mod limits;
