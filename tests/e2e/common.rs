@@ -140,15 +140,33 @@ pub fn show(unit: &str, prop: &str) -> String {
         .to_string()
 }
 
+/// Tests share one user manager; a test that restarts it holds this
+/// exclusively, every other test holds it shared.
+static MANAGER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Exclusive use of the user manager (for a test that restarts it).
+pub fn exclusive_manager() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MANAGER.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One test's world: its own index and work directory, sharing the user
 /// manager with the other tests. Units it started are stopped on drop.
 pub struct Env {
     pub state: tempfile::TempDir,
     pub work: tempfile::TempDir,
+    _shared: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        let shared = MANAGER.read().unwrap_or_else(|e| e.into_inner());
+        let mut env = Env::unshared();
+        env._shared = Some(shared);
+        env
+    }
+
+    /// An Env for a test that already holds [`exclusive_manager`].
+    pub fn unshared() -> Env {
         let probe = output({
             let mut c = Command::new("systemctl");
             c.args(["--user", "is-system-running"]);
@@ -163,6 +181,7 @@ impl Env {
         Env {
             state: tempfile::tempdir().expect("temp state dir"),
             work: tempfile::tempdir().expect("temp work dir"),
+            _shared: None,
         }
     }
 

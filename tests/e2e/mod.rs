@@ -9,3 +9,4 @@ mod logs;
 mod ownership;
 mod pause;
 mod regressions;
+mod restarts;
