@@ -257,7 +257,7 @@ impl Controller {
                 // scope, from its record; what cannot be established is
                 // refused, never guessed.
                 let systemd = self.systemd().await?;
-                let env: Vec<String> = match systemd.unit_path_of(&caller.unit).await? {
+                let env: Vec<String> = match systemd.unit_path(&caller.unit).await? {
                     Some(path) if caller.unit.ends_with(".service") => systemd
                         .service_property(&[path], "Environment")
                         .await

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Limits, Owner};
-use crate::text::{escape, parse_cpu_quota, parse_duration, parse_size};
+use crate::text::{escape, parse_cpu_quota, parse_seconds, parse_size};
 
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,12 +63,7 @@ impl LimitText {
             cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
             cpu_weight: self.cpu_weight,
             tasks_max: self.tasks_max,
-            runtime_max_sec: self
-                .runtime_max
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .map(|d| d.as_secs().max(1)),
+            runtime_max_sec: self.runtime_max.as_deref().map(parse_seconds).transpose()?,
             ..Default::default()
         })
     }

@@ -367,11 +367,7 @@ impl Systemd {
     }
 
     /// The object path of a loaded unit (None when not loaded).
-    pub async fn unit_path_of(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
-        self.unit_path(unit).await
-    }
-
-    async fn unit_path(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
+    pub async fn unit_path(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
         match self.manager.get_unit(unit).await {
             Ok(p) => Ok(Some(p)),
             Err(e) if is_no_such_unit(&e) => Ok(None),

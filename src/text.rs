@@ -74,6 +74,12 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     }
 }
 
+/// Parses a duration into whole seconds, at least 1 (systemd's
+/// `RuntimeMaxSec=` granularity as refine-proc records it).
+pub fn parse_seconds(s: &str) -> Result<u64> {
+    parse_duration(s).map(|d| d.as_secs().max(1))
+}
+
 /// Parses a CPU quota in percent of one CPU: `50`, `150%`.
 pub fn parse_cpu_quota(s: &str) -> Result<u64> {
     match s.trim().trim_end_matches('%').parse::<u64>() {

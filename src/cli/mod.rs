@@ -13,7 +13,7 @@ use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunO
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{LimitChange, Limits, Metadata, UnitKind};
 use refine_proc::text::{
-    parse_cpu_quota, parse_cpu_weight, parse_duration, parse_limit, parse_signal, parse_size,
+    parse_cpu_quota, parse_cpu_weight, parse_limit, parse_seconds, parse_signal, parse_size,
     parse_tasks, split_assignment,
 };
 use refine_proc::{AdoptSpec, Controller, Error, ErrorKind, Owner, Record, Result, RunSpec, State};
@@ -693,12 +693,7 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
                             .map(parse_cpu_quota)
                             .transpose()?,
                         tasks_max: a.tasks_max,
-                        runtime_max_sec: a
-                            .runtime_max
-                            .as_deref()
-                            .map(parse_duration)
-                            .transpose()?
-                            .map(|d| d.as_secs().max(1)),
+                        runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
                         ..Default::default()
                     },
                     ..Default::default()
@@ -769,12 +764,6 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
     if a.tasks_max == Some(0) {
         return Err(Error::invalid("--tasks-max must be at least 1"));
     }
-    let seconds = |flag: Option<&str>| -> Result<Option<u64>> {
-        Ok(flag
-            .map(parse_duration)
-            .transpose()?
-            .map(|d| d.as_secs().max(1)))
-    };
     Ok(RunSpec {
         command: a.command,
         owner,
@@ -787,10 +776,10 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
             cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
             tasks_max: a.tasks_max,
-            runtime_max_sec: seconds(a.runtime_max.as_deref())?,
+            runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
             memory_high: a.memory_high.as_deref().map(parse_size).transpose()?,
             cpu_weight: a.cpu_weight.as_deref().map(parse_cpu_weight).transpose()?,
-            timeout_stop_sec: seconds(a.timeout_stop.as_deref())?,
+            timeout_stop_sec: a.timeout_stop.as_deref().map(parse_seconds).transpose()?,
         },
         restart: a.restart.parse()?,
     })
