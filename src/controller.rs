@@ -15,7 +15,8 @@ use crate::model::{
     is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, LimitChange, Logs, Metadata,
     Owner, OwnerLimits, Record, Restart, RestartPolicy, State, Timestamp, UnitKind, RECORD_SCHEMA,
 };
-use crate::policy::{Actor, LaunchRequest, Policy, Reach};
+use crate::pauses::{GroupPause, Pauses};
+use crate::policy::{Actor, LaunchRequest, PauseTreatment, Policy, Reach};
 use crate::provenance::{ManagedCaller, RequestedBy};
 use crate::spec::{
     limit_properties, outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption,
@@ -159,6 +160,10 @@ impl Selection {
 pub struct RunOptions {
     /// Return only after the process has ended (and its exit is recorded).
     pub wait: bool,
+    /// While a pause holds the new process's owner (or workflow, or
+    /// session), record it as `queued` and start it on resume, instead of
+    /// refusing.
+    pub queue: bool,
 }
 
 /// Who is asking, and under which policy.
@@ -475,6 +480,24 @@ impl Controller {
                 return Err(e);
             }
         };
+        if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
+            if options.queue {
+                return self.queue(&launch, requester.requested_by(), &held);
+            }
+            let e = Error::refused(format!(
+                "{} is paused ({} since {} by {}): run for it is refused while the pause holds",
+                held_what(&held, launch.owner, &launch.metadata),
+                held.selector,
+                held.since,
+                held.by
+            ))
+            .hint(format!(
+                "resume it with refine-proc resume {}, or add --queue to start this run on resume",
+                selector_flag(&held.selector)
+            ));
+            self.record_refusal("run", None, &e);
+            return Err(e);
+        }
         let hook = self.unit_context(&requester.policy)?;
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
@@ -507,8 +530,12 @@ impl Controller {
         };
         // after_start fails when the process never ran; otherwise it ran,
         // and may be restarting, and --wait waits for the very end.
-        let record = self.after_start(record, job).await?;
+        let mut record = self.after_start(record, job).await?;
         self.emit(started_event(&record).with("command", &record.command));
+        // A pause made while this run was being started did not see it.
+        if let Some(held) = self.held_by_pause(record.owner, &record.metadata)? {
+            record = self.hold_late_start(record, &held).await?;
+        }
         if !options.wait {
             return Ok(record);
         }
@@ -1059,6 +1086,13 @@ impl Controller {
             .collect();
         let want_history = filter.all || filter.state.is_some_and(State::is_ended);
         let mut ids: Vec<String> = live.keys().cloned().collect();
+        // Queued runs have no unit yet; the pause state names them.
+        let queued = self.index.pauses()?.0.queued;
+        if !queued.is_empty() {
+            ids.extend(queued);
+            ids.sort();
+            ids.dedup();
+        }
         if want_history {
             ids.extend(self.index.ids()?);
             ids.sort();
@@ -1196,8 +1230,11 @@ impl Controller {
     async fn set_paused(&self, target: &Selection, pause: bool) -> Result<Vec<ActionOutcome>> {
         let action = if pause { "pause" } else { "resume" };
         let tag = target.tag();
+        let group = target.ids.is_empty();
+        let requester = self.requester().await?;
+        let plan = requester.policy.pause_all();
         let mut records = Vec::new();
-        if target.ids.is_empty() {
+        if group {
             let filter = ListFilter {
                 owner: target.owner,
                 workflow: target.workflow.clone(),
@@ -1205,6 +1242,20 @@ impl Controller {
                 ..Default::default()
             };
             records = self.list(&filter).await?.0;
+            records.retain(|r| r.state != State::Queued);
+            if !pause {
+                // What this group's pause stopped has no unit to list.
+                let stopped = self.pauses()?.get(&tag).map(|p| p.stopped.clone());
+                for id in stopped.unwrap_or_default() {
+                    if let Loaded::Found(r) = self.index.load(&id)? {
+                        if !records.iter().any(|x| x.id == r.id) {
+                            let (mut r, info) = self.load(&r.id, &mut Vec::new()).await?;
+                            refresh(&mut r, info.as_ref());
+                            records.push(r);
+                        }
+                    }
+                }
+            }
         } else {
             for arg in &target.ids {
                 let id = self.resolve(arg)?;
@@ -1213,26 +1264,86 @@ impl Controller {
                 records.push(r);
             }
         }
+        let treatment = |r: &Record| {
+            if target.all && pause {
+                plan.treatment(r.owner)
+            } else {
+                PauseTreatment::Freeze
+            }
+        };
         // All allowed, or nothing changes.
-        for r in &records {
+        for r in records
+            .iter()
+            .filter(|r| treatment(r) != PauseTreatment::KeepRunning)
+        {
             self.authorize(action, r).await?;
+        }
+        if pause && group {
+            // Persisted first, and what will be stopped too: a `run`
+            // racing with this pause is held, and a crash halfway leaves
+            // what resume needs.
+            let by = requester.actor.key().to_string();
+            let to_stop: Vec<String> = records
+                .iter()
+                .filter(|r| !r.state.is_ended() && treatment(r) == PauseTreatment::Stop)
+                .map(|r| r.id.clone())
+                .collect();
+            self.index.update_pauses(|p| {
+                if p.get(&tag).is_none() {
+                    p.active.push(GroupPause {
+                        selector: tag.clone(),
+                        since: Timestamp::now(),
+                        by,
+                        frozen_owners: if target.all {
+                            plan.freeze.clone()
+                        } else {
+                            vec![]
+                        },
+                        stopped_owners: if target.all {
+                            plan.stop.clone()
+                        } else {
+                            vec![]
+                        },
+                        stopped: vec![],
+                    });
+                }
+                for id in &to_stop {
+                    add_stopped(p, &tag, id);
+                }
+            })?;
+            self.emit(Event::new("paused").with("by", &tag).with("group", true));
         }
         let systemd = self.systemd().await?;
         let changes = records.into_iter().map(|r| {
             let tag = tag.clone();
+            let treatment = treatment(&r);
             async move {
+                let by_group = tag != "id";
+                // Stopped by this group's pause: its resume starts it again.
+                if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(&tag)
+                {
+                    let launch = Self::launch_of(&r)?;
+                    let started = self.start_anew(r, &launch).await?;
+                    self.emit(started_event(&started).with("resumed_by", &tag));
+                    return Ok(outcome(&started, "started-again"));
+                }
                 if r.state.is_ended() {
                     return Ok(outcome(&r, "was-not-running"));
                 }
-                let by_group = tag != "id";
-                match (pause, r.paused_by.as_deref()) {
-                    (true, Some(_)) => return Ok(outcome(&r, "was-paused")),
-                    (false, None) if r.state != State::Paused => {
+                match (pause, treatment, r.paused_by.as_deref()) {
+                    (true, PauseTreatment::KeepRunning, _) => {
+                        return Ok(outcome(&r, "keeps-running"))
+                    }
+                    (true, _, Some(_)) => return Ok(outcome(&r, "was-paused")),
+                    (true, PauseTreatment::Stop, None) => {
+                        return self.stop_for_pause(r, &tag).await;
+                    }
+                    (false, _, None) if r.state != State::Paused => {
                         return Ok(outcome(&r, "was-not-paused"))
                     }
                     // Paused on its own (or by another group): a group's
                     // resume leaves it as it is.
-                    (false, Some(by)) if by_group && by != tag => {
+                    (false, _, Some(by)) if by_group && by != tag => {
                         return Ok(outcome(&r, "stays-paused"))
                     }
                     _ => {}
@@ -1249,10 +1360,72 @@ impl Controller {
                 Ok(outcome(&r, what))
             }
         });
-        futures_util::future::join_all(changes)
+        let mut outcomes: Vec<ActionOutcome> = futures_util::future::join_all(changes)
             .await
             .into_iter()
-            .collect()
+            .collect::<Result<_>>()?;
+        if !pause && group {
+            outcomes.extend(self.lift_pause(&tag).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Stops a process for `pause --all` and marks it to be started again
+    /// by the matching resume.
+    async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
+        let systemd = self.systemd().await?;
+        if let Some(info) = systemd.service_info(&r.unit).await? {
+            self.request_stop(&r.id, &info)?;
+            let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
+            systemd.stop_within(&r.unit, timeout).await?;
+        }
+        self.index
+            .update(&r.id, |rec| rec.paused_by = Some(tag.to_string()))?;
+        let r = self.refetch(r).await?;
+        self.emit(
+            Event::about("paused", &r)
+                .with("by", tag)
+                .with("stopped", true),
+        );
+        Ok(outcome(&r, "stopped-until-resume"))
+    }
+
+    /// Ends a group's persisted pause, then starts the queued runs no
+    /// other pause holds.
+    async fn lift_pause(&self, tag: &str) -> Result<Vec<ActionOutcome>> {
+        let (pauses, lifted) = self.index.update_pauses(|p| {
+            let before = p.active.len();
+            p.active.retain(|x| x.selector != tag);
+            before != p.active.len()
+        })?;
+        if lifted {
+            self.emit(Event::new("resumed").with("by", tag).with("group", true));
+        }
+        let mut outcomes = Vec::new();
+        let mut done = Vec::new();
+        for id in &pauses.queued {
+            let record = match self.index.load(id)? {
+                Loaded::Found(r) if r.state == State::Queued => *r,
+                // Forgotten or already started: drop it from the queue.
+                _ => {
+                    done.push(id.clone());
+                    continue;
+                }
+            };
+            if pauses.holding(record.owner, &record.metadata).is_some() {
+                continue;
+            }
+            done.push(id.clone());
+            let launch = Self::launch_of(&record)?;
+            let started = self.start_anew(record, &launch).await?;
+            self.emit(started_event(&started).with("queued", true));
+            outcomes.push(outcome(&started, "started-from-queue"));
+        }
+        if !done.is_empty() {
+            self.index
+                .update_pauses(|p| p.queued.retain(|id| !done.contains(id)))?;
+        }
+        Ok(outcomes)
     }
 
     /// Marks the unit's current run as ended on request, so its exit is
@@ -1296,7 +1469,18 @@ impl Controller {
             return Err(e);
         }
         self.emit(Event::about("killed", &record).with("signal", signal));
-        Ok(outcome(&self.refetch(record).await?, "signalled"))
+        // A frozen process gets only SIGKILL now; any other signal waits
+        // in the kernel until it is resumed.
+        let frozen = matches!(
+            info.state.freezer_state.as_deref(),
+            Some("frozen" | "freezing")
+        );
+        let what = if frozen && signal != libc::SIGKILL {
+            "signalled-delivered-on-resume"
+        } else {
+            "signalled"
+        };
+        Ok(outcome(&self.refetch(record).await?, what))
     }
 
     /// Restarts a running process, or starts an ended one again under the
@@ -1325,9 +1509,16 @@ impl Controller {
                     r.clear_exit();
                     r.state = State::Running;
                 }
+                // systemd thaws a unit to stop it: the new run is not frozen.
+                r.paused_by = None;
             })?;
             self.emit(Event::about("restarted", &record));
-            return Ok(outcome(&self.refetch(record).await?, "restarted"));
+            let what = if record.paused_by.is_some() {
+                "restarted-unpaused"
+            } else {
+                "restarted"
+            };
+            return Ok(outcome(&self.refetch(record).await?, what));
         }
         if record.command.is_empty() {
             return Err(Error::refused(format!(
@@ -1335,18 +1526,7 @@ impl Controller {
             ))
             .hint("start it anew with refine-proc run"));
         }
-        let launch = RunSpec {
-            command: record.command.clone(),
-            owner: Some(record.owner),
-            label: Some(record.label.clone()),
-            details: record.details.clone(),
-            metadata: record.metadata.clone(),
-            cwd: record.cwd.as_ref().map(PathBuf::from),
-            environment: record.environment.clone(),
-            limits: record.limits.clone(),
-            restart: record.restart.policy,
-        }
-        .validate()?;
+        let launch = Self::launch_of(&record)?;
         // Started again under the limits the restarter may grant, and bound
         // by the policy of its first launch (not the restarter's).
         let requester = self.requester().await?;
@@ -1359,19 +1539,48 @@ impl Controller {
             self.record_refusal("restart", Some(&id), &e);
             return Err(e);
         }
+        if let Some(held) = self.held_by_pause(record.owner, &record.metadata)? {
+            let e = Error::refused(format!(
+                "cannot start {id} again: {} is paused ({} since {})",
+                held_what(&held, record.owner, &record.metadata),
+                held.selector,
+                held.since
+            ))
+            .hint(format!(
+                "resume first: refine-proc resume {}",
+                selector_flag(&held.selector)
+            ));
+            self.record_refusal("restart", Some(&id), &e);
+            return Err(e);
+        }
+        let r = self.start_anew(record, &launch).await?;
+        self.emit(started_event(&r).with("restarted", true));
+        Ok(outcome(&r, "started-again"))
+    }
+
+    /// Starts a record's command again (an ended run, or a queued one) in
+    /// its unit, under the policy of its first launch.
+    async fn start_anew(&self, record: Record, launch: &Launch) -> Result<Record> {
+        let id = record.id.clone();
         let bound_by = match &record.requested_by.policy {
             Some(path) => Policy::load(Path::new(path))?,
-            None => requester.policy.clone(),
+            None => self.requester().await?.policy.clone(),
         };
         let hook = self.unit_context(&bound_by)?;
         self.index.update(&id, |r| {
             r.clear_exit();
             r.state = State::Starting;
             r.pid = None;
+            r.paused_by = None;
             r.started_at = Some(Timestamp::now());
         })?;
-        let props = service_properties(&id, &launch, &hook);
-        let job = match systemd.start_transient(&record.unit, &props).await {
+        let props = service_properties(&id, launch, &hook);
+        let job = match self
+            .systemd()
+            .await?
+            .start_transient(&record.unit, &props)
+            .await
+        {
             Ok(job) => job,
             Err(e) => {
                 // Keep the history; say the new start was refused.
@@ -1383,9 +1592,81 @@ impl Controller {
                 return Err(e);
             }
         };
-        let r = self.after_start(record, job).await?;
-        self.emit(started_event(&r).with("restarted", true));
-        Ok(outcome(&r, "started-again"))
+        self.after_start(record, job).await
+    }
+
+    /// The launch a record describes, checked again as `run` would.
+    fn launch_of(record: &Record) -> Result<Launch> {
+        RunSpec {
+            command: record.command.clone(),
+            owner: Some(record.owner),
+            label: Some(record.label.clone()),
+            details: record.details.clone(),
+            metadata: record.metadata.clone(),
+            cwd: record.cwd.as_ref().map(PathBuf::from),
+            environment: record.environment.clone(),
+            limits: record.limits.clone(),
+            restart: record.restart.policy,
+        }
+        .validate()
+    }
+
+    /// The group pause in force that holds a process of this owner and
+    /// metadata, if any.
+    fn held_by_pause(&self, owner: Owner, metadata: &Metadata) -> Result<Option<GroupPause>> {
+        let (pauses, warning) = self.index.pauses()?;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        Ok(pauses.holding(owner, metadata).cloned())
+    }
+
+    /// The group pauses in force and the queued records.
+    pub fn pauses(&self) -> Result<Pauses> {
+        Ok(self.index.pauses()?.0)
+    }
+
+    /// Records a run held by a pause as `queued`; the resume that lifts
+    /// the last pause holding it starts it.
+    fn queue(
+        &self,
+        launch: &Launch,
+        requested_by: RequestedBy,
+        held: &GroupPause,
+    ) -> Result<Record> {
+        let mut record = store_new_record(&self.index, launch, requested_by)?;
+        let queued = self.index.update(&record.id, |r| {
+            r.state = State::Queued;
+            r.started_at = None;
+            r.paused_by = Some(held.selector.clone());
+        })?;
+        record = queued.unwrap_or(record);
+        self.index
+            .update_pauses(|p| p.queued.push(record.id.clone()))?;
+        self.emit(Event::about("queued", &record).with("held_by", &held.selector));
+        Ok(record)
+    }
+
+    /// A run that started while a pause was being made: treat it as the
+    /// pause treated its group.
+    async fn hold_late_start(&self, record: Record, held: &GroupPause) -> Result<Record> {
+        let systemd = self.systemd().await?;
+        if held.selector == "all" && held.stopped_owners.contains(&record.owner) {
+            self.index
+                .update_pauses(|p| add_stopped(p, "all", &record.id))?;
+            if let Some(info) = systemd.service_info(&record.unit).await? {
+                self.request_stop(&record.id, &info)?;
+                systemd.stop(&record.unit).await?;
+            }
+            self.index
+                .update(&record.id, |r| r.paused_by = Some("all".into()))?;
+        } else {
+            systemd.set_frozen(&record.unit, true).await?;
+            self.index
+                .update(&record.id, |r| r.paused_by = Some(held.selector.clone()))?;
+            self.emit(Event::about("paused", &record).with("by", &held.selector));
+        }
+        self.refetch(record).await
     }
 
     /// Drops the record of an ended process.
@@ -1568,6 +1849,38 @@ fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record>
     }
 }
 
+/// What a pause holds, in words: "owner agent", "workflow wf-1", ...
+fn held_what(held: &GroupPause, owner: Owner, metadata: &Metadata) -> String {
+    match held.selector.split_once(':') {
+        Some(("workflow", _)) => format!(
+            "workflow {}",
+            escape(metadata.workflow.as_deref().unwrap_or_default())
+        ),
+        Some(("session", _)) => format!(
+            "session {}",
+            escape(metadata.session.as_deref().unwrap_or_default())
+        ),
+        _ => format!("owner {owner}"),
+    }
+}
+
+/// The resume flags that lift a pause: `--owner agent`, `--all`, ...
+fn selector_flag(selector: &str) -> String {
+    match selector.split_once(':') {
+        Some((kind, value)) => format!("--{kind} {}", escape(value)),
+        None => "--all".into(),
+    }
+}
+
+/// Notes in the pause `tag` that it stopped record `id`.
+fn add_stopped(pauses: &mut Pauses, tag: &str, id: &str) {
+    if let Some(p) = pauses.active.iter_mut().find(|p| p.selector == tag) {
+        if !p.stopped.iter().any(|s| s == id) {
+            p.stopped.push(id.to_string());
+        }
+    }
+}
+
 /// The start of a run, dated when refine-proc started it.
 fn started_event(r: &Record) -> Event {
     let mut event = Event::about("started", r).with("pid", r.pid);
@@ -1644,7 +1957,8 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
         None => {
             let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
             let may_still_start = record.state == State::Starting && young;
-            if !(record.state.is_ended() || may_still_start) {
+            let queued = record.state == State::Queued;
+            if !(record.state.is_ended() || may_still_start || queued) {
                 record.state = State::Lost;
             }
         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{is_id_like, Limits, Owner, OwnerLimits, Record, Timestamp, RECORD_SCHEMA};
+use crate::pauses::Pauses;
 
 /// Version of the index layout written by this build.
 pub const INDEX_FORMAT: u32 = 1;
@@ -397,6 +398,64 @@ impl Index {
         Ok(LimitsLock {
             _file: self.lock_file("limits.lock")?,
         })
+    }
+
+    /// The group pauses in force (`pauses.json`). An unreadable file is
+    /// quarantined and reported: the caller must not act as if nothing
+    /// were paused without saying so.
+    pub fn pauses(&self) -> Result<(Pauses, Option<String>)> {
+        let path = self.dir.join("pauses.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok((Pauses::default(), None)),
+            Err(e) => return Err(self.io_error("read", &path, e)),
+        };
+        if let Ok(p) = serde_json::from_slice::<Pauses>(&bytes) {
+            return Ok((p, None));
+        }
+        // Re-checked under the lock: a concurrent writer renames atomically,
+        // so only a file that is still bad is moved.
+        let _lock = self.lock()?;
+        self.pauses_locked()
+    }
+
+    fn pauses_locked(&self) -> Result<(Pauses, Option<String>)> {
+        let path = self.dir.join("pauses.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok((Pauses::default(), None)),
+            Err(e) => return Err(self.io_error("read", &path, e)),
+        };
+        match serde_json::from_slice::<Pauses>(&bytes) {
+            Ok(p) => Ok((p, None)),
+            Err(e) => {
+                let moved = match self.quarantine("pauses", &path, e.to_string())? {
+                    Loaded::Quarantined { path, .. } => path.display().to_string(),
+                    _ => "nowhere (it vanished)".into(),
+                };
+                Ok((
+                    Pauses::default(),
+                    Some(format!(
+                        "the pause state was unreadable ({e}) and moved to {moved}; \
+                         pauses made before are no longer enforced (pause again if needed)"
+                    )),
+                ))
+            }
+        }
+    }
+
+    /// Applies `change` to the pause state under the index lock and stores
+    /// it durably; returns the new state.
+    pub fn update_pauses<T>(&self, change: impl FnOnce(&mut Pauses) -> T) -> Result<(Pauses, T)> {
+        let _lock = self.lock()?;
+        let (mut pauses, _) = self.pauses_locked()?;
+        let out = change(&mut pauses);
+        let path = self.dir.join("pauses.json");
+        let mut json = serde_json::to_vec_pretty(&pauses).expect("pauses serialize");
+        json.push(b'\n');
+        self.write_replace(&path, &json)
+            .map_err(|e| self.io_error("write", &path, e))?;
+        Ok((pauses, out))
     }
 
     /// Ids of all stored records (a directory read, no file contents).

@@ -7,6 +7,7 @@ pub mod index;
 pub mod journal;
 pub mod model;
 pub mod par;
+pub mod pauses;
 pub mod policy;
 pub mod procfs;
 pub mod provenance;

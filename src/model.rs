@@ -83,6 +83,9 @@ impl FromStr for Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
+    /// Started by `run --queue` while a pause held its owner (or workflow,
+    /// or session): no unit yet; the `resume` that lifts the pause starts it.
+    Queued,
     /// Requested; systemd has not reported it running yet.
     Starting,
     Running,
@@ -102,7 +105,8 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 9] = [
+        State::Queued,
         State::Starting,
         State::Running,
         State::Paused,
@@ -115,6 +119,7 @@ impl State {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Queued => "queued",
             State::Starting => "starting",
             State::Running => "running",
             State::Paused => "paused",

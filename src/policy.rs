@@ -93,6 +93,50 @@ pub struct ActorRules {
 pub struct PolicyFile {
     #[serde(default)]
     pub actors: BTreeMap<String, ActorRules>,
+    /// What `pause --all` does to each owner.
+    #[serde(default)]
+    pub pause_all: PauseAllText,
+}
+
+/// The `[pause_all]` table as written; a missing key means the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseAllText {
+    /// Owners whose processes are frozen (they resume where they were).
+    pub freeze: Option<Vec<Owner>>,
+    /// Owners whose processes are stopped and started again on resume
+    /// (background work that is cheaper to redo than to hold in memory).
+    pub stop: Option<Vec<Owner>>,
+}
+
+/// What `pause --all` does: owners in neither list keep running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseAll {
+    pub freeze: Vec<Owner>,
+    pub stop: Vec<Owner>,
+    pub keep_running: Vec<Owner>,
+    /// The file, or the built-in default.
+    pub source: String,
+}
+
+/// How `pause --all` treats one owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseTreatment {
+    Freeze,
+    Stop,
+    KeepRunning,
+}
+
+impl PauseAll {
+    pub fn treatment(&self, owner: Owner) -> PauseTreatment {
+        if self.freeze.contains(&owner) {
+            PauseTreatment::Freeze
+        } else if self.stop.contains(&owner) {
+            PauseTreatment::Stop
+        } else {
+            PauseTreatment::KeepRunning
+        }
+    }
 }
 
 /// An actor's effective rules: the file's, over the defaults.
@@ -218,6 +262,22 @@ impl Policy {
                 })?;
             }
         }
+        let pause = &file.pause_all;
+        if let Some(both) = pause
+            .freeze
+            .iter()
+            .flatten()
+            .find(|o| pause.stop.iter().flatten().any(|s| s == *o))
+        {
+            let line = text
+                .lines()
+                .position(|l| l.contains("pause_all"))
+                .map(|i| i + 1);
+            return Err(bad(
+                line,
+                format!("pause_all: {both} is in both freeze and stop; choose one"),
+            ));
+        }
         Ok(Policy {
             path: path.to_path_buf(),
             from_file: true,
@@ -253,6 +313,41 @@ impl Policy {
                 Some(_) => format!("{} [actors.{}]", self.path.display(), actor.key()),
                 None => format!("built-in defaults for {}", actor.key()),
             },
+        }
+    }
+
+    /// What `pause --all` does to each owner. By default agents are frozen,
+    /// background work (import, maintenance, quality) is stopped and started
+    /// again on resume, and the daemon, target apps and user helpers keep
+    /// running.
+    pub fn pause_all(&self) -> PauseAll {
+        let written = &self.file.pause_all;
+        let freeze = written.freeze.clone().unwrap_or(vec![Owner::Agent]);
+        let stop =
+            written
+                .stop
+                .clone()
+                .unwrap_or(vec![Owner::Import, Owner::Maintenance, Owner::Quality]);
+        // An owner the file moves to one list leaves the other default list.
+        let freeze: Vec<Owner> = freeze
+            .into_iter()
+            .filter(|o| written.stop.as_ref().is_none_or(|s| !s.contains(o)))
+            .collect();
+        let stop: Vec<Owner> = stop.into_iter().filter(|o| !freeze.contains(o)).collect();
+        let keep_running = Owner::ALL
+            .into_iter()
+            .filter(|o| !freeze.contains(o) && !stop.contains(o))
+            .collect();
+        let source = if written.freeze.is_some() || written.stop.is_some() {
+            format!("{} [pause_all]", self.path.display())
+        } else {
+            "built-in defaults".to_string()
+        };
+        PauseAll {
+            freeze,
+            stop,
+            keep_running,
+            source,
         }
     }
 
@@ -430,6 +525,7 @@ pub struct Overview {
     pub path: PathBuf,
     pub from_file: bool,
     pub actors: Vec<Rules>,
+    pub pause_all: PauseAll,
 }
 
 /// What `policy check` reports for one actor and, optionally, one launch.
@@ -459,6 +555,7 @@ impl Policy {
             path: self.path.clone(),
             from_file: self.from_file,
             actors,
+            pause_all: self.pause_all(),
         }
     }
 
@@ -535,6 +632,34 @@ act_on = "descendants"
 default_limits = { memory_max = "1G" }
 max_limits = { memory_max = "4G", runtime_max = "2h" }
 "#;
+
+    #[test]
+    fn pause_all_defaults_and_a_file_moving_an_owner_between_lists() {
+        use PauseTreatment::*;
+        let p = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap();
+        let d = p.pause_all();
+        assert_eq!(d.treatment(Owner::Agent), Freeze);
+        for o in [Owner::Import, Owner::Maintenance, Owner::Quality] {
+            assert_eq!(d.treatment(o), Stop);
+        }
+        for o in [Owner::Daemon, Owner::TargetApp, Owner::UserHelper] {
+            assert_eq!(d.treatment(o), KeepRunning);
+        }
+        // Quality moved to freeze: it leaves the default stop list.
+        let p = policy("[pause_all]\nfreeze = [\"agent\", \"quality\"]\n").unwrap();
+        let a = p.pause_all();
+        assert_eq!(a.treatment(Owner::Quality), Freeze);
+        assert_eq!(a.treatment(Owner::Import), Stop);
+        assert!(a.source.contains("[pause_all]"));
+        let e = policy("[pause_all]\nfreeze = [\"agent\"]\nstop = [\"agent\"]\n").unwrap_err();
+        assert!(
+            e.message.contains(":1: pause_all: agent is in both"),
+            "{}",
+            e.message
+        );
+        let e = policy("[pause_all]\nfreeze = [\"robots\"]\n").unwrap_err();
+        assert!(e.message.contains("robots"), "{}", e.message);
+    }
 
     #[test]
     fn without_a_file_a_person_may_do_everything_and_a_process_only_to_its_descendants() {

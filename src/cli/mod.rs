@@ -131,16 +131,29 @@ Examples:
   refine-proc pause k3x9p2qa
   refine-proc pause --owner agent          # every running agent
   refine-proc pause --workflow wf-42
-  refine-proc pause --all
+  refine-proc pause --all                  # as the pause policy says, below
+  refine-proc pause --list                 # the group pauses in force
 
 A paused process keeps its memory and state but gets no CPU time; stop and
-kill still work on it. `resume` undoes exactly what a pause did.")]
+kill still work on it (a signal other than KILL waits until it is resumed).
+`resume` undoes exactly what a pause did.
+
+A group pause (--owner, --workflow, --session, --all) stays in force until
+its resume, across invocations: `run` for a process it holds is refused, or
+with `run --queue` recorded as queued and started on resume.
+
+`pause --all` follows the [pause_all] table of the policy file (see
+`refine-proc policy show`). By default agents are frozen; import,
+maintenance and quality work is stopped and started again on resume; the
+daemon, target apps and user helpers keep running.")]
     Pause(PauseArgs),
     /// Thaw what pause froze (a group's resume leaves processes paused on their own)
     #[command(after_help = "\
 Examples:
   refine-proc resume k3x9p2qa
-  refine-proc resume --owner agent         # only what `pause --owner agent` froze")]
+  refine-proc resume --owner agent         # only what `pause --owner agent` froze
+  refine-proc resume --all                 # thaws, restarts what pause --all stopped,
+                                           # and starts the queued runs")]
     Resume(PauseArgs),
     /// Restart a running process, or start an ended one again with the same command
     #[command(after_help = "Example:\n  refine-proc restart k3x9p2qa")]
@@ -301,6 +314,10 @@ struct RunArgs {
     /// Wait until the process ends and exit with its exit code
     #[arg(long)]
     wait: bool,
+    /// If a pause holds this owner (or workflow, or session), queue the run
+    /// and start it on resume instead of refusing
+    #[arg(long, conflicts_with = "wait")]
+    queue: bool,
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
@@ -400,9 +417,12 @@ struct PauseArgs {
     /// Every running process of this session
     #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "all"])]
     session: Option<String>,
-    /// Every running managed process
+    /// Every managed process, as the pause policy says (see pause --help)
     #[arg(long, conflicts_with = "ids")]
     all: bool,
+    /// Show the group pauses in force and the queued runs; change nothing
+    #[arg(long, conflicts_with_all = ["ids", "owner", "workflow", "session", "all"])]
+    list: bool,
     #[arg(long)]
     json: bool,
 }
@@ -412,7 +432,7 @@ impl PauseArgs {
         let group = self.owner.is_some() || self.workflow.is_some() || self.session.is_some();
         if self.ids.is_empty() && !group && !self.all {
             return Err(Error::invalid("nothing to act on")
-                .hint("give ids, or one of --owner, --workflow, --session, or --all"));
+                .hint("give ids, or one of --owner, --workflow, --session, or --all (pause --list shows the pauses in force)"));
         }
         Ok(refine_proc::Selection {
             ids: self.ids,
@@ -548,9 +568,9 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
     let controller = Controller::open(&state_dir)?;
     match command {
         Command::Run(args) => {
-            let (json, wait) = (args.json, args.wait);
+            let (json, wait, queue) = (args.json, args.wait, args.queue);
             let spec = run_spec(*args)?;
-            let record = controller.run(spec, RunOptions { wait }).await?;
+            let record = controller.run(spec, RunOptions { wait, queue }).await?;
             if json {
                 output::json(&record)?;
             } else if wait {
@@ -631,6 +651,15 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 output::json_lines(&events)?;
             } else {
                 output::events(&events)?;
+            }
+            Ok(0)
+        }
+        Command::Pause(args) if args.list => {
+            let pauses = controller.pauses()?;
+            if args.json {
+                output::json(&pauses)?;
+            } else {
+                output::pauses(&pauses)?;
             }
             Ok(0)
         }

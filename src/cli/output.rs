@@ -7,9 +7,10 @@ use std::collections::HashSet;
 
 use refine_proc::controller::{ActionOutcome, Adopted, Listed, Status};
 use refine_proc::model::{Limits, OwnerLimits, UnitKind};
+use refine_proc::pauses::Pauses;
 use refine_proc::text::{escape, human_size, short_age, truncate};
 use refine_proc::usage::Usage;
-use refine_proc::{Error, Record, Result};
+use refine_proc::{Error, Owner, Record, Result, State};
 use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -205,6 +206,18 @@ pub fn policy_overview(o: &refine_proc::policy::Overview, text: &str) -> Result<
     for r in &o.actors {
         out.push_str(&rules_text(r));
     }
+    let p = &o.pause_all;
+    let owners = |v: &[Owner]| match v {
+        [] => "none".to_string(),
+        v => v.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", "),
+    };
+    out.push_str(&format!(
+        "\npause --all: freezes {}; stops (and starts again on resume) {}; keeps running {} ({})\n",
+        owners(&p.freeze),
+        owners(&p.stop),
+        owners(&p.keep_running),
+        p.source
+    ));
     print(&out)
 }
 
@@ -268,6 +281,25 @@ pub fn policy_verdict(v: &refine_proc::policy::Verdict) -> Result<()> {
 }
 
 pub fn started(r: &Record) -> Result<()> {
+    if r.state == State::Queued {
+        return print(&format!(
+            "queued {} ({}): {} holds it; it starts when that pause is lifted\n  pauses: refine-proc pause --list\n  drop:   refine-proc forget {}\n",
+            r.id,
+            escape(&r.label),
+            r.paused_by.as_deref().unwrap_or("a pause"),
+            r.id,
+        ));
+    }
+    if r.state == State::Paused {
+        return print(&format!(
+            "started {} ({}) as {}, and paused at once: {} was paused meanwhile\n  resume: refine-proc resume {}\n",
+            r.id,
+            escape(&r.label),
+            r.unit,
+            r.paused_by.as_deref().unwrap_or("a pause"),
+            r.id,
+        ));
+    }
     print(&format!(
         "started {} ({}) as {}{}\n  status: refine-proc status {}\n  logs:   refine-proc logs -f {}\n  stop:   refine-proc stop {}\n",
         r.id,
@@ -334,6 +366,41 @@ pub fn outcomes(outcomes: &[ActionOutcome]) -> Result<()> {
             )
         })
         .collect();
+    print(&text)
+}
+
+/// The group pauses in force and the queued runs.
+pub fn pauses(p: &Pauses) -> Result<()> {
+    if p.active.is_empty() && p.queued.is_empty() {
+        return print("nothing is paused as a group\n");
+    }
+    let mut text = String::new();
+    for g in &p.active {
+        let owners = |v: &[Owner]| v.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ");
+        text.push_str(&format!(
+            "{} since {} by {}",
+            escape(&g.selector),
+            g.since,
+            g.by
+        ));
+        if g.selector == "all" {
+            text.push_str(&format!(
+                " (frozen: {}; stopped: {})",
+                owners(&g.frozen_owners),
+                owners(&g.stopped_owners)
+            ));
+        }
+        if !g.stopped.is_empty() {
+            text.push_str(&format!(
+                "; starts again on resume: {}",
+                g.stopped.join(" ")
+            ));
+        }
+        text.push('\n');
+    }
+    if !p.queued.is_empty() {
+        text.push_str(&format!("queued: {}\n", p.queued.join(" ")));
+    }
     print(&text)
 }
 

@@ -88,3 +88,164 @@ fn a_paused_process_can_be_stopped_and_nothing_is_selected_by_accident() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("nothing to act on"), "{}", out.stderr);
 }
+
+fn outcomes(out: &Out) -> Vec<(String, String)> {
+    let v: Vec<serde_json::Value> = out.json();
+    v.iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_string(),
+                o["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn outcome_of(list: &[(String, String)], id: &str) -> String {
+    list.iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, o)| o.clone())
+        .unwrap_or_else(|| panic!("{id} not in {list:?}"))
+}
+
+#[test]
+fn pause_all_freezes_agents_stops_background_work_and_resume_brings_back_exactly_that() {
+    let env = Env::new();
+    let agent = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    let import = env.run(&["--owner", "import", "--", "sleep", "600"]);
+    let app = env.run(&["--owner", "target-app", "--", "sleep", "600"]);
+    let out = env.ok(&["pause", "--all", "--json"]);
+    let done = outcomes(&out);
+    assert_eq!(outcome_of(&done, &agent.id), "paused");
+    assert_eq!(outcome_of(&done, &import.id), "stopped-until-resume");
+    assert_eq!(outcome_of(&done, &app.id), "keeps-running");
+    assert_eq!(freezer(&agent.unit), "frozen");
+    assert_eq!(show(&app.unit, "ActiveState"), "active");
+    assert_eq!(freezer(&app.unit), "running");
+    wait_gone(&import.unit);
+    assert_eq!(env.status(&import.id).state, "stopped");
+
+    // A later invocation knows: the pause is listed, and runs it holds are
+    // refused with the way out, or queued on request.
+    let pauses: serde_json::Value = env.ok(&["pause", "--list", "--json"]).json();
+    assert_eq!(pauses["active"][0]["selector"], "all");
+    assert_eq!(pauses["active"][0]["stopped"][0], import.id.as_str());
+    let refused = env.cmd(&["run", "--owner", "agent", "--", "sleep", "600"]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("owner agent is paused")
+            && refused.stderr.contains("resume --all")
+            && refused.stderr.contains("--queue"),
+        "{}",
+        refused.stderr
+    );
+    let queued: Rec = env
+        .ok(&[
+            "run", "--json", "--queue", "--owner", "quality", "--", "sleep", "600",
+        ])
+        .json();
+    assert_eq!(queued.state, "queued");
+    assert!(queued.started_at.is_none());
+    assert_eq!(
+        show(&queued.unit, "LoadState"),
+        "not-found",
+        "nothing started"
+    );
+    let listed = env.list(&[]);
+    assert!(listed
+        .iter()
+        .any(|r| r.id == queued.id && r.state == "queued"));
+    // Owners that keep running are not held.
+    env.run(&["--owner", "user-helper", "--", "sleep", "600"]);
+
+    let out = env.ok(&["resume", "--all", "--json"]);
+    let done = outcomes(&out);
+    assert_eq!(outcome_of(&done, &agent.id), "resumed");
+    assert_eq!(outcome_of(&done, &import.id), "started-again");
+    assert_eq!(outcome_of(&done, &queued.id), "started-from-queue");
+    assert_eq!(freezer(&agent.unit), "running");
+    for id in [&agent.id, &import.id, &queued.id, &app.id] {
+        assert_eq!(env.status(id).state, "running", "{id}");
+    }
+    let pauses: serde_json::Value = env.ok(&["pause", "--list", "--json"]).json();
+    assert_eq!(pauses, serde_json::json!({"active": [], "queued": []}));
+    // The import ran twice under one id: one ended run, one running.
+    let import_now = env.status(&import.id);
+    assert_eq!(import_now.restart.count, 1);
+    env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    let events = env.ok(&["events", "--json"]).stdout;
+    assert!(events.contains("\"queued\""), "{events}");
+}
+
+#[test]
+fn an_owner_pause_persists_and_holds_runs_and_restarts_until_its_resume() {
+    let env = Env::new();
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", "exit 3"]);
+    wait_gone(&agent.unit);
+    env.ok(&["pause", "--owner", "agent"]);
+    let refused = env.cmd(&["run", "--owner", "agent", "--", "sleep", "600"]);
+    assert_eq!(refused.code, 4);
+    assert!(
+        refused.stderr.contains("resume --owner agent"),
+        "{}",
+        refused.stderr
+    );
+    let restart = env.cmd(&["restart", &agent.id]);
+    assert_eq!(restart.code, 4, "{}", restart.stderr);
+    // Another owner, and a workflow pause holding a run of another owner.
+    env.run(&["--owner", "quality", "--", "sleep", "600"]);
+    env.ok(&["pause", "--workflow", "wf-9"]);
+    let held = env.cmd(&[
+        "run",
+        "--owner",
+        "daemon",
+        "--workflow",
+        "wf-9",
+        "--",
+        "true",
+    ]);
+    assert_eq!(held.code, 4);
+    assert!(
+        held.stderr.contains("workflow wf-9 is paused"),
+        "{}",
+        held.stderr
+    );
+    env.ok(&["resume", "--workflow", "wf-9"]);
+    env.ok(&["resume", "--owner", "agent"]);
+    let r = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    assert_eq!(r.state, "running");
+    let events = env.ok(&["events", "--json"]).stdout;
+    assert!(events.contains("\"refused\""), "{events}");
+}
+
+#[test]
+fn the_pause_policy_comes_from_the_policy_file() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[pause_all]\nfreeze = [\"agent\", \"quality\"]\nstop = []\n",
+    )
+    .unwrap();
+    let q = env.run(&["--owner", "quality", "--", "sleep", "600"]);
+    let i = env.run(&["--owner", "import", "--", "sleep", "600"]);
+    let done = outcomes(&env.ok(&["pause", "--all", "--json"]));
+    assert_eq!(outcome_of(&done, &q.id), "paused");
+    assert_eq!(outcome_of(&done, &i.id), "keeps-running");
+    let shown = env.ok(&["policy", "show", "--json"]).stdout;
+    assert!(shown.contains("\"keep_running\""), "{shown}");
+    env.ok(&["resume", "--all"]);
+    assert_eq!(freezer(&q.unit), "running");
+}
+
+#[test]
+fn kill_and_restart_of_a_paused_process_say_what_they_did() {
+    let env = Env::new();
+    let r = env.run(&["--", "sleep", "600"]);
+    env.ok(&["pause", &r.id]);
+    let out = outcomes(&env.ok(&["kill", "--json", "-s", "USR1", &r.id]));
+    assert_eq!(out[0].1, "signalled-delivered-on-resume");
+    let out = outcomes(&env.ok(&["restart", "--json", &r.id]));
+    assert_eq!(out[0].1, "restarted-unpaused");
+    assert_eq!(freezer(&r.unit), "running");
+    assert_eq!(env.status(&r.id).state, "running");
+}
