@@ -3,6 +3,11 @@
 //! limits-changed, forgotten, refused), in `events.jsonl` of the index,
 //! rotated to `events.1.jsonl` past a size so it stays bounded on disk.
 
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -70,6 +75,63 @@ impl Event {
             }
         }
         self
+    }
+}
+
+/// Reads `events.jsonl` as it grows, across rotations: the open file is
+/// read to its end before the new file at the path is opened, so no line
+/// is missed or read twice.
+pub struct EventTail {
+    path: PathBuf,
+    file: Option<File>,
+    /// The start of a line whose end has not been written yet.
+    pending: Vec<u8>,
+}
+
+impl EventTail {
+    /// Starts at the beginning of the current file.
+    pub fn new(path: PathBuf) -> EventTail {
+        let file = File::open(&path).ok();
+        EventTail {
+            path,
+            file,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The events appended since the last call, and how many lines did not
+    /// parse.
+    pub fn read_new(&mut self) -> std::io::Result<(Vec<Event>, usize)> {
+        let mut events = Vec::new();
+        let mut skipped = 0;
+        loop {
+            if let Some(f) = self.file.as_mut() {
+                f.read_to_end(&mut self.pending)?;
+                let complete = self.pending.iter().rposition(|b| *b == b'\n');
+                if let Some(end) = complete {
+                    let lines: Vec<u8> = self.pending.drain(..=end).collect();
+                    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        match serde_json::from_slice(line) {
+                            Ok(e) => events.push(e),
+                            Err(_) => skipped += 1,
+                        }
+                    }
+                }
+            }
+            // Rotated (or created) since it was opened: another file is at
+            // the path now.
+            let at_path = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+            let open = self
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
+            if at_path.is_none() || at_path == open {
+                return Ok((events, skipped));
+            }
+            self.file = File::open(&self.path).ok();
+            self.pending.clear();
+        }
     }
 }
 

@@ -147,6 +147,34 @@ pub struct Systemd {
     manager: ManagerProxy<'static>,
 }
 
+/// What a PropertiesChanged signal said about a unit's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitChange {
+    pub unit: String,
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+}
+
+/// The unit name in a systemd object path: the last element, with
+/// systemd's bus-label escaping (`_2d` is `-`) undone.
+pub fn unit_name_of_path(path: &str) -> Option<String> {
+    let label = path.strip_prefix("/org/freedesktop/systemd1/unit/")?;
+    let bytes = label.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// A start, stop or restart job that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutcome {
@@ -268,6 +296,53 @@ impl Systemd {
         Err(Error::systemd(format!(
             "lost the connection to systemd while waiting for {unit}"
         )))
+    }
+
+    /// A stream of unit state changes as systemd signals them: for every
+    /// unit whose name starts with `prefix`, the unit's name and the
+    /// changed ActiveState and SubState (None: unchanged). FreezerState is
+    /// not signalled by systemd 252 (systemd issue #31115).
+    /// One match rule for all units; nothing is polled.
+    pub async fn unit_state_changes(
+        &self,
+        prefix: &str,
+    ) -> Result<impl futures_util::Stream<Item = UnitChange> + Unpin + use<>> {
+        let fail = |e: zbus::Error| dbus_error("watch unit state changes", "", e);
+        self.manager.subscribe().await.map_err(fail)?;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender("org.freedesktop.systemd1")
+            .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
+            .and_then(|b| b.member("PropertiesChanged"))
+            .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
+            .and_then(|b| b.arg(0, "org.freedesktop.systemd1.Unit"))
+            .map_err(fail)?
+            .build();
+        // A large queue: a burst of starts must not stall the connection
+        // (facts: an undrained stream blocks method replies too).
+        let stream = zbus::MessageStream::for_match_rule(rule, self.connection(), Some(4096))
+            .await
+            .map_err(fail)?;
+        let prefix = prefix.to_string();
+        Ok(Box::pin(stream.filter_map(move |msg| {
+            let prefix = prefix.clone();
+            async move {
+                let msg = msg.ok()?;
+                let unit = unit_name_of_path(msg.header().path()?.as_str())?;
+                if !unit.starts_with(&prefix) {
+                    return None;
+                }
+                let (_, mut changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                    msg.body().deserialize().ok()?;
+                let change = UnitChange {
+                    unit,
+                    active_state: take(&mut changed, "ActiveState"),
+                    sub_state: take(&mut changed, "SubState"),
+                };
+                let any = change.active_state.is_some() || change.sub_state.is_some();
+                any.then_some(change)
+            }
+        })))
     }
 
     /// Changes properties of a loaded unit, or of a slice (which systemd
@@ -587,5 +662,29 @@ fn dbus_error(action: &str, unit: &str, e: zbus::Error) -> Error {
             zbus::Error::InputOutput(_) => unreachable(&e.to_string()),
             e => Error::systemd(format!("cannot {action}: {e}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_come_back_from_object_paths() {
+        assert_eq!(
+            unit_name_of_path("/org/freedesktop/systemd1/unit/refine_2dagent_2dk3x9p2qa_2eservice")
+                .as_deref(),
+            Some("refine-agent-k3x9p2qa.service")
+        );
+        assert_eq!(
+            unit_name_of_path("/org/freedesktop/systemd1/unit/refine_2duser_5cx2dhelper_2eslice")
+                .as_deref(),
+            Some("refine-user\\x2dhelper.slice")
+        );
+        assert_eq!(
+            unit_name_of_path("/org/freedesktop/systemd1/unit/bad_zz"),
+            None
+        );
+        assert_eq!(unit_name_of_path("/elsewhere/x"), None);
     }
 }

@@ -175,12 +175,18 @@ else ~/.config/refine-proc/policy.toml (see the README for its format).")]
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Show the history: started, exited, failed, stopped, killed, restarted, paused, resumed, adopted, limits-changed, forgotten, refused
+    /// Show the history (started, exited, failed, stopped, killed, restarted, paused, resumed, queued, adopted, lost, limits-changed, forgotten, refused), or follow it live
     #[command(after_help = "\
 Examples:
   refine-proc events                      # the whole history, oldest first
   refine-proc events -n 20 --owner agent
-  refine-proc events --id k3x9p2qa --json  # JSON Lines")]
+  refine-proc events --id k3x9p2qa --json  # JSON Lines
+  refine-proc events -f -n 0 --json        # only what happens from now on
+
+With --follow, starts, ends, restarts, pauses and resumes are reported as
+systemd signals them over D-Bus (also when done with systemctl), the rest
+(refusals, kills, limit changes, queued runs) as refine-proc records them.
+Nothing is polled.")]
     Events(EventsArgs),
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
@@ -458,6 +464,9 @@ struct EventsArgs {
     /// Only the last N events
     #[arg(long, short = 'n', value_name = "N")]
     lines: Option<usize>,
+    /// Keep printing new events as they happen (Ctrl-C ends)
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// Print JSON Lines (one event a line)
     #[arg(long)]
     json: bool,
@@ -632,15 +641,30 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 .map(|a| controller.resolve(a))
                 .transpose()?;
             let owner: Option<Owner> = args.owner.as_deref().map(str::parse).transpose()?;
-            let (mut events, skipped) = controller.events()?;
-            events.retain(|e| {
+            let keep = |e: &refine_proc::events::Event| {
                 id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
                     && owner.is_none_or(|o| e.owner == Some(o))
                     && args
                         .workflow
                         .as_ref()
                         .is_none_or(|w| e.workflow.as_ref() == Some(w))
-            });
+            };
+            if args.follow {
+                let json = args.json;
+                let ready =
+                    || eprintln!("refine-proc: following events as they happen (Ctrl-C ends)");
+                refine_proc::follow::follow(&controller, args.lines, keep, ready, |e| {
+                    if json {
+                        output::json_lines(std::slice::from_ref(e))
+                    } else {
+                        output::event_line(e)
+                    }
+                })
+                .await?;
+                return Ok(0);
+            }
+            let (mut events, skipped) = controller.events()?;
+            events.retain(keep);
             if let Some(n) = args.lines {
                 events.drain(..events.len().saturating_sub(n));
             }

@@ -48,6 +48,33 @@ pub fn json_lines<T: Serialize>(items: &[T]) -> Result<()> {
     print(&text)
 }
 
+fn event_fields(e: &refine_proc::events::Event) -> [String; 6] {
+    let details: Vec<String> = e
+        .details
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            v => format!("{k}={v}"),
+        })
+        .collect();
+    [
+        e.time.to_string(),
+        e.event.clone(),
+        opt(&e.id),
+        opt(&e.owner),
+        opt(&e.actor),
+        truncate(&escape(&details.join(" ")), 80),
+    ]
+}
+
+/// One event as a line, for `events --follow` (no table to align).
+pub fn event_line(e: &refine_proc::events::Event) -> Result<()> {
+    let [time, event, id, owner, actor, details] = event_fields(e);
+    print(&format!(
+        "{time}  {event:<14} {id:<8}  {owner:<11} {actor:<8} {details}\n"
+    ))
+}
+
 pub fn events(events: &[refine_proc::events::Event]) -> Result<()> {
     if events.is_empty() {
         eprintln!("no events");
@@ -56,22 +83,7 @@ pub fn events(events: &[refine_proc::events::Event]) -> Result<()> {
     let mut b = Builder::default();
     b.push_record(["TIME", "EVENT", "ID", "OWNER", "ACTOR", "DETAILS"]);
     for e in events {
-        let details: Vec<String> = e
-            .details
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                v => format!("{k}={v}"),
-            })
-            .collect();
-        b.push_record([
-            e.time.to_string(),
-            e.event.clone(),
-            opt(&e.id),
-            opt(&e.owner),
-            opt(&e.actor),
-            truncate(&escape(&details.join(" ")), 80),
-        ]);
+        b.push_record(event_fields(e));
     }
     let mut t = b.build();
     t.with(Style::blank());

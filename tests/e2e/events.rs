@@ -73,3 +73,120 @@ fn pause_resume_kill_and_the_end_are_in_the_history_in_order() {
         "{table}"
     );
 }
+
+/// `events --follow --json` in the background; its lines arrive on a channel.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Follower {
+    fn start(env: &Env, args: &[&str]) -> Follower {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut all = vec!["events", "--follow", "--json"];
+        all.extend_from_slice(args);
+        let mut child = env
+            .command(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Live events are watched once it says so on stderr.
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        assert!(first.contains("following events"), "{first}");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(|l| l.ok()) {
+                let v = serde_json::from_str(&line).expect("one JSON object a line");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Follower { child, lines }
+    }
+
+    /// The next event, within a deadline (a hang fails the test).
+    fn next(&self) -> serde_json::Value {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("an event within 30 s")
+    }
+
+    fn next_kind(&self) -> (String, serde_json::Value) {
+        let e = self.next();
+        eprintln!("follower: {e}");
+        (e["event"].as_str().unwrap().to_string(), e)
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn follow_reports_transitions_live_from_systemd_and_the_rest_from_the_history() {
+    let env = Env::new();
+    let old = env.run(&["--", "true"]);
+    wait_gone(&old.unit);
+    // -n 0: nothing of the history, only what happens from now on.
+    let f = Follower::start(&env, &["-n", "0"]);
+    let r = env.run(&["--owner", "agent", "--", "sh", "-c", "sleep 600"]);
+    let (kind, e) = f.next_kind();
+    assert_eq!(
+        (kind.as_str(), e["id"].as_str()),
+        ("started", Some(r.id.as_str()))
+    );
+    // Pauses come from refine-proc's record (systemd 252 signals none).
+    env.ok(&["pause", &r.id]);
+    assert_eq!(f.next_kind().0, "paused");
+    env.ok(&["resume", &r.id]);
+    assert_eq!(f.next_kind().0, "resumed");
+    // Known only to refine-proc: a limit change, from the history file.
+    env.ok(&["set", &r.id, "--memory-max", "1G"]);
+    assert_eq!(f.next_kind().0, "limits-changed");
+    // Stopped behind refine-proc's back: the signal is the source.
+    systemctl(&["stop", &r.unit]);
+    let (kind, e) = f.next_kind();
+    assert_eq!(kind, "stopped");
+    assert_eq!(e["exit_signal"], "TERM");
+    assert_eq!(e["actor"], "systemd");
+    let failing = env.run(&["--", "sh", "-c", "exit 3"]);
+    let got: Vec<(String, serde_json::Value)> = (0..2).map(|_| f.next_kind()).collect();
+    assert_eq!(got[0].0, "started");
+    assert_eq!(got[1].0, "failed");
+    assert_eq!(got[1].1["id"], failing.id.as_str());
+    assert_eq!(got[1].1["exit_code"], 3);
+    // Each transition once: nothing more is pending.
+    assert!(
+        f.lines
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "no duplicates"
+    );
+}
+
+#[test]
+fn follow_prints_the_history_first_and_keeps_to_its_filter() {
+    let env = Env::new();
+    let a = env.run(&["--", "true"]);
+    wait_gone(&a.unit);
+    let f = Follower::start(&env, &["--owner", "agent"]);
+    let h = Follower::start(&env, &[]);
+    assert_eq!(h.next_kind().0, "started", "the history comes first");
+    assert_eq!(h.next_kind().0, "exited");
+    let b = env.run(&["--owner", "agent", "--", "true"]);
+    let (kind, e) = f.next_kind();
+    assert_eq!(
+        (kind.as_str(), e["id"].as_str()),
+        ("started", Some(b.id.as_str()))
+    );
+    assert_eq!(f.next_kind().0, "exited");
+}
