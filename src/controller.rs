@@ -123,6 +123,18 @@ pub struct Adopted {
     pub warnings: Vec<String>,
 }
 
+/// What `resurrect` did for one persisted record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resurrection {
+    /// The record whose run went down with the user manager.
+    pub from: String,
+    /// started, queued (a pause holds it), or failed.
+    pub outcome: String,
+    /// The new record, linked to `from`.
+    pub record: Option<Record>,
+    pub error: Option<String>,
+}
+
 /// How many times `adopt` scans again when a descendant exits between the
 /// scan and systemd's move (systemd refuses the whole call then).
 const ADOPT_ATTEMPTS: usize = 3;
@@ -1607,8 +1619,107 @@ impl Controller {
             environment: record.environment.clone(),
             limits: record.limits.clone(),
             restart: record.restart.policy,
+            persist: record.persist,
         }
         .validate()
+    }
+
+    /// Starts again the `run --persist` processes that the user manager
+    /// took down with it (logout without linger, crash, reboot): each as a
+    /// new record linked to the old one (`resurrected_from` and
+    /// `resurrected_as`). A process ended by `refine-proc stop`, or that
+    /// ended by itself, stays ended; one a pause holds is queued.
+    pub async fn resurrect(&self) -> Result<Vec<Resurrection>> {
+        let _one_at_a_time = self.index.resurrect_lock()?;
+        let manager_started = self.systemd().await?.started_at().await?;
+        let all = ListFilter {
+            all: true,
+            ..Default::default()
+        };
+        let (records, _) = self.list(&all).await?;
+        let mut done = Vec::new();
+        for old in records {
+            let went_down_with_the_manager = match old.state {
+                State::Lost => true,
+                // The manager stops its units on the way out: a clean
+                // signal no refine-proc command asked for, before this
+                // manager started.
+                State::Stopped => {
+                    !old.stopped_on_request()
+                        && old
+                            .ended_at
+                            .zip(manager_started)
+                            .is_some_and(|(e, m)| e <= m)
+                }
+                _ => false,
+            };
+            if !old.persist || old.resurrected_as.is_some() || !went_down_with_the_manager {
+                continue;
+            }
+            let outcome = self.resurrect_one(&old).await;
+            done.push(match outcome {
+                Ok(record) => Resurrection {
+                    from: old.id.clone(),
+                    outcome: if record.state == State::Queued {
+                        "queued".into()
+                    } else {
+                        "started".into()
+                    },
+                    record: Some(record),
+                    error: None,
+                },
+                Err(e) => Resurrection {
+                    from: old.id.clone(),
+                    outcome: "failed".into(),
+                    record: None,
+                    error: Some(match e.hint {
+                        Some(h) => format!("{} ({h})", e.message),
+                        None => e.message,
+                    }),
+                },
+            });
+        }
+        Ok(done)
+    }
+
+    async fn resurrect_one(&self, old: &Record) -> Result<Record> {
+        self.authorize("restart", old).await?;
+        if old.command.is_empty() {
+            return Err(Error::refused(format!(
+                "{} has no command to start again (rebuilt after the index was lost)",
+                old.id
+            )));
+        }
+        let spec = RunSpec {
+            command: old.command.clone(),
+            owner: Some(old.owner),
+            label: Some(old.label.clone()),
+            details: old.details.clone(),
+            metadata: old.metadata.clone(),
+            cwd: old.cwd.as_ref().map(PathBuf::from),
+            environment: old.environment.clone(),
+            limits: old.limits.clone(),
+            restart: old.restart.policy,
+            persist: true,
+        };
+        let options = RunOptions {
+            queue: true,
+            ..Default::default()
+        };
+        let new = self.run(spec, options).await?;
+        let linked = self.index.update(&new.id, |r| {
+            r.resurrected_from = Some(old.id.clone());
+        })?;
+        self.index
+            .update(&old.id, |r| r.resurrected_as = Some(new.id.clone()))?;
+        self.emit(
+            Event::about("resurrected", &new)
+                .with("from", &old.id)
+                .with("state", new.state),
+        );
+        let mut record = linked.unwrap_or(new);
+        present(&mut record);
+        Ok(record)
     }
 
     /// The group pause in force that holds a process of this owner and
@@ -1794,6 +1905,9 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            persist: launch.persist,
+            resurrected_from: None,
+            resurrected_as: None,
             recovered_from: None,
         }
     })
@@ -1831,6 +1945,9 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        persist: false,
+        resurrected_from: None,
+        resurrected_as: None,
         recovered_from: None,
     }
 }
@@ -2099,6 +2216,9 @@ fn record_from_environment(
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        persist: get("REFINE_PERSIST").is_some_and(|v| v == "1"),
+        resurrected_from: None,
+        resurrected_as: None,
         recovered_from: Some("systemd".into()),
     };
     reconcile(

@@ -458,6 +458,14 @@ impl Index {
         Ok((pauses, out))
     }
 
+    /// Serializes `resurrect` among invocations (released if one dies), so
+    /// a persisted process is started again once.
+    pub fn resurrect_lock(&self) -> Result<LimitsLock> {
+        Ok(LimitsLock {
+            _file: self.lock_file("resurrect.lock")?,
+        })
+    }
+
     /// Ids of all stored records (a directory read, no file contents).
     pub fn ids(&self) -> Result<Vec<String>> {
         let dir = self.records_dir();

@@ -498,6 +498,16 @@ pub struct Record {
     /// what that group's pause froze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_by: Option<String>,
+    /// `run --persist`: `resurrect` starts it again after the user manager
+    /// went away while it ran.
+    #[serde(default)]
+    pub persist: bool,
+    /// The record whose run this one resumes, after a manager restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resurrected_from: Option<String>,
+    /// The record `resurrect` started in this one's place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resurrected_as: Option<String>,
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
@@ -535,6 +545,14 @@ impl Record {
         self.result = Some(exit.result);
         self.last_exit_invocation = exit.invocation;
     }
+
+    /// Whether the last run was ended by `refine-proc stop`, `kill` or
+    /// `restart` (not by the process, nor by someone else).
+    pub fn stopped_on_request(&self) -> bool {
+        self.state == State::Stopped
+            && self.stop_requested_for.is_some()
+            && self.stop_requested_for == self.last_exit_invocation
+    }
 }
 
 #[cfg(test)]
@@ -569,6 +587,9 @@ mod tests {
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            persist: false,
+            resurrected_from: None,
+            resurrected_as: None,
             recovered_from: None,
         }
     }

@@ -36,6 +36,9 @@ pub struct RunSpec {
     pub environment: BTreeMap<String, String>,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    /// Started again by `refine-proc resurrect` after the user manager
+    /// restarted (logout, crash, reboot) while it ran.
+    pub persist: bool,
 }
 
 /// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
@@ -51,6 +54,7 @@ pub struct Launch {
     pub environment: BTreeMap<String, String>,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    pub persist: bool,
 }
 
 impl RunSpec {
@@ -112,6 +116,7 @@ impl RunSpec {
             environment: self.environment,
             limits: self.limits,
             restart: self.restart,
+            persist: self.persist,
         })
     }
 }
@@ -535,6 +540,9 @@ pub fn refine_environment(id: &str, launch: &Launch, context: &UnitContext) -> V
         format!("REFINE_PROC_STATE_DIR={}", context.state_dir.display()),
         format!("REFINE_PROC_POLICY={}", context.policy.display()),
     ];
+    if launch.persist {
+        env.push("REFINE_PERSIST=1".into());
+    }
     for (name, value) in [
         ("WORKFLOW", &m.workflow),
         ("GAP", &m.gap),

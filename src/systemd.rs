@@ -70,6 +70,10 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    /// When this manager started (µs since the epoch); kept across
+    /// daemon-reexec, new after a restart.
+    #[zbus(property)]
+    fn userspace_timestamp(&self) -> zbus::Result<u64>;
     /// The manager's own cgroup, e.g. `/user.slice/user-1000.slice/user@1000.service`:
     /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
@@ -206,6 +210,16 @@ impl Systemd {
             .version()
             .await
             .map_err(|e| dbus_error("read the systemd version", "", e))
+    }
+
+    /// When the running user manager started.
+    pub async fn started_at(&self) -> Result<Option<crate::model::Timestamp>> {
+        let usec = self
+            .manager
+            .userspace_timestamp()
+            .await
+            .map_err(|e| dbus_error("read when the user manager started", "", e))?;
+        Ok(crate::model::Timestamp::from_usec(usec))
     }
 
     /// The user manager's cgroup (`/user.slice/user-1000.slice/user@1000.service`),

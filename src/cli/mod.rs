@@ -175,6 +175,23 @@ else ~/.config/refine-proc/policy.toml (see the README for its format).")]
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Start again the `run --persist` processes the user manager took down with it
+    #[command(after_help = "\
+Examples:
+  refine-proc resurrect            # after a reboot or a crash of the user manager
+  refine-proc resurrect --json
+
+Each persisted process that was running when the user manager went away
+(its record is `lost`, or `stopped` by the manager on its way out) is
+started again as a new record linked to the old one (resurrected_from /
+resurrected_as). A process ended with refine-proc stop, or that ended by
+itself, stays ended; one a pause holds is queued. Running it twice starts
+nothing twice. To run it at every login:
+  systemctl --user enable refine-proc-resurrect.service")]
+    Resurrect {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the history (started, exited, failed, stopped, killed, restarted, paused, resumed, queued, adopted, lost, limits-changed, forgotten, refused), or follow it live
     #[command(after_help = "\
 Examples:
@@ -324,6 +341,10 @@ struct RunArgs {
     /// and start it on resume instead of refusing
     #[arg(long, conflicts_with = "wait")]
     queue: bool,
+    /// Start it again with `refine-proc resurrect` if the user manager goes
+    /// away while it runs (logout without linger, crash, reboot)
+    #[arg(long)]
+    persist: bool,
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
@@ -711,6 +732,20 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             print_outcomes(&[outcome], args.json)
         }
         Command::Policy { command } => policy(&controller, command).await,
+        Command::Resurrect { json } => {
+            let done = controller.resurrect().await?;
+            if json {
+                output::json(&done)?;
+            } else {
+                output::resurrections(&done)?;
+            }
+            let failed = done.iter().any(|d| d.outcome == "failed");
+            Ok(if failed {
+                ErrorKind::Systemd.exit_code()
+            } else {
+                0
+            })
+        }
         Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
     }
 }
@@ -835,6 +870,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             timeout_stop_sec: a.timeout_stop.as_deref().map(parse_seconds).transpose()?,
         },
         restart: a.restart.parse()?,
+        persist: a.persist,
     })
 }
 

@@ -381,6 +381,33 @@ pub fn outcomes(outcomes: &[ActionOutcome]) -> Result<()> {
     print(&text)
 }
 
+pub fn resurrections(done: &[refine_proc::controller::Resurrection]) -> Result<()> {
+    if done.is_empty() {
+        return print(
+            "nothing to resurrect: no persisted process went down with the user manager\n",
+        );
+    }
+    let text: String = done
+        .iter()
+        .map(|d| match (&d.record, &d.error) {
+            (Some(r), _) => format!(
+                "{} {} as {} ({}, {})\n",
+                d.from,
+                d.outcome,
+                r.id,
+                r.unit,
+                escape(&r.label)
+            ),
+            (None, e) => format!(
+                "{} not started again: {}\n",
+                d.from,
+                escape(e.as_deref().unwrap_or("unknown error"))
+            ),
+        })
+        .collect();
+    print(&text)
+}
+
 /// The group pauses in force and the queued runs.
 pub fn pauses(p: &Pauses) -> Result<()> {
     if p.active.is_empty() && p.queued.is_empty() {

@@ -452,3 +452,22 @@ fn the_shipped_refine_slice_passes_systemd_analyze_verify() {
         out.stderr
     );
 }
+
+#[test]
+fn the_shipped_resurrect_unit_passes_systemd_analyze_verify() {
+    let env = Env::new();
+    // As installed, with the path of the binary under test.
+    let text = include_str!("../../units/refine-proc-resurrect.service")
+        .replace("/usr/bin/refine-proc", &binary().display().to_string());
+    let path = env.work_dir().join("refine-proc-resurrect.service");
+    std::fs::write(&path, text).unwrap();
+    let mut cmd = std::process::Command::new("systemd-analyze");
+    cmd.args(["--user", "verify"]).arg(&path);
+    let out = output(cmd);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        !out.stderr.contains(&path.display().to_string()),
+        "systemd-analyze complained: {}",
+        out.stderr
+    );
+}

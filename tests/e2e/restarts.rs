@@ -40,3 +40,60 @@ fn after_a_user_manager_restart_exits_are_kept_and_new_runs_work() {
     let again = env.run(&["--", "sleep", "600"]);
     assert_eq!(env.status(&again.id).state, "running");
 }
+
+#[test]
+fn resurrect_starts_again_only_the_persisted_processes_the_manager_took_down() {
+    let Some(restart) = std::env::var_os("REFINE_PROC_RESTART_MANAGER") else {
+        eprintln!("skipping: not in the test sandbox (REFINE_PROC_RESTART_MANAGER unset)");
+        return;
+    };
+    let _exclusive = exclusive_manager();
+    let env = Env::unshared();
+    let kept = env.run(&[
+        "--persist",
+        "--owner",
+        "target-app",
+        "--label",
+        "dev server",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let stopped = env.run(&["--persist", "--", "sleep", "600"]);
+    env.ok(&["stop", &stopped.id]);
+    let finished = env.run(&["--persist", "--", "true"]);
+    wait_gone(&finished.unit);
+    let plain = env.run(&["--", "sleep", "600"]);
+    // Nothing went down yet: nothing to do.
+    let none: Vec<serde_json::Value> = env.ok(&["resurrect", "--json"]).json();
+    assert!(none.is_empty(), "{none:?}");
+
+    let out = output(std::process::Command::new(restart));
+    assert_eq!(
+        out.code, 0,
+        "restart-user-manager: {}{}",
+        out.stdout, out.stderr
+    );
+    let done: Vec<serde_json::Value> = env.ok(&["resurrect", "--json"]).json();
+    assert_eq!(done.len(), 1, "only the persisted one taken down: {done:?}");
+    assert_eq!(done[0]["from"], kept.id.as_str());
+    assert_eq!(done[0]["outcome"], "started");
+    let new_id = done[0]["record"]["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, kept.id);
+    let new: serde_json::Value = env.ok(&["status", "--json", &new_id]).json();
+    assert_eq!(new["state"], "running");
+    assert_eq!(new["resurrected_from"], kept.id.as_str());
+    assert_eq!(new["label"], "dev server");
+    assert_eq!(new["owner"], "target-app");
+    assert_eq!(new["persist"], true);
+    let old: serde_json::Value = env.ok(&["status", "--json", &kept.id]).json();
+    assert_eq!(old["resurrected_as"], new_id.as_str());
+    assert_eq!(old["state"], "stopped", "the old run keeps how it ended");
+    for r in [&stopped, &finished, &plain] {
+        assert!(env.status(&r.id).state != "running", "{} stays down", r.id);
+    }
+    // Once only.
+    let again: Vec<serde_json::Value> = env.ok(&["resurrect", "--json"]).json();
+    assert!(again.is_empty(), "{again:?}");
+    assert!(env.ok(&["events"]).stdout.contains("resurrected"));
+}
