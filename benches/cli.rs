@@ -16,6 +16,9 @@
 //!       `journalctl --user-unit UNIT -o cat` (and `journalctl -t IDENT -o cat`)
 //!   (d) `refine-proc run -- true` and `refine-proc status ID` with 10,000
 //!       ended records in the index  vs  the same with an (almost) empty index
+//!   (e) `refine-proc pause --owner agent` and `resume --owner agent` of 200
+//!       running agents  vs  `systemctl --user freeze` / `thaw` of the same
+//!       200 units (one systemctl call each); also reported per 100 processes
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -32,6 +35,8 @@
 //!   BENCH_LOG_REPS        (c) runs per side [10; quick 3]
 //!   BENCH_INDEX_RECORDS   (d) ended records written into the index [10000; quick 2000]
 //!   BENCH_INDEX_REPS      (d) runs per side [20; quick 5]
+//!   BENCH_PAUSE_PROCS     (e) running agents paused and resumed [200; quick 50]
+//!   BENCH_PAUSE_REPS      (e) pause/resume rounds per side [10; quick 3]
 //!   BENCH_KEEP=1          keep the temporary state directories
 //!
 //! Why (c) pauses: journald rate-limits logging (RateLimitBurst=10000 per
@@ -110,6 +115,9 @@ fn main() {
     if b.cfg.wants('d') {
         b.case_d();
     }
+    if b.cfg.wants('e') {
+        b.case_e();
+    }
     if b.cfg.wants('b') {
         b.case_b();
     }
@@ -131,6 +139,8 @@ struct Config {
     log_reps: usize,
     index_records: usize,
     index_reps: usize,
+    pause_procs: usize,
+    pause_reps: usize,
     keep: bool,
 }
 
@@ -170,6 +180,8 @@ impl Config {
             log_reps: env_num("BENCH_LOG_REPS", pick(10, 3)),
             index_records: env_num("BENCH_INDEX_RECORDS", pick(10_000, 2_000)),
             index_reps: env_num("BENCH_INDEX_REPS", pick(20, 5)),
+            pause_procs: env_num("BENCH_PAUSE_PROCS", pick(200, 50)).max(1),
+            pause_reps: env_num("BENCH_PAUSE_REPS", pick(10, 3)).max(1),
             keep: env_flag("BENCH_KEEP"),
         }
     }
@@ -187,6 +199,7 @@ impl Config {
             "log_lines": self.log_lines, "log_chunk": self.log_chunk, "log_pause_sec": self.log_pause,
             "log_reps": self.log_reps, "index_records": self.index_records,
             "index_reps": self.index_reps,
+            "pause_procs": self.pause_procs, "pause_reps": self.pause_reps,
         })
     }
 }
@@ -841,13 +854,17 @@ impl Bench {
 
     /// Starts `count` sleepers, `parallel` `refine-proc run`s at a time.
     fn start_sleepers(&self, state: &Path, count: usize) {
+        self.start_sleepers_as(state, count, "user-helper")
+    }
+
+    fn start_sleepers_as(&self, state: &Path, count: usize, owner: &str) {
         let mut left = count;
         while left > 0 {
             let batch = left.min(self.cfg.parallel);
             let children: Vec<_> = (0..batch)
                 .map(|_| {
                     self.rp(state)
-                        .args(["run", "--", "sleep", "3600"])
+                        .args(["run", "--owner", owner, "--", "sleep", "3600"])
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped())
@@ -1168,6 +1185,100 @@ impl Bench {
         println!();
     }
 
+    // (e) -----------------------------------------------------------------
+    fn case_e(&mut self) {
+        let n = self.cfg.pause_procs;
+        let reps = self.cfg.pause_reps;
+        println!("(e) pause and resume {n} running agents by owner: refine-proc pause/resume --owner agent vs systemctl --user freeze/thaw of the same units, {reps} rounds each");
+        let state = self.state_dir("e");
+        let t = Instant::now();
+        self.start_sleepers_as(&state, n, "agent");
+        println!("  started {n} agents in {:.1} s", t.elapsed().as_secs_f64());
+        let units = self.live_units_of(&state);
+        if units.len() != n {
+            die(&format!(
+                "(e) expected {n} running agents, systemd has {}",
+                units.len()
+            ));
+        }
+        let frozen = |units: &[String]| {
+            let out = capture(
+                Command::new("systemctl")
+                    .args(["--user", "show", "-p", "FreezerState", "--value"])
+                    .args(units),
+            );
+            out.lines().filter(|l| l.trim() == "frozen").count()
+        };
+        // One round: ours pause, ours resume, then the baseline's; which
+        // side goes first alternates.
+        let mut s: Vec<Vec<Duration>> = vec![Vec::new(); 4];
+        for rep in 0..reps {
+            let ours = |s: &mut Vec<Vec<Duration>>| {
+                s[0].push(time_cmd(
+                    self.rp(&state).args(["pause", "--owner", "agent"]),
+                ));
+                let paused = frozen(&units);
+                if paused != n {
+                    die(&format!("(e) pause --owner agent froze {paused} of {n}"));
+                }
+                s[1].push(time_cmd(
+                    self.rp(&state).args(["resume", "--owner", "agent"]),
+                ));
+            };
+            let base = |s: &mut Vec<Vec<Duration>>| {
+                s[2].push(time_cmd(
+                    self.sys("systemctl")
+                        .args(["--user", "freeze"])
+                        .args(&units),
+                ));
+                let paused = frozen(&units);
+                if paused != n {
+                    die(&format!("(e) systemctl freeze froze {paused} of {n}"));
+                }
+                s[3].push(time_cmd(
+                    self.sys("systemctl").args(["--user", "thaw"]).args(&units),
+                ));
+            };
+            if rep % 2 == 0 {
+                ours(&mut s);
+                base(&mut s);
+            } else {
+                base(&mut s);
+                ours(&mut s);
+            }
+        }
+        self.row(
+            &format!("(e) pause N={n}"),
+            &format!("refine-proc pause --owner (N={n})"),
+            &format!("systemctl freeze (N={n})"),
+            &s,
+            [0, 2],
+            None,
+        );
+        self.row(
+            &format!("(e) resume N={n}"),
+            &format!("refine-proc resume --owner (N={n})"),
+            &format!("systemctl thaw (N={n})"),
+            &s,
+            [1, 3],
+            None,
+        );
+        let per100 = |d: &[Duration]| Stats::of(d).median * 100.0 / n as f64;
+        let note = format!(
+            "(e) per 100 processes: pause {:.0} ms, resume {:.0} ms (target: well under 1000 ms); systemctl freeze {:.0} ms, thaw {:.0} ms",
+            per100(&s[0]),
+            per100(&s[1]),
+            per100(&s[2]),
+            per100(&s[3])
+        );
+        println!("  {note}");
+        self.notes.push(note);
+        if std::env::var_os("WUM_MANAGER_CGROUP").is_none() {
+            stop_units(&units);
+        }
+        println!();
+    }
+
     // summary -------------------------------------------------------------
     fn finish(mut self, total: Duration) {
         // Cases ran in the order a, c, d, b; report them as a, b, c, d.
@@ -1202,7 +1313,7 @@ impl Bench {
             );
         }
         println!(
-            "(ours/base: (a)-(c) refine-proc vs systemd; (d) the full index vs the empty one)"
+            "(ours/base: (a)-(c), (e) refine-proc vs systemd; (d) the full index vs the empty one)"
         );
         for n in &self.notes {
             println!("note: {n}");

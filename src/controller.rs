@@ -800,6 +800,8 @@ impl Controller {
                 self.rebuild(id, &unit_hint, info.as_ref())?
             }
         };
+        let mut record = record;
+        with_group_pauses(&mut record, &self.index.pauses()?.0);
         Ok((record, info))
     }
 
@@ -868,6 +870,7 @@ impl Controller {
             Loaded::Found(r) => *r,
             _ => record,
         };
+        with_group_pauses(&mut record, &self.index.pauses()?.0);
         let info = self.systemd().await?.service_info(&record.unit).await?;
         refresh(&mut record, info.as_ref());
         Ok(record)
@@ -1099,9 +1102,9 @@ impl Controller {
         let want_history = filter.all || filter.state.is_some_and(State::is_ended);
         let mut ids: Vec<String> = live.keys().cloned().collect();
         // Queued runs have no unit yet; the pause state names them.
-        let queued = self.index.pauses()?.0.queued;
-        if !queued.is_empty() {
-            ids.extend(queued);
+        let pauses = self.index.pauses()?.0;
+        if !pauses.queued.is_empty() {
+            ids.extend(pauses.queued.iter().cloned());
             ids.sort();
             ids.dedup();
         }
@@ -1151,6 +1154,7 @@ impl Controller {
             }
         }
         for r in &mut records {
+            with_group_pauses(r, &pauses);
             let state = live.get(&r.id).map(|u| UnitState {
                 active_state: u.active_state.clone(),
                 sub_state: u.sub_state.clone(),
@@ -1300,6 +1304,15 @@ impl Controller {
                 .filter(|r| !r.state.is_ended() && treatment(r) == PauseTreatment::Stop)
                 .map(|r| r.id.clone())
                 .collect();
+            let to_freeze: Vec<String> = records
+                .iter()
+                .filter(|r| {
+                    !r.state.is_ended()
+                        && r.paused_by.is_none()
+                        && treatment(r) == PauseTreatment::Freeze
+                })
+                .map(|r| r.id.clone())
+                .collect();
             self.index.update_pauses(|p| {
                 if p.get(&tag).is_none() {
                     p.active.push(GroupPause {
@@ -1317,10 +1330,16 @@ impl Controller {
                             vec![]
                         },
                         stopped: vec![],
+                        frozen: vec![],
                     });
                 }
                 for id in &to_stop {
                     add_stopped(p, &tag, id);
+                }
+                // What it is about to freeze, so that a crash halfway
+                // leaves what resume needs; trimmed below to what froze.
+                for id in &to_freeze {
+                    add_frozen(p, &tag, id);
                 }
             })?;
             self.emit(Event::new("paused").with("by", &tag).with("group", true));
@@ -1329,7 +1348,8 @@ impl Controller {
         let changes = records.into_iter().map(|r| {
             let tag = tag.clone();
             let treatment = treatment(&r);
-            async move {
+            let id = r.id.clone();
+            let change = async move {
                 let by_group = tag != "id";
                 // Stopped by this group's pause: its resume starts it again.
                 if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(&tag)
@@ -1361,21 +1381,70 @@ impl Controller {
                     _ => {}
                 }
                 systemd.set_frozen(&r.unit, pause).await?;
-                let updated = self.index.update(&r.id, |rec| {
-                    rec.paused_by = pause.then(|| tag.clone());
-                })?;
-                let mut r = updated.unwrap_or(r);
+                // A group notes what it froze once for all in pauses.json;
+                // a process paused by id, in its record.
+                // (A record paused by an older refine-proc holds it itself.)
+                let in_record = || {
+                    matches!(self.index.load(&r.id), Ok(Loaded::Found(ref s)) if s.paused_by.is_some())
+                };
+                let mut r = if by_group && (pause || !in_record()) {
+                    r
+                } else {
+                    let updated = self.index.update(&r.id, |rec| {
+                        rec.paused_by = pause.then(|| tag.clone());
+                    })?;
+                    updated.unwrap_or(r)
+                };
+                r.paused_by = pause.then(|| tag.clone());
                 r.state = if pause { State::Paused } else { State::Running };
                 present(&mut r);
                 let what = if pause { "paused" } else { "resumed" };
                 self.emit(Event::about(what, &r).with("by", &tag));
                 Ok(outcome(&r, what))
-            }
+            };
+            async move { (id, change.await) }
         });
-        let mut outcomes: Vec<ActionOutcome> = futures_util::future::join_all(changes)
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let results = futures_util::future::join_all(changes).await;
+        let group_ids = |what: &str| -> Vec<String> {
+            results
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.outcome == what))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        if group {
+            let (paused, resumed) = (group_ids("paused"), group_ids("resumed"));
+            self.index.update_pauses(|p| {
+                if pause {
+                    // Keep only what froze (and what this pause held before).
+                    if let Some(g) = p.active.iter_mut().find(|g| g.selector == tag) {
+                        let attempted: Vec<String> =
+                            results.iter().map(|(id, _)| id.clone()).collect();
+                        g.frozen
+                            .retain(|id| !attempted.contains(id) || paused.contains(id));
+                    }
+                } else {
+                    for id in &resumed {
+                        p.unfreeze(id);
+                    }
+                }
+            })?;
+        } else {
+            // Resumed by id: no group holds it frozen any more.
+            let resumed = group_ids("resumed");
+            let (pauses, _) = self.index.pauses()?;
+            if !pause && resumed.iter().any(|id| pauses.frozen_by(id).is_some()) {
+                self.index.update_pauses(|p| {
+                    for id in &resumed {
+                        p.unfreeze(id);
+                    }
+                })?;
+            }
+        }
+        let mut outcomes = Vec::with_capacity(results.len());
+        for (_, r) in results {
+            outcomes.push(r?);
+        }
         if !pause && group {
             outcomes.extend(self.lift_pause(&tag).await?);
         }
@@ -1513,6 +1582,7 @@ impl Controller {
             // The exit this causes is ours, not a failure.
             self.request_stop(&id, &info)?;
             systemd.restart(&record.unit).await?;
+            self.forget_group_freeze(&id)?;
             let old = info.invocation_id;
             self.index.update(&id, |r| {
                 // If the latest exit is the one we caused, the record
@@ -1579,6 +1649,7 @@ impl Controller {
             None => self.requester().await?.policy.clone(),
         };
         let hook = self.unit_context(&bound_by)?;
+        self.forget_group_freeze(&id)?;
         self.index.update(&id, |r| {
             r.clear_exit();
             r.state = State::Starting;
@@ -1722,6 +1793,14 @@ impl Controller {
         Ok(record)
     }
 
+    /// A new run of a record is not frozen, whatever froze the last one.
+    fn forget_group_freeze(&self, id: &str) -> Result<()> {
+        if self.index.pauses()?.0.frozen_by(id).is_some() {
+            self.index.update_pauses(|p| p.unfreeze(id))?;
+        }
+        Ok(())
+    }
+
     /// The group pause in force that holds a process of this owner and
     /// metadata, if any.
     fn held_by_pause(&self, owner: Owner, metadata: &Metadata) -> Result<Option<GroupPause>> {
@@ -1774,7 +1853,7 @@ impl Controller {
         } else {
             systemd.set_frozen(&record.unit, true).await?;
             self.index
-                .update(&record.id, |r| r.paused_by = Some(held.selector.clone()))?;
+                .update_pauses(|p| add_frozen(p, &held.selector, &record.id))?;
             self.emit(Event::about("paused", &record).with("by", &held.selector));
         }
         self.refetch(record).await
@@ -1986,6 +2065,23 @@ fn selector_flag(selector: &str) -> String {
     match selector.split_once(':') {
         Some((kind, value)) => format!("--{kind} {}", escape(value)),
         None => "--all".into(),
+    }
+}
+
+/// Notes in the pause `tag` that it froze record `id`.
+fn add_frozen(pauses: &mut Pauses, tag: &str, id: &str) {
+    if let Some(p) = pauses.active.iter_mut().find(|p| p.selector == tag) {
+        if !p.frozen.iter().any(|s| s == id) {
+            p.frozen.push(id.to_string());
+        }
+    }
+}
+
+/// A running record frozen by a group pause shows it: the pause notes
+/// what it froze in pauses.json, not in each record.
+fn with_group_pauses(record: &mut Record, pauses: &Pauses) {
+    if record.paused_by.is_none() && !record.state.is_ended() {
+        record.paused_by = pauses.frozen_by(&record.id).map(String::from);
     }
 }
 

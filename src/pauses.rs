@@ -36,6 +36,10 @@ pub struct GroupPause {
     /// For `all`: the records it stopped, to start again on resume.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<String>,
+    /// The records it froze. Kept here, not in each record, so pausing
+    /// and resuming a group of N costs two writes, not N.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<String>,
 }
 
 impl GroupPause {
@@ -62,6 +66,26 @@ impl Pauses {
     pub fn get(&self, selector: &str) -> Option<&GroupPause> {
         self.active.iter().find(|p| p.selector == selector)
     }
+
+    /// The group pause that froze this record, if one did.
+    pub fn frozen_by(&self, id: &str) -> Option<&str> {
+        self.active
+            .iter()
+            .find(|p| p.frozen.iter().any(|f| f == id))
+            .map(|p| p.selector.as_str())
+    }
+
+    /// Forgets that a group froze this record (it was resumed on its own,
+    /// or started anew); true when something changed.
+    pub fn unfreeze(&mut self, id: &str) -> bool {
+        let mut changed = false;
+        for p in &mut self.active {
+            let before = p.frozen.len();
+            p.frozen.retain(|f| f != id);
+            changed |= p.frozen.len() != before;
+        }
+        changed
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +100,7 @@ mod tests {
             frozen_owners: vec![Owner::Agent],
             stopped_owners: vec![Owner::Import],
             stopped: vec![],
+            frozen: vec![],
         }
     }
 
