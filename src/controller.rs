@@ -476,17 +476,21 @@ impl Controller {
             }
         };
         let hook = self.unit_context(&requester.policy)?;
+        crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
         let (index, for_record) = (self.index.clone(), launch.clone());
         let requested_by = requester.requested_by();
         let stored = tokio::task::spawn_blocking(move || {
-            store_new_record(&index, &for_record, requested_by)
+            let record = store_new_record(&index, &for_record, requested_by)?;
+            journal_start(&index, &record);
+            Ok::<_, Error>(record)
         });
         let connected = self.systemd().await;
         let record = stored
             .await
             .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        crate::fault::point("after-index-write");
         let systemd = match connected {
             Ok(systemd) => systemd,
             Err(e) => {
@@ -508,6 +512,7 @@ impl Controller {
         // after_start fails when the process never ran; otherwise it ran,
         // and may be restarting, and --wait waits for the very end.
         let record = self.after_start(record, job).await?;
+        crate::fault::point("after-start");
         self.emit(started_event(&record).with("command", &record.command));
         if !options.wait {
             return Ok(record);
@@ -830,8 +835,97 @@ impl Controller {
             _ => record,
         };
         let info = self.systemd().await?.service_info(&record.unit).await?;
+        let stored = record.state;
         refresh(&mut record, info.as_ref());
+        self.close_lost(vec![(&mut record, stored)]).await;
         Ok(record)
+    }
+
+    /// Makes durable what `reconcile` found: records whose unit vanished
+    /// without a recorded exit are closed as `lost`, each once (under the
+    /// index lock, and only if the record still says what it said when it
+    /// was read), with the exit from the journal where it is there, and one
+    /// `lost` event each. Each pair is a reconciled record and the state it
+    /// was stored with. Only records becoming lost pay: a D-Bus lookup each
+    /// and one journalctl call for all. Best effort: what cannot be stored
+    /// now is found again by the next invocation.
+    async fn close_lost(&self, found: Vec<(&mut Record, State)>) {
+        let mut candidates: Vec<(&mut Record, State)> = found
+            .into_iter()
+            .filter(|(r, stored)| r.state == State::Lost && !stored.is_ended())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let Ok(systemd) = self.systemd().await else {
+            return;
+        };
+        // The caller's view of systemd may be older than the record it read
+        // (a `run` that started meanwhile): ask again, unit by unit.
+        let loaded = futures_util::future::join_all(
+            candidates.iter().map(|(r, _)| systemd.unit_path(&r.unit)),
+        )
+        .await;
+        let mut gone = Vec::new();
+        for ((r, stored), loaded) in candidates.iter_mut().zip(loaded) {
+            match loaded {
+                Ok(None) => gone.push((&mut **r, *stored)),
+                // Loaded after all, or unknown: not lost; the next look decides.
+                _ => r.state = *stored,
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let units: Vec<String> = gone.iter().map(|(r, _)| r.unit.clone()).collect();
+        let since = gone
+            .iter()
+            .filter_map(|(r, _)| r.started_at)
+            .min()
+            .map(|t| Timestamp(t.0 - Duration::from_secs(60)));
+        let journal = tokio::task::spawn_blocking(move || crate::journal::history(&units, since))
+            .await
+            .ok()
+            .flatten();
+        let manager_started = systemd.started_at().await;
+        for (r, stored) in gone {
+            let history = journal
+                .as_ref()
+                .and_then(|j| j.get(&r.unit))
+                .cloned()
+                .unwrap_or_default();
+            let started_at = r.started_at;
+            let mut closed = false;
+            let updated = self.index.update(&r.id, |cur| {
+                if cur.state != stored || cur.started_at != started_at {
+                    return; // written meanwhile (an exit, a restart): theirs stands
+                }
+                close_as_lost(cur, &history, journal.is_some(), manager_started);
+                closed = true;
+            });
+            match updated {
+                Ok(Some(mut cur)) => {
+                    if closed {
+                        let event = Event::about("lost", &cur)
+                            .with("ended_at", cur.ended_at)
+                            .with("exit_code", cur.exit_code)
+                            .with("exit_signal", &cur.exit_signal)
+                            .with("result", &cur.result)
+                            .with("exit_source", &cur.exit_source);
+                        self.emit(Event {
+                            actor: Some("refine-proc".into()),
+                            ..event
+                        });
+                    }
+                    // Else someone else's write (an exit, a start) is newer
+                    // than what was reconciled: it stands as written.
+                    present(&mut cur);
+                    *r = cur;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot record {} as lost: {}", r.id, e.message),
+            }
+        }
     }
 
     /// Everything known about one process.
@@ -839,7 +933,9 @@ impl Controller {
         let id = self.resolve(arg)?;
         let mut warnings = Vec::new();
         let (mut record, info) = self.load(&id, &mut warnings).await?;
+        let stored = record.state;
         refresh(&mut record, info.as_ref());
+        self.close_lost(vec![(&mut record, stored)]).await;
         let usage = match info.as_ref().and_then(|i| i.control_group.as_deref()) {
             Some(cgroup) if !record.state.is_ended() => {
                 // The manager's cgroup is the unit's minus where systemd
@@ -1104,6 +1200,7 @@ impl Controller {
                 }
             }
         }
+        let stored: Vec<State> = records.iter().map(|r| r.state).collect();
         for r in &mut records {
             let state = live.get(&r.id).map(|u| UnitState {
                 active_state: u.active_state.clone(),
@@ -1112,6 +1209,8 @@ impl Controller {
             });
             reconcile(r, state.as_ref());
         }
+        self.close_lost(records.iter_mut().zip(stored).collect())
+            .await;
         records.retain(|r| filter.matches(r));
         // A restart gives a unit a new main process: ask systemd for the
         // pids of restartable units only, all at once.
@@ -1435,6 +1534,37 @@ impl Controller {
             .hint("refine-proc records exits by itself; use status to read them"));
         };
         let exit = exit_from_environment(env);
+        // Also in the journal, first: should the index refuse the write, the
+        // exit is still known to whoever finds the record lost.
+        let dir = self.index.dir().display().to_string();
+        let sent = crate::journal::send(&[
+            (
+                "MESSAGE",
+                &format!("{}: exit recorded ({})", unit.unit, exit.result),
+            ),
+            ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+            ("PRIORITY", "6"),
+            ("REFINE_EVENT", "exit"),
+            ("REFINE_ID", id),
+            ("REFINE_UNIT", &unit.unit),
+            ("REFINE_PROC_STATE_DIR", &dir),
+            ("REFINE_RESULT", &exit.result),
+            (
+                "REFINE_EXIT_CODE",
+                env.get("EXIT_CODE").map(String::as_str).unwrap_or(""),
+            ),
+            (
+                "REFINE_EXIT_STATUS",
+                env.get("EXIT_STATUS").map(String::as_str).unwrap_or(""),
+            ),
+            (
+                "REFINE_INVOCATION",
+                exit.invocation.as_deref().unwrap_or(""),
+            ),
+        ]);
+        if let Err(e) = sent {
+            tracing::debug!("cannot write the exit to the journal: {e}");
+        }
         if let Some(r) = self.index.update(id, |r| r.apply_exit(exit.clone()))? {
             return Ok(r);
         }
@@ -1504,6 +1634,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             exit_code: None,
             exit_signal: None,
             result: None,
+            exit_source: None,
             limits: launch.limits.clone(),
             restart: Restart {
                 policy: launch.restart,
@@ -1544,6 +1675,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         exit_code: None,
         exit_signal: None,
         result: None,
+        exit_source: None,
         limits: Default::default(),
         restart: Default::default(),
         runs_ended: 0,
@@ -1565,6 +1697,31 @@ fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record>
             Err(e) if e.message.contains("already exists") => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Writes the start of a run to the journal, with its record (without the
+/// values of its environment, which stay in the private index): what
+/// `recover` rebuilds ended runs from when the index is gone. Best effort.
+fn journal_start(index: &Index, r: &Record) {
+    let mut public = r.clone();
+    let env_keys: Vec<String> = public.environment.keys().cloned().collect();
+    public.environment.clear();
+    let json = serde_json::to_string(&public).expect("records serialize");
+    let dir = index.dir().display().to_string();
+    let sent = crate::journal::send(&[
+        ("MESSAGE", &format!("{}: start requested", r.unit)),
+        ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+        ("PRIORITY", "6"),
+        ("REFINE_EVENT", "start"),
+        ("REFINE_ID", &r.id),
+        ("REFINE_UNIT", &r.unit),
+        ("REFINE_PROC_STATE_DIR", &dir),
+        ("REFINE_ENV_KEYS", &env_keys.join(",")),
+        ("REFINE_RECORD", &json),
+    ]);
+    if let Err(e) = sent {
+        tracing::debug!("cannot write the start to the journal: {e}");
     }
 }
 
@@ -1613,6 +1770,40 @@ fn default_hook_program() -> PathBuf {
                 .find(|c| c.is_file())
         })
         .unwrap_or_else(|| PathBuf::from("refine-proc"))
+}
+
+/// Closes a record whose unit vanished without a recorded exit: `lost`,
+/// with the last exit the journal holds for this run (`exit_source:
+/// journal`), else `ended_at` the latest it can have ended (when a newer
+/// user manager started, or now). A `starting` record that the journal
+/// shows refine-proc requested but the manager never created is
+/// `result: not-started`: nothing ran.
+fn close_as_lost(
+    r: &mut Record,
+    history: &crate::journal::UnitHistory,
+    journal_read: bool,
+    manager_started: Option<Timestamp>,
+) {
+    let was_starting = r.state == State::Starting;
+    r.state = State::Lost;
+    r.paused_by = None;
+    r.clear_exit();
+    if let Some(exit) = history.exit_after(r.started_at, r.last_exit_invocation.as_deref()) {
+        r.ended_at = exit.at.or(Some(Timestamp::now()));
+        r.exit_code = exit.code;
+        r.exit_signal = exit.signal;
+        r.result = Some(exit.result);
+        r.exit_source = Some("journal".into());
+        r.last_exit_invocation = exit.invocation;
+        r.runs_ended += 1;
+        return;
+    }
+    if was_starting && journal_read && history.start.is_some() && !history.seen_by_manager {
+        r.result = Some("not-started".into());
+        return;
+    }
+    let later_manager = manager_started.filter(|m| r.started_at.is_none_or(|s| *m > s));
+    r.ended_at = later_manager.or(Some(Timestamp::now()));
 }
 
 /// The record with systemd's live facts about the unit (if loaded) merged in.
@@ -1776,6 +1967,7 @@ fn record_from_environment(
         exit_code: None,
         exit_signal: None,
         result: None,
+        exit_source: None,
         limits: Default::default(),
         restart: Default::default(),
         logs: Logs {

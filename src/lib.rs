@@ -3,6 +3,7 @@
 pub mod controller;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod index;
 pub mod journal;
 pub mod model;

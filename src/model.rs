@@ -470,6 +470,11 @@ pub struct Record {
     pub exit_signal: Option<String>,
     #[serde(default)]
     pub result: Option<String>,
+    /// Where the exit fields come from: `hook` (systemd's report to the
+    /// exit hook) or `journal` (the user manager's log line, read after
+    /// the end went unrecorded); null while no exit is known.
+    #[serde(default)]
+    pub exit_source: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -505,6 +510,7 @@ impl Record {
         self.exit_code = None;
         self.exit_signal = None;
         self.result = None;
+        self.exit_source = None;
     }
 
     /// Records how a run ended. Only facts: whether systemd restarts the
@@ -528,6 +534,7 @@ impl Record {
         self.exit_code = exit.code;
         self.exit_signal = exit.signal;
         self.result = Some(exit.result);
+        self.exit_source = Some("hook".into());
         self.last_exit_invocation = exit.invocation;
     }
 }
@@ -557,6 +564,7 @@ mod tests {
             exit_code: None,
             exit_signal: None,
             result: None,
+            exit_source: None,
             limits: Default::default(),
             restart: Restart { policy, count: 0 },
             logs: Default::default(),

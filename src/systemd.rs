@@ -74,6 +74,10 @@ trait Manager {
     /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
     fn control_group(&self) -> zbus::Result<String>;
+    /// When this manager started (µs since the epoch): a unit of an earlier
+    /// manager ended no later than this.
+    #[zbus(property)]
+    fn userspace_timestamp(&self) -> zbus::Result<u64>;
 }
 
 #[proxy(
@@ -191,6 +195,12 @@ impl Systemd {
         Ok(Some(cg).filter(|c| c.starts_with('/')))
     }
 
+    /// When this manager started, if it says.
+    pub async fn started_at(&self) -> Option<crate::model::Timestamp> {
+        let usec = self.manager.userspace_timestamp().await.ok()?;
+        crate::model::Timestamp::from_usec(usec)
+    }
+
     /// Starts a transient unit and waits for its start job.
     pub async fn start_transient(
         &self,
@@ -211,6 +221,7 @@ impl Systemd {
             .start_transient_unit(unit, "fail", props, Vec::new())
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
+        crate::fault::point("after-start-request");
         wait_job(jobs, &job, &action, START_TIMEOUT).await
     }
 
