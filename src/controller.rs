@@ -29,6 +29,9 @@ use crate::usage::{Cgroups, Usage};
 /// before it is called lost (covers a `run` that is between its index write
 /// and systemd's reply).
 const START_GRACE: Duration = Duration::from_secs(30);
+/// How long a `starting` record whose launcher died may still get its unit
+/// (a start request the launcher sent just before it died).
+const LAUNCHER_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the index lives: `--state-dir`, else `REFINE_PROC_STATE_DIR`, else
 /// `$XDG_STATE_HOME/refine-proc`, else `~/.local/state/refine-proc`.
@@ -120,6 +123,29 @@ pub struct Adopted {
     pub moved: Vec<u32>,
     /// Descendants left where they are, and why.
     pub warnings: Vec<String>,
+}
+
+/// What `recover` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// Records rebuilt, oldest first: `recovered_from` says from what.
+    pub rebuilt: Vec<Record>,
+    /// How many records of the units found were in the index already (left
+    /// as they are).
+    pub intact: usize,
+    /// Units of this index whose record could not be rebuilt, and why.
+    pub not_rebuilt: Vec<NotRebuilt>,
+    /// Whether the journal could be read (the history of ended runs, and
+    /// the details of running ones, come from it).
+    pub journal: bool,
+}
+
+/// A unit `recover` found but could not rebuild a record for.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotRebuilt {
+    pub id: String,
+    pub unit: String,
+    pub reason: String,
 }
 
 /// How many times `adopt` scans again when a descendant exits between the
@@ -524,6 +550,7 @@ impl Controller {
     async fn after_start(&self, record: Record, job: JobOutcome) -> Result<Record> {
         let pid = self.systemd().await?.exec_main_pid(&record.unit).await?;
         let updated = self.index.update(&record.id, |r| {
+            r.launcher = None;
             r.pid = pid.or(r.pid);
             // Unless the exit hook already recorded the end of this run.
             if r.state == State::Starting && job.result == "done" {
@@ -600,6 +627,7 @@ impl Controller {
             let record = store_fresh(&self.index, |id| {
                 adopted_record(id, &adoption, requested_by.clone())
             })?;
+            journal_start(&self.index, &record);
             let props = scope_properties(&adoption);
             let job = match systemd.start_transient(&record.unit, &props).await {
                 Ok(job) => job,
@@ -622,6 +650,7 @@ impl Controller {
             let mut record = self
                 .index
                 .update(&record.id, |r| {
+                    r.launcher = None;
                     if r.state == State::Starting {
                         r.state = State::Running;
                     }
@@ -1468,6 +1497,7 @@ impl Controller {
             r.state = State::Starting;
             r.pid = None;
             r.started_at = Some(Timestamp::now());
+            r.launcher = crate::procfs::identity(std::process::id());
         })?;
         let props = service_properties(&id, &launch, &hook);
         let job = match systemd.start_transient(&record.unit, &props).await {
@@ -1504,6 +1534,17 @@ impl Controller {
             }
         }
         self.index.remove(&id)?;
+        // So that `recover` does not bring it back from the journal.
+        let dir = self.index.dir().display().to_string();
+        let _ = crate::journal::send(&[
+            ("MESSAGE", &format!("{}: record forgotten", record.unit)),
+            ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+            ("PRIORITY", "6"),
+            ("REFINE_EVENT", "forget"),
+            ("REFINE_ID", &id),
+            ("REFINE_UNIT", &record.unit),
+            ("REFINE_PROC_STATE_DIR", &dir),
+        ]);
         reconcile(&mut record, None);
         self.emit(Event::about("forgotten", &record));
         Ok(outcome(&record, "forgotten"))
@@ -1582,6 +1623,166 @@ impl Controller {
         }
     }
 
+    /// Rebuilds the records the index lost (deleted, or quarantined as
+    /// unreadable) from systemd and the journal, never overwriting one that
+    /// is there: every running service of this index (its unit's
+    /// Environment names the index) from its unit's environment and
+    /// properties, with what its start entry in the journal adds (details,
+    /// metadata, limits, who asked); and every ended run the journal shows
+    /// for this index, closed with the exit the journal holds (else `lost`).
+    pub async fn recover(&self) -> Result<Recovery> {
+        let systemd = self.systemd().await?;
+        let dir = self.index.dir().display().to_string();
+        let (index_dir, journal_dir) = (dir.clone(), dir.clone());
+        let mut units =
+            tokio::task::spawn_blocking(move || crate::journal::own_units(&journal_dir))
+                .await
+                .ok()
+                .flatten();
+        let journal_read = units.is_some();
+        let in_journal = units.clone().unwrap_or_default();
+        let live = systemd
+            .list(&["refine-*.service", "refine-*.scope"])
+            .await?;
+        let names: Vec<String> = live.iter().map(|u| u.name.clone()).collect();
+        let own = units.get_or_insert_with(Vec::new);
+        for n in &names {
+            if !own.contains(n) {
+                own.push(n.clone());
+            }
+        }
+        let all = own.clone();
+        let history = tokio::task::spawn_blocking(move || crate::journal::history(&all, None))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut recovery = Recovery {
+            rebuilt: Vec::new(),
+            intact: 0,
+            not_rebuilt: Vec::new(),
+            journal: journal_read,
+        };
+        for unit in units.unwrap_or_default() {
+            let Some((_, id)) = parse_unit_name(&unit) else {
+                continue;
+            };
+            let mut not_rebuilt = |reason: String| {
+                recovery.not_rebuilt.push(NotRebuilt {
+                    id: id.clone(),
+                    unit: unit.clone(),
+                    reason,
+                })
+            };
+            match self.index.load(&id) {
+                Ok(Loaded::Found(_)) => {
+                    recovery.intact += 1;
+                    continue;
+                }
+                Ok(Loaded::Newer { schema }) => {
+                    not_rebuilt(format!(
+                        "its record has schema {schema}, newer than this refine-proc"
+                    ));
+                    continue;
+                }
+                Ok(Loaded::Missing | Loaded::Quarantined { .. }) => {}
+                Err(e) => {
+                    not_rebuilt(e.message);
+                    continue;
+                }
+            }
+            let h = history.get(&unit).cloned().unwrap_or_default();
+            let from_journal = h
+                .start
+                .clone()
+                .and_then(|v| serde_json::from_value::<Record>(v).ok());
+            let info = if names.contains(&unit) {
+                systemd.service_info(&unit).await?
+            } else {
+                None
+            };
+            let record = match info {
+                Some(info) if unit.ends_with(".service") => {
+                    let env: BTreeMap<String, String> = info
+                        .environment
+                        .iter()
+                        .filter_map(|e| e.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    // Only this index's units; others share the manager.
+                    if env.get("REFINE_ID") != Some(&id)
+                        || env.get("REFINE_PROC_STATE_DIR") != Some(&index_dir)
+                    {
+                        continue;
+                    }
+                    let live = record_from_environment(&id, &unit, &env, &info);
+                    match from_journal {
+                        Some(mut r) if r.id == id && r.unit == unit => {
+                            // Who it is from the journal; what it does now from systemd.
+                            r.environment = live.environment;
+                            r.state = live.state;
+                            r.pid = live.pid;
+                            r.launcher = None;
+                            r.recovered_from = Some("systemd+journal".into());
+                            r
+                        }
+                        _ => live,
+                    }
+                }
+                Some(info) => {
+                    // A scope keeps no environment: only its start entry in
+                    // the journal says it is this index's.
+                    if !in_journal.contains(&unit) {
+                        continue;
+                    }
+                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
+                        not_rebuilt(
+                            "an adopted process: a scope keeps no environment, and the \
+                                     journal holds no start entry for it"
+                                .into(),
+                        );
+                        continue;
+                    };
+                    r.launcher = None;
+                    r.recovered_from = Some("systemd+journal".into());
+                    reconcile(&mut r, Some(&info.state));
+                    r
+                }
+                None => {
+                    if h.forgotten_at.is_some() {
+                        continue; // `forget` dropped it on purpose
+                    }
+                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
+                        not_rebuilt("the journal holds no start entry for it".into());
+                        continue;
+                    };
+                    if !h.env_keys.is_empty() {
+                        // Its --env values stayed in the lost index: starting it
+                        // again without them would not be the same process.
+                        r.command.clear();
+                    }
+                    close_from_journal(&mut r, &h);
+                    r
+                }
+            };
+            match self.index.create_or_load(record) {
+                Ok(stored) => {
+                    let mut shown = stored.clone();
+                    present(&mut shown);
+                    self.emit(
+                        Event::about("recovered", &stored).with("from", &stored.recovered_from),
+                    );
+                    recovery.rebuilt.push(shown);
+                }
+                Err(e) => not_rebuilt(e.message),
+            }
+        }
+        recovery
+            .rebuilt
+            .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok(recovery)
+    }
+
     /// All records of an owner or workflow (for grouped logs).
     pub fn records_where(&self, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
         let mut out = Vec::new();
@@ -1644,6 +1845,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            launcher: crate::procfs::identity(std::process::id()),
             recovered_from: None,
         }
     })
@@ -1682,6 +1884,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        launcher: crate::procfs::identity(std::process::id()),
         recovered_from: None,
     }
 }
@@ -1772,6 +1975,37 @@ fn default_hook_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("refine-proc"))
 }
 
+/// Closes the record of an ended run rebuilt from its start entry in the
+/// journal: with its last exit there (from the hook's entry, or the
+/// manager's message), as the hook would have; else `lost`.
+fn close_from_journal(r: &mut Record, h: &crate::journal::UnitHistory) {
+    r.launcher = None;
+    r.paused_by = None;
+    r.recovered_from = Some("journal".into());
+    match h.exit_after(r.started_at, None) {
+        Some(e) => {
+            r.apply_exit(Exit {
+                result: e.result,
+                code: e.code,
+                signal: e.signal,
+                at: e.at.unwrap_or_else(Timestamp::now),
+                invocation: e.invocation,
+            });
+            r.runs_ended = h.exits.len() as u32;
+            r.exit_source = Some("journal".into());
+        }
+        None => {
+            r.clear_exit();
+            r.state = State::Lost;
+            if !h.seen_by_manager {
+                r.result = Some("not-started".into());
+            } else {
+                r.ended_at = h.last_output_at;
+            }
+        }
+    }
+}
+
 /// Closes a record whose unit vanished without a recorded exit: `lost`,
 /// with the last exit the journal holds for this run (`exit_source:
 /// journal`), else `ended_at` the latest it can have ended (when a newer
@@ -1786,6 +2020,7 @@ fn close_as_lost(
 ) {
     let was_starting = r.state == State::Starting;
     r.state = State::Lost;
+    r.launcher = None;
     r.paused_by = None;
     r.clear_exit();
     if let Some(exit) = history.exit_after(r.started_at, r.last_exit_invocation.as_deref()) {
@@ -1833,8 +2068,7 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
         // running; keep what it recorded.
         Some(_) => {}
         None => {
-            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
-            let may_still_start = record.state == State::Starting && young;
+            let may_still_start = record.state == State::Starting && may_still_start(record);
             if !(record.state.is_ended() || may_still_start) {
                 record.state = State::Lost;
             }
@@ -1842,6 +2076,21 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
     }
     paused_as_recorded(record, live);
     present(record);
+}
+
+/// Whether a `starting` record without a unit may still get one: within
+/// START_GRACE, unless the process that launched it is gone (killed
+/// between its index write and systemd's answer). A launcher's last
+/// D-Bus request may still be on its way when it dies: a moment's grace
+/// covers that.
+fn may_still_start(record: &Record) -> bool {
+    let age = record.started_at.map(|t| t.elapsed());
+    let young = age.is_some_and(|a| a < START_GRACE);
+    let launcher_gone = record
+        .launcher
+        .as_deref()
+        .is_some_and(|l| !crate::procfs::is_alive(l));
+    young && !(launcher_gone && age.is_some_and(|a| a > LAUNCHER_GRACE))
 }
 
 /// ListUnitsByPatterns carries no FreezerState: where systemd's view has
@@ -1863,10 +2112,9 @@ fn reconcile_scope(record: &mut Record, live: Option<&UnitState>) {
         Some(("activating", _)) => record.state = State::Starting,
         _ if record.state.is_ended() => {}
         _ => {
-            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
             record.state = match record.state {
                 // `adopt` is between its index write and systemd's reply.
-                State::Starting if young => State::Starting,
+                State::Starting if may_still_start(record) => State::Starting,
                 // systemd never confirmed the adoption.
                 State::Starting => State::Lost,
                 _ if record.stop_requested_for.is_some() => State::Stopped,
@@ -1977,6 +2225,7 @@ fn record_from_environment(
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        launcher: None,
         recovered_from: Some("systemd".into()),
     };
     reconcile(

@@ -207,6 +207,11 @@ pub struct UnitHistory {
     pub exits: Vec<JournalExit>,
     /// When the process last wrote a line (its SYSLOG_IDENTIFIER).
     pub last_output_at: Option<Timestamp>,
+    /// The names of the `--env` variables of the start (their values are
+    /// kept out of the journal).
+    pub env_keys: Vec<String>,
+    /// When `forget` dropped its record, if it did after the last start.
+    pub forgotten_at: Option<Timestamp>,
 }
 
 impl UnitHistory {
@@ -235,7 +240,7 @@ pub fn history_args(uid: u32, units: &[String], since: Option<Timestamp>) -> Vec
         "--output=json".to_string(),
         "--output-fields=MESSAGE_ID,USER_UNIT,USER_INVOCATION_ID,EXIT_CODE,EXIT_STATUS,\
 UNIT_RESULT,COMMAND,SYSLOG_IDENTIFIER,REFINE_UNIT,REFINE_EVENT,REFINE_RECORD,REFINE_RESULT,\
-REFINE_EXIT_CODE,REFINE_EXIT_STATUS,REFINE_INVOCATION"
+REFINE_EXIT_CODE,REFINE_EXIT_STATUS,REFINE_INVOCATION,REFINE_ENV_KEYS"
             .to_string(),
     ];
     if let Some(since) = since {
@@ -292,6 +297,41 @@ pub fn history(
     Some(parse_history(text.lines(), units))
 }
 
+/// The units that refine-proc's own journal entries name for the index
+/// `dir` (starts, exits, forgets), oldest first; None when the journal
+/// cannot be read.
+pub fn own_units(dir: &str) -> Option<Vec<String>> {
+    let out = Command::new("journalctl")
+        .args([
+            "--no-pager".to_string(),
+            "--quiet".to_string(),
+            "--output=json".to_string(),
+            "--output-fields=REFINE_UNIT".to_string(),
+            format!("_UID={}", current_uid()),
+            format!("SYSLOG_IDENTIFIER={OWN_IDENTIFIER}"),
+            format!("REFINE_PROC_STATE_DIR={dir}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut units: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let unit = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("REFINE_UNIT").and_then(field_text));
+        if let Some(unit) = unit.filter(|u| crate::model::parse_unit_name(u).is_some()) {
+            if !units.contains(&unit) {
+                units.push(unit);
+            }
+        }
+    }
+    Some(units)
+}
+
 /// Folds journal entries (`journalctl -o json` lines) into each unit's history.
 pub fn parse_history<'a>(
     lines: impl Iterator<Item = &'a str>,
@@ -318,7 +358,15 @@ pub fn parse_history<'a>(
                 Some("start") => {
                     h.start = field("REFINE_RECORD").and_then(|r| serde_json::from_str(&r).ok());
                     h.start_at = at;
+                    h.env_keys = field("REFINE_ENV_KEYS")
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|k| !k.is_empty())
+                        .map(String::from)
+                        .collect();
+                    h.forgotten_at = None;
                 }
+                Some("forget") => h.forgotten_at = at,
                 Some("exit") => {
                     let status = field("REFINE_EXIT_STATUS").unwrap_or_default();
                     let (code, signal) =

@@ -498,6 +498,11 @@ pub struct Record {
     /// what that group's pause froze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_by: Option<String>,
+    /// The `run` (or `restart`) process between its index write and
+    /// systemd's answer, as `PID:STARTTIME`: once it is gone, a `starting`
+    /// record without a unit needs no grace period to be called lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<String>,
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
@@ -572,6 +577,7 @@ mod tests {
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            launcher: None,
             recovered_from: None,
         }
     }

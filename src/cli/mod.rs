@@ -169,6 +169,24 @@ Examples:
   refine-proc events -n 20 --owner agent
   refine-proc events --id k3x9p2qa --json  # JSON Lines")]
     Events(EventsArgs),
+    /// Rebuild lost records (index deleted or unreadable) from systemd and the journal
+    #[command(after_help = "\
+Examples:
+  refine-proc recover                 # after the index was deleted or damaged
+  refine-proc recover --json
+  refine-proc --state-dir ~/other-index recover
+
+Running processes of this index (their unit's environment names it) get
+their records back from systemd: unit, command, environment, state, with
+what the journal adds (details, metadata, limits). Ended runs come back
+from the journal: refine-proc writes each start, exit and forget there.
+They are closed with the exit the journal holds, else as lost. Records in
+the index are never overwritten; forgotten ones stay forgotten. Prints
+what was rebuilt and what could not be, and why.")]
+    Recover {
+        #[arg(long)]
+        json: bool,
+    },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
     RecordExit { id: String },
@@ -658,6 +676,15 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             print_outcomes(&[outcome], args.json)
         }
         Command::Policy { command } => policy(&controller, command).await,
+        Command::Recover { json } => {
+            let recovery = controller.recover().await?;
+            if json {
+                output::json(&recovery)?;
+            } else {
+                output::recovery(&recovery)?;
+            }
+            Ok(0)
+        }
         Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
     }
 }
