@@ -56,11 +56,47 @@ fn world(env: &Env) -> World {
         wait_gone(&r.unit);
     }
     env.ok(&["forget", &forgotten.id]);
+    // journald stores entries asynchronously: recover reads what is stored.
+    for (r, event) in [
+        (&running, "start"),
+        (&failed, "exit"),
+        (&exited, "exit"),
+        (&forgotten, "forget"),
+    ] {
+        wait_journal_entry(&r.id, event);
+    }
     World {
         running,
         failed,
         exited,
         forgotten,
+    }
+}
+
+/// Waits until journald has stored refine-proc's `event` entry for `id`.
+/// There is no signal for "stored" an unprivileged user can wait on (see
+/// wait_journal_lines), so this looks again, briefly, with a deadline.
+fn wait_journal_entry(id: &str, event: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut cmd = std::process::Command::new("journalctl");
+        cmd.args([
+            "--no-pager",
+            "-q",
+            "-o",
+            "cat",
+            "SYSLOG_IDENTIFIER=refine-proc",
+            &format!("REFINE_ID={id}"),
+            &format!("REFINE_EVENT={event}"),
+        ]);
+        if !output(cmd).stdout.trim().is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journald did not store the {event} entry of {id}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
