@@ -1749,7 +1749,7 @@ impl Controller {
                     r
                 }
                 None => {
-                    if h.forgotten_at.is_some() {
+                    if h.forgotten() {
                         continue; // `forget` dropped it on purpose
                     }
                     let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {

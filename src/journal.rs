@@ -210,11 +210,16 @@ pub struct UnitHistory {
     /// The names of the `--env` variables of the start (their values are
     /// kept out of the journal).
     pub env_keys: Vec<String>,
-    /// When `forget` dropped its record, if it did after the last start.
+    /// When `forget` last dropped its record.
     pub forgotten_at: Option<Timestamp>,
 }
 
 impl UnitHistory {
+    /// Whether `forget` dropped the record after its last start.
+    pub fn forgotten(&self) -> bool {
+        self.forgotten_at.is_some() && self.forgotten_at >= self.start_at
+    }
+
     /// The latest exit after `since` that is not `known` (an invocation the
     /// record already holds).
     pub fn exit_after(&self, since: Option<Timestamp>, known: Option<&str>) -> Option<JournalExit> {
@@ -355,7 +360,9 @@ pub fn parse_history<'a>(
             };
             let h = out.entry(unit).or_default();
             match field("REFINE_EVENT").as_deref() {
-                Some("start") => {
+                // By time, not by the order of the output: the latest start
+                // (a restart) wins, and a forget counts only after it.
+                Some("start") if h.start.is_none() || at >= h.start_at => {
                     h.start = field("REFINE_RECORD").and_then(|r| serde_json::from_str(&r).ok());
                     h.start_at = at;
                     h.env_keys = field("REFINE_ENV_KEYS")
@@ -364,9 +371,8 @@ pub fn parse_history<'a>(
                         .filter(|k| !k.is_empty())
                         .map(String::from)
                         .collect();
-                    h.forgotten_at = None;
                 }
-                Some("forget") => h.forgotten_at = at,
+                Some("forget") => h.forgotten_at = h.forgotten_at.max(at),
                 Some("exit") => {
                     let status = field("REFINE_EXIT_STATUS").unwrap_or_default();
                     let (code, signal) =
@@ -431,6 +437,7 @@ pub fn parse_history<'a>(
     }
     // "Failed with result 'timeout'" says more than the exit status.
     for h in out.values_mut() {
+        h.exits.sort_by_key(|e| e.at);
         for e in &mut h.exits {
             if let Some(r) = e.invocation.as_ref().and_then(|i| results.get(i)) {
                 e.result = r.clone();
@@ -572,6 +579,11 @@ mod tests {
                 .as_deref(),
             Some("i1")
         );
+        assert!(!h.forgotten());
+        // A forget counts by its time, whatever order journalctl prints in.
+        let forget = r#"{"__REALTIME_TIMESTAMP":"1700000009000000","SYSLOG_IDENTIFIER":"refine-proc","REFINE_UNIT":"refine-agent-abcd2345.service","REFINE_EVENT":"forget"}"#;
+        let h = parse_history([forget, lines[0]].into_iter(), &units);
+        assert!(h[&units[0]].forgotten());
         let args = history_args(1000, &units, None);
         assert!(args.ends_with(&[
             "+".to_string(),
