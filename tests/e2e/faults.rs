@@ -245,6 +245,16 @@ fn run_killed_at_each_point_leaves_one_true_record_per_started_unit() {
                 assert_eq!(units.len(), 1, "{point}: {units:?}");
                 assert_eq!(mine.len(), 1, "{point}: {mine:?}");
                 assert_eq!(mine[0].unit, units[0].0);
+                // Killed before the start job ended, the unit may still be
+                // activating (shown as starting): wait for systemd to say.
+                wait_for(&units[0].0, |i| {
+                    i.is_some_and(|i| i.state.active_state == "active")
+                });
+                let mine: Vec<Rec> = env
+                    .list(&["--all"])
+                    .into_iter()
+                    .filter(|r| r.label == label)
+                    .collect();
                 assert_eq!(mine[0].state, "running", "{point}");
                 let s = env.status(&mine[0].id);
                 assert!(s.pid.is_some_and(pid_alive), "{point}: {s:?}");

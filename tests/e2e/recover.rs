@@ -206,7 +206,8 @@ fn recover_rebuilds_a_deleted_index_from_systemd_and_the_journal() {
     );
     // Another index sharing the manager claims none of it.
     let other = Env::new();
-    assert!(rebuilt(&recover(&other)).is_empty());
+    let theirs = recover(&other);
+    assert!(rebuilt(&theirs).is_empty(), "{theirs:#}");
 }
 
 #[test]
