@@ -1657,6 +1657,17 @@ impl Controller {
             .ok()
             .flatten()
             .unwrap_or_default();
+        // `forget` is in the event history too, which outlives a damaged
+        // record (not a deleted index): either keeps a forgotten run forgotten.
+        let forgotten: HashMap<String, Timestamp> = self
+            .index
+            .events()
+            .map(|(events, _)| events)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.event == "forgotten")
+            .filter_map(|e| Some((e.id?, e.time)))
+            .collect();
         let mut recovery = Recovery {
             rebuilt: Vec::new(),
             intact: 0,
@@ -1749,7 +1760,10 @@ impl Controller {
                     r
                 }
                 None => {
-                    if h.forgotten() {
+                    let forgot_after_start = forgotten
+                        .get(&id)
+                        .is_some_and(|t| h.start_at.is_none_or(|s| *t >= s));
+                    if h.forgotten() || forgot_after_start {
                         continue; // `forget` dropped it on purpose
                     }
                     let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
