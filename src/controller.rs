@@ -1759,6 +1759,9 @@ impl Controller {
                     reconcile(&mut r, Some(&info.state));
                     r
                 }
+                // Only the journal can say an ended run was this index's (a
+                // unit listed a moment ago may be another index's, now gone).
+                None if !in_journal.contains(&unit) => continue,
                 None => {
                     let forgot_after_start = forgotten
                         .get(&id)
