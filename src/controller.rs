@@ -30,6 +30,9 @@ use crate::usage::{Cgroups, Usage};
 /// before it is called lost (covers a `run` that is between its index write
 /// and systemd's reply).
 const START_GRACE: Duration = Duration::from_secs(30);
+/// How long a `starting` record whose launcher died may still get its unit
+/// (a start request the launcher sent just before it died).
+const LAUNCHER_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the index lives: `--state-dir`, else `REFINE_PROC_STATE_DIR`, else
 /// `$XDG_STATE_HOME/refine-proc`, else `~/.local/state/refine-proc`.
@@ -133,6 +136,29 @@ pub struct Resurrection {
     /// The new record, linked to `from`.
     pub record: Option<Record>,
     pub error: Option<String>,
+}
+
+/// What `recover` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// Records rebuilt, oldest first: `recovered_from` says from what.
+    pub rebuilt: Vec<Record>,
+    /// How many records of the units found were in the index already (left
+    /// as they are).
+    pub intact: usize,
+    /// Units of this index whose record could not be rebuilt, and why.
+    pub not_rebuilt: Vec<NotRebuilt>,
+    /// Whether the journal could be read (the history of ended runs, and
+    /// the details of running ones, come from it).
+    pub journal: bool,
+}
+
+/// A unit `recover` found but could not rebuild a record for.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotRebuilt {
+    pub id: String,
+    pub unit: String,
+    pub reason: String,
 }
 
 /// How many times `adopt` scans again when a descendant exits between the
@@ -511,17 +537,21 @@ impl Controller {
             return Err(e);
         }
         let hook = self.unit_context(&requester.policy)?;
+        crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
         let (index, for_record) = (self.index.clone(), launch.clone());
         let requested_by = requester.requested_by();
         let stored = tokio::task::spawn_blocking(move || {
-            store_new_record(&index, &for_record, requested_by)
+            let record = store_new_record(&index, &for_record, requested_by)?;
+            journal_start(&index, &record);
+            Ok::<_, Error>(record)
         });
         let connected = self.systemd().await;
         let record = stored
             .await
             .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        crate::fault::point("after-index-write");
         let systemd = match connected {
             Ok(systemd) => systemd,
             Err(e) => {
@@ -543,6 +573,7 @@ impl Controller {
         // after_start fails when the process never ran; otherwise it ran,
         // and may be restarting, and --wait waits for the very end.
         let mut record = self.after_start(record, job).await?;
+        crate::fault::point("after-start");
         self.emit(started_event(&record).with("command", &record.command));
         // A pause made while this run was being started did not see it.
         if let Some(held) = self.held_by_pause(record.owner, &record.metadata)? {
@@ -558,6 +589,7 @@ impl Controller {
     async fn after_start(&self, record: Record, job: JobOutcome) -> Result<Record> {
         let pid = self.systemd().await?.exec_main_pid(&record.unit).await?;
         let updated = self.index.update(&record.id, |r| {
+            r.launcher = None;
             r.pid = pid.or(r.pid);
             // Unless the exit hook already recorded the end of this run.
             if r.state == State::Starting && job.result == "done" {
@@ -634,6 +666,7 @@ impl Controller {
             let record = store_fresh(&self.index, |id| {
                 adopted_record(id, &adoption, requested_by.clone())
             })?;
+            journal_start(&self.index, &record);
             let props = scope_properties(&adoption);
             let job = match systemd.start_transient(&record.unit, &props).await {
                 Ok(job) => job,
@@ -656,6 +689,7 @@ impl Controller {
             let mut record = self
                 .index
                 .update(&record.id, |r| {
+                    r.launcher = None;
                     if r.state == State::Starting {
                         r.state = State::Running;
                     }
@@ -872,8 +906,97 @@ impl Controller {
         };
         with_group_pauses(&mut record, &self.index.pauses()?.0);
         let info = self.systemd().await?.service_info(&record.unit).await?;
+        let stored = record.state;
         refresh(&mut record, info.as_ref());
+        self.close_lost(vec![(&mut record, stored)]).await;
         Ok(record)
+    }
+
+    /// Makes durable what `reconcile` found: records whose unit vanished
+    /// without a recorded exit are closed as `lost`, each once (under the
+    /// index lock, and only if the record still says what it said when it
+    /// was read), with the exit from the journal where it is there, and one
+    /// `lost` event each. Each pair is a reconciled record and the state it
+    /// was stored with. Only records becoming lost pay: a D-Bus lookup each
+    /// and one journalctl call for all. Best effort: what cannot be stored
+    /// now is found again by the next invocation.
+    async fn close_lost(&self, found: Vec<(&mut Record, State)>) {
+        let mut candidates: Vec<(&mut Record, State)> = found
+            .into_iter()
+            .filter(|(r, stored)| r.state == State::Lost && !stored.is_ended())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let Ok(systemd) = self.systemd().await else {
+            return;
+        };
+        // The caller's view of systemd may be older than the record it read
+        // (a `run` that started meanwhile): ask again, unit by unit.
+        let loaded = futures_util::future::join_all(
+            candidates.iter().map(|(r, _)| systemd.unit_path(&r.unit)),
+        )
+        .await;
+        let mut gone = Vec::new();
+        for ((r, stored), loaded) in candidates.iter_mut().zip(loaded) {
+            match loaded {
+                Ok(None) => gone.push((&mut **r, *stored)),
+                // Loaded after all, or unknown: not lost; the next look decides.
+                _ => r.state = *stored,
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let units: Vec<String> = gone.iter().map(|(r, _)| r.unit.clone()).collect();
+        let since = gone
+            .iter()
+            .filter_map(|(r, _)| r.started_at)
+            .min()
+            .map(|t| Timestamp(t.0 - Duration::from_secs(60)));
+        let journal = tokio::task::spawn_blocking(move || crate::journal::history(&units, since))
+            .await
+            .ok()
+            .flatten();
+        let manager_started = systemd.started_at().await;
+        for (r, stored) in gone {
+            let history = journal
+                .as_ref()
+                .and_then(|j| j.get(&r.unit))
+                .cloned()
+                .unwrap_or_default();
+            let started_at = r.started_at;
+            let mut closed = false;
+            let updated = self.index.update(&r.id, |cur| {
+                if cur.state != stored || cur.started_at != started_at {
+                    return; // written meanwhile (an exit, a restart): theirs stands
+                }
+                close_as_lost(cur, &history, journal.is_some(), manager_started);
+                closed = true;
+            });
+            match updated {
+                Ok(Some(mut cur)) => {
+                    if closed {
+                        let event = Event::about("lost", &cur)
+                            .with("ended_at", cur.ended_at)
+                            .with("exit_code", cur.exit_code)
+                            .with("exit_signal", &cur.exit_signal)
+                            .with("result", &cur.result)
+                            .with("exit_source", &cur.exit_source);
+                        self.emit(Event {
+                            actor: Some("refine-proc".into()),
+                            ..event
+                        });
+                    }
+                    // Else someone else's write (an exit, a start) is newer
+                    // than what was reconciled: it stands as written.
+                    present(&mut cur);
+                    *r = cur;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot record {} as lost: {}", r.id, e.message),
+            }
+        }
     }
 
     /// Everything known about one process.
@@ -881,7 +1004,9 @@ impl Controller {
         let id = self.resolve(arg)?;
         let mut warnings = Vec::new();
         let (mut record, info) = self.load(&id, &mut warnings).await?;
+        let stored = record.state;
         refresh(&mut record, info.as_ref());
+        self.close_lost(vec![(&mut record, stored)]).await;
         let usage = match info.as_ref().and_then(|i| i.control_group.as_deref()) {
             Some(cgroup) if !record.state.is_ended() => {
                 // The manager's cgroup is the unit's minus where systemd
@@ -1153,6 +1278,7 @@ impl Controller {
                 }
             }
         }
+        let stored: Vec<State> = records.iter().map(|r| r.state).collect();
         for r in &mut records {
             with_group_pauses(r, &pauses);
             let state = live.get(&r.id).map(|u| UnitState {
@@ -1162,6 +1288,8 @@ impl Controller {
             });
             reconcile(r, state.as_ref());
         }
+        self.close_lost(records.iter_mut().zip(stored).collect())
+            .await;
         records.retain(|r| filter.matches(r));
         // A restart gives a unit a new main process: ask systemd for the
         // pids of restartable units only, all at once.
@@ -1656,6 +1784,7 @@ impl Controller {
             r.pid = None;
             r.paused_by = None;
             r.started_at = Some(Timestamp::now());
+            r.launcher = crate::procfs::identity(std::process::id());
         })?;
         let props = service_properties(&id, launch, &hook);
         let job = match self
@@ -1702,7 +1831,7 @@ impl Controller {
     /// ended by itself, stays ended; one a pause holds is queued.
     pub async fn resurrect(&self) -> Result<Vec<Resurrection>> {
         let _one_at_a_time = self.index.resurrect_lock()?;
-        let manager_started = self.systemd().await?.started_at().await?;
+        let manager_started = self.systemd().await?.started_at().await;
         let all = ListFilter {
             all: true,
             ..Default::default()
@@ -1876,6 +2005,17 @@ impl Controller {
             }
         }
         self.index.remove(&id)?;
+        // So that `recover` does not bring it back from the journal.
+        let dir = self.index.dir().display().to_string();
+        let _ = crate::journal::send(&[
+            ("MESSAGE", &format!("{}: record forgotten", record.unit)),
+            ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+            ("PRIORITY", "6"),
+            ("REFINE_EVENT", "forget"),
+            ("REFINE_ID", &id),
+            ("REFINE_UNIT", &record.unit),
+            ("REFINE_PROC_STATE_DIR", &dir),
+        ]);
         reconcile(&mut record, None);
         self.emit(Event::about("forgotten", &record));
         Ok(outcome(&record, "forgotten"))
@@ -1906,6 +2046,37 @@ impl Controller {
             .hint("refine-proc records exits by itself; use status to read them"));
         };
         let exit = exit_from_environment(env);
+        // Also in the journal, first: should the index refuse the write, the
+        // exit is still known to whoever finds the record lost.
+        let dir = self.index.dir().display().to_string();
+        let sent = crate::journal::send(&[
+            (
+                "MESSAGE",
+                &format!("{}: exit recorded ({})", unit.unit, exit.result),
+            ),
+            ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+            ("PRIORITY", "6"),
+            ("REFINE_EVENT", "exit"),
+            ("REFINE_ID", id),
+            ("REFINE_UNIT", &unit.unit),
+            ("REFINE_PROC_STATE_DIR", &dir),
+            ("REFINE_RESULT", &exit.result),
+            (
+                "REFINE_EXIT_CODE",
+                env.get("EXIT_CODE").map(String::as_str).unwrap_or(""),
+            ),
+            (
+                "REFINE_EXIT_STATUS",
+                env.get("EXIT_STATUS").map(String::as_str).unwrap_or(""),
+            ),
+            (
+                "REFINE_INVOCATION",
+                exit.invocation.as_deref().unwrap_or(""),
+            ),
+        ]);
+        if let Err(e) = sent {
+            tracing::debug!("cannot write the exit to the journal: {e}");
+        }
         if let Some(r) = self.index.update(id, |r| r.apply_exit(exit.clone()))? {
             return Ok(r);
         }
@@ -1921,6 +2092,183 @@ impl Controller {
                 .update(id, |r| r.apply_exit(exit))?
                 .unwrap_or(record)),
         }
+    }
+
+    /// Rebuilds the records the index lost (deleted, or quarantined as
+    /// unreadable) from systemd and the journal, never overwriting one that
+    /// is there: every running service of this index (its unit's
+    /// Environment names the index) from its unit's environment and
+    /// properties, with what its start entry in the journal adds (details,
+    /// metadata, limits, who asked); and every ended run the journal shows
+    /// for this index, closed with the exit the journal holds (else `lost`).
+    pub async fn recover(&self) -> Result<Recovery> {
+        let systemd = self.systemd().await?;
+        let dir = self.index.dir().display().to_string();
+        let (index_dir, journal_dir) = (dir.clone(), dir.clone());
+        let mut units =
+            tokio::task::spawn_blocking(move || crate::journal::own_units(&journal_dir))
+                .await
+                .ok()
+                .flatten();
+        let journal_read = units.is_some();
+        let in_journal = units.clone().unwrap_or_default();
+        let live = systemd
+            .list(&["refine-*.service", "refine-*.scope"])
+            .await?;
+        let names: Vec<String> = live.iter().map(|u| u.name.clone()).collect();
+        let own = units.get_or_insert_with(Vec::new);
+        for n in &names {
+            if !own.contains(n) {
+                own.push(n.clone());
+            }
+        }
+        let all = own.clone();
+        let history = tokio::task::spawn_blocking(move || crate::journal::history(&all, None))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        // `forget` is in the event history too, which outlives a damaged
+        // record (not a deleted index): either keeps a forgotten run forgotten.
+        let forgotten: HashMap<String, Timestamp> = self
+            .index
+            .events()
+            .map(|(events, _)| events)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.event == "forgotten")
+            .filter_map(|e| Some((e.id?, e.time)))
+            .collect();
+        let mut recovery = Recovery {
+            rebuilt: Vec::new(),
+            intact: 0,
+            not_rebuilt: Vec::new(),
+            journal: journal_read,
+        };
+        for unit in units.unwrap_or_default() {
+            let Some((_, id)) = parse_unit_name(&unit) else {
+                continue;
+            };
+            let mut not_rebuilt = |reason: String| {
+                recovery.not_rebuilt.push(NotRebuilt {
+                    id: id.clone(),
+                    unit: unit.clone(),
+                    reason,
+                })
+            };
+            match self.index.load(&id) {
+                Ok(Loaded::Found(_)) => {
+                    recovery.intact += 1;
+                    continue;
+                }
+                Ok(Loaded::Newer { schema }) => {
+                    not_rebuilt(format!(
+                        "its record has schema {schema}, newer than this refine-proc"
+                    ));
+                    continue;
+                }
+                Ok(Loaded::Missing | Loaded::Quarantined { .. }) => {}
+                Err(e) => {
+                    not_rebuilt(e.message);
+                    continue;
+                }
+            }
+            let h = history.get(&unit).cloned().unwrap_or_default();
+            let from_journal = h
+                .start
+                .clone()
+                .and_then(|v| serde_json::from_value::<Record>(v).ok());
+            let info = if names.contains(&unit) {
+                systemd.service_info(&unit).await?
+            } else {
+                None
+            };
+            let record = match info {
+                Some(info) if unit.ends_with(".service") => {
+                    let env: BTreeMap<String, String> = info
+                        .environment
+                        .iter()
+                        .filter_map(|e| e.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    // Only this index's units; others share the manager.
+                    if env.get("REFINE_ID") != Some(&id)
+                        || env.get("REFINE_PROC_STATE_DIR") != Some(&index_dir)
+                    {
+                        continue;
+                    }
+                    let live = record_from_environment(&id, &unit, &env, &info);
+                    match from_journal {
+                        Some(mut r) if r.id == id && r.unit == unit => {
+                            // Who it is from the journal; what it does now from systemd.
+                            r.environment = live.environment;
+                            r.state = live.state;
+                            r.pid = live.pid;
+                            r.launcher = None;
+                            r.recovered_from = Some("systemd+journal".into());
+                            r
+                        }
+                        _ => live,
+                    }
+                }
+                Some(info) => {
+                    // A scope keeps no environment: only its start entry in
+                    // the journal says it is this index's.
+                    if !in_journal.contains(&unit) {
+                        continue;
+                    }
+                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
+                        not_rebuilt(
+                            "an adopted process: a scope keeps no environment, and the \
+                                     journal holds no start entry for it"
+                                .into(),
+                        );
+                        continue;
+                    };
+                    r.launcher = None;
+                    r.recovered_from = Some("systemd+journal".into());
+                    reconcile(&mut r, Some(&info.state));
+                    r
+                }
+                // Only the journal can say an ended run was this index's (a
+                // unit listed a moment ago may be another index's, now gone).
+                None if !in_journal.contains(&unit) => continue,
+                None => {
+                    let forgot_after_start = forgotten
+                        .get(&id)
+                        .is_some_and(|t| h.start_at.is_none_or(|s| *t >= s));
+                    if h.forgotten() || forgot_after_start {
+                        continue; // `forget` dropped it on purpose
+                    }
+                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
+                        not_rebuilt("the journal holds no start entry for it".into());
+                        continue;
+                    };
+                    if !h.env_keys.is_empty() {
+                        // Its --env values stayed in the lost index: starting it
+                        // again without them would not be the same process.
+                        r.command.clear();
+                    }
+                    close_from_journal(&mut r, &h);
+                    r
+                }
+            };
+            match self.index.create_or_load(record) {
+                Ok(stored) => {
+                    let mut shown = stored.clone();
+                    present(&mut shown);
+                    self.emit(
+                        Event::about("recovered", &stored).with("from", &stored.recovered_from),
+                    );
+                    recovery.rebuilt.push(shown);
+                }
+                Err(e) => not_rebuilt(e.message),
+            }
+        }
+        recovery
+            .rebuilt
+            .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok(recovery)
     }
 
     /// All records of an owner or workflow (for grouped logs).
@@ -1975,6 +2323,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             exit_code: None,
             exit_signal: None,
             result: None,
+            exit_source: None,
             limits: launch.limits.clone(),
             restart: Restart {
                 policy: launch.restart,
@@ -1987,6 +2336,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             persist: launch.persist,
             resurrected_from: None,
             resurrected_as: None,
+            launcher: crate::procfs::identity(std::process::id()),
             recovered_from: None,
         }
     })
@@ -2018,6 +2368,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         exit_code: None,
         exit_signal: None,
         result: None,
+        exit_source: None,
         limits: Default::default(),
         restart: Default::default(),
         runs_ended: 0,
@@ -2027,6 +2378,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         persist: false,
         resurrected_from: None,
         resurrected_as: None,
+        launcher: crate::procfs::identity(std::process::id()),
         recovered_from: None,
     }
 }
@@ -2094,6 +2446,31 @@ fn add_stopped(pauses: &mut Pauses, tag: &str, id: &str) {
     }
 }
 
+/// Writes the start of a run to the journal, with its record (without the
+/// values of its environment, which stay in the private index): what
+/// `recover` rebuilds ended runs from when the index is gone. Best effort.
+fn journal_start(index: &Index, r: &Record) {
+    let mut public = r.clone();
+    let env_keys: Vec<String> = public.environment.keys().cloned().collect();
+    public.environment.clear();
+    let json = serde_json::to_string(&public).expect("records serialize");
+    let dir = index.dir().display().to_string();
+    let sent = crate::journal::send(&[
+        ("MESSAGE", &format!("{}: start requested", r.unit)),
+        ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+        ("PRIORITY", "6"),
+        ("REFINE_EVENT", "start"),
+        ("REFINE_ID", &r.id),
+        ("REFINE_UNIT", &r.unit),
+        ("REFINE_PROC_STATE_DIR", &dir),
+        ("REFINE_ENV_KEYS", &env_keys.join(",")),
+        ("REFINE_RECORD", &json),
+    ]);
+    if let Err(e) = sent {
+        tracing::debug!("cannot write the start to the journal: {e}");
+    }
+}
+
 /// The start of a run, dated when refine-proc started it.
 fn started_event(r: &Record) -> Event {
     let mut event = Event::about("started", r).with("pid", r.pid);
@@ -2141,6 +2518,72 @@ fn default_hook_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("refine-proc"))
 }
 
+/// Closes the record of an ended run rebuilt from its start entry in the
+/// journal: with its last exit there (from the hook's entry, or the
+/// manager's message), as the hook would have; else `lost`.
+fn close_from_journal(r: &mut Record, h: &crate::journal::UnitHistory) {
+    r.launcher = None;
+    r.paused_by = None;
+    r.recovered_from = Some("journal".into());
+    match h.exit_after(r.started_at, None) {
+        Some(e) => {
+            r.apply_exit(Exit {
+                result: e.result,
+                code: e.code,
+                signal: e.signal,
+                at: e.at.unwrap_or_else(Timestamp::now),
+                invocation: e.invocation,
+            });
+            r.runs_ended = h.exits.len() as u32;
+            r.exit_source = Some("journal".into());
+        }
+        None => {
+            r.clear_exit();
+            r.state = State::Lost;
+            if !h.seen_by_manager {
+                r.result = Some("not-started".into());
+            } else {
+                r.ended_at = h.last_output_at;
+            }
+        }
+    }
+}
+
+/// Closes a record whose unit vanished without a recorded exit: `lost`,
+/// with the last exit the journal holds for this run (`exit_source:
+/// journal`), else `ended_at` the latest it can have ended (when a newer
+/// user manager started, or now). A `starting` record that the journal
+/// shows refine-proc requested but the manager never created is
+/// `result: not-started`: nothing ran.
+fn close_as_lost(
+    r: &mut Record,
+    history: &crate::journal::UnitHistory,
+    journal_read: bool,
+    manager_started: Option<Timestamp>,
+) {
+    let was_starting = r.state == State::Starting;
+    r.state = State::Lost;
+    r.launcher = None;
+    r.paused_by = None;
+    r.clear_exit();
+    if let Some(exit) = history.exit_after(r.started_at, r.last_exit_invocation.as_deref()) {
+        r.ended_at = exit.at.or(Some(Timestamp::now()));
+        r.exit_code = exit.code;
+        r.exit_signal = exit.signal;
+        r.result = Some(exit.result);
+        r.exit_source = Some("journal".into());
+        r.last_exit_invocation = exit.invocation;
+        r.runs_ended += 1;
+        return;
+    }
+    if was_starting && journal_read && history.start.is_some() && !history.seen_by_manager {
+        r.result = Some("not-started".into());
+        return;
+    }
+    let later_manager = manager_started.filter(|m| r.started_at.is_none_or(|s| *m > s));
+    r.ended_at = later_manager.or(Some(Timestamp::now()));
+}
+
 /// The record with systemd's live facts about the unit (if loaded) merged in.
 fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
     if let Some(pid) = info.and_then(|i| i.main_pid) {
@@ -2168,8 +2611,7 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
         // running; keep what it recorded.
         Some(_) => {}
         None => {
-            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
-            let may_still_start = record.state == State::Starting && young;
+            let may_still_start = record.state == State::Starting && may_still_start(record);
             let queued = record.state == State::Queued;
             if !(record.state.is_ended() || may_still_start || queued) {
                 record.state = State::Lost;
@@ -2178,6 +2620,21 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
     }
     paused_as_recorded(record, live);
     present(record);
+}
+
+/// Whether a `starting` record without a unit may still get one: within
+/// START_GRACE, unless the process that launched it is gone (killed
+/// between its index write and systemd's answer). A launcher's last
+/// D-Bus request may still be on its way when it dies: a moment's grace
+/// covers that.
+fn may_still_start(record: &Record) -> bool {
+    let age = record.started_at.map(|t| t.elapsed());
+    let young = age.is_some_and(|a| a < START_GRACE);
+    let launcher_gone = record
+        .launcher
+        .as_deref()
+        .is_some_and(|l| !crate::procfs::is_alive(l));
+    young && !(launcher_gone && age.is_some_and(|a| a > LAUNCHER_GRACE))
 }
 
 /// ListUnitsByPatterns carries no FreezerState: where systemd's view has
@@ -2199,10 +2656,9 @@ fn reconcile_scope(record: &mut Record, live: Option<&UnitState>) {
         Some(("activating", _)) => record.state = State::Starting,
         _ if record.state.is_ended() => {}
         _ => {
-            let young = record.started_at.is_some_and(|t| t.elapsed() < START_GRACE);
             record.state = match record.state {
                 // `adopt` is between its index write and systemd's reply.
-                State::Starting if young => State::Starting,
+                State::Starting if may_still_start(record) => State::Starting,
                 // systemd never confirmed the adoption.
                 State::Starting => State::Lost,
                 _ if record.stop_requested_for.is_some() => State::Stopped,
@@ -2303,6 +2759,7 @@ fn record_from_environment(
         exit_code: None,
         exit_signal: None,
         result: None,
+        exit_source: None,
         limits: Default::default(),
         restart: Default::default(),
         logs: Logs {
@@ -2315,6 +2772,7 @@ fn record_from_environment(
         persist: get("REFINE_PERSIST").is_some_and(|v| v == "1"),
         resurrected_from: None,
         resurrected_as: None,
+        launcher: None,
         recovered_from: Some("systemd".into()),
     };
     reconcile(

@@ -3,6 +3,7 @@
 pub mod controller;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod follow;
 pub mod index;
 pub mod journal;

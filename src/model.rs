@@ -475,6 +475,11 @@ pub struct Record {
     pub exit_signal: Option<String>,
     #[serde(default)]
     pub result: Option<String>,
+    /// Where the exit fields come from: `hook` (systemd's report to the
+    /// exit hook) or `journal` (the user manager's log line, read after
+    /// the end went unrecorded); null while no exit is known.
+    #[serde(default)]
+    pub exit_source: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -508,6 +513,11 @@ pub struct Record {
     /// The record `resurrect` started in this one's place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resurrected_as: Option<String>,
+    /// The `run` (or `restart`) process between its index write and
+    /// systemd's answer, as `PID:STARTTIME`: once it is gone, a `starting`
+    /// record without a unit needs no grace period to be called lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<String>,
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
@@ -520,6 +530,7 @@ impl Record {
         self.exit_code = None;
         self.exit_signal = None;
         self.result = None;
+        self.exit_source = None;
     }
 
     /// Records how a run ended. Only facts: whether systemd restarts the
@@ -543,6 +554,7 @@ impl Record {
         self.exit_code = exit.code;
         self.exit_signal = exit.signal;
         self.result = Some(exit.result);
+        self.exit_source = Some("hook".into());
         self.last_exit_invocation = exit.invocation;
     }
 
@@ -580,6 +592,7 @@ mod tests {
             exit_code: None,
             exit_signal: None,
             result: None,
+            exit_source: None,
             limits: Default::default(),
             restart: Restart { policy, count: 0 },
             logs: Default::default(),
@@ -590,6 +603,7 @@ mod tests {
             persist: false,
             resurrected_from: None,
             resurrected_as: None,
+            launcher: None,
             recovered_from: None,
         }
     }

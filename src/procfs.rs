@@ -57,6 +57,23 @@ pub fn stat(pid: u32) -> io::Result<Stat> {
     })
 }
 
+/// A process's identity that survives pid reuse: `PID:STARTTIME` (the
+/// start time in clock ticks since boot, field 22 of `/proc/PID/stat`).
+pub fn identity(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = text.get(text.rfind(')')? + 1..)?;
+    // Fields after the command name start at field 3 (state).
+    let start = after_comm.split_ascii_whitespace().nth(22 - 3)?;
+    Some(format!("{pid}:{start}"))
+}
+
+/// Whether the process an [`identity`] names still runs (the same one, not
+/// a later process that reuses its pid).
+pub fn is_alive(identity: &str) -> bool {
+    let pid = identity.split(':').next().and_then(|p| p.parse().ok());
+    pid.and_then(crate::procfs::identity).as_deref() == Some(identity)
+}
+
 /// The uid that owns the process (its effective uid, as `/proc/PID` shows).
 pub fn owner_uid(pid: u32) -> io::Result<u32> {
     Ok(std::fs::metadata(format!("/proc/{pid}"))?.uid())
@@ -258,5 +275,15 @@ mod tests {
         assert_eq!(descendants(13, &table), Vec::<u32>::new());
         // A cycle (pid reuse caught mid-scan) does not loop.
         assert_eq!(descendants(5, &[st(5, 6), st(6, 5)]), vec![6]);
+    }
+
+    #[test]
+    fn a_process_identity_outlives_no_pid_reuse() {
+        let me = identity(std::process::id()).unwrap();
+        assert!(me.starts_with(&format!("{}:", std::process::id())));
+        assert!(is_alive(&me));
+        let (pid, _) = me.split_once(':').unwrap();
+        assert!(!is_alive(&format!("{pid}:1")));
+        assert!(!is_alive("not-a-pid"));
     }
 }

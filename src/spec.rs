@@ -511,8 +511,19 @@ pub enum Prop {
     Strs(Vec<String>),
     /// `au`, e.g. a scope's PIDs.
     U32s(Vec<u32>),
-    /// `ExecStartEx`-style a(sasas): path, argv, flags.
-    Exec(Vec<(String, Vec<String>, Vec<String>)>),
+    /// `ExecStart`-style a(sasb): path, argv, ignore-failure.
+    Exec(Vec<(String, Vec<String>, bool)>),
+}
+
+/// An argument systemd passes on verbatim: it expands `$VAR` in ExecStart=
+/// argv, and turns `$$` into `$`.
+pub fn escape_dollars(arg: &str) -> String {
+    arg.replace('$', "$$")
+}
+
+/// The argument as given, from ExecStart= as systemd stores it.
+pub fn unescape_dollars(arg: &str) -> String {
+    arg.replace("$$", "$")
 }
 
 /// What the controller gives every unit it starts: the exit hook, and the
@@ -593,27 +604,31 @@ pub fn service_properties(
             Prop::Str(launch.cwd.display().to_string()),
         ),
         ("Environment", Prop::Strs(env)),
+        // Not ExecStartEx with no-env-expand: systemd 252 writes that to the
+        // transient unit file under a key its own parser rejects, so after a
+        // daemon-reload the unit had no ExecStart and no exit hook. Plain
+        // ExecStart expands $VAR, so every `$` is doubled: arguments stay data.
         (
-            "ExecStartEx",
+            "ExecStart",
             Prop::Exec(vec![(
                 launch.executable.display().to_string(),
-                launch.command.clone(),
-                // Arguments are data: no $VAR expansion.
-                vec!["no-env-expand".into()],
+                launch.command.iter().map(|a| escape_dollars(a)).collect(),
+                false,
             )]),
         ),
         (
-            "ExecStopPostEx",
+            "ExecStopPost",
             Prop::Exec(vec![(
                 hook.program.display().to_string(),
                 vec![
                     "refine-proc".into(),
                     "--state-dir".into(),
-                    hook.state_dir.display().to_string(),
+                    escape_dollars(&hook.state_dir.display().to_string()),
                     "record-exit".into(),
                     id.into(),
                 ],
-                vec!["ignore-failure".into(), "no-env-expand".into()],
+                // ignore-failure
+                true,
             )]),
         ),
         ("Restart", Prop::Str(launch.restart.as_str().into())),
@@ -748,11 +763,13 @@ mod tests {
         let l = s.validate().unwrap();
         let props = service_properties("abcd2345", &l, &hook());
         let get = |k: &str| props.iter().find(|(n, _)| *n == k).unwrap().1.clone();
-        let Prop::Exec(exec) = get("ExecStartEx") else {
+        let Prop::Exec(exec) = get("ExecStart") else {
             panic!()
         };
-        assert_eq!(exec[0].1, vec!["echo", "$HOME", "a\nb", "'\""]);
-        assert_eq!(exec[0].2, vec!["no-env-expand"]);
+        // `$` doubled, which systemd's expansion turns back into one `$`.
+        assert_eq!(exec[0].1, vec!["echo", "$$HOME", "a\nb", "'\""]);
+        let back: Vec<String> = exec[0].1.iter().map(|a| unescape_dollars(a)).collect();
+        assert_eq!(back, vec!["echo", "$HOME", "a\nb", "'\""]);
         assert_eq!(
             get("Description"),
             Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())
@@ -792,7 +809,7 @@ mod tests {
             get("CollectMode"),
             Some(Prop::Str("inactive-or-failed".into()))
         );
-        for absent in ["Environment", "ExecStartEx", "ExecStopPostEx", "Type"] {
+        for absent in ["Environment", "ExecStart", "ExecStopPost", "Type"] {
             assert_eq!(get(absent), None, "{absent}");
         }
     }
@@ -872,11 +889,11 @@ mod tests {
         assert_eq!(get("CPUWeight"), Some(Prop::U64(50)));
         assert_eq!(get("TimeoutStopUSec"), Some(Prop::U64(5_000_000)));
         assert_eq!(get("Restart"), Some(Prop::Str("on-failure".into())));
-        let Some(Prop::Exec(hook)) = get("ExecStopPostEx") else {
+        let Some(Prop::Exec(hook)) = get("ExecStopPost") else {
             panic!()
         };
         assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
-        assert!(hook[0].2.contains(&"ignore-failure".to_string()));
+        assert!(hook[0].2, "ignore-failure");
     }
 
     #[test]

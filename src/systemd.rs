@@ -70,14 +70,14 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
-    /// When this manager started (µs since the epoch); kept across
-    /// daemon-reexec, new after a restart.
-    #[zbus(property)]
-    fn userspace_timestamp(&self) -> zbus::Result<u64>;
     /// The manager's own cgroup, e.g. `/user.slice/user-1000.slice/user@1000.service`:
     /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
     fn control_group(&self) -> zbus::Result<String>;
+    /// When this manager started (µs since the epoch): a unit of an earlier
+    /// manager ended no later than this.
+    #[zbus(property)]
+    fn userspace_timestamp(&self) -> zbus::Result<u64>;
 }
 
 #[proxy(
@@ -212,16 +212,6 @@ impl Systemd {
             .map_err(|e| dbus_error("read the systemd version", "", e))
     }
 
-    /// When the running user manager started.
-    pub async fn started_at(&self) -> Result<Option<crate::model::Timestamp>> {
-        let usec = self
-            .manager
-            .userspace_timestamp()
-            .await
-            .map_err(|e| dbus_error("read when the user manager started", "", e))?;
-        Ok(crate::model::Timestamp::from_usec(usec))
-    }
-
     /// The user manager's cgroup (`/user.slice/user-1000.slice/user@1000.service`),
     /// or None when it does not say.
     pub async fn manager_control_group(&self) -> Result<Option<String>> {
@@ -231,6 +221,12 @@ impl Systemd {
             .await
             .map_err(|e| dbus_error("read the manager's cgroup", "", e))?;
         Ok(Some(cg).filter(|c| c.starts_with('/')))
+    }
+
+    /// When this manager started, if it says.
+    pub async fn started_at(&self) -> Option<crate::model::Timestamp> {
+        let usec = self.manager.userspace_timestamp().await.ok()?;
+        crate::model::Timestamp::from_usec(usec)
     }
 
     /// Starts a transient unit and waits for its start job.
@@ -248,11 +244,35 @@ impl Systemd {
             .receive_job_removed_with_args(&[(2, unit)])
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
-        let job = self
+        let job = match self
             .manager
-            .start_transient_unit(unit, "fail", props, Vec::new())
+            .start_transient_unit(unit, "fail", props.clone(), Vec::new())
             .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
+        {
+            Ok(job) => job,
+            // The manager re-executed: a request it never read left no
+            // unit and is made again; one it did (no reply) is awaited by
+            // the unit's state instead of its job.
+            Err(e) if is_away(&e) && self.await_manager().await => {
+                if self.unit_path(unit).await?.is_some() {
+                    let done = |i: Option<&ServiceInfo>| {
+                        i.is_none_or(|i| i.state.active_state != "activating")
+                    };
+                    let info = self.wait_for(unit, done).await?;
+                    let ran = info.is_none_or(|i| i.state.active_state != "failed");
+                    let result = if ran { "done" } else { "failed" };
+                    return Ok(JobOutcome {
+                        result: result.into(),
+                    });
+                }
+                self.manager
+                    .start_transient_unit(unit, "fail", props, Vec::new())
+                    .await
+                    .map_err(|e| dbus_error(&action, unit, e))?
+            }
+            Err(e) => return Err(dbus_error(&action, unit, e)),
+        };
+        crate::fault::point("after-start-request");
         wait_job(jobs, &job, &action, START_TIMEOUT).await
     }
 
@@ -271,8 +291,7 @@ impl Systemd {
         done: impl Fn(Option<&ServiceInfo>) -> bool,
     ) -> Result<Option<ServiceInfo>> {
         let action = format!("wait for {unit}");
-        self.manager
-            .subscribe()
+        self.retrying(|| self.manager.subscribe())
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
         let mut removed = self
@@ -386,9 +405,9 @@ impl Systemd {
             .receive_job_removed_with_args(&[(2, unit)])
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
+        // Asking twice to stop is harmless: safe to repeat across a reexec.
         let job = self
-            .manager
-            .stop_unit(unit, "replace")
+            .retrying(|| self.manager.stop_unit(unit, "replace"))
             .await
             .map_err(|e| dbus_error(&action, unit, e))?;
         wait_job(jobs, &job, &action, timeout).await
@@ -449,15 +468,14 @@ impl Systemd {
 
     /// All loaded units matching the glob patterns, in one round trip.
     pub async fn list(&self, patterns: &[&str]) -> Result<Vec<ListedUnit>> {
-        self.manager
-            .list_units_by_patterns(&[], patterns)
+        self.retrying(|| self.manager.list_units_by_patterns(&[], patterns))
             .await
             .map_err(|e| dbus_error("list units", "", e))
     }
 
     /// The object path of a loaded unit (None when not loaded).
     pub async fn unit_path(&self, unit: &str) -> Result<Option<OwnedObjectPath>> {
-        match self.manager.get_unit(unit).await {
+        match self.retrying(|| self.manager.get_unit(unit)).await {
             Ok(p) => Ok(Some(p)),
             Err(e) if is_no_such_unit(&e) => Ok(None),
             Err(e) => Err(dbus_error(&format!("look up {unit}"), unit, e)),
@@ -525,8 +543,8 @@ impl Systemd {
             "org.freedesktop.systemd1.Service"
         };
         let (u, s) = tokio::join!(
-            props.get_all("org.freedesktop.systemd1.Unit"),
-            props.get_all(kind),
+            self.retrying(|| props.get_all("org.freedesktop.systemd1.Unit")),
+            self.retrying(|| props.get_all(kind)),
         );
         let mut u = match u {
             Ok(u) => u,
@@ -555,12 +573,94 @@ impl Systemd {
             n_restarts: take(&mut s, "NRestarts").unwrap_or_default(),
             control_group: take::<String>(&mut s, "ControlGroup").filter(|c| !c.is_empty()),
             environment: take(&mut s, "Environment").unwrap_or_default(),
-            exec_argv: exec.into_iter().next().map(|e| e.1).unwrap_or_default(),
+            exec_argv: exec
+                .into_iter()
+                .next()
+                .map(|e| {
+                    e.1.iter()
+                        .map(|a| crate::spec::unescape_dollars(a))
+                        .collect()
+                })
+                .unwrap_or_default(),
             working_directory: take::<String>(&mut s, "WorkingDirectory").filter(|d| !d.is_empty()),
             memory_current: take(&mut s, "MemoryCurrent").and_then(tracked),
             cpu_usage_nsec: take(&mut s, "CPUUsageNSec").and_then(tracked),
             tasks_current: take(&mut s, "TasksCurrent").and_then(tracked),
         }))
+    }
+}
+
+/// How long to wait for a manager that left the bus (daemon-reexec) to
+/// come back before giving up.
+const REEXEC_TIMEOUT: Duration = Duration::from_secs(90);
+/// How many times one call is tried again after the manager came back.
+const REEXEC_RETRIES: usize = 3;
+
+/// Whether a failed call means the manager is off the bus for a moment
+/// (daemon-reexec drops its connection: calls in flight get NoReply, new
+/// ones find no owner of the name) rather than a real answer.
+fn is_away(e: &zbus::Error) -> bool {
+    matches!(
+        error_name(e).as_deref(),
+        Some(
+            "org.freedesktop.DBus.Error.NoReply"
+                | "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+        )
+    )
+}
+
+impl Systemd {
+    /// Waits, on the bus's NameOwnerChanged, until a manager owns
+    /// org.freedesktop.systemd1 and answers again; false if none does in
+    /// time (it is not re-executing but gone).
+    async fn await_manager(&self) -> bool {
+        let wait = async {
+            let Ok(bus) = zbus::fdo::DBusProxy::new(self.connection()).await else {
+                return false;
+            };
+            // The stream exists before the check, so the return is not missed.
+            let Ok(mut owners) = bus
+                .receive_name_owner_changed_with_args(&[(0, "org.freedesktop.systemd1")])
+                .await
+            else {
+                return false;
+            };
+            loop {
+                match self.manager.version().await {
+                    Ok(_) => return true,
+                    Err(e) if is_away(&e) => {}
+                    Err(_) => return false,
+                }
+                if owners.next().await.is_none() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(REEXEC_TIMEOUT, wait)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Makes a call, and again (a few times) when it failed only because
+    /// the manager was re-executing: reads are safe to repeat.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> zbus::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = zbus::Result<T>>,
+    {
+        let mut retries = 0;
+        loop {
+            match call().await {
+                Err(e) if is_away(&e) && retries < REEXEC_RETRIES => {
+                    retries += 1;
+                    if !self.await_manager().await {
+                        return Err(e);
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 }
 

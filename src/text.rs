@@ -183,6 +183,15 @@ const SIGNALS: [(&str, i32); 31] = [
 
 /// Parses a signal given as a name (`TERM`, `SIGTERM`, `term`,
 /// `RTMIN+3`) or a number.
+/// The name systemd gives signal `n` (without SIG), or its number.
+pub fn signal_name(n: i32) -> String {
+    SIGNALS
+        .iter()
+        .find(|(_, v)| *v == n)
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_else(|| n.to_string())
+}
+
 pub fn parse_signal(s: &str) -> Result<i32> {
     let upper = s.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);

@@ -205,6 +205,24 @@ systemd signals them over D-Bus (also when done with systemctl), the rest
 (refusals, kills, limit changes, queued runs) as refine-proc records them.
 Nothing is polled.")]
     Events(EventsArgs),
+    /// Rebuild lost records (index deleted or unreadable) from systemd and the journal
+    #[command(after_help = "\
+Examples:
+  refine-proc recover                 # after the index was deleted or damaged
+  refine-proc recover --json
+  refine-proc --state-dir ~/other-index recover
+
+Running processes of this index (their unit's environment names it) get
+their records back from systemd: unit, command, environment, state, with
+what the journal adds (details, metadata, limits). Ended runs come back
+from the journal: refine-proc writes each start, exit and forget there.
+They are closed with the exit the journal holds, else as lost. Records in
+the index are never overwritten; forgotten ones stay forgotten. Prints
+what was rebuilt and what could not be, and why.")]
+    Recover {
+        #[arg(long)]
+        json: bool,
+    },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
     RecordExit { id: String },
@@ -745,6 +763,15 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             } else {
                 0
             })
+        }
+        Command::Recover { json } => {
+            let recovery = controller.recover().await?;
+            if json {
+                output::json(&recovery)?;
+            } else {
+                output::recovery(&recovery)?;
+            }
+            Ok(0)
         }
         Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
     }

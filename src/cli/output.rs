@@ -90,6 +90,51 @@ pub fn events(events: &[refine_proc::events::Event]) -> Result<()> {
     print(&format!("{t}\n"))
 }
 
+pub fn recovery(r: &refine_proc::controller::Recovery) -> Result<()> {
+    let mut text = String::new();
+    if !r.journal {
+        text.push_str(
+            "warning: the journal could not be read: ended runs cannot be recovered \
+             (see journalctl --user)\n",
+        );
+    }
+    if r.rebuilt.is_empty() {
+        text.push_str("rebuilt no records\n");
+    } else {
+        text.push_str(&format!("rebuilt {} records:\n", r.rebuilt.len()));
+        let mut b = Builder::default();
+        b.push_record(["ID", "OWNER", "LABEL", "STATE", "EXIT", "FROM"]);
+        for rec in &r.rebuilt {
+            b.push_record([
+                rec.id.clone(),
+                rec.owner.to_string(),
+                truncate(&escape(&rec.label), 30),
+                rec.state.to_string(),
+                exit_text(rec),
+                opt(&rec.recovered_from),
+            ]);
+        }
+        let mut t = b.build();
+        t.with(Style::blank());
+        text.push_str(&format!("{t}\n"));
+    }
+    for n in &r.not_rebuilt {
+        text.push_str(&format!(
+            "not rebuilt: {} ({}): {}\n",
+            n.id,
+            n.unit,
+            escape(&n.reason)
+        ));
+    }
+    if r.intact > 0 {
+        text.push_str(&format!(
+            "{} records were intact and left as they are\n",
+            r.intact
+        ));
+    }
+    print(&text)
+}
+
 pub fn warnings(warnings: &[String]) {
     for w in warnings {
         eprintln!("refine-proc: warning: {}", escape(w));
