@@ -448,6 +448,12 @@ impl Controller {
 
     /// Records a lifecycle transition in the history (best effort, not
     /// synced: the record itself is the durable truth).
+    /// Appends an event to the history, with the requester as its actor
+    /// unless it names one.
+    pub fn record_event(&self, event: Event) {
+        self.emit(event)
+    }
+
     fn emit(&self, mut event: Event) {
         if event.actor.is_none() {
             event.actor = self.requester.get().map(|r| r.actor.key().to_string());
@@ -535,6 +541,15 @@ impl Controller {
             ));
             self.record_refusal("run", None, &e);
             return Err(e);
+        }
+        let backoff =
+            launch.restart != RestartPolicy::No && launch.restart_timing.max_delay_sec.is_some();
+        if backoff {
+            // RestartSteps= came with systemd 254; before, the daemon does it.
+            let version = self.systemd().await?.version_number().await?;
+            if version < 254 {
+                launch.restart_by = crate::model::RestartBy::Daemon;
+            }
         }
         let hook = self.unit_context(&requester.policy)?;
         crate::fault::point("before-index-write");
@@ -1819,9 +1834,14 @@ impl Controller {
             environment: record.environment.clone(),
             limits: record.limits.clone(),
             restart: record.restart.policy,
+            restart_timing: record.restart.timing.clone(),
             persist: record.persist,
         }
         .validate()
+        .map(|mut launch| {
+            launch.restart_by = record.restart.by;
+            launch
+        })
     }
 
     /// Starts again the `run --persist` processes that the user manager
@@ -1900,6 +1920,7 @@ impl Controller {
             environment: old.environment.clone(),
             limits: old.limits.clone(),
             restart: old.restart.policy,
+            restart_timing: old.restart.timing.clone(),
             persist: true,
         };
         let options = RunOptions {
@@ -2327,6 +2348,9 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             limits: launch.limits.clone(),
             restart: Restart {
                 policy: launch.restart,
+                timing: launch.restart_timing.clone(),
+                by: launch.restart_by,
+                last_failure: None,
                 count: 0,
             },
             runs_ended: 0,

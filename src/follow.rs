@@ -80,35 +80,16 @@ pub async fn follow(
         emit(e)?;
     }
     ready();
-    // Where each loaded unit stands now; units that appear later start
-    // from nothing.
-    let mut seen: HashMap<String, Seen> = systemd
-        .list(&["refine-*.service", "refine-*.scope"])
-        .await?
-        .into_iter()
-        .map(|u| {
-            let mut s = Seen {
-                active: u.active_state,
-                sub: u.sub_state,
-                in_run: false,
-            };
-            s.in_run = up(&s);
-            (u.name, s)
-        })
-        .collect();
+    let mut tracker = Tracker::new(controller).await?;
     loop {
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else {
                     return Err(Error::systemd("the connection to systemd ended while following events"));
                 };
-                let Some(record) = record_of(controller, &change.unit) else {
+                let Some((_, events)) = tracker.on_change(controller, &change) else {
                     continue; // another index's unit, or not refine-proc's
                 };
-                let before = seen.entry(change.unit.clone()).or_default().clone();
-                let mut after = apply(&before, &change);
-                let events = transitions(&before, &mut after, &record);
-                seen.insert(change.unit.clone(), after);
                 for e in events {
                     if keep(&e) {
                         emit(&e)?;
@@ -128,6 +109,51 @@ pub async fn follow(
                 }
             }
         }
+    }
+}
+
+/// Turns systemd's unit signals into lifecycle events, remembering where
+/// each unit of the index stands.
+pub(crate) struct Tracker {
+    seen: HashMap<String, Seen>,
+}
+
+impl Tracker {
+    /// Where each loaded unit stands now; units that appear later start
+    /// from nothing.
+    pub(crate) async fn new(controller: &Controller) -> Result<Tracker> {
+        let seen = controller
+            .systemd()
+            .await?
+            .list(&["refine-*.service", "refine-*.scope"])
+            .await?
+            .into_iter()
+            .map(|u| {
+                let mut s = Seen {
+                    active: u.active_state,
+                    sub: u.sub_state,
+                    in_run: false,
+                };
+                s.in_run = up(&s);
+                (u.name, s)
+            })
+            .collect();
+        Ok(Tracker { seen })
+    }
+
+    /// The record (None for a unit not of this index) and the events a
+    /// change means.
+    pub(crate) fn on_change(
+        &mut self,
+        controller: &Controller,
+        change: &UnitChange,
+    ) -> Option<(Record, Vec<Event>)> {
+        let record = record_of(controller, &change.unit)?;
+        let before = self.seen.entry(change.unit.clone()).or_default().clone();
+        let mut after = apply(&before, change);
+        let events = transitions(&before, &mut after, &record);
+        self.seen.insert(change.unit.clone(), after);
+        Some((record, events))
     }
 }
 

@@ -553,6 +553,38 @@ impl Index {
 
     /// An exclusive flock on the file `name` in the index, held while the
     /// returned file lives.
+    /// The daemon's single-instance lock (`daemon.lock`, holding its pid):
+    /// None when another daemon holds it, with that daemon's pid if known.
+    pub fn daemon_lock(&self) -> Result<std::result::Result<File, Option<u32>>> {
+        let path = self.dir.join("daemon.lock");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io_error("open", &path, e))?;
+        match f.try_lock() {
+            Ok(()) => {
+                // Released by the kernel when the daemon dies, however.
+                let pid = format!("{}\n", std::process::id());
+                f.set_len(0)
+                    .and_then(|_| std::io::Seek::rewind(&mut f))
+                    .and_then(|_| f.write_all(pid.as_bytes()))
+                    .map_err(|e| self.io_error("write", &path, e))?;
+                Ok(Ok(f))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                Ok(Err(pid))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(self.io_error("lock", &path, e)),
+        }
+    }
+
     fn lock_file(&self, name: &str) -> Result<File> {
         let path = self.dir.join(name);
         let f = OpenOptions::new()

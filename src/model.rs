@@ -413,6 +413,50 @@ pub struct Restart {
     pub policy: RestartPolicy,
     /// How many times the process was started again after its first start.
     pub count: u32,
+    /// Delay before a restart (RestartSec=); with `max_delay_sec` the first
+    /// of delays that double up to it.
+    #[serde(flatten)]
+    pub timing: RestartTiming,
+    /// Who restarts it: `systemd` (Restart=, and RestartSteps= for growing
+    /// delays on systemd 254 and later) or `daemon` (growing delays on
+    /// older systemd, done by `refine-proc daemon`).
+    pub by: RestartBy,
+    /// The last run that failed, kept across later runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+}
+
+/// When and how often a process is restarted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartTiming {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_sec: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delay_sec: Option<u64>,
+    /// At most this many starts within `limit_interval_sec`
+    /// (StartLimitBurst=, StartLimitIntervalSec=); then it stays failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_interval_sec: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartBy {
+    #[default]
+    Systemd,
+    Daemon,
+}
+
+/// How a failed run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub at: Timestamp,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<String>,
+    pub result: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -550,6 +594,14 @@ impl Record {
         };
         self.runs_ended += 1;
         self.paused_by = None;
+        if self.state == State::Failed {
+            self.restart.last_failure = Some(Failure {
+                at: exit.at,
+                exit_code: exit.code,
+                exit_signal: exit.signal.clone(),
+                result: Some(exit.result.clone()),
+            });
+        }
         self.ended_at = Some(exit.at);
         self.exit_code = exit.code;
         self.exit_signal = exit.signal;
@@ -594,7 +646,10 @@ mod tests {
             result: None,
             exit_source: None,
             limits: Default::default(),
-            restart: Restart { policy, count: 0 },
+            restart: Restart {
+                policy,
+                ..Default::default()
+            },
             logs: Default::default(),
             runs_ended: 0,
             stop_requested_for: None,

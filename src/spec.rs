@@ -36,6 +36,7 @@ pub struct RunSpec {
     pub environment: BTreeMap<String, String>,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    pub restart_timing: crate::model::RestartTiming,
     /// Started again by `refine-proc resurrect` after the user manager
     /// restarted (logout, crash, reboot) while it ran.
     pub persist: bool,
@@ -54,6 +55,10 @@ pub struct Launch {
     pub environment: BTreeMap<String, String>,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    pub restart_timing: crate::model::RestartTiming,
+    /// Decided by the controller from the running systemd: growing delays
+    /// need RestartSteps= (254) or the daemon.
+    pub restart_by: crate::model::RestartBy,
     pub persist: bool,
 }
 
@@ -105,6 +110,8 @@ impl RunSpec {
             check_text("--env value", v, MAX_ENV_VALUE)?;
         }
         check_limits(&self.limits)?;
+        let mut restart_timing = self.restart_timing;
+        check_restart(self.restart, &mut restart_timing)?;
         Ok(Launch {
             executable,
             command: self.command,
@@ -116,6 +123,8 @@ impl RunSpec {
             environment: self.environment,
             limits: self.limits,
             restart: self.restart,
+            restart_timing,
+            restart_by: crate::model::RestartBy::Systemd,
             persist: self.persist,
         })
     }
@@ -509,10 +518,92 @@ pub enum Prop {
     Str(String),
     U64(u64),
     Strs(Vec<String>),
+    U32(u32),
     /// `au`, e.g. a scope's PIDs.
     U32s(Vec<u32>),
     /// `ExecStart`-style a(sasb): path, argv, ignore-failure.
     Exec(Vec<(String, Vec<String>, bool)>),
+}
+
+/// Restart timing needs a restart policy, and sane numbers. Growing delays
+/// start at 1 s unless told.
+fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> Result<()> {
+    let given = t.delay_sec.is_some()
+        || t.max_delay_sec.is_some()
+        || t.limit_burst.is_some()
+        || t.limit_interval_sec.is_some();
+    if given && policy == RestartPolicy::No {
+        return Err(Error::invalid(
+            "--restart-delay, --restart-max-delay and --restart-limit need a restart policy",
+        )
+        .hint("add --restart on-failure (or always)"));
+    }
+    if t.max_delay_sec.is_some() && t.delay_sec.is_none() {
+        t.delay_sec = Some(1);
+    }
+    if let (Some(d), Some(m)) = (t.delay_sec, t.max_delay_sec) {
+        if m < d {
+            return Err(Error::invalid(format!(
+                "--restart-max-delay ({m}s) is shorter than --restart-delay ({d}s)"
+            ))
+            .hint("the delays grow from --restart-delay up to --restart-max-delay"));
+        }
+    }
+    if t.limit_burst == Some(0) {
+        return Err(
+            Error::invalid("--restart-limit must allow at least 1 start")
+                .hint("e.g. --restart-limit 5/10min"),
+        );
+    }
+    Ok(())
+}
+
+/// How systemd restarts the process. With growing delays, systemd 254's
+/// RestartSteps= does it; where the daemon does it instead, systemd does
+/// not restart at all (the daemon starts it again).
+fn restart_properties(launch: &Launch) -> Vec<(&'static str, Prop)> {
+    use crate::model::RestartBy;
+    let t = &launch.restart_timing;
+    let usec = |s: u64| Prop::U64(s.saturating_mul(1_000_000));
+    let mut props = Vec::new();
+    if launch.restart_by == RestartBy::Daemon {
+        props.push(("Restart", Prop::Str("no".into())));
+    } else {
+        props.push(("Restart", Prop::Str(launch.restart.as_str().into())));
+        if let Some(d) = t.delay_sec {
+            props.push(("RestartUSec", usec(d)));
+        }
+        if let (Some(max), Some(d)) = (t.max_delay_sec, t.delay_sec) {
+            props.push(("RestartSteps", Prop::U32(restart_steps(d, max))));
+            props.push(("RestartMaxDelayUSec", usec(max)));
+        }
+    }
+    if let Some(b) = t.limit_burst {
+        props.push(("StartLimitBurst", Prop::U32(b)));
+    }
+    if let Some(i) = t.limit_interval_sec {
+        props.push(("StartLimitIntervalUSec", usec(i)));
+    }
+    props
+}
+
+/// How many doublings take `delay` to `max` (RestartSteps=, at least 1).
+pub fn restart_steps(delay: u64, max: u64) -> u32 {
+    let mut steps = 0;
+    let mut d = delay.max(1);
+    while d < max && steps < 64 {
+        d = d.saturating_mul(2);
+        steps += 1;
+    }
+    steps.max(1)
+}
+
+/// The delay before the daemon's `n`th consecutive restart (0-based):
+/// `delay` doubling up to `max`.
+pub fn backoff_delay(delay: u64, max: u64, n: u32) -> u64 {
+    delay
+        .saturating_mul(1u64.checked_shl(n.min(63)).unwrap_or(u64::MAX))
+        .min(max.max(delay))
 }
 
 /// An argument systemd passes on verbatim: it expands `$VAR` in ExecStart=
@@ -631,8 +722,8 @@ pub fn service_properties(
                 true,
             )]),
         ),
-        ("Restart", Prop::Str(launch.restart.as_str().into())),
     ];
+    props.extend(restart_properties(launch));
     let l = &launch.limits;
     if let Some(v) = l.memory_max {
         props.push(("MemoryMax", Prop::U64(v)));

@@ -223,6 +223,15 @@ impl Systemd {
         Ok(Some(cg).filter(|c| c.starts_with('/')))
     }
 
+    /// The major version of the running systemd (252 for "252.39-1~deb12u2").
+    pub async fn version_number(&self) -> Result<u32> {
+        let v = self.version().await?;
+        let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits
+            .parse()
+            .map_err(|_| Error::systemd(format!("cannot read systemd's version from {v:?}")))
+    }
+
     /// When this manager started, if it says.
     pub async fn started_at(&self) -> Option<crate::model::Timestamp> {
         let usec = self.manager.userspace_timestamp().await.ok()?;
@@ -709,6 +718,7 @@ fn to_value(p: &Prop) -> Value<'_> {
     match p {
         Prop::Str(s) => Value::from(s.as_str()),
         Prop::U64(v) => Value::from(*v),
+        Prop::U32(v) => Value::from(*v),
         Prop::Strs(v) => Value::from(v.clone()),
         Prop::U32s(v) => Value::from(v.clone()),
         Prop::Exec(v) => Value::from(v.clone()),

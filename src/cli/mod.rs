@@ -175,6 +175,19 @@ else ~/.config/refine-proc/policy.toml (see the README for its format).")]
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Supervise: restarts with growing delays, health checks, live events (a user service)
+    #[command(after_help = "\
+Examples:
+  systemctl --user enable --now refine-proc.service   # as installed by the packages
+  refine-proc daemon                                  # in the foreground, for a try
+
+The CLI works without the daemon. The daemon adds what needs a watcher:
+restarts whose delay grows (--restart-max-delay) on systemd before 254, and
+events for systemd's own automatic restarts. It reconciles the index with
+systemd, then tells systemd READY=1 (Type=notify), keeps a STATUS= line
+with counts and sends watchdog heartbeats when WatchdogSec= is set. One
+daemon per index: a second one exits with code 4.")]
+    Daemon,
     /// Start again the `run --persist` processes the user manager took down with it
     #[command(after_help = "\
 Examples:
@@ -352,6 +365,16 @@ struct RunArgs {
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
+    /// Delay before a restart (RestartSec=), e.g. 2s
+    #[arg(long, value_name = "DURATION")]
+    restart_delay: Option<String>,
+    /// Let the delay double after each consecutive restart up to this
+    /// (systemd 254+: RestartSteps=; older: done by refine-proc daemon)
+    #[arg(long, value_name = "DURATION")]
+    restart_max_delay: Option<String>,
+    /// At most N starts within DURATION, then it stays failed, e.g. 5/10min
+    #[arg(long, value_name = "N/DURATION")]
+    restart_limit: Option<String>,
     /// Wait until the process ends and exit with its exit code
     #[arg(long)]
     wait: bool,
@@ -560,7 +583,12 @@ struct LogsArgs {
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing();
+    // The daemon's log goes to the journal: what it does, not only warnings.
+    init_tracing(if matches!(cli.command, Command::Daemon) {
+        "info"
+    } else {
+        "warn"
+    });
     let state_dir = match cli
         .state_dir
         .clone()
@@ -595,9 +623,9 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REFINE_PROC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -750,6 +778,7 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             print_outcomes(&[outcome], args.json)
         }
         Command::Policy { command } => policy(&controller, command).await,
+        Command::Daemon => refine_proc::daemon::run(&controller).await.map(|()| 0),
         Command::Resurrect { json } => {
             let done = controller.resurrect().await?;
             if json {
@@ -897,6 +926,11 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             timeout_stop_sec: a.timeout_stop.as_deref().map(parse_seconds).transpose()?,
         },
         restart: a.restart.parse()?,
+        restart_timing: restart_timing(
+            a.restart_delay.as_deref(),
+            a.restart_max_delay.as_deref(),
+            a.restart_limit.as_deref(),
+        )?,
         persist: a.persist,
     })
 }
@@ -1029,4 +1063,33 @@ fn journalctl_exit_code(status: std::process::ExitStatus) -> i32 {
         (None, Some(libc::SIGPIPE)) => 0,
         _ => 1,
     }
+}
+
+/// `--restart-delay`, `--restart-max-delay`, `--restart-limit N/DURATION`.
+fn restart_timing(
+    delay: Option<&str>,
+    max: Option<&str>,
+    limit: Option<&str>,
+) -> Result<refine_proc::model::RestartTiming> {
+    let (limit_burst, limit_interval_sec) = match limit {
+        None => (None, None),
+        Some(l) => {
+            let bad = || {
+                Error::invalid(format!(
+                    "--restart-limit {:?} is not N/DURATION",
+                    refine_proc::text::escape(l)
+                ))
+                .hint("e.g. --restart-limit 5/10min: at most 5 starts within 10 minutes")
+            };
+            let (n, d) = l.split_once('/').ok_or_else(bad)?;
+            let n: u32 = n.trim().parse().map_err(|_| bad())?;
+            (Some(n), Some(parse_seconds(d.trim())?))
+        }
+    };
+    Ok(refine_proc::model::RestartTiming {
+        delay_sec: delay.map(parse_seconds).transpose()?,
+        max_delay_sec: max.map(parse_seconds).transpose()?,
+        limit_burst,
+        limit_interval_sec,
+    })
 }

@@ -1,5 +1,6 @@
 mod adopt;
 mod common;
+mod daemon;
 mod errors;
 mod events;
 mod faults;

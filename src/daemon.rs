@@ -1,0 +1,277 @@
+//! `refine-proc daemon`: what needs a watcher. The CLI works without it;
+//! the daemon adds restarts with growing delays where systemd has no
+//! RestartSteps= (before 254), and records the transitions nobody else
+//! sees (systemd's own automatic restarts).
+//!
+//! It is driven by events only: systemd's PropertiesChanged signals for the
+//! index's units, and the timers it set itself (a restart that is due, the
+//! watchdog). As a `Type=notify` service it says READY=1 once it has
+//! reconciled the index with systemd, keeps a STATUS= line with counts,
+//! and sends WATCHDOG=1 at half the unit's WatchdogSec. One daemon per
+//! index: a second one refuses to start.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sd_notify::NotifyState;
+use tokio::time::Instant;
+
+use crate::controller::{Controller, ListFilter};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::follow::Tracker;
+use crate::model::{Record, RestartBy, RestartPolicy, State};
+
+/// What the daemon knows between events.
+struct Supervisor {
+    /// Records of this index in a run now.
+    running: HashSet<String>,
+    /// Restarts the daemon owes, when they are due.
+    due: BTreeMap<String, Instant>,
+    /// Per record: consecutive restarts (for the growing delay) and the
+    /// recent starts (for the start limit).
+    streak: HashMap<String, u32>,
+    recent: HashMap<String, VecDeque<Instant>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(controller: &Controller) -> Result<()> {
+    let index = controller.index();
+    let _lock = match index.daemon_lock()? {
+        Ok(lock) => lock,
+        Err(pid) => {
+            let who = pid.map_or("another daemon".into(), |p| format!("daemon pid {p}"));
+            return Err(Error::refused(format!(
+                "{who} already supervises the index {}",
+                index.dir().display()
+            ))
+            .hint("one daemon per index: stop it first (systemctl --user stop refine-proc), or use another --state-dir"));
+        }
+    };
+    let systemd = controller.systemd().await?;
+    // Subscribed before reconciling, so no transition falls in between.
+    let mut changes = systemd.unit_state_changes("refine-").await?;
+    let mut tracker = Tracker::new(controller).await?;
+    let all = ListFilter {
+        all: true,
+        ..Default::default()
+    };
+    let (records, warnings) = controller.list(&all).await?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let manager_started = systemd.started_at().await;
+    let mut sup = Supervisor {
+        running: HashSet::new(),
+        due: BTreeMap::new(),
+        streak: HashMap::new(),
+        recent: HashMap::new(),
+    };
+    for r in &records {
+        if !r.state.is_ended() && r.state != State::Queued {
+            sup.running.insert(r.id.clone());
+        } else if wants_restart(r)
+            // Failed while no daemon watched, under this manager: owed now.
+            && r.ended_at.zip(manager_started).is_some_and(|(e, m)| e >= m)
+        {
+            sup.schedule(r);
+        }
+    }
+    notify(&[NotifyState::Ready, NotifyState::Status(&sup.status())]);
+    tracing::info!("supervising {}", sup.status());
+    let mut usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
+        .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(100)));
+    let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        let next_due = sup.due.values().min().copied();
+        let due = async {
+            match next_due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else {
+                    return Err(Error::systemd("the connection to systemd ended").hint(
+                        "systemd restarts the daemon (Restart=on-failure); the CLI works meanwhile",
+                    ));
+                };
+                let Some((record, events)) = tracker.on_change(controller, &change) else {
+                    continue;
+                };
+                for e in &events {
+                    sup.on_event(controller, &record, e);
+                }
+                notify(&[NotifyState::Status(&sup.status())]);
+            }
+            _ = due => {
+                let now = Instant::now();
+                let ready: Vec<String> =
+                    sup.due.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+                for id in ready {
+                    sup.due.remove(&id);
+                    restart_now(controller, &mut sup, &id).await;
+                }
+                notify(&[NotifyState::Status(&sup.status())]);
+            }
+            _ = heartbeat.tick(), if watchdog.is_some() => {
+                notify(&[NotifyState::Watchdog]);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify(&[NotifyState::Stopping]);
+    Ok(())
+}
+
+impl Supervisor {
+    fn status(&self) -> String {
+        format!(
+            "{} running, {} restarts pending",
+            self.running.len(),
+            self.due.len()
+        )
+    }
+
+    fn on_event(&mut self, controller: &Controller, record: &Record, e: &Event) {
+        match e.event.as_str() {
+            "started" => {
+                self.running.insert(record.id.clone());
+            }
+            "restarted" => {
+                self.running.insert(record.id.clone());
+                // systemd's own restart: only systemd and we saw it.
+                let mut e = e.clone();
+                e.actor = Some("systemd".into());
+                controller.record_event(e);
+            }
+            _ => {
+                self.running.remove(&record.id);
+                // The record read when the signal came has the exit the
+                // hook wrote before the unit went inactive.
+                if wants_restart(record) {
+                    // A run that lasted longer than the longest delay was a
+                    // success of sorts: the delays start over.
+                    let lasted = record
+                        .started_at
+                        .zip(record.ended_at)
+                        .and_then(|(s, e)| e.0.duration_since(s.0).ok());
+                    let max = record.restart.timing.max_delay_sec.unwrap_or(u64::MAX);
+                    if lasted.is_some_and(|d| d.as_secs() > max) {
+                        self.streak.remove(&record.id);
+                    }
+                    if !self.schedule(record) {
+                        let t = &record.restart.timing;
+                        controller.record_event(
+                            Event::about("restart-gave-up", record)
+                                .with("limit_burst", t.limit_burst)
+                                .with("limit_interval_sec", t.limit_interval_sec),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Schedules the next restart of an ended record with a growing delay,
+    /// unless it has used up its start limit.
+    fn schedule(&mut self, r: &Record) -> bool {
+        let t = &r.restart.timing;
+        let now = Instant::now();
+        let recent = self.recent.entry(r.id.clone()).or_default();
+        if let (Some(burst), Some(interval)) = (t.limit_burst, t.limit_interval_sec) {
+            let window = Duration::from_secs(interval);
+            recent.retain(|at| now.duration_since(*at) < window);
+            // The first start counts too, as systemd counts StartLimitBurst=.
+            if recent.len() + 1 >= burst as usize {
+                tracing::warn!(
+                    "{}: start limit reached ({burst} in {interval}s); not restarting",
+                    r.id
+                );
+                self.streak.remove(&r.id);
+                return false;
+            }
+        }
+        let n = self.streak.get(&r.id).copied().unwrap_or(0);
+        let delay = crate::spec::backoff_delay(
+            t.delay_sec.unwrap_or(1),
+            t.max_delay_sec.unwrap_or(u64::MAX),
+            n,
+        );
+        self.due
+            .insert(r.id.clone(), now + Duration::from_secs(delay));
+        true
+    }
+}
+
+/// Whether the daemon, not systemd, restarts this ended record now.
+fn wants_restart(r: &Record) -> bool {
+    if r.restart.by != RestartBy::Daemon || r.resurrected_as.is_some() || r.paused_by.is_some() {
+        return false;
+    }
+    match r.restart.policy {
+        RestartPolicy::No => false,
+        RestartPolicy::OnFailure => r.state == State::Failed,
+        RestartPolicy::Always => {
+            matches!(r.state, State::Failed | State::Exited)
+                || r.state == State::Stopped && !r.stopped_on_request()
+        }
+    }
+}
+
+/// Starts a record again if it still wants it (it may have been stopped,
+/// forgotten or started by hand meanwhile).
+async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
+    let current = match controller.index().load(id) {
+        Ok(crate::index::Loaded::Found(r)) => *r,
+        _ => return,
+    };
+    let mut r = current;
+    crate::controller::reconcile(&mut r, None);
+    if !r.state.is_ended() || !wants_restart(&r) {
+        return;
+    }
+    let n = sup.streak.get(id).copied().unwrap_or(0);
+    match controller.restart(id).await {
+        Ok(_) => {
+            sup.streak.insert(id.to_string(), n + 1);
+            sup.recent
+                .entry(id.to_string())
+                .or_default()
+                .push_back(Instant::now());
+            let delay = r.restart.timing.delay_sec.unwrap_or(1);
+            let e = Event::about("restarted", &r)
+                .with("by", "daemon")
+                .with("attempt", n + 1)
+                .with(
+                    "delay_sec",
+                    crate::spec::backoff_delay(
+                        delay,
+                        r.restart.timing.max_delay_sec.unwrap_or(u64::MAX),
+                        n,
+                    ),
+                );
+            controller.record_event(e);
+        }
+        Err(e) => tracing::warn!("cannot restart {id}: {}", e.message),
+    }
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| Error::systemd(format!("cannot handle signals: {e}")))
+}
+
+/// Tells systemd (when it runs us as a Type=notify service); a no-op
+/// otherwise.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("sd_notify: {e}");
+    }
+}
