@@ -22,7 +22,7 @@ use crate::spec::{
     limit_properties, outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption,
     Launch, RunSpec, UnitContext,
 };
-use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, Systemd, UnitState};
+use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, StartWait, Systemd, UnitState};
 use crate::text::escape;
 use crate::usage::{Cgroups, Usage};
 
@@ -198,6 +198,8 @@ impl Selection {
 pub struct RunOptions {
     /// Return only after the process has ended (and its exit is recorded).
     pub wait: bool,
+    /// Return only once the process is ready (`ready` in the spec).
+    pub wait_ready: bool,
     /// While a pause holds the new process's owner (or workflow, or
     /// session), record it as `queued` and start it on resume, instead of
     /// refusing.
@@ -575,7 +577,27 @@ impl Controller {
             }
         };
         let props = service_properties(&record.id, &launch, &hook);
-        let job = match systemd.start_transient(&record.unit, &props).await {
+        let notify = launch
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.on == crate::model::Readiness::Notify);
+        let wait = match (notify, options.wait_ready) {
+            // A Type=notify start job lasts until READY=1.
+            (true, false) => StartWait::Spawned,
+            (true, true) => {
+                let t = launch
+                    .ready
+                    .as_ref()
+                    .and_then(|r| r.timeout_sec)
+                    .unwrap_or(90);
+                StartWait::Job(Duration::from_secs(t + 30))
+            }
+            _ => StartWait::Job(Duration::from_secs(90)),
+        };
+        let job = match systemd
+            .start_transient_waiting(&record.unit, &props, wait)
+            .await
+        {
             Ok(job) => job,
             Err(e) => {
                 // systemd never created the unit: nothing ran, keep no record.
@@ -589,6 +611,25 @@ impl Controller {
         // and may be restarting, and --wait waits for the very end.
         let mut record = self.after_start(record, job).await?;
         crate::fault::point("after-start");
+        if options.wait_ready && record.state != State::Running {
+            let why = match record.result.as_deref() {
+                Some("timeout") => format!(
+                    "it did not say READY=1 within {}s, so systemd stopped it",
+                    launch
+                        .ready
+                        .as_ref()
+                        .and_then(|r| r.timeout_sec)
+                        .unwrap_or(90)
+                ),
+                _ => format!("it ended first ({})", record.state),
+            };
+            return Err(Error::systemd(format!(
+                "{} ({}) did not become ready: {why}",
+                record.unit,
+                escape(&record.label)
+            ))
+            .hint(format!("see why: refine-proc logs {}", record.id)));
+        }
         self.emit(started_event(&record).with("command", &record.command));
         // A pause made while this run was being started did not see it.
         if let Some(held) = self.held_by_pause(record.owner, &record.metadata)? {
@@ -616,7 +657,9 @@ impl Controller {
         // before systemd saw it running; only systemd's own spawn failures
         // (exit codes 200-245: chdir, exec, user, ...) mean it never started.
         let spawn_failed = record.exit_code.is_some_and(|c| (200..=245).contains(&c));
-        if job.result != "done" && (spawn_failed || record.result.is_none()) {
+        // "spawned": a Type=notify process runs and has not said READY=1.
+        let ran = job.result == "done" || job.result == "spawned";
+        if !ran && (spawn_failed || record.result.is_none()) {
             let how = match (&record.result, record.exit_code) {
                 (Some(_), Some(code)) => format!(
                     "systemd could not execute it (status {code}{})",
@@ -1835,6 +1878,7 @@ impl Controller {
             limits: record.limits.clone(),
             restart: record.restart.policy,
             restart_timing: record.restart.timing.clone(),
+            ready: record.ready.clone(),
             persist: record.persist,
         }
         .validate()
@@ -1921,6 +1965,7 @@ impl Controller {
             limits: old.limits.clone(),
             restart: old.restart.policy,
             restart_timing: old.restart.timing.clone(),
+            ready: old.ready.clone(),
             persist: true,
         };
         let options = RunOptions {
@@ -2357,6 +2402,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            ready: launch.ready.clone(),
             persist: launch.persist,
             resurrected_from: None,
             resurrected_as: None,
@@ -2399,6 +2445,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        ready: None,
         persist: false,
         resurrected_from: None,
         resurrected_as: None,
@@ -2793,6 +2840,7 @@ fn record_from_environment(
         stop_requested_for: None,
         last_exit_invocation: None,
         paused_by: None,
+        ready: None,
         persist: get("REFINE_PERSIST").is_some_and(|v| v == "1"),
         resurrected_from: None,
         resurrected_as: None,

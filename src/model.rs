@@ -426,6 +426,40 @@ pub struct Restart {
     pub last_failure: Option<Failure>,
 }
 
+/// When a process counts as ready, for `run --wait-ready`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadySpec {
+    pub on: Readiness,
+    /// How long it may take: TimeoutStartSec= for `notify` (systemd fails
+    /// the start after it), the probe deadline for `health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_sec: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// The process sends READY=1 (sd_notify): Type=notify.
+    Notify,
+    /// Its health check passes once.
+    Health,
+}
+
+impl std::str::FromStr for Readiness {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "notify" => Ok(Readiness::Notify),
+            "health" => Ok(Readiness::Health),
+            _ => Err(Error::invalid(format!(
+                "unknown readiness {:?}",
+                crate::text::escape(s)
+            ))
+            .hint("use --ready notify (the process sends READY=1) or --ready health (its health check passes)")),
+        }
+    }
+}
+
 /// When and how often a process is restarted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -547,6 +581,9 @@ pub struct Record {
     /// what that group's pause froze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_by: Option<String>,
+    /// When it counts as ready (`run --ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadySpec>,
     /// `run --persist`: `resurrect` starts it again after the user manager
     /// went away while it ran.
     #[serde(default)]
@@ -655,6 +692,7 @@ mod tests {
             stop_requested_for: None,
             last_exit_invocation: None,
             paused_by: None,
+            ready: None,
             persist: false,
             resurrected_from: None,
             resurrected_as: None,

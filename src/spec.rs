@@ -37,6 +37,7 @@ pub struct RunSpec {
     pub limits: Limits,
     pub restart: RestartPolicy,
     pub restart_timing: crate::model::RestartTiming,
+    pub ready: Option<crate::model::ReadySpec>,
     /// Started again by `refine-proc resurrect` after the user manager
     /// restarted (logout, crash, reboot) while it ran.
     pub persist: bool,
@@ -59,6 +60,7 @@ pub struct Launch {
     /// Decided by the controller from the running systemd: growing delays
     /// need RestartSteps= (254) or the daemon.
     pub restart_by: crate::model::RestartBy,
+    pub ready: Option<crate::model::ReadySpec>,
     pub persist: bool,
 }
 
@@ -110,6 +112,14 @@ impl RunSpec {
             check_text("--env value", v, MAX_ENV_VALUE)?;
         }
         check_limits(&self.limits)?;
+        if self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.on == crate::model::Readiness::Health)
+        {
+            return Err(Error::invalid("--ready health needs a health check")
+                .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify"));
+        }
         let mut restart_timing = self.restart_timing;
         check_restart(self.restart, &mut restart_timing)?;
         Ok(Launch {
@@ -125,6 +135,7 @@ impl RunSpec {
             restart: self.restart,
             restart_timing,
             restart_by: crate::model::RestartBy::Systemd,
+            ready: self.ready,
             persist: self.persist,
         })
     }
@@ -558,6 +569,15 @@ fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> 
     Ok(())
 }
 
+/// `notify` for `--ready notify` (the start completes at READY=1), else
+/// `exec` (the start completes once the program is executed).
+fn unit_type(launch: &Launch) -> &'static str {
+    match &launch.ready {
+        Some(r) if r.on == crate::model::Readiness::Notify => "notify",
+        _ => "exec",
+    }
+}
+
 /// How systemd restarts the process. With growing delays, systemd 254's
 /// RestartSteps= does it; where the daemon does it instead, systemd does
 /// not restart at all (the daemon starts it again).
@@ -684,7 +704,7 @@ pub fn service_properties(
         ),
         ("Slice", Prop::Str(launch.owner.slice())),
         // exec: a command that cannot be executed fails the start job.
-        ("Type", Prop::Str("exec".into())),
+        ("Type", Prop::Str(unit_type(launch).into())),
         // Unload failed units too; the exit hook has recorded the outcome.
         ("CollectMode", Prop::Str("inactive-or-failed".into())),
         // A unique identifier carried in the stream header: journald then
@@ -724,6 +744,16 @@ pub fn service_properties(
         ),
     ];
     props.extend(restart_properties(launch));
+    if let Some(ready) = &launch.ready {
+        if ready.on == crate::model::Readiness::Notify {
+            // Any of its processes may say READY=1: scripts call
+            // systemd-notify, a child of the main process.
+            props.push(("NotifyAccess", Prop::Str("all".into())));
+            if let Some(t) = ready.timeout_sec {
+                props.push(("TimeoutStartUSec", Prop::U64(t.saturating_mul(1_000_000))));
+            }
+        }
+    }
     let l = &launch.limits;
     if let Some(v) = l.memory_max {
         props.push(("MemoryMax", Prop::U64(v)));

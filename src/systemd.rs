@@ -179,6 +179,16 @@ pub fn unit_name_of_path(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How long `start_transient_waiting` waits.
+#[derive(Debug, Clone, Copy)]
+pub enum StartWait {
+    /// For the start job, at most this long.
+    Job(Duration),
+    /// Until the unit's main process exists (a Type=notify unit is then
+    /// still starting).
+    Spawned,
+}
+
 /// A start, stop or restart job that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutcome {
@@ -244,6 +254,18 @@ impl Systemd {
         unit: &str,
         props: &[(&'static str, Prop)],
     ) -> Result<JobOutcome> {
+        self.start_transient_waiting(unit, props, StartWait::Job(START_TIMEOUT))
+            .await
+    }
+
+    /// Starts a transient unit and waits as told: for its start job (which
+    /// for Type=notify ends at READY=1), or only until its process runs.
+    pub async fn start_transient_waiting(
+        &self,
+        unit: &str,
+        props: &[(&'static str, Prop)],
+        wait: StartWait,
+    ) -> Result<JobOutcome> {
         let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, to_value(v))).collect();
         let action = format!("start {unit}");
         // Subscribe before the call, filtered by the bus to this unit, or a
@@ -282,7 +304,22 @@ impl Systemd {
             Err(e) => return Err(dbus_error(&action, unit, e)),
         };
         crate::fault::point("after-start-request");
-        wait_job(jobs, &job, &action, START_TIMEOUT).await
+        match wait {
+            StartWait::Job(timeout) => wait_job(jobs, &job, &action, timeout).await,
+            StartWait::Spawned => {
+                drop(jobs);
+                let spawned = |i: Option<&ServiceInfo>| {
+                    i.is_none_or(|i| i.main_pid.is_some() || i.state.active_state != "activating")
+                };
+                let info = self.wait_for(unit, spawned).await?;
+                let failed = info
+                    .as_ref()
+                    .is_none_or(|i| i.main_pid.is_none() && i.state.active_state == "failed");
+                Ok(JobOutcome {
+                    result: if failed { "failed" } else { "spawned" }.into(),
+                })
+            }
+        }
     }
 
     /// Waits until the unit is no longer loaded: it has ended and systemd

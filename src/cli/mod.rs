@@ -375,6 +375,17 @@ struct RunArgs {
     /// At most N starts within DURATION, then it stays failed, e.g. 5/10min
     #[arg(long, value_name = "N/DURATION")]
     restart_limit: Option<String>,
+    /// When it is ready: notify (it sends READY=1 with sd_notify; until
+    /// then it is `starting`)
+    #[arg(long, value_name = "HOW")]
+    ready: Option<String>,
+    /// How long it may take to be ready (--ready notify: systemd's
+    /// TimeoutStartSec=, after which the start fails) [default: 90s]
+    #[arg(long, value_name = "DURATION", requires = "ready")]
+    ready_timeout: Option<String>,
+    /// Return only once it is ready (needs --ready)
+    #[arg(long, requires = "ready", conflicts_with = "wait")]
+    wait_ready: bool,
     /// Wait until the process ends and exit with its exit code
     #[arg(long)]
     wait: bool,
@@ -644,9 +655,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
     let controller = Controller::open(&state_dir)?;
     match command {
         Command::Run(args) => {
-            let (json, wait, queue) = (args.json, args.wait, args.queue);
+            let options = RunOptions {
+                wait: args.wait,
+                queue: args.queue,
+                wait_ready: args.wait_ready,
+            };
+            let (json, wait) = (args.json, args.wait);
             let spec = run_spec(*args)?;
-            let record = controller.run(spec, RunOptions { wait, queue }).await?;
+            let record = controller.run(spec, options).await?;
             if json {
                 output::json(&record)?;
             } else if wait {
@@ -931,6 +947,16 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             a.restart_max_delay.as_deref(),
             a.restart_limit.as_deref(),
         )?,
+        ready: a
+            .ready
+            .as_deref()
+            .map(|how| -> Result<_> {
+                Ok(refine_proc::model::ReadySpec {
+                    on: how.parse()?,
+                    timeout_sec: a.ready_timeout.as_deref().map(parse_seconds).transpose()?,
+                })
+            })
+            .transpose()?,
         persist: a.persist,
     })
 }

@@ -347,6 +347,17 @@ pub fn started(r: &Record) -> Result<()> {
             r.id,
         ));
     }
+    if r.state == State::Starting && r.ready.is_some() {
+        return print(&format!(
+            "started {} ({}) as {}{}; not ready yet (it says READY=1 when it is)\n  status: refine-proc status {}\n  logs:   refine-proc logs -f {}\n",
+            r.id,
+            escape(&r.label),
+            r.unit,
+            r.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+            r.id,
+            r.id,
+        ));
+    }
     if r.state == State::Paused {
         return print(&format!(
             "started {} ({}) as {}, and paused at once: {} was paused meanwhile\n  resume: refine-proc resume {}\n",

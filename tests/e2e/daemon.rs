@@ -177,3 +177,50 @@ fn restart_timing_needs_a_policy_and_sane_numbers() {
         assert!(out.stderr.contains(says), "{all:?}: {}", out.stderr);
     }
 }
+
+#[test]
+fn ready_notify_is_starting_until_ready_and_wait_ready_waits_with_a_timeout() {
+    let env = Env::new();
+    let script = "sleep 1; systemd-notify --ready; exec sleep 600";
+    // Without --wait-ready: back at once, still starting.
+    let r = env.run(&["--ready", "notify", "--", "sh", "-c", script]);
+    assert_eq!(r.state, "starting");
+    assert_eq!(show(&r.unit, "Type"), "notify");
+    wait_for(&r.unit, |i| {
+        i.is_some_and(|i| i.state.active_state == "active")
+    });
+    assert_eq!(env.status(&r.id).state, "running");
+    // With it: back once READY=1 came.
+    let t = std::time::Instant::now();
+    let w: Rec = env
+        .ok(&[
+            "run",
+            "--json",
+            "--ready",
+            "notify",
+            "--wait-ready",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .json();
+    assert_eq!(w.state, "running");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900));
+    // Never ready: the start fails after the timeout, and says why.
+    let out = env.cmd(&[
+        "run",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "2s",
+        "--wait-ready",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("READY=1"), "{}", out.stderr);
+    let bad = env.cmd(&["run", "--wait-ready", "--", "true"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
