@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::health::{HealthStatus, HealthView};
 use crate::index::{Index, Loaded};
 use crate::model::{
     is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, LimitChange, Logs, Metadata,
@@ -58,15 +59,51 @@ pub fn default_state_dir() -> Result<PathBuf> {
 }
 
 /// What `status` knows: the record, systemd's live view, and anything odd.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Status {
-    #[serde(flatten)]
     pub record: Record,
     /// systemd's view while the unit is loaded; null once it is gone.
     pub systemd: Option<ServiceInfo>,
     /// What its cgroup uses now; null when it is not running.
     pub usage: Option<Usage>,
     pub warnings: Vec<String>,
+    /// The health check (`record.health`) with what its probes found;
+    /// None without a check.
+    pub health: Option<HealthView>,
+}
+
+/// As JSON, `status` is the record's fields with `health` (the check and
+/// its state, replacing the record's `health`, which holds the check
+/// only), `systemd`, `usage` and `warnings`.
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            record: &'a Record,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            health: Option<&'a HealthView>,
+            systemd: &'a Option<ServiceInfo>,
+            usage: &'a Option<Usage>,
+            warnings: &'a [String],
+        }
+        let record = match &self.record.health {
+            // The check is in `health` already: one key, not two.
+            Some(_) if self.health.is_some() => std::borrow::Cow::Owned(Record {
+                health: None,
+                ..self.record.clone()
+            }),
+            _ => std::borrow::Cow::Borrowed(&self.record),
+        };
+        Out {
+            record: &record,
+            health: self.health.as_ref(),
+            systemd: &self.systemd,
+            usage: &self.usage,
+            warnings: &self.warnings,
+        }
+        .serialize(s)
+    }
 }
 
 /// A record as `list` shows it: with what its cgroup uses now.
@@ -76,6 +113,11 @@ pub struct Listed {
     pub record: Record,
     /// Null when the process is not running.
     pub usage: Option<Usage>,
+    /// Where a running process with a health check stands: the state its
+    /// probes stored, `starting` before the first. None (and absent from
+    /// JSON) without a check, while queued, or once the process has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
 }
 
 /// Which records `list` returns.
@@ -518,6 +560,33 @@ impl Controller {
                 return Err(e);
             }
         };
+        // A command health check runs the shell (in the daemon, outside the
+        // unit): only for an actor the policy lets run the shell.
+        if let Some(crate::health::HealthCheck::Cmd { .. }) =
+            launch.health.as_ref().map(|h| &h.check)
+        {
+            // As named, or where it leads (/bin is /usr/bin on merged-/usr
+            // systems, and a policy may name either).
+            let named = PathBuf::from(crate::health::SHELL);
+            let real = std::fs::canonicalize(&named).unwrap_or_else(|_| named.clone());
+            let allowed = |executable: &Path| {
+                let shell = LaunchRequest {
+                    owner: launch.owner,
+                    executable,
+                    limits: &launch.limits,
+                };
+                requester.policy.check_launch(requester.actor, &shell)
+            };
+            if let Err(mut e) = allowed(&named).or_else(|e| allowed(&real).map_err(|_| e)) {
+                e.message = format!(
+                    "--health-cmd runs {}, which the policy refuses: {}",
+                    crate::health::SHELL,
+                    e.message
+                );
+                self.record_refusal("run", None, &e);
+                return Err(e);
+            }
+        }
         if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
             if options.queue {
                 return self.queue(&launch, requester.requested_by(), &held);
@@ -1020,11 +1089,22 @@ impl Controller {
             }
             _ => None,
         };
+        let health = record.health.clone().map(|spec| HealthView {
+            spec,
+            state: match self.index.health(&id) {
+                Ok(state) => state,
+                Err(e) => {
+                    warnings.push(format!("cannot read the health state: {}", e.message));
+                    None
+                }
+            },
+        });
         Ok(Status {
             record,
             systemd: info,
             usage,
             warnings,
+            health,
         })
     }
 
@@ -1044,7 +1124,7 @@ impl Controller {
     /// its cgroup files: one D-Bus call in all (the manager's cgroup), then
     /// a few file reads per running process.
     pub async fn list_with_usage(&self, filter: &ListFilter) -> Result<(Vec<Listed>, Vec<String>)> {
-        let (records, warnings) = self.list(filter).await?;
+        let (records, mut warnings) = self.list(filter).await?;
         let cgroups = if records.iter().any(|r| !r.state.is_ended()) {
             Some(Cgroups::detect(self.manager_cgroup().await))
         } else {
@@ -1067,9 +1147,34 @@ impl Controller {
         let listed = records
             .into_iter()
             .zip(usages)
-            .map(|(record, usage)| Listed { record, usage })
+            .map(|(record, usage)| {
+                let health_status = self.health_status(&record, &mut warnings);
+                Listed {
+                    record,
+                    usage,
+                    health_status,
+                }
+            })
             .collect();
         Ok((listed, warnings))
+    }
+
+    /// Where a record's health stands for `list`: one small file read,
+    /// only for a running process with a check.
+    fn health_status(&self, r: &Record, warnings: &mut Vec<String>) -> Option<HealthStatus> {
+        if r.health.is_none() || r.state.is_ended() || r.state == State::Queued {
+            return None;
+        }
+        match self.index.health(&r.id) {
+            Ok(state) => Some(state.map_or(HealthStatus::Starting, |s| s.status)),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the health state of {}: {}",
+                    r.id, e.message
+                ));
+                None
+            }
+        }
     }
 
     /// Changes the limits of a running process: systemd first
@@ -1711,6 +1816,8 @@ impl Controller {
             self.request_stop(&id, &info)?;
             systemd.restart(&record.unit).await?;
             self.forget_group_freeze(&id)?;
+            // A new run starts its health anew.
+            self.drop_health(&id);
             let old = info.invocation_id;
             self.index.update(&id, |r| {
                 // If the latest exit is the one we caused, the record
@@ -1763,6 +1870,7 @@ impl Controller {
             self.record_refusal("restart", Some(&id), &e);
             return Err(e);
         }
+        self.drop_health(&id);
         let r = self.start_anew(record, &launch).await?;
         self.emit(started_event(&r).with("restarted", true));
         Ok(outcome(&r, "started-again"))
@@ -1807,6 +1915,14 @@ impl Controller {
         self.after_start(record, job).await
     }
 
+    /// Drops what the health probes found (best effort: a stale state is
+    /// replaced by the next probe anyway).
+    fn drop_health(&self, id: &str) {
+        if let Err(e) = self.index.remove_health(id) {
+            tracing::debug!("cannot drop the health state of {id}: {}", e.message);
+        }
+    }
+
     /// The launch a record describes, checked again as `run` would.
     fn launch_of(record: &Record) -> Result<Launch> {
         RunSpec {
@@ -1820,6 +1936,7 @@ impl Controller {
             limits: record.limits.clone(),
             restart: record.restart.policy,
             persist: record.persist,
+            health: record.health.clone(),
         }
         .validate()
     }
@@ -1901,6 +2018,7 @@ impl Controller {
             limits: old.limits.clone(),
             restart: old.restart.policy,
             persist: true,
+            health: old.health.clone(),
         };
         let options = RunOptions {
             queue: true,
@@ -2005,6 +2123,7 @@ impl Controller {
             }
         }
         self.index.remove(&id)?;
+        self.drop_health(&id);
         // So that `recover` does not bring it back from the journal.
         let dir = self.index.dir().display().to_string();
         let _ = crate::journal::send(&[
@@ -2338,6 +2457,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             resurrected_as: None,
             launcher: crate::procfs::identity(std::process::id()),
             recovered_from: None,
+            health: launch.health.clone(),
         }
     })
 }
@@ -2380,6 +2500,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         resurrected_as: None,
         launcher: crate::procfs::identity(std::process::id()),
         recovered_from: None,
+        health: None,
     }
 }
 
@@ -2774,6 +2895,7 @@ fn record_from_environment(
         resurrected_as: None,
         launcher: None,
         recovered_from: Some("systemd".into()),
+        health: None,
     };
     reconcile(
         &mut record,

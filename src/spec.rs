@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
@@ -39,6 +40,8 @@ pub struct RunSpec {
     /// Started again by `refine-proc resurrect` after the user manager
     /// restarted (logout, crash, reboot) while it ran.
     pub persist: bool,
+    /// The health check the daemon runs while it runs.
+    pub health: Option<HealthSpec>,
 }
 
 /// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
@@ -55,6 +58,7 @@ pub struct Launch {
     pub limits: Limits,
     pub restart: RestartPolicy,
     pub persist: bool,
+    pub health: Option<HealthSpec>,
 }
 
 impl RunSpec {
@@ -105,6 +109,9 @@ impl RunSpec {
             check_text("--env value", v, MAX_ENV_VALUE)?;
         }
         check_limits(&self.limits)?;
+        if let Some(h) = &self.health {
+            h.validate()?;
+        }
         Ok(Launch {
             executable,
             command: self.command,
@@ -117,6 +124,7 @@ impl RunSpec {
             limits: self.limits,
             restart: self.restart,
             persist: self.persist,
+            health: self.health,
         })
     }
 }
