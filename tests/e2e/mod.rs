@@ -3,6 +3,7 @@ mod common;
 mod errors;
 mod events;
 mod faults;
+mod health;
 mod index;
 mod lifecycle;
 mod limits;
