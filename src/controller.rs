@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::health::{HealthStatus, HealthView};
 use crate::index::{Index, Loaded};
 use crate::model::{
     is_id_like, new_id, parse_unit_name, scope_name, unit_name, Exit, LimitChange, Logs, Metadata,
@@ -58,15 +59,51 @@ pub fn default_state_dir() -> Result<PathBuf> {
 }
 
 /// What `status` knows: the record, systemd's live view, and anything odd.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Status {
-    #[serde(flatten)]
     pub record: Record,
     /// systemd's view while the unit is loaded; null once it is gone.
     pub systemd: Option<ServiceInfo>,
     /// What its cgroup uses now; null when it is not running.
     pub usage: Option<Usage>,
     pub warnings: Vec<String>,
+    /// The health check (`record.health`) with what its probes found;
+    /// None without a check.
+    pub health: Option<HealthView>,
+}
+
+/// As JSON, `status` is the record's fields with `health` (the check and
+/// its state, replacing the record's `health`, which holds the check
+/// only), `systemd`, `usage` and `warnings`.
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            record: &'a Record,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            health: Option<&'a HealthView>,
+            systemd: &'a Option<ServiceInfo>,
+            usage: &'a Option<Usage>,
+            warnings: &'a [String],
+        }
+        let record = match &self.record.health {
+            // The check is in `health` already: one key, not two.
+            Some(_) if self.health.is_some() => std::borrow::Cow::Owned(Record {
+                health: None,
+                ..self.record.clone()
+            }),
+            _ => std::borrow::Cow::Borrowed(&self.record),
+        };
+        Out {
+            record: &record,
+            health: self.health.as_ref(),
+            systemd: &self.systemd,
+            usage: &self.usage,
+            warnings: &self.warnings,
+        }
+        .serialize(s)
+    }
 }
 
 /// A record as `list` shows it: with what its cgroup uses now.
@@ -76,6 +113,11 @@ pub struct Listed {
     pub record: Record,
     /// Null when the process is not running.
     pub usage: Option<Usage>,
+    /// Where a running process with a health check stands: the state its
+    /// probes stored, `starting` before the first. None (and absent from
+    /// JSON) without a check, while queued, or once the process has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
 }
 
 /// Which records `list` returns.
@@ -526,6 +568,33 @@ impl Controller {
                 return Err(e);
             }
         };
+        // A command health check runs the shell (in the daemon, outside the
+        // unit): only for an actor the policy lets run the shell.
+        if let Some(crate::health::HealthCheck::Cmd { .. }) =
+            launch.health.as_ref().map(|h| &h.check)
+        {
+            // As named, or where it leads (/bin is /usr/bin on merged-/usr
+            // systems, and a policy may name either).
+            let named = PathBuf::from(crate::health::SHELL);
+            let real = std::fs::canonicalize(&named).unwrap_or_else(|_| named.clone());
+            let allowed = |executable: &Path| {
+                let shell = LaunchRequest {
+                    owner: launch.owner,
+                    executable,
+                    limits: &launch.limits,
+                };
+                requester.policy.check_launch(requester.actor, &shell)
+            };
+            if let Err(mut e) = allowed(&named).or_else(|e| allowed(&real).map_err(|_| e)) {
+                e.message = format!(
+                    "--health-cmd runs {}, which the policy refuses: {}",
+                    crate::health::SHELL,
+                    e.message
+                );
+                self.record_refusal("run", None, &e);
+                return Err(e);
+            }
+        }
         if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
             if options.queue {
                 return self.queue(&launch, requester.requested_by(), &held);
@@ -611,6 +680,13 @@ impl Controller {
         // and may be restarting, and --wait waits for the very end.
         let mut record = self.after_start(record, job).await?;
         crate::fault::point("after-start");
+        let by_health = launch
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.on == crate::model::Readiness::Health);
+        if options.wait_ready && by_health && record.state == State::Running {
+            record = self.wait_healthy(record).await?;
+        }
         if options.wait_ready && record.state != State::Running {
             let why = match record.result.as_deref() {
                 Some("timeout") => format!(
@@ -640,6 +716,52 @@ impl Controller {
         }
         systemd.wait_until_gone(&record.unit).await?;
         self.refetch(record).await
+    }
+
+    /// Probes a process started with `--ready health` until a probe passes
+    /// (its health is then stored as healthy) or its ready timeout passes.
+    async fn wait_healthy(&self, record: Record) -> Result<Record> {
+        let Some(spec) = record.health.clone() else {
+            return Ok(record);
+        };
+        let timeout = record
+            .ready
+            .as_ref()
+            .and_then(|r| r.timeout_sec)
+            .unwrap_or(90);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        // Readiness is worth a quicker look than the routine interval.
+        let pace = spec.interval().min(Duration::from_millis(500));
+        let cwd = record.cwd.as_ref().map(PathBuf::from);
+        let started = record.started_at.unwrap_or_else(Timestamp::now);
+        let mut state = crate::health::HealthState::new(started);
+        loop {
+            let result = crate::health::probe(&spec, cwd.as_deref(), &record.environment).await;
+            let ok = result.ok;
+            state.apply(&spec, result, started);
+            if ok {
+                self.index.save_health(&record.id, &state)?;
+                return self.refetch(record).await;
+            }
+            let current = self.refetch(record.clone()).await?;
+            if current.state.is_ended() {
+                return Ok(current);
+            }
+            if tokio::time::Instant::now() + pace > deadline {
+                let last = state.last.map(|l| l.output).unwrap_or_default();
+                return Err(Error::systemd(format!(
+                    "{} ({}) did not become ready: its health check did not pass within {timeout}s (last: {})",
+                    record.unit,
+                    escape(&record.label),
+                    escape(last.lines().next().unwrap_or("no output"))
+                ))
+                .hint(format!(
+                    "it keeps running: refine-proc status {} shows it; stop it with refine-proc stop {}",
+                    record.id, record.id
+                )));
+            }
+            tokio::time::sleep(pace).await;
+        }
     }
 
     async fn after_start(&self, record: Record, job: JobOutcome) -> Result<Record> {
@@ -1078,11 +1200,22 @@ impl Controller {
             }
             _ => None,
         };
+        let health = record.health.clone().map(|spec| HealthView {
+            spec,
+            state: match self.index.health(&id) {
+                Ok(state) => state,
+                Err(e) => {
+                    warnings.push(format!("cannot read the health state: {}", e.message));
+                    None
+                }
+            },
+        });
         Ok(Status {
             record,
             systemd: info,
             usage,
             warnings,
+            health,
         })
     }
 
@@ -1102,7 +1235,7 @@ impl Controller {
     /// its cgroup files: one D-Bus call in all (the manager's cgroup), then
     /// a few file reads per running process.
     pub async fn list_with_usage(&self, filter: &ListFilter) -> Result<(Vec<Listed>, Vec<String>)> {
-        let (records, warnings) = self.list(filter).await?;
+        let (records, mut warnings) = self.list(filter).await?;
         let cgroups = if records.iter().any(|r| !r.state.is_ended()) {
             Some(Cgroups::detect(self.manager_cgroup().await))
         } else {
@@ -1125,9 +1258,34 @@ impl Controller {
         let listed = records
             .into_iter()
             .zip(usages)
-            .map(|(record, usage)| Listed { record, usage })
+            .map(|(record, usage)| {
+                let health_status = self.health_status(&record, &mut warnings);
+                Listed {
+                    record,
+                    usage,
+                    health_status,
+                }
+            })
             .collect();
         Ok((listed, warnings))
+    }
+
+    /// Where a record's health stands for `list`: one small file read,
+    /// only for a running process with a check.
+    fn health_status(&self, r: &Record, warnings: &mut Vec<String>) -> Option<HealthStatus> {
+        if r.health.is_none() || r.state.is_ended() || r.state == State::Queued {
+            return None;
+        }
+        match self.index.health(&r.id) {
+            Ok(state) => Some(state.map_or(HealthStatus::Starting, |s| s.status)),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the health state of {}: {}",
+                    r.id, e.message
+                ));
+                None
+            }
+        }
     }
 
     /// Changes the limits of a running process: systemd first
@@ -1769,6 +1927,8 @@ impl Controller {
             self.request_stop(&id, &info)?;
             systemd.restart(&record.unit).await?;
             self.forget_group_freeze(&id)?;
+            // A new run starts its health anew.
+            self.drop_health(&id);
             let old = info.invocation_id;
             self.index.update(&id, |r| {
                 // If the latest exit is the one we caused, the record
@@ -1821,6 +1981,7 @@ impl Controller {
             self.record_refusal("restart", Some(&id), &e);
             return Err(e);
         }
+        self.drop_health(&id);
         let r = self.start_anew(record, &launch).await?;
         self.emit(started_event(&r).with("restarted", true));
         Ok(outcome(&r, "started-again"))
@@ -1865,6 +2026,14 @@ impl Controller {
         self.after_start(record, job).await
     }
 
+    /// Drops what the health probes found (best effort: a stale state is
+    /// replaced by the next probe anyway).
+    fn drop_health(&self, id: &str) {
+        if let Err(e) = self.index.remove_health(id) {
+            tracing::debug!("cannot drop the health state of {id}: {}", e.message);
+        }
+    }
+
     /// The launch a record describes, checked again as `run` would.
     fn launch_of(record: &Record) -> Result<Launch> {
         RunSpec {
@@ -1880,6 +2049,7 @@ impl Controller {
             restart_timing: record.restart.timing.clone(),
             ready: record.ready.clone(),
             persist: record.persist,
+            health: record.health.clone(),
         }
         .validate()
         .map(|mut launch| {
@@ -1967,6 +2137,7 @@ impl Controller {
             restart_timing: old.restart.timing.clone(),
             ready: old.ready.clone(),
             persist: true,
+            health: old.health.clone(),
         };
         let options = RunOptions {
             queue: true,
@@ -2071,6 +2242,7 @@ impl Controller {
             }
         }
         self.index.remove(&id)?;
+        self.drop_health(&id);
         // So that `recover` does not bring it back from the journal.
         let dir = self.index.dir().display().to_string();
         let _ = crate::journal::send(&[
@@ -2408,6 +2580,7 @@ fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -
             resurrected_as: None,
             launcher: crate::procfs::identity(std::process::id()),
             recovered_from: None,
+            health: launch.health.clone(),
         }
     })
 }
@@ -2451,6 +2624,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         resurrected_as: None,
         launcher: crate::procfs::identity(std::process::id()),
         recovered_from: None,
+        health: None,
     }
 }
 
@@ -2846,6 +3020,7 @@ fn record_from_environment(
         resurrected_as: None,
         launcher: None,
         recovered_from: Some("systemd".into()),
+        health: None,
     };
     reconcile(
         &mut record,

@@ -1,11 +1,12 @@
 //! `refine-proc daemon`: what needs a watcher. The CLI works without it;
-//! the daemon adds restarts with growing delays where systemd has no
-//! RestartSteps= (before 254), and records the transitions nobody else
-//! sees (systemd's own automatic restarts).
+//! the daemon adds health checks, restarts with growing delays where
+//! systemd has no RestartSteps= (before 254), and records the transitions
+//! nobody else sees (systemd's own automatic restarts, health changes).
 //!
 //! It is driven by events only: systemd's PropertiesChanged signals for the
-//! index's units, and the timers it set itself (a restart that is due, the
-//! watchdog). As a `Type=notify` service it says READY=1 once it has
+//! index's units, and the timers it set itself (a probe or a restart that
+//! is due, the watchdog). Probes run as its own children (no unit each, no
+//! journal lines), concurrently, and not while a process is paused. As a `Type=notify` service it says READY=1 once it has
 //! reconciled the index with systemd, keeps a STATUS= line with counts,
 //! and sends WATCHDOG=1 at half the unit's WatchdogSec. One daemon per
 //! index: a second one refuses to start.
@@ -21,7 +22,8 @@ use crate::controller::{Controller, ListFilter};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::follow::Tracker;
-use crate::model::{Record, RestartBy, RestartPolicy, State};
+use crate::health::{HealthState, HealthStatus, OnUnhealthy, ProbeResult};
+use crate::model::{Record, RestartBy, RestartPolicy, State, Timestamp};
 
 /// What the daemon knows between events.
 struct Supervisor {
@@ -33,6 +35,9 @@ struct Supervisor {
     /// recent starts (for the start limit).
     streak: HashMap<String, u32>,
     recent: HashMap<String, VecDeque<Instant>>,
+    /// Health probes that are due, by record; and those under way.
+    probes: BTreeMap<String, Instant>,
+    probing: HashSet<String>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -67,10 +72,16 @@ pub async fn run(controller: &Controller) -> Result<()> {
         due: BTreeMap::new(),
         streak: HashMap::new(),
         recent: HashMap::new(),
+        probes: BTreeMap::new(),
+        probing: HashSet::new(),
     };
     for r in &records {
         if !r.state.is_ended() && r.state != State::Queued {
             sup.running.insert(r.id.clone());
+            if let Some(h) = &r.health {
+                sup.probes
+                    .insert(r.id.clone(), Instant::now() + h.interval());
+            }
         } else if wants_restart(r)
             // Failed while no daemon watched, under this manager: owed now.
             && r.ended_at.zip(manager_started).is_some_and(|(e, m)| e >= m)
@@ -84,10 +95,11 @@ pub async fn run(controller: &Controller) -> Result<()> {
     let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
         .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(100)));
     let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
-        let next_due = sup.due.values().min().copied();
+        let next_due = sup.due.values().chain(sup.probes.values()).min().copied();
         let due = async {
             match next_due {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -117,7 +129,17 @@ pub async fn run(controller: &Controller) -> Result<()> {
                     sup.due.remove(&id);
                     restart_now(controller, &mut sup, &id).await;
                 }
+                let probes: Vec<String> =
+                    sup.probes.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+                for id in probes {
+                    sup.probes.remove(&id);
+                    sup.start_probe(controller, &id, &results_tx);
+                }
                 notify(&[NotifyState::Status(&sup.status())]);
+            }
+            Some((id, result)) = results.recv() => {
+                sup.probing.remove(&id);
+                on_probe(controller, &mut sup, &id, result).await;
             }
             _ = heartbeat.tick(), if watchdog.is_some() => {
                 notify(&[NotifyState::Watchdog]);
@@ -133,19 +155,55 @@ pub async fn run(controller: &Controller) -> Result<()> {
 impl Supervisor {
     fn status(&self) -> String {
         format!(
-            "{} running, {} restarts pending",
+            "{} running, {} with health checks, {} restarts pending",
             self.running.len(),
+            self.probes.len() + self.probing.len(),
             self.due.len()
         )
+    }
+
+    /// Runs one probe of a running, unpaused process in the background;
+    /// its result comes back on `results`. A paused process is looked at
+    /// again an interval later.
+    fn start_probe(
+        &mut self,
+        controller: &Controller,
+        id: &str,
+        results: &tokio::sync::mpsc::UnboundedSender<(String, ProbeResult)>,
+    ) {
+        let Some(r) = load(controller, id) else {
+            return;
+        };
+        let Some(spec) = r.health.clone() else { return };
+        if !self.running.contains(id) {
+            return;
+        }
+        let frozen =
+            r.paused_by.is_some() || controller.pauses().is_ok_and(|p| p.frozen_by(id).is_some());
+        if frozen {
+            self.probes
+                .insert(id.to_string(), Instant::now() + spec.interval());
+            return;
+        }
+        self.probing.insert(id.to_string());
+        let results = results.clone();
+        let (id, cwd, env) = (id.to_string(), r.cwd.clone(), r.environment.clone());
+        tokio::spawn(async move {
+            let cwd = cwd.map(std::path::PathBuf::from);
+            let result = crate::health::probe(&spec, cwd.as_deref(), &env).await;
+            let _ = results.send((id, result));
+        });
     }
 
     fn on_event(&mut self, controller: &Controller, record: &Record, e: &Event) {
         match e.event.as_str() {
             "started" => {
                 self.running.insert(record.id.clone());
+                self.new_run(controller, record);
             }
             "restarted" => {
                 self.running.insert(record.id.clone());
+                self.new_run(controller, record);
                 // systemd's own restart: only systemd and we saw it.
                 let mut e = e.clone();
                 e.actor = Some("systemd".into());
@@ -153,6 +211,7 @@ impl Supervisor {
             }
             _ => {
                 self.running.remove(&record.id);
+                self.probes.remove(&record.id);
                 // The record read when the signal came has the exit the
                 // hook wrote before the unit went inactive.
                 if wants_restart(record) {
@@ -177,6 +236,22 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// A new run of a checked process starts its health over.
+    fn new_run(&mut self, controller: &Controller, record: &Record) {
+        let Some(spec) = &record.health else { return };
+        let index = controller.index();
+        let was = index.health(&record.id).ok().flatten().map(|s| s.status);
+        let fresh = HealthState::new(Timestamp::now());
+        if let Err(e) = index.save_health(&record.id, &fresh) {
+            tracing::warn!("{}: cannot store its health: {}", record.id, e.message);
+        }
+        if let Some(from) = was.filter(|s| *s != HealthStatus::Starting) {
+            controller.record_event(Event::about("health-starting", record).with("from", from));
+        }
+        self.probes
+            .insert(record.id.clone(), Instant::now() + spec.interval());
     }
 
     /// Schedules the next restart of an ended record with a growing delay,
@@ -207,6 +282,61 @@ impl Supervisor {
         self.due
             .insert(r.id.clone(), now + Duration::from_secs(delay));
         true
+    }
+}
+
+fn load(controller: &Controller, id: &str) -> Option<Record> {
+    match controller.index().load(id) {
+        Ok(crate::index::Loaded::Found(r)) => Some(*r),
+        _ => None,
+    }
+}
+
+/// Takes in a probe's result: stores the health, records a transition,
+/// acts on `--on-unhealthy`, and schedules the next probe.
+async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, result: ProbeResult) {
+    let Some(r) = load(controller, id) else {
+        return;
+    };
+    let Some(spec) = r.health.clone() else { return };
+    if !sup.running.contains(id) {
+        return; // it ended while probed
+    }
+    let index = controller.index();
+    let run_started = r.started_at.unwrap_or(result.at);
+    let mut state = index
+        .health(id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| HealthState::new(run_started));
+    let from = state.status;
+    let changed = state.apply(&spec, result, run_started);
+    if let Err(e) = index.save_health(id, &state) {
+        tracing::warn!("{id}: cannot store its health: {}", e.message);
+    }
+    sup.probes
+        .insert(id.to_string(), Instant::now() + spec.interval());
+    let Some(to) = changed else { return };
+    if let Some(last) = &state.last {
+        controller.record_event(crate::health::health_event(&r, from, to, last));
+    }
+    if to != HealthStatus::Unhealthy {
+        return;
+    }
+    let acted = match spec.on_unhealthy {
+        OnUnhealthy::None => return,
+        OnUnhealthy::Restart => controller.restart(id).await.map(|_| {
+            let _ = index.save_health(id, &HealthState::new(Timestamp::now()));
+        }),
+        OnUnhealthy::Stop => controller.stop(&[id.to_string()]).await.map(drop),
+    };
+    match acted {
+        Ok(()) => tracing::info!("{id} is unhealthy: {}", spec.on_unhealthy.as_str()),
+        Err(e) => tracing::warn!(
+            "{id} is unhealthy, and {} failed: {}",
+            spec.on_unhealthy.as_str(),
+            e.message
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The event history: one JSON line per lifecycle transition (started,
 //! exited, failed, stopped, killed, restarted, paused, resumed, adopted,
-//! limits-changed, forgotten, refused, lost, recovered), in `events.jsonl`
+//! limits-changed, forgotten, refused, lost, recovered, healthy, unhealthy,
+//! health-starting), in `events.jsonl`
 //! of the index,
 //! rotated to `events.1.jsonl` past a size so it stays bounded on disk.
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::health::HealthState;
 use crate::model::{is_id_like, Limits, Owner, OwnerLimits, Record, Timestamp, RECORD_SCHEMA};
 use crate::pauses::Pauses;
 
@@ -390,6 +391,77 @@ impl Index {
         Ok(serde_json::from_slice(&json).unwrap_or(stored))
     }
 
+    fn health_dir(&self) -> PathBuf {
+        self.dir.join("health")
+    }
+
+    fn health_path(&self, id: &str) -> Result<PathBuf> {
+        if !is_id_like(id) {
+            return Err(Error::invalid(format!(
+                "{:?} is not a record id",
+                crate::text::escape(id)
+            )));
+        }
+        Ok(self.health_dir().join(format!("{id}.json")))
+    }
+
+    /// What the health probes of a record have found so far
+    /// (`health/<id>.json`); None when nothing has probed it yet, or when
+    /// the file does not parse (the next probe writes it anew).
+    pub fn health(&self, id: &str) -> Result<Option<HealthState>> {
+        let path = self.health_path(id)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error("read", &path, e)),
+        }
+    }
+
+    /// Stores the health state of a record, replacing the previous one
+    /// atomically (temp file, rename) so readers never see half of it.
+    /// Neither the file nor the directory is fsynced, and no lock is
+    /// taken: the state is volatile, rewritten after every probe, and
+    /// after a crash the next probe derives it again. One writer (the
+    /// daemon) is expected; of two, the later rename wins whole.
+    pub fn save_health(&self, id: &str, state: &HealthState) -> Result<()> {
+        let path = self.health_path(id)?;
+        let dir = self.health_dir();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| self.io_error("create", &dir, e))?;
+        let mut json = serde_json::to_vec(state).expect("health states serialize");
+        json.push(b'\n');
+        let tmp = path.with_file_name(format!(
+            ".{id}.json.{}.{}.tmp",
+            std::process::id(),
+            crate::model::new_id()
+        ));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&json))
+            .and_then(|_| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_error("write", &path, e));
+        }
+        Ok(())
+    }
+
+    /// Drops the health state of a record (none is fine).
+    pub fn remove_health(&self, id: &str) -> Result<()> {
+        let path = self.health_path(id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_error("remove", &path, e)),
+        }
+    }
+
     /// Serializes changes of limits (systemd first, then the index) among
     /// refine-proc invocations, so that concurrent `set`s leave systemd and
     /// the index agreeing. Held until the returned guard is dropped; it
@@ -757,6 +829,32 @@ mod tests {
             .collect();
         assert!(n.windows(2).all(|w| w[0] < w[1]), "{n:?}");
         assert_eq!(*n.last().unwrap(), 29);
+    }
+
+    #[test]
+    fn health_states_are_kept_apart_and_unreadable_ones_read_as_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        assert_eq!(index.health("abcd2345").unwrap(), None);
+        let state = HealthState::new(Timestamp::now());
+        // Timestamps are kept to the millisecond.
+        let state: HealthState =
+            serde_json::from_value(serde_json::to_value(&state).unwrap()).unwrap();
+        index.save_health("abcd2345", &state).unwrap();
+        index.save_health("abcd2345", &state).unwrap();
+        assert_eq!(index.health("abcd2345").unwrap(), Some(state));
+        let path = index.health_path("abcd2345").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(&index.health_dir())), (0o600, 0o700));
+        // Only the file itself: no temp files left behind, and not a record.
+        assert_eq!(fs::read_dir(index.health_dir()).unwrap().count(), 1);
+        assert!(index.ids().unwrap().is_empty());
+        fs::write(&path, b"{\"status\": ").unwrap();
+        assert_eq!(index.health("abcd2345").unwrap(), None);
+        index.remove_health("abcd2345").unwrap();
+        index.remove_health("abcd2345").unwrap();
+        assert!(!path.exists());
+        assert!(index.health("../x").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod fault;
 pub mod follow;
+pub mod health;
 pub mod index;
 pub mod journal;
 pub mod model;

@@ -602,6 +602,10 @@ pub struct Record {
     /// Set when the record was rebuilt from systemd after the index lost it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_from: Option<String>,
+    /// `run --health-*`: the health check the daemon runs. Its results are
+    /// kept apart (`health/<id>.json`), not in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthSpec>,
 }
 
 impl Record {
@@ -698,6 +702,7 @@ mod tests {
             resurrected_as: None,
             launcher: None,
             recovered_from: None,
+            health: None,
         }
     }
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
@@ -41,6 +42,8 @@ pub struct RunSpec {
     /// Started again by `refine-proc resurrect` after the user manager
     /// restarted (logout, crash, reboot) while it ran.
     pub persist: bool,
+    /// The health check the daemon runs while it runs.
+    pub health: Option<HealthSpec>,
 }
 
 /// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
@@ -62,6 +65,7 @@ pub struct Launch {
     pub restart_by: crate::model::RestartBy,
     pub ready: Option<crate::model::ReadySpec>,
     pub persist: bool,
+    pub health: Option<HealthSpec>,
 }
 
 impl RunSpec {
@@ -112,10 +116,14 @@ impl RunSpec {
             check_text("--env value", v, MAX_ENV_VALUE)?;
         }
         check_limits(&self.limits)?;
+        if let Some(h) = &self.health {
+            h.validate()?;
+        }
         if self
             .ready
             .as_ref()
             .is_some_and(|r| r.on == crate::model::Readiness::Health)
+            && self.health.is_none()
         {
             return Err(Error::invalid("--ready health needs a health check")
                 .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify"));
@@ -137,6 +145,7 @@ impl RunSpec {
             restart_by: crate::model::RestartBy::Systemd,
             ready: self.ready,
             persist: self.persist,
+            health: self.health,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::process::Stdio;
 
 use clap::{Args, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
+use refine_proc::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{LimitChange, Limits, Metadata, UnitKind};
 use refine_proc::text::{
@@ -57,10 +58,18 @@ Examples:
   refine-proc run --memory-high 1G --cpu-weight 50 --timeout-stop 10s -- ./server
   refine-proc run --wait -- make check    # block, exit with make's code
   refine-proc run --json -- npm run dev   # the record as JSON
+  refine-proc run --health-http http://127.0.0.1:8080/health --on-unhealthy restart -- ./server
+  refine-proc run --health-cmd 'pg_isready -q' --health-interval 30s --health-retries 5 -- postgres
+  refine-proc run --health-tcp localhost:6379 --health-start-period 1min -- redis-server
 
 The command runs with argv exactly as given ($VAR is not expanded), in the
 current directory unless --cwd is given, with REFINE_ID, REFINE_OWNER,
-REFINE_WORKFLOW, ... in its environment.")]
+REFINE_WORKFLOW, ... in its environment.
+
+A health check (--health-cmd, --health-http or --health-tcp, one of them)
+is kept in the record; the refine-proc daemon probes the process while it
+runs (not while paused) and `status` and `list` show starting, healthy or
+unhealthy. --health-timeout defaults to 5s or the interval if shorter.")]
     Run(Box<RunArgs>),
     /// Adopt a running process (and its descendants) into a transient scope
     #[command(after_help = "\
@@ -376,11 +385,12 @@ struct RunArgs {
     #[arg(long, value_name = "N/DURATION")]
     restart_limit: Option<String>,
     /// When it is ready: notify (it sends READY=1 with sd_notify; until
-    /// then it is `starting`)
+    /// then it is `starting`), or health (its health check passes once)
     #[arg(long, value_name = "HOW")]
     ready: Option<String>,
     /// How long it may take to be ready (--ready notify: systemd's
-    /// TimeoutStartSec=, after which the start fails) [default: 90s]
+    /// TimeoutStartSec=, after which the start fails; --ready health: how
+    /// long --wait-ready probes) [default: 90s]
     #[arg(long, value_name = "DURATION", requires = "ready")]
     ready_timeout: Option<String>,
     /// Return only once it is ready (needs --ready)
@@ -397,6 +407,8 @@ struct RunArgs {
     /// away while it runs (logout without linger, crash, reboot)
     #[arg(long)]
     persist: bool,
+    #[command(flatten)]
+    health: HealthArgs,
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
@@ -407,6 +419,95 @@ struct RunArgs {
         value_name = "COMMAND"
     )]
     command: Vec<String>,
+}
+
+/// The health check of `run`.
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// Health check: a shell command (/bin/sh -c), healthy when it exits 0
+    #[arg(long, value_name = "CMD")]
+    health_cmd: Option<String>,
+    /// Health check: a plain HTTP GET of http://HOST[:PORT]/PATH (no TLS), healthy on status 200-399
+    #[arg(long, value_name = "URL")]
+    health_http: Option<String>,
+    /// Health check: a TCP connection to HOST:PORT, healthy when accepted
+    #[arg(long, value_name = "HOST:PORT")]
+    health_tcp: Option<String>,
+    /// Time between two probes [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    health_interval: Option<String>,
+    /// Time one probe may take, at most the interval [default: 5s, or the interval if shorter]
+    #[arg(long, value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Failures in a row before the process is unhealthy [default: 3]
+    #[arg(long, value_name = "N")]
+    health_retries: Option<u32>,
+    /// Time after the start during which failures do not count, until the first success [default: 0]
+    #[arg(long, value_name = "DURATION")]
+    health_start_period: Option<String>,
+    /// What the daemon does when the process turns unhealthy: restart, stop or none [default: none]
+    #[arg(long, value_name = "ACTION")]
+    on_unhealthy: Option<String>,
+}
+
+impl HealthArgs {
+    /// The check the flags give, checked; None without one.
+    fn spec(self) -> Result<Option<HealthSpec>> {
+        let kinds = [
+            ("--health-cmd", self.health_cmd.is_some()),
+            ("--health-http", self.health_http.is_some()),
+            ("--health-tcp", self.health_tcp.is_some()),
+        ];
+        let given: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
+        let check = match (self.health_cmd, self.health_http, self.health_tcp) {
+            _ if given.len() > 1 => {
+                return Err(Error::invalid(format!(
+                    "{} cannot be combined: a process has one health check",
+                    given.join(" and ")
+                ))
+                .hint("give one of --health-cmd, --health-http or --health-tcp"))
+            }
+            (Some(command), _, _) => HealthCheck::Cmd { command },
+            (_, Some(url), _) => HealthCheck::Http { url },
+            (_, _, Some(address)) => HealthCheck::Tcp { address },
+            (None, None, None) => {
+                let timing = [
+                    ("--health-interval", self.health_interval.is_some()),
+                    ("--health-timeout", self.health_timeout.is_some()),
+                    ("--health-retries", self.health_retries.is_some()),
+                    ("--health-start-period", self.health_start_period.is_some()),
+                    ("--on-unhealthy", self.on_unhealthy.is_some()),
+                ];
+                if let Some((flag, _)) = timing.iter().find(|t| t.1) {
+                    return Err(Error::invalid(format!("{flag} needs a health check"))
+                        .hint("add one of --health-cmd, --health-http or --health-tcp"));
+                }
+                return Ok(None);
+            }
+        };
+        let mut spec = HealthSpec::new(check);
+        if let Some(i) = &self.health_interval {
+            spec.interval_sec = parse_seconds(i)?;
+        }
+        spec.timeout_sec = match &self.health_timeout {
+            Some(t) => parse_seconds(t)?,
+            None => spec.timeout_sec.min(spec.interval_sec),
+        };
+        if let Some(r) = self.health_retries {
+            spec.retries = r;
+        }
+        if let Some(p) = &self.health_start_period {
+            spec.start_period_sec = match p.trim() {
+                "0" | "0s" => 0,
+                p => parse_seconds(p)?,
+            };
+        }
+        if let Some(a) = &self.on_unhealthy {
+            spec.on_unhealthy = a.parse::<OnUnhealthy>()?;
+        }
+        spec.validate()?;
+        Ok(Some(spec))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -958,6 +1059,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             })
             .transpose()?,
         persist: a.persist,
+        health: a.health.spec()?,
     })
 }
 

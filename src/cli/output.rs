@@ -6,6 +6,7 @@ use std::io::Write;
 use std::collections::HashSet;
 
 use refine_proc::controller::{ActionOutcome, Adopted, Listed, Status};
+use refine_proc::health::{HealthSpec, HealthView};
 use refine_proc::model::{Limits, OwnerLimits, UnitKind};
 use refine_proc::pauses::Pauses;
 use refine_proc::text::{escape, human_size, short_age, truncate};
@@ -184,9 +185,17 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
     };
     let mut b = Builder::default();
     b.push_record([
-        "ID", "OWNER", "LABEL", "STATE", "PID", "AGE", "CPU", "MEM", "EXIT",
+        "ID", "OWNER", "LABEL", "STATE", "HEALTH", "PID", "AGE", "CPU", "MEM", "EXIT",
     ]);
-    for (depth, Listed { record: r, usage }) in rows {
+    for (
+        depth,
+        Listed {
+            record: r,
+            usage,
+            health_status,
+        },
+    ) in rows
+    {
         let usage = usage.as_ref();
         let branch = if depth == 0 {
             String::new()
@@ -198,6 +207,7 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
             r.owner.to_string(),
             format!("{branch}{}", truncate(&escape(&r.label), 40)),
             r.state.to_string(),
+            opt(health_status),
             opt(&r.pid),
             r.started_at
                 .map(|t| short_age(t.elapsed()))
@@ -577,6 +587,10 @@ pub fn status(s: &Status) -> Result<()> {
     if let Some(u) = &s.usage {
         lines.extend(usage_lines(u));
     }
+    if let Some(h) = &s.health {
+        lines.push(("health".into(), health_text(h, r.state)));
+        lines.push(("health check".into(), health_check_text(&h.spec)));
+    }
     lines.push(("logs".into(), r.logs.journal.clone()));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let text: String = lines
@@ -584,6 +598,69 @@ pub fn status(s: &Status) -> Result<()> {
         .map(|(k, v)| format!("{k:>width$}: {v}\n"))
         .collect();
     print(&text)
+}
+
+/// Where a process's health stands, for people: "healthy since 5m ago;
+/// last ok 2s ago in 12ms: HTTP/1.1 200 OK".
+fn health_text(h: &HealthView, state: State) -> String {
+    let Some(st) = &h.state else {
+        return if state.is_ended() {
+            "- (never probed; the process is not running)".into()
+        } else if state == State::Running {
+            "starting (not probed yet: the refine-proc daemon probes it)".into()
+        } else {
+            format!("- (not probed while {state})")
+        };
+    };
+    let mut text = format!("{} since {} ago", st.status, short_age(st.since.elapsed()));
+    if st.failures > 0 {
+        text.push_str(&format!(
+            " ({} of {} failures in a row)",
+            st.failures.min(h.spec.retries),
+            h.spec.retries
+        ));
+    }
+    if let Some(last) = &st.last {
+        // For a failure the last line says why; for a success the first
+        // (an HTTP status line) says most.
+        let mut lines = last.output.lines().filter(|l| !l.trim().is_empty());
+        let line = if last.ok {
+            lines.next()
+        } else {
+            lines.next_back()
+        };
+        text.push_str(&format!(
+            "; last {} {} ago in {}ms",
+            if last.ok { "ok" } else { "failed" },
+            short_age(last.at.elapsed()),
+            last.duration_ms
+        ));
+        if let Some(code) = last.exit_code.filter(|c| *c != 0) {
+            text.push_str(&format!(" (exit {code})"));
+        }
+        if let Some(line) = line {
+            text.push_str(&format!(": {}", truncate(&escape(line.trim()), 100)));
+        }
+    }
+    match state {
+        State::Paused => text.push_str(" (probes wait while it is paused)"),
+        s if s.is_ended() => text.push_str(" (last known; the process is not running)"),
+        _ => {}
+    }
+    text
+}
+
+/// The check and its timing: "http GET http://x/health, every 10s, ...".
+fn health_check_text(spec: &HealthSpec) -> String {
+    format!(
+        "{}, every {}s, timeout {}s, unhealthy after {} failures, start period {}s, on unhealthy: {}",
+        truncate(&spec.check.to_string(), 120),
+        spec.interval_sec,
+        spec.timeout_sec,
+        spec.retries,
+        spec.start_period_sec,
+        spec.on_unhealthy
+    )
 }
 
 /// The limits that are set, for people: "memory max 2.0G, cpu 150%".

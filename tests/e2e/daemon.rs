@@ -224,3 +224,118 @@ fn ready_notify_is_starting_until_ready_and_wait_ready_waits_with_a_timeout() {
     let bad = env.cmd(&["run", "--wait-ready", "--", "true"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+fn health_of(env: &Env, id: &str) -> serde_json::Value {
+    let raw: serde_json::Value = env.ok(&["status", "--json", id]).json();
+    raw["health"]["state"].clone()
+}
+
+/// Waits (bounded) until `done` holds for the process's health state.
+fn wait_health(env: &Env, id: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let h = health_of(env, id);
+        if done(&h) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_daemon_probes_health_acts_on_unhealthy_and_holds_probes_while_paused() {
+    let env = Env::new();
+    let flag = env.work_dir().join("ok");
+    let check = format!("test -f {}", flag.display());
+    let r = env.run(&[
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--health-retries",
+        "2",
+        "--on-unhealthy",
+        "restart",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let _d = Daemon::start(&env);
+    // Failing: unhealthy after two failures, then restarted by the daemon.
+    wait_health(&env, &r.id, "restarted after unhealthy", |_| {
+        env.status(&r.id).restart.count >= 1
+    });
+    let kinds: Vec<String> = events_of(&env, &r.id)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains(&"unhealthy".to_string()), "{kinds:?}");
+    std::fs::write(&flag, "").unwrap();
+    wait_health(&env, &r.id, "healthy", |h| h["status"] == "healthy");
+    assert!(events_of(&env, &r.id)
+        .iter()
+        .any(|e| e["event"] == "healthy"));
+    assert!(env.ok(&["list"]).stdout.contains("healthy"));
+    // Paused: no probe runs (the last probe's time stays).
+    env.ok(&["pause", &r.id]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = health_of(&env, &r.id)["last"]["at"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        health_of(&env, &r.id)["last"]["at"],
+        before,
+        "probed while paused"
+    );
+    env.ok(&["resume", &r.id]);
+    wait_health(&env, &r.id, "probed again", |h| h["last"]["at"] != before);
+}
+
+#[test]
+fn ready_health_wait_ready_returns_once_the_check_passes() {
+    let env = Env::new();
+    let flag = env.work_dir().join("up");
+    let check = format!("test -f {}", flag.display());
+    let script = format!("sleep 1; touch {}; exec sleep 600", flag.display());
+    let r: Rec = env
+        .ok(&[
+            "run",
+            "--json",
+            "--health-cmd",
+            &check,
+            "--ready",
+            "health",
+            "--wait-ready",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .json();
+    assert!(flag.exists(), "returned before the check could pass");
+    assert_eq!(r.state, "running");
+    assert_eq!(health_of(&env, &r.id)["status"], "healthy");
+    let never = env.cmd(&[
+        "run",
+        "--health-cmd",
+        "false",
+        "--ready",
+        "health",
+        "--ready-timeout",
+        "2s",
+        "--wait-ready",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(never.code, 1, "{}", never.stderr);
+    assert!(
+        never.stderr.contains("did not pass within 2s"),
+        "{}",
+        never.stderr
+    );
+    let unchecked = env.cmd(&["run", "--ready", "health", "--", "true"]);
+    assert_eq!(unchecked.code, 2, "{}", unchecked.stderr);
+}

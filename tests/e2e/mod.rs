@@ -4,6 +4,7 @@ mod daemon;
 mod errors;
 mod events;
 mod faults;
+mod health;
 mod index;
 mod lifecycle;
 mod limits;
