@@ -142,12 +142,7 @@ fn unrecorded_exits_are_closed_as_lost_once_with_the_exit_from_the_journal() {
     );
 }
 
-// Ignored by default: in about one run of three, crashing the sandbox's
-// manager also SIGKILLs the test harness and the sandbox's other processes
-// of the test user (cause not found yet; see the branch's report). Run it
-// with `tests/run a_manager_crash -- --include-ignored`.
 #[test]
-#[ignore = "crash-user-manager sometimes takes the test harness down with it"]
 fn a_manager_crash_closes_the_records_of_its_running_processes_as_lost_once() {
     let Some(crash) = std::env::var_os("REFINE_PROC_CRASH_MANAGER") else {
         eprintln!("skipping: not in the test sandbox (REFINE_PROC_CRASH_MANAGER unset)");
