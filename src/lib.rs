@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod controller;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod index;

@@ -1,5 +1,6 @@
 mod adopt;
 mod common;
+mod doctor;
 mod errors;
 mod events;
 mod index;
@@ -7,6 +8,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod ownership;
+mod packaging;
 mod pause;
 mod regressions;
 mod restarts;
