@@ -135,8 +135,9 @@ impl Report {
     }
 }
 
-/// Runs every check for the index in `state_dir` and the calling user.
-pub async fn run(state_dir: &Path) -> Report {
+/// Runs every check for the index in `state_dir` (or why there is none)
+/// and the calling user.
+pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
     let journald = JournaldConf::read();
     let mut checks = Vec::new();
 
@@ -261,7 +262,15 @@ pub async fn run(state_dir: &Path) -> Report {
     let (persistent, readable) = journal_checks(&journald);
     checks.push(persistent);
     checks.push(readable);
-    checks.push(index_check(state_dir));
+    checks.push(match state_dir {
+        Ok(dir) => index_check(dir),
+        Err(e) => Check::new("index", true, ErrorKind::Index).bad(
+            e.message.clone(),
+            e.hint
+                .clone()
+                .unwrap_or_else(|| "pass --state-dir DIR".into()),
+        ),
+    });
 
     let daemon = Check::new("daemon", false, ErrorKind::Systemd);
     checks.push(match &systemd {

@@ -549,12 +549,16 @@ pub fn main() -> i32 {
         Command::Man { dir } => return exit_of(man(dir.as_deref())),
         _ => {}
     }
-    let state_dir = match cli
+    let state_dir = cli
         .state_dir
         .clone()
         .map(Ok)
-        .unwrap_or_else(default_state_dir)
-    {
+        .unwrap_or_else(default_state_dir);
+    // doctor reports a missing state directory as one of its checks.
+    if let Command::Doctor { json } = cli.command {
+        return doctor(state_dir.as_deref(), json);
+    }
+    let state_dir = match state_dir {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
     };
@@ -577,21 +581,26 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    // doctor inspects the index without opening (creating) it.
-    if let Command::Doctor { json } = cli.command {
-        let report = runtime.block_on(refine_proc::doctor::run(&state_dir));
-        let printed = if json {
-            output::json(&report)
-        } else {
-            output::doctor(&report)
-        };
-        return match printed {
-            Ok(()) => report.exit_code(),
-            Err(e) => fail(&e),
-        };
-    }
     match runtime.block_on(dispatch(cli.command, state_dir)) {
         Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+/// doctor inspects the index without opening (creating) it.
+fn doctor(state_dir: Result<&std::path::Path, &Error>, json: bool) -> i32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let report = runtime.block_on(refine_proc::doctor::run(state_dir));
+    let printed = if json {
+        output::json(&report)
+    } else {
+        output::doctor(&report)
+    };
+    match printed {
+        Ok(()) => report.exit_code(),
         Err(e) => fail(&e),
     }
 }

@@ -213,3 +213,25 @@ fn doctor_fails_on_an_index_of_a_newer_format() {
         .unwrap()
         .contains("upgrade refine-proc"));
 }
+
+#[test]
+fn doctor_reports_a_missing_state_directory_as_a_failed_index_check() {
+    let _env = Env::new();
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(["doctor", "--json"])
+        .env_remove("HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("REFINE_PROC_STATE_DIR");
+    let out = output(cmd);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    let report: Report = out.json();
+    let c = report.by_name();
+    assert_eq!(c["user-bus"].status, "ok");
+    assert_eq!(c["index"].status, "fail");
+    assert!(
+        c["index"].detail.contains("HOME is not set"),
+        "{:?}",
+        c["index"]
+    );
+    assert!(c["index"].fix.as_deref().unwrap().contains("--state-dir"));
+}
