@@ -185,7 +185,7 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         ),
         (Some(v), Some(m)) if m < MIN_SYSTEMD => ver.bad(
             format!("systemd {v} is older than {MIN_SYSTEMD}"),
-            format!("upgrade systemd to {MIN_SYSTEMD} or later (Debian 12, Ubuntu 23.04, Fedora 37 have it)"),
+            format!("upgrade systemd to {MIN_SYSTEMD} or later (Debian 12, Ubuntu 23.04 and Fedora 38 have it)"),
         ),
         (Some(v), Some(_)) => ver.ok(format!("systemd {v} (refine-proc needs {MIN_SYSTEMD} or later)")),
     });
@@ -278,7 +278,7 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         Some(s) => match s.unit_activity(DAEMON_UNIT).await {
             Ok(a) if a.load_state == "not-found" => daemon.bad(
                 format!("{DAEMON_UNIT} is not installed (the CLI works without it)"),
-                format!("install a refine-proc package, or copy units/{DAEMON_UNIT} to ~/.config/systemd/user/; then systemctl --user enable --now {DAEMON_UNIT}"),
+                format!("install a refine-proc package, or copy units/{DAEMON_UNIT} to ~/.config/systemd/user/ with ExecStart= naming your binary; then systemctl --user enable --now {DAEMON_UNIT}"),
             ),
             Ok(a) if a.active_state == "active" => {
                 let status = if a.status_text.is_empty() {
