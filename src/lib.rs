@@ -2,6 +2,7 @@
 
 pub mod controller;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod fault;

@@ -83,6 +83,20 @@ pub fn home_dir() -> Option<std::path::PathBuf> {
     }
 }
 
+/// The caller's login name from the user database (None for a uid
+/// without an entry, as in some containers).
+pub fn user_name() -> Option<String> {
+    // SAFETY: as in home_dir: copied out of static storage at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr((*pw).pw_name);
+        Some(name.to_string_lossy().into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

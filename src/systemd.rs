@@ -38,6 +38,9 @@ trait Manager {
         aux: Vec<(&str, Vec<(&str, Value<'_>)>)>,
     ) -> zbus::Result<OwnedObjectPath>;
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    /// Loads a unit file (if any) and returns its path; LoadState tells
+    /// whether it exists. Unused units are unloaded again by systemd.
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
@@ -143,6 +146,18 @@ pub struct ServiceInfo {
     pub memory_current: Option<u64>,
     pub cpu_usage_nsec: Option<u64>,
     pub tasks_current: Option<u64>,
+}
+
+/// Whether a unit is installed and running, as `systemctl --user status`
+/// tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitActivity {
+    /// loaded, not-found, masked, error, ...
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// A service's last `STATUS=` notification (empty when none).
+    pub status_text: String,
 }
 
 /// A connection to the calling user's systemd manager.
@@ -526,6 +541,38 @@ impl Systemd {
             Err(e) if is_no_such_unit(&e) => Ok(None),
             Err(e) => Err(dbus_error(&format!("look up {unit}"), unit, e)),
         }
+    }
+
+    /// Whether a unit (e.g. a unit file of a package) is installed and
+    /// active. Loads the unit file as `systemctl status` does.
+    pub async fn unit_activity(&self, unit: &str) -> Result<UnitActivity> {
+        let action = format!("look up {unit}");
+        let path = self
+            .manager
+            .load_unit(unit)
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let props = self.properties(path).await?;
+        let mut u = props
+            .get_all("org.freedesktop.systemd1.Unit")
+            .await
+            .map_err(|e| dbus_error(&action, unit, e))?;
+        let status_text = if unit.ends_with(".service") {
+            props
+                .get("org.freedesktop.systemd1.Service", "StatusText")
+                .await
+                .ok()
+                .and_then(|v| String::try_from(v).ok())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(UnitActivity {
+            load_state: take(&mut u, "LoadState").unwrap_or_default(),
+            active_state: take(&mut u, "ActiveState").unwrap_or_default(),
+            sub_state: take(&mut u, "SubState").unwrap_or_default(),
+            status_text,
+        })
     }
 
     /// Whether the unit is loaded (transient units vanish once collected).

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
 use refine_proc::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
@@ -244,6 +244,52 @@ what was rebuilt and what could not be, and why.")]
     Recover {
         #[arg(long)]
         json: bool,
+    },
+    /// Check what this machine and session give refine-proc, with a fix for what is missing
+    #[command(after_help = "\
+Examples:
+  refine-proc doctor
+  refine-proc doctor --json | jq '.checks[] | select(.status != \"ok\")'
+
+Checks: the user bus, the systemd version and its features (freezer,
+RestartSteps), cgroup v2, the controllers delegated to the user manager,
+lingering, a persistent journal you can read, the index, and the daemon.
+Each is ok, warn, fail or skip (not checked because one it needs failed).
+Exit 0 unless a required check fails (user bus, systemd version, cgroup v2,
+index); then the code other commands give for that problem: 5 no user
+manager, 6 index, 1 systemd too old or no cgroup v2.")]
+    Doctor {
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions (for packages and dotfiles)
+    #[command(
+        hide = true,
+        after_help = "\
+Examples:
+  refine-proc completions bash > /usr/share/bash-completion/completions/refine-proc
+  refine-proc completions zsh > /usr/share/zsh/vendor-completions/_refine-proc
+  refine-proc completions fish > ~/.config/fish/completions/refine-proc.fish
+  source <(refine-proc completions bash)     # this shell only"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command into a directory (for packages)
+    #[command(
+        hide = true,
+        after_help = "\
+Examples:
+  refine-proc man | man -l -                 # read it now
+  refine-proc man --dir target/man           # refine-proc.1, refine-proc-run.1, ...
+  gzip -9n target/man/*.1"
+    )]
+    Man {
+        /// Write refine-proc.1 and a page for each command (refine-proc-run.1, ...) into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
@@ -701,12 +747,26 @@ pub fn main() -> i32 {
     } else {
         "warn"
     });
-    let state_dir = match cli
+    // Generated from the definition above; need no index or bus.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut visible_command(), "refine-proc", &mut out);
+            return exit_of(output::io_result(std::io::stdout().write_all(&out)));
+        }
+        Command::Man { dir } => return exit_of(man(dir.as_deref())),
+        _ => {}
+    }
+    let state_dir = cli
         .state_dir
         .clone()
         .map(Ok)
-        .unwrap_or_else(default_state_dir)
-    {
+        .unwrap_or_else(default_state_dir);
+    // doctor reports a missing state directory as one of its checks.
+    if let Command::Doctor { json } = cli.command {
+        return doctor(state_dir.as_deref(), json);
+    }
+    let state_dir = match state_dir {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
     };
@@ -733,6 +793,75 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => fail(&e),
     }
+}
+
+/// doctor inspects the index without opening (creating) it.
+fn doctor(state_dir: Result<&std::path::Path, &Error>, json: bool) -> i32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let report = runtime.block_on(refine_proc::doctor::run(state_dir));
+    let printed = if json {
+        output::json(&report)
+    } else {
+        output::doctor(&report)
+    };
+    match printed {
+        Ok(()) => report.exit_code(),
+        Err(e) => fail(&e),
+    }
+}
+
+fn exit_of(r: Result<()>) -> i32 {
+    r.map_or_else(|e| fail(&e), |_| 0)
+}
+
+/// The command line without its hidden commands: clap_complete would
+/// offer them (record-exit, completions) to people otherwise.
+fn visible_command() -> clap::Command {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("refine-proc")
+        .about(ABOUT)
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .args(full.get_arguments().cloned());
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(sub.clone());
+    }
+    cmd
+}
+
+/// The man page on stdout, or a page per command written into `dir`
+/// (their paths on stdout).
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let Some(dir) = dir else {
+        let mut out = Vec::new();
+        output::io_result(clap_mangen::Man::new(cmd).render(&mut out))?;
+        return output::io_result(std::io::stdout().write_all(&out));
+    };
+    fn write(
+        cmd: clap::Command,
+        dir: &std::path::Path,
+        paths: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), dir, paths)?;
+        }
+        paths.push(clap_mangen::Man::new(cmd).generate_to(dir)?);
+        Ok(())
+    }
+    let mut paths = Vec::new();
+    std::fs::create_dir_all(dir)
+        .and_then(|_| write(cmd, dir, &mut paths))
+        .map_err(|e| {
+            Error::invalid(format!("cannot write man pages to {}: {e}", dir.display()))
+                .hint("pass a directory you can write to")
+        })?;
+    let list: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+    output::io_result(std::io::stdout().write_all(list.as_bytes()))
 }
 
 fn init_tracing(level: &str) {
@@ -919,7 +1048,10 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::RecordExit { .. } => unreachable!("handled before the runtime starts"),
+        Command::RecordExit { .. }
+        | Command::Doctor { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled before the index is opened"),
     }
 }
 

@@ -731,3 +731,61 @@ pub fn owner_limits(o: &OwnerLimits) -> Result<()> {
         if limits.is_empty() { "none" } else { &limits }
     ))
 }
+
+pub fn doctor(report: &refine_proc::doctor::Report) -> Result<()> {
+    use refine_proc::doctor::CheckStatus;
+    // Not a table: details are long, and a fix goes on a line of its own.
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for c in &report.checks {
+        let status = match c.status {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail if c.required => "FAIL",
+            CheckStatus::Fail => "fail",
+            CheckStatus::Skip => "skip",
+        };
+        text.push_str(&format!(
+            "{status:<4}  {:<width$}  {}\n",
+            c.name,
+            escape(&c.detail)
+        ));
+        if let Some(fix) = &c.fix {
+            text.push_str(&format!(
+                "{:<4}  {:<width$}  fix: {}\n",
+                "",
+                "",
+                escape(fix)
+            ));
+        }
+    }
+    let count = |s: CheckStatus| report.checks.iter().filter(|c| c.status == s).count();
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.required && c.status == CheckStatus::Fail)
+        .map(|c| c.name)
+        .collect();
+    text.push('\n');
+    for n in &report.notes {
+        text.push_str(&format!("note: {}\n", escape(n)));
+    }
+    if failed.is_empty() {
+        text.push_str(&format!(
+            "refine-proc can work here: every required check passed ({} warnings)\n",
+            count(CheckStatus::Warn)
+        ));
+    } else {
+        text.push_str(&format!(
+            "refine-proc cannot work here: required check{} failed: {}\n",
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join(", ")
+        ));
+    }
+    print(&text)
+}

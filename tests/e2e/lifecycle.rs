@@ -438,22 +438,6 @@ fn ids_can_be_given_as_unique_prefixes_or_unit_names() {
 }
 
 #[test]
-fn the_shipped_refine_slice_passes_systemd_analyze_verify() {
-    let env = Env::new();
-    let path = env.work_dir().join("refine.slice");
-    std::fs::write(&path, include_str!("../../units/refine.slice")).unwrap();
-    let mut cmd = std::process::Command::new("systemd-analyze");
-    cmd.args(["--user", "verify"]).arg(&path);
-    let out = output(cmd);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.is_empty(),
-        "systemd-analyze complained: {}",
-        out.stderr
-    );
-}
-
-#[test]
 fn the_shipped_resurrect_unit_passes_systemd_analyze_verify() {
     let env = Env::new();
     // As installed, with the path of the binary under test.

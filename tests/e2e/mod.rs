@@ -1,6 +1,7 @@
 mod adopt;
 mod common;
 mod daemon;
+mod doctor;
 mod errors;
 mod events;
 mod faults;
@@ -10,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod ownership;
+mod packaging;
 mod pause;
 mod recover;
 mod regressions;

@@ -1,0 +1,769 @@
+//! `refine-proc doctor`: what this machine and session give refine-proc,
+//! as data. Each check has a status, a one-line detail and, where something
+//! is missing, the fix. A failed *required* check means refine-proc cannot
+//! work here; a warning means a feature is missing or degraded.
+//!
+//! Everything is read, nothing is changed: the index is inspected without
+//! being created, and systemd is only asked.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind as IoKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+use crate::index::INDEX_FORMAT;
+use crate::systemd::Systemd;
+use crate::usage::{parse_controllers, CGROUP_MOUNT};
+
+/// The oldest systemd refine-proc supports (Debian 12).
+pub const MIN_SYSTEMD: u32 = 252;
+/// FreezeUnit/ThawUnit appeared in systemd 246 and work for user managers
+/// from 247 on.
+const FREEZER_SYSTEMD: u32 = 247;
+/// RestartSteps= and RestartMaxDelaySec= (growing restart delays).
+const RESTART_STEPS_SYSTEMD: u32 = 254;
+/// The controllers limits and usage need from the user manager's cgroup.
+const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+/// The daemon's unit, as the packages install it.
+pub const DAEMON_UNIT: &str = "refine-proc.service";
+/// How long the bus may take to answer before it counts as unreachable.
+const BUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    /// Missing or degraded, but refine-proc works.
+    Warn,
+    /// Missing; for a required check refine-proc cannot work.
+    Fail,
+    /// Not checked, because a check it depends on failed.
+    Skip,
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// Stable name: `user-bus`, `systemd-version`, `cgroup-v2`, `freezer`,
+    /// `restart-steps`, `controllers`, `lingering`, `journal-persistent`,
+    /// `journal-readable`, `index`, `daemon`.
+    pub name: &'static str,
+    pub status: CheckStatus,
+    /// Whether refine-proc needs it (a failed required check fails doctor).
+    pub required: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do about a warning or failure.
+    pub fix: Option<String>,
+    /// The exit code's kind when this required check fails.
+    #[serde(skip)]
+    kind: ErrorKind,
+}
+
+impl Check {
+    fn new(name: &'static str, required: bool, kind: ErrorKind) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Ok,
+            required,
+            detail: String::new(),
+            fix: None,
+            kind,
+        }
+    }
+
+    fn ok(mut self, detail: impl Into<String>) -> Check {
+        self.status = CheckStatus::Ok;
+        self.detail = detail.into();
+        self
+    }
+
+    /// Not ok: a failure when required, else a warning.
+    fn bad(mut self, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        self.status = if self.required {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Warn
+        };
+        self.detail = detail.into();
+        self.fix = Some(fix.into());
+        self
+    }
+
+    fn warn(mut self, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        self = self.bad(detail, fix);
+        self.status = CheckStatus::Warn;
+        self
+    }
+
+    fn skip(mut self, why: &str) -> Check {
+        self.status = CheckStatus::Skip;
+        self.detail = format!("not checked: {why}");
+        self
+    }
+}
+
+/// All checks, in order, and notes that are worth knowing but not a check.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// True when no required check failed.
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    fn new(checks: Vec<Check>, notes: Vec<String>) -> Report {
+        let ok = !checks
+            .iter()
+            .any(|c| c.required && c.status == CheckStatus::Fail);
+        Report { ok, checks, notes }
+    }
+
+    /// 0 when every required check passed; else the exit code other
+    /// commands give for the first failed one: 5 (no user manager),
+    /// 6 (index), 1 (systemd too old, no cgroup v2).
+    pub fn exit_code(&self) -> i32 {
+        self.checks
+            .iter()
+            .find(|c| c.required && c.status == CheckStatus::Fail)
+            .map_or(0, |c| c.kind.exit_code())
+    }
+}
+
+/// Runs every check for the index in `state_dir` (or why there is none)
+/// and the calling user.
+pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
+    let journald = JournaldConf::read();
+    let mut checks = Vec::new();
+
+    let bus = Check::new("user-bus", true, ErrorKind::Unavailable);
+    let connected = tokio::time::timeout(BUS_TIMEOUT, async {
+        let systemd = Systemd::connect().await?;
+        let version = systemd.version().await?;
+        Ok::<_, Error>((systemd, version))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the user bus did not answer within {}s",
+                BUS_TIMEOUT.as_secs()
+            ),
+        )
+        .hint("check DBUS_SESSION_BUS_ADDRESS and that systemd --user runs"))
+    });
+    let (systemd, version) = match connected {
+        Ok((systemd, version)) => {
+            checks.push(bus.ok(format!("systemd {version} answers on {}", bus_address())));
+            (Some(systemd), Some(version))
+        }
+        Err(e) => {
+            checks.push(bus.bad(
+                e.message.clone(),
+                e.hint.clone().unwrap_or_else(|| {
+                    "run refine-proc inside a login session of your user".into()
+                }),
+            ));
+            (None, None)
+        }
+    };
+    let major = version.as_deref().and_then(major_version);
+    let no_bus = "the user manager is unreachable";
+
+    let ver = Check::new("systemd-version", true, ErrorKind::Systemd);
+    checks.push(match (&version, major) {
+        (None, _) => ver.skip(no_bus),
+        (Some(v), None) => ver.warn(
+            format!("cannot read a version number from {v:?}"),
+            format!("refine-proc needs systemd {MIN_SYSTEMD} or later; check `systemctl --version`"),
+        ),
+        (Some(v), Some(m)) if m < MIN_SYSTEMD => ver.bad(
+            format!("systemd {v} is older than {MIN_SYSTEMD}"),
+            format!("upgrade systemd to {MIN_SYSTEMD} or later (Debian 12, Ubuntu 23.04 and Fedora 38 have it)"),
+        ),
+        (Some(v), Some(_)) => ver.ok(format!("systemd {v} (refine-proc needs {MIN_SYSTEMD} or later)")),
+    });
+
+    // The cgroup2 hierarchy and the user manager's place in it.
+    let hierarchy = Hierarchy::detect();
+    let cg = Check::new("cgroup-v2", true, ErrorKind::Systemd);
+    checks.push(match &hierarchy {
+        Hierarchy::Unified(root) => cg.ok(format!("unified cgroup v2 hierarchy at {}", root.display())),
+        Hierarchy::Hybrid(root) => cg.warn(
+            format!("hybrid hierarchy: cgroup v2 at {}, controllers on cgroup v1", root.display()),
+            "boot with the unified hierarchy (systemd.unified_cgroup_hierarchy=1 on the kernel command line) so limits are enforced and processes can be paused",
+        ),
+        Hierarchy::None => cg.bad(
+            format!("no cgroup v2 hierarchy is mounted at {CGROUP_MOUNT}"),
+            "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1; the default since systemd 247)",
+        ),
+    });
+    let manager_cg = match &systemd {
+        Some(s) => s.manager_control_group().await.ok().flatten(),
+        None => None,
+    };
+    let manager_dir = match (&hierarchy, &manager_cg) {
+        (Hierarchy::Unified(root) | Hierarchy::Hybrid(root), Some(cg)) => {
+            Some(root.join(cg.trim_start_matches('/')))
+        }
+        _ => None,
+    };
+
+    let freezer = Check::new("freezer", false, ErrorKind::Systemd);
+    let pause_fix =
+        "refine-proc pause needs systemd 247 or later on the unified cgroup v2 hierarchy";
+    checks.push(match (major, &hierarchy, &manager_dir) {
+        (None, _, _) => freezer.skip(no_bus),
+        (Some(m), _, _) if m < FREEZER_SYSTEMD => freezer.bad(
+            format!("systemd {m} has no freezer for user units"),
+            pause_fix,
+        ),
+        (_, Hierarchy::Unified(_), Some(dir)) if dir.join("cgroup.freeze").is_file() => {
+            freezer.ok("cgroup freezer available: pause and resume work")
+        }
+        (_, Hierarchy::Unified(_), Some(dir)) => {
+            freezer.bad(format!("{} has no cgroup.freeze", dir.display()), pause_fix)
+        }
+        (_, Hierarchy::Unified(_), None) => {
+            freezer.bad("the user manager's cgroup is unknown", pause_fix)
+        }
+        (_, _, _) => freezer.bad("no unified cgroup v2 hierarchy", pause_fix),
+    });
+
+    let steps = Check::new("restart-steps", false, ErrorKind::Systemd);
+    checks.push(match major {
+        None => steps.skip(no_bus),
+        Some(m) if m >= RESTART_STEPS_SYSTEMD => {
+            steps.ok(format!("systemd {m} has RestartSteps=: restart delays can grow"))
+        }
+        Some(m) => steps.bad(
+            format!("systemd {m} has no RestartSteps= ({RESTART_STEPS_SYSTEMD} or later): restart delays stay fixed"),
+            format!("upgrade systemd to {RESTART_STEPS_SYSTEMD} or later for growing restart delays; everything else works"),
+        ),
+    });
+
+    let ctl = Check::new("controllers", false, ErrorKind::Systemd);
+    checks.push(match (&systemd, &manager_dir) {
+        (None, _) => ctl.skip(no_bus),
+        (Some(_), None) => ctl.bad(
+            "the user manager's cgroup is unknown, so its controllers are too",
+            "run refine-proc on the unified cgroup v2 hierarchy",
+        ),
+        (Some(_), Some(dir)) => controllers_check(ctl, dir),
+    });
+
+    checks.push(lingering_check());
+    let (persistent, readable) = journal_checks(&journald);
+    checks.push(persistent);
+    checks.push(readable);
+    checks.push(match state_dir {
+        Ok(dir) => index_check(dir),
+        Err(e) => Check::new("index", true, ErrorKind::Index).bad(
+            e.message.clone(),
+            e.hint
+                .clone()
+                .unwrap_or_else(|| "pass --state-dir DIR".into()),
+        ),
+    });
+
+    let daemon = Check::new("daemon", false, ErrorKind::Systemd);
+    checks.push(match &systemd {
+        None => daemon.skip(no_bus),
+        Some(s) => match s.unit_activity(DAEMON_UNIT).await {
+            Ok(a) if a.load_state == "not-found" => daemon.bad(
+                format!("{DAEMON_UNIT} is not installed (the CLI works without it)"),
+                format!("install a refine-proc package, or copy units/{DAEMON_UNIT} to ~/.config/systemd/user/ with ExecStart= naming your binary; then systemctl --user enable --now {DAEMON_UNIT}"),
+            ),
+            Ok(a) if a.active_state == "active" => {
+                let status = if a.status_text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", a.status_text)
+                };
+                daemon.ok(format!("{DAEMON_UNIT} is {} ({}){status}", a.active_state, a.sub_state))
+            }
+            Ok(a) => daemon.bad(
+                format!("{DAEMON_UNIT} is {} ({}, {}); the CLI works without it", a.active_state, a.sub_state, a.load_state),
+                format!("systemctl --user enable --now {DAEMON_UNIT}; if it fails: journalctl --user -u {DAEMON_UNIT}"),
+            ),
+            Err(e) => daemon.bad(format!("cannot ask about {DAEMON_UNIT}: {}", e.message), format!("systemctl --user status {DAEMON_UNIT}")),
+        },
+    });
+
+    let notes = vec![journald.rate_limit_note(major)];
+    Report::new(checks, notes)
+}
+
+/// The bus refine-proc connects to, as zbus picks it.
+fn bus_address() -> String {
+    match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(a) if !a.is_empty() => a,
+        _ => match std::env::var("XDG_RUNTIME_DIR") {
+            Ok(r) => format!("unix:path={r}/bus"),
+            Err(_) => "the default session bus".into(),
+        },
+    }
+}
+
+/// The leading number of a systemd version ("252.38-1~deb12u1" -> 252).
+pub fn major_version(version: &str) -> Option<u32> {
+    let digits: String = version
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Where cgroup v2 is mounted.
+enum Hierarchy {
+    Unified(PathBuf),
+    /// cgroup v2 beside v1 controllers (`/sys/fs/cgroup/unified`).
+    Hybrid(PathBuf),
+    None,
+}
+
+impl Hierarchy {
+    fn detect() -> Hierarchy {
+        let root = PathBuf::from(CGROUP_MOUNT);
+        if root.join("cgroup.controllers").is_file() {
+            Hierarchy::Unified(root)
+        } else if root.join("unified/cgroup.controllers").is_file() {
+            Hierarchy::Hybrid(root.join("unified"))
+        } else {
+            Hierarchy::None
+        }
+    }
+}
+
+fn controllers_check(check: Check, manager_dir: &Path) -> Check {
+    let file = manager_dir.join("cgroup.controllers");
+    let have = match std::fs::read_to_string(&file) {
+        Ok(text) => parse_controllers(&text),
+        Err(e) => {
+            return check.bad(
+                format!("cannot read {}: {e}", file.display()),
+                "run refine-proc on the unified cgroup v2 hierarchy",
+            )
+        }
+    };
+    let missing: Vec<&str> = CONTROLLERS
+        .into_iter()
+        .filter(|c| !have.contains(*c))
+        .collect();
+    if missing.is_empty() {
+        return check.ok(format!(
+            "the user manager has the {} controllers: limits are enforced",
+            CONTROLLERS.join(", ")
+        ));
+    }
+    check.bad(
+        format!(
+            "the user manager lacks the {} controller{}: those limits are accepted but not enforced, and their usage reads as null",
+            missing.join(", "),
+            if missing.len() > 1 { "s" } else { "" }
+        ),
+        "delegate them to user managers: `sudo systemctl edit user@.service`, add [Service] Delegate=pids memory cpu, then log in again (in a container, its runtime must delegate them)",
+    )
+}
+
+fn lingering_check() -> Check {
+    let check = Check::new("lingering", false, ErrorKind::Systemd);
+    let Some(user) = crate::provenance::user_name() else {
+        return check.bad(
+            format!(
+                "uid {} has no entry in the user database",
+                crate::provenance::uid()
+            ),
+            "lingering needs a named user: add one (useradd) or run refine-proc as one",
+        );
+    };
+    let path = Path::new("/var/lib/systemd/linger").join(&user);
+    if path.exists() {
+        check.ok(format!(
+            "enabled for {user}: your user manager runs from boot, without a login"
+        ))
+    } else {
+        check.bad(
+            format!("not enabled for {user}: your user manager, and every process refine-proc started, stops at your last logout"),
+            format!("loginctl enable-linger {user}"),
+        )
+    }
+}
+
+/// journald's settings that matter here, from journald.conf and its drop-ins.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JournaldConf {
+    /// `[Journal]` key -> value; later files win, as in journald.
+    values: BTreeMap<String, String>,
+}
+
+impl JournaldConf {
+    fn read() -> JournaldConf {
+        let mut conf = JournaldConf::default();
+        for path in journald_conf_files(Path::new("/")) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                conf.apply(&text);
+            }
+        }
+        conf
+    }
+
+    /// Applies one file: `Key=Value` lines of its `[Journal]` section.
+    fn apply(&mut self, text: &str) {
+        let mut in_journal = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_journal = line == "[Journal]";
+            } else if in_journal && !line.starts_with(['#', ';']) {
+                if let Some((k, v)) = line.split_once('=') {
+                    self.values.insert(k.trim().into(), v.trim().into());
+                }
+            }
+        }
+    }
+
+    fn get(&self, key: &str, default: &str) -> String {
+        self.values
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn rate_limit_note(&self, major: Option<u32>) -> String {
+        let interval = self.get("RateLimitIntervalSec", "30s");
+        let burst = self.get("RateLimitBurst", "10000");
+        let shared = if major.is_some_and(|m| m <= 252) {
+            " On this systemd all of your services share one budget (systemd issue #36191)."
+        } else {
+            ""
+        };
+        format!(
+            "journald drops a service's lines past RateLimitBurst={burst} per RateLimitIntervalSec={interval} (the burst grows with free disk space).{shared} For processes that print more, raise the limits in /etc/systemd/journald.conf or have them write a log file."
+        )
+    }
+}
+
+/// journald.conf and its drop-ins in the order journald applies them: the
+/// main file (first found), then `*.conf` drop-ins sorted by file name, a
+/// name in /etc hiding the same name in /run and /usr/lib.
+fn journald_conf_files(root: &Path) -> Vec<PathBuf> {
+    let dirs = ["etc", "run", "usr/local/lib", "usr/lib"];
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| root.join(d).join("systemd/journald.conf"))
+        .filter(|p| p.is_file())
+        .take(1)
+        .collect();
+    let mut dropins: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
+    for d in dirs.iter().rev() {
+        let Ok(entries) = std::fs::read_dir(root.join(d).join("systemd/journald.conf.d")) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "conf") {
+                dropins.insert(e.file_name(), path);
+            }
+        }
+    }
+    files.extend(dropins.into_values());
+    files
+}
+
+/// Is the journal kept on disk, and can this user read its own lines?
+fn journal_checks(conf: &JournaldConf) -> (Check, Check) {
+    let persistent = Check::new("journal-persistent", false, ErrorKind::Systemd);
+    let readable = Check::new("journal-readable", false, ErrorKind::Systemd);
+    let storage = conf.get("Storage", "auto");
+    let var = Path::new("/var/log/journal");
+    let on_disk = match storage.as_str() {
+        "persistent" => true,
+        "auto" => var.is_dir(),
+        _ => false,
+    };
+    let make_persistent = "sudo mkdir -p /var/log/journal && sudo systemctl restart systemd-journald (with Storage=auto or persistent in /etc/systemd/journald.conf)";
+    let persistent = if on_disk {
+        persistent.ok(format!(
+            "Storage={storage}: journald keeps logs in {}",
+            var.display()
+        ))
+    } else {
+        persistent.bad(
+            format!("Storage={storage}{}: logs live in /run and are lost at reboot, and a non-root user cannot read them", if var.is_dir() { "" } else { " and no /var/log/journal" }),
+            make_persistent,
+        )
+    };
+    let uid = crate::provenance::uid();
+    let journals = journal_files(var);
+    let open = |p: &PathBuf| std::fs::File::open(p).map(drop);
+    let system = journals.iter().find(|p| is_named(p, "system"));
+    let own = journals
+        .iter()
+        .find(|p| is_named(p, &format!("user-{uid}")));
+    let readable = match (system.map(|p| (p, open(p))), own.map(|p| (p, open(p)))) {
+        _ if !on_disk => readable.bad(
+            "no persistent journal: `refine-proc logs` can read nothing",
+            make_persistent,
+        ),
+        (None, None) => readable.bad(
+            format!("no journal files in {}/*/ (is systemd-journald running?)", var.display()),
+            "sudo systemctl start systemd-journald && sudo journalctl --flush",
+        ),
+        (Some((p, Ok(()))), _) => readable.ok(format!("reads the whole journal ({})", p.display())),
+        (_, Some((p, Ok(())))) => readable.ok(format!("reads its own journal file {}", p.display())),
+        (_, Some((p, Err(e)))) => readable.bad(
+            format!("cannot read {}: {e}", p.display()),
+            "sudo systemctl restart systemd-journald (it fixes the file's ACL), or add yourself to the systemd-journal group",
+        ),
+        (_, None) if conf.get("SplitMode", "uid") == "none" => readable.bad(
+            "SplitMode=none: journald keeps every user's lines in the system journal, which you cannot read",
+            "set SplitMode=uid in /etc/systemd/journald.conf, or add yourself to the systemd-journal group",
+        ),
+        (_, None) if uid < 1000 => readable.bad(
+            format!("uid {uid} is a system user: journald keeps its lines in the system journal, which it cannot read"),
+            "add the user to the systemd-journal group (usermod -aG systemd-journal USER), or use a regular user (uid 1000 or above)",
+        ),
+        (_, None) => readable.bad(
+            format!("no journal file of uid {uid} in {}/*/ yet: journald creates user-{uid}.journal when one of your processes first logs", var.display()),
+            "run a process (refine-proc run -- echo hello) and check again; or add yourself to the systemd-journal group",
+        ),
+    };
+    (persistent, readable)
+}
+
+/// `<dir>/<machine-id>/*.journal`.
+fn journal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for machine in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(machine.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = f.path();
+            if p.extension().is_some_and(|x| x == "journal") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `system.journal` or an archived `system@....journal` for "system".
+fn is_named(path: &Path, stem: &str) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name == format!("{stem}.journal") || name.starts_with(&format!("{stem}@"))
+}
+
+/// The index, inspected without being created or changed.
+pub fn index_check(dir: &Path) -> Check {
+    let check = Check::new("index", true, ErrorKind::Index);
+    let other = "or pass --state-dir DIR (or set REFINE_PROC_STATE_DIR) to use another directory";
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == IoKind::NotFound => {
+            // Created on first use: the nearest existing parent must allow it.
+            let parent = dir.ancestors().skip(1).find(|p| p.exists());
+            return match parent {
+                Some(p) if writable(p) => check.ok(format!(
+                    "{} does not exist yet; it is created on first use",
+                    dir.display()
+                )),
+                Some(p) => check.bad(
+                    format!(
+                        "{} does not exist and {} is not writable",
+                        dir.display(),
+                        p.display()
+                    ),
+                    format!("create it: mkdir -p {}; {other}", dir.display()),
+                ),
+                None => check.bad(format!("{} has no existing parent", dir.display()), other),
+            };
+        }
+        Err(e) => return check.bad(format!("cannot read {}: {e}", dir.display()), other),
+    };
+    if !meta.is_dir() {
+        return check.bad(
+            format!("{} is not a directory", dir.display()),
+            format!("move it aside, {other}"),
+        );
+    }
+    if !writable(dir) {
+        return check.bad(
+            format!("{} is not writable", dir.display()),
+            format!("make it yours (chown -R $USER {}), {other}", dir.display()),
+        );
+    }
+    let format_file = dir.join("format.json");
+    let format = match std::fs::read(&format_file) {
+        Err(e) if e.kind() == IoKind::NotFound => None,
+        Err(e) => {
+            return check.bad(
+                format!("cannot read {}: {e}", format_file.display()),
+                format!("make it readable, {other}"),
+            )
+        }
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("format")?.as_u64())
+        {
+            Some(f) if f > u64::from(INDEX_FORMAT) => {
+                return check.bad(
+                    format!(
+                    "{} has format {f}, newer than this refine-proc understands ({INDEX_FORMAT})",
+                    dir.display()
+                ),
+                    format!("upgrade refine-proc, {other}"),
+                )
+            }
+            Some(f) => Some(f),
+            None => {
+                return check.bad(
+                    format!("{} does not hold {{\"format\": N}}", format_file.display()),
+                    "move the file aside; refine-proc recreates it",
+                )
+            }
+        },
+    };
+    let count = |sub: &str| {
+        std::fs::read_dir(dir.join(sub))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let (records, quarantined) = (count("records"), count("quarantine"));
+    let what = format!(
+        "{}: format {}, {records} record{}, writable",
+        dir.display(),
+        format.map_or("(new)".to_string(), |f| f.to_string()),
+        if records == 1 { "" } else { "s" }
+    );
+    if quarantined > 0 {
+        return check.warn(
+            format!(
+                "{what}; {quarantined} unreadable file{} in quarantine/",
+                if quarantined == 1 { "" } else { "s" }
+            ),
+            format!(
+                "look at {}/quarantine/ and delete what you no longer need",
+                dir.display()
+            ),
+        );
+    }
+    check.ok(what)
+}
+
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; access has no other preconditions.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_major_version() {
+        assert_eq!(major_version("252.38-1~deb12u1"), Some(252));
+        assert_eq!(major_version("256"), Some(256));
+        assert_eq!(major_version("v255"), None);
+    }
+
+    #[test]
+    fn journald_conf_takes_the_journal_section_later_files_winning() {
+        let mut c = JournaldConf::default();
+        c.apply("[Journal]\n#Storage=volatile\nStorage=auto\nRateLimitBurst=500\n[Other]\nStorage=none\n");
+        c.apply("[Journal]\nRateLimitBurst=\n");
+        assert_eq!(c.get("Storage", "x"), "auto");
+        // An empty value means the default, as in journald.
+        assert_eq!(c.get("RateLimitBurst", "10000"), "10000");
+        assert!(c.rate_limit_note(Some(252)).contains("#36191"));
+        assert!(!c.rate_limit_note(Some(256)).contains("#36191"));
+    }
+
+    #[test]
+    fn journald_drop_ins_apply_in_name_order_etc_hiding_usr_lib() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in [
+            "etc/systemd/journald.conf.d",
+            "usr/lib/systemd/journald.conf.d",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(r.join("etc/systemd/journald.conf"), "").unwrap();
+        std::fs::write(r.join("usr/lib/systemd/journald.conf.d/10-a.conf"), "").unwrap();
+        std::fs::write(r.join("usr/lib/systemd/journald.conf.d/20-b.conf"), "").unwrap();
+        std::fs::write(r.join("etc/systemd/journald.conf.d/20-b.conf"), "").unwrap();
+        std::fs::write(r.join("etc/systemd/journald.conf.d/notes.txt"), "").unwrap();
+        let files: Vec<String> = journald_conf_files(r)
+            .iter()
+            .map(|p| p.strip_prefix(r).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "etc/systemd/journald.conf",
+                "usr/lib/systemd/journald.conf.d/10-a.conf",
+                "etc/systemd/journald.conf.d/20-b.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn index_check_reads_without_creating() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let c = index_check(&dir);
+        assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
+        assert!(!dir.exists(), "doctor must not create the index");
+
+        std::fs::create_dir_all(dir.join("records")).unwrap();
+        std::fs::create_dir_all(dir.join("quarantine")).unwrap();
+        std::fs::write(dir.join("format.json"), br#"{"format": 1}"#).unwrap();
+        std::fs::write(dir.join("records/abcd2345.json"), b"{}").unwrap();
+        assert_eq!(index_check(&dir).status, CheckStatus::Ok);
+        assert!(index_check(&dir).detail.contains("1 record,"));
+
+        std::fs::write(dir.join("quarantine/x.json.1"), b"garbage").unwrap();
+        let c = index_check(&dir);
+        assert_eq!(c.status, CheckStatus::Warn);
+        assert!(c.fix.unwrap().contains("quarantine"));
+
+        std::fs::write(dir.join("format.json"), br#"{"format": 99}"#).unwrap();
+        let c = index_check(&dir);
+        assert_eq!(c.status, CheckStatus::Fail);
+        let report = Report::new(vec![c], vec![]);
+        assert!(!report.ok);
+        assert_eq!(report.exit_code(), 6);
+    }
+
+    #[test]
+    fn only_failed_required_checks_fail_the_report() {
+        let warn = Check::new("lingering", false, ErrorKind::Systemd).bad("x", "y");
+        assert_eq!(warn.status, CheckStatus::Warn);
+        let report = Report::new(vec![warn], vec![]);
+        assert!(report.ok);
+        assert_eq!(report.exit_code(), 0);
+        let bus = Check::new("user-bus", true, ErrorKind::Unavailable).bad("x", "y");
+        let skipped = Check::new("daemon", false, ErrorKind::Systemd).skip("x");
+        let report = Report::new(vec![skipped, bus], vec![]);
+        assert_eq!(report.exit_code(), 5);
+    }
+}
