@@ -19,6 +19,9 @@
 //!   (e) `refine-proc pause --owner agent` and `resume --owner agent` of 200
 //!       running agents  vs  `systemctl --user freeze` / `thaw` of the same
 //!       200 units (one systemctl call each); also reported per 100 processes
+//!   (f) the daemon's resident memory and CPU time: idle, while 1,000
+//!       processes start under its watch, and 30 s later with nothing
+//!       happening (flat memory, CPU near zero)
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -37,6 +40,8 @@
 //!   BENCH_INDEX_REPS      (d) runs per side [20; quick 5]
 //!   BENCH_PAUSE_PROCS     (e) running agents paused and resumed [200; quick 50]
 //!   BENCH_PAUSE_REPS      (e) pause/resume rounds per side [10; quick 3]
+//!   BENCH_DAEMON_PROCS    (f) processes started under the daemon [1000; quick 200]
+//!   BENCH_DAEMON_IDLE     (f) seconds of idle measured [30; quick 10]
 //!   BENCH_KEEP=1          keep the temporary state directories
 //!
 //! Why (c) pauses: journald rate-limits logging (RateLimitBurst=10000 per
@@ -118,6 +123,9 @@ fn main() {
     if b.cfg.wants('e') {
         b.case_e();
     }
+    if b.cfg.wants('f') {
+        b.case_f();
+    }
     if b.cfg.wants('b') {
         b.case_b();
     }
@@ -141,6 +149,8 @@ struct Config {
     index_reps: usize,
     pause_procs: usize,
     pause_reps: usize,
+    daemon_procs: usize,
+    daemon_idle: u64,
     keep: bool,
 }
 
@@ -182,6 +192,8 @@ impl Config {
             index_reps: env_num("BENCH_INDEX_REPS", pick(20, 5)),
             pause_procs: env_num("BENCH_PAUSE_PROCS", pick(200, 50)).max(1),
             pause_reps: env_num("BENCH_PAUSE_REPS", pick(10, 3)).max(1),
+            daemon_procs: env_num("BENCH_DAEMON_PROCS", pick(1000, 200)),
+            daemon_idle: env_num("BENCH_DAEMON_IDLE", pick(30, 10) as u64),
             keep: env_flag("BENCH_KEEP"),
         }
     }
@@ -200,6 +212,7 @@ impl Config {
             "log_reps": self.log_reps, "index_records": self.index_records,
             "index_reps": self.index_reps,
             "pause_procs": self.pause_procs, "pause_reps": self.pause_reps,
+            "daemon_procs": self.daemon_procs, "daemon_idle_sec": self.daemon_idle,
         })
     }
 }
@@ -1275,6 +1288,93 @@ impl Bench {
         self.notes.push(note);
         if std::env::var_os("WUM_MANAGER_CGROUP").is_none() {
             stop_units(&units);
+        }
+        println!();
+    }
+
+    // (f) -----------------------------------------------------------------
+    fn case_f(&mut self) {
+        let n = self.cfg.daemon_procs;
+        let idle = self.cfg.daemon_idle;
+        println!("(f) the daemon's memory and CPU with {n} processes under its watch, then {idle} s idle");
+        let state = self.state_dir("f");
+        let unit = format!("rpbench-daemon-{}.service", std::process::id());
+        // As installed: a Type=notify service; systemd-run returns at READY=1.
+        let started = Command::new("systemd-run")
+            .args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
+            .arg(&self.bin)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("daemon")
+            .current_dir(&self.root)
+            .status()
+            .unwrap_or_else(|e| die(&format!("systemd-run: {e}")));
+        if !started.success() {
+            die("(f) the daemon did not start");
+        }
+        let pid: u32 = capture(
+            Command::new("systemctl").args(["--user", "show", "-p", "MainPID", "--value", &unit]),
+        )
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| die("(f) no daemon pid"));
+        let sample = || -> (f64, f64) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let rss_kib: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(f64::NAN);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+            let ticks: f64 = fields
+                .get(11)
+                .and_then(|u| u.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                + fields
+                    .get(12)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            // USER_HZ is 100 on Linux.
+            (rss_kib / 1024.0, ticks * 10.0)
+        };
+        let (rss0, cpu0) = sample();
+        println!("  idle with nothing to watch: RSS {rss0:.1} MiB");
+        let t = Instant::now();
+        self.start_sleepers(&state, n);
+        let (rss1, cpu1) = sample();
+        println!(
+            "  after {n} starts ({:.1} s): RSS {rss1:.1} MiB; CPU {:.0} ms while they started",
+            t.elapsed().as_secs_f64(),
+            cpu1 - cpu0
+        );
+        std::thread::sleep(Duration::from_secs(idle));
+        let (rss2, cpu2) = sample();
+        let status = capture(Command::new("systemctl").args([
+            "--user",
+            "show",
+            "-p",
+            "StatusText",
+            "--value",
+            &unit,
+        ]));
+        println!(
+            "  {idle} s later: RSS {rss2:.1} MiB; CPU {:.0} ms in those {idle} s; STATUS={}",
+            cpu2 - cpu1,
+            status.trim()
+        );
+        self.notes.push(format!(
+            "(f) daemon RSS {rss0:.1} MiB idle, {rss1:.1} MiB with {n} processes, {rss2:.1} MiB {idle} s later; CPU {:.0} ms during the {n} starts, {:.0} ms in {idle} s idle",
+            cpu1 - cpu0,
+            cpu2 - cpu1
+        ));
+        let _ = Command::new("systemctl")
+            .args(["--user", "stop", &unit])
+            .status();
+        if std::env::var_os("WUM_MANAGER_CGROUP").is_none() {
+            stop_units(&self.live_units_of(&state));
         }
         println!();
     }
