@@ -846,6 +846,47 @@ mod tests {
     }
 
     #[test]
+    fn growing_restart_delays_go_to_systemd_254_or_to_the_daemon() {
+        use crate::model::{RestartBy, RestartTiming};
+        assert_eq!(restart_steps(1, 60), 6, "1 2 4 8 16 32 60");
+        assert_eq!(restart_steps(5, 5), 1);
+        assert_eq!(
+            (0..5).map(|n| backoff_delay(1, 4, n)).collect::<Vec<_>>(),
+            [1, 2, 4, 4, 4]
+        );
+        assert_eq!(backoff_delay(3, 1000, 200), 1000, "no overflow");
+        let mut s = spec(&["true"]);
+        s.restart = RestartPolicy::OnFailure;
+        s.restart_timing = RestartTiming {
+            max_delay_sec: Some(8),
+            limit_burst: Some(5),
+            limit_interval_sec: Some(600),
+            ..Default::default()
+        };
+        let mut l = s.validate().unwrap();
+        assert_eq!(
+            l.restart_timing.delay_sec,
+            Some(1),
+            "growing delays start at 1 s"
+        );
+        let names = |l: &Launch| -> Vec<(&'static str, Prop)> { restart_properties(l) };
+        let by_systemd = names(&l);
+        assert!(by_systemd.contains(&("Restart", Prop::Str("on-failure".into()))));
+        assert!(by_systemd.contains(&("RestartSteps", Prop::U32(3))));
+        assert!(by_systemd.contains(&("RestartMaxDelayUSec", Prop::U64(8_000_000))));
+        assert!(by_systemd.contains(&("StartLimitBurst", Prop::U32(5))));
+        l.restart_by = RestartBy::Daemon;
+        let by_daemon = names(&l);
+        assert!(by_daemon.contains(&("Restart", Prop::Str("no".into()))));
+        assert!(
+            !by_daemon
+                .iter()
+                .any(|(k, _)| k.starts_with("Restart") && *k != "Restart"),
+            "systemd 252 knows no RestartSteps: {by_daemon:?}"
+        );
+    }
+
+    #[test]
     fn resolves_the_program_before_anything_runs() {
         let l = spec(&["sh", "-c", "exit 0"]).validate().unwrap();
         assert!(l.executable.is_absolute() && l.executable.ends_with("sh"));
