@@ -30,6 +30,9 @@ Examples:
   refine-proc status k3x9p2qa           # everything about one process
   refine-proc logs -f k3x9p2qa          # follow its output
   refine-proc stop k3x9p2qa
+  refine-proc pause --all               # agents frozen, background work stopped
+  refine-proc events -f                 # what happens, as it happens
+  refine-proc doctor                    # what this machine gives refine-proc
 
 Exit codes: 0 ok, 1 systemd failed, 2 bad input, 3 no such process,
 4 refused (not ours, or not allowed in its state), 5 no user manager,
