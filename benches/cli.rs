@@ -42,6 +42,8 @@
 //!   BENCH_PAUSE_REPS      (e) pause/resume rounds per side [10; quick 3]
 //!   BENCH_DAEMON_PROCS    (f) processes started under the daemon [1000; quick 200]
 //!   BENCH_DAEMON_IDLE     (f) seconds of idle measured [30; quick 10]
+//!   BENCH_DAEMON_HEALTH   (f) give each process a health check (`true`) probed
+//!                         every this many seconds [0: none]
 //!   BENCH_KEEP=1          keep the temporary state directories
 //!
 //! Why (c) pauses: journald rate-limits logging (RateLimitBurst=10000 per
@@ -871,13 +873,19 @@ impl Bench {
     }
 
     fn start_sleepers_as(&self, state: &Path, count: usize, owner: &str) {
+        self.start_sleepers_with(state, count, &["--owner", owner])
+    }
+
+    fn start_sleepers_with(&self, state: &Path, count: usize, args: &[&str]) {
         let mut left = count;
         while left > 0 {
             let batch = left.min(self.cfg.parallel);
             let children: Vec<_> = (0..batch)
                 .map(|_| {
                     self.rp(state)
-                        .args(["run", "--owner", owner, "--", "sleep", "3600"])
+                        .arg("run")
+                        .args(args)
+                        .args(["--", "sleep", "3600"])
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped())
@@ -1343,7 +1351,13 @@ impl Bench {
         let (rss0, cpu0) = sample();
         println!("  idle with nothing to watch: RSS {rss0:.1} MiB");
         let t = Instant::now();
-        self.start_sleepers(&state, n);
+        let every = env_num("BENCH_DAEMON_HEALTH", 0u64);
+        let interval = format!("{every}s");
+        let checked = ["--health-cmd", "true", "--health-interval", &interval];
+        self.start_sleepers_with(&state, n, if every > 0 { &checked } else { &[] });
+        if every > 0 {
+            println!("  each with a health check (`true`) every {every} s");
+        }
         let (rss1, cpu1) = sample();
         println!(
             "  after {n} starts ({:.1} s): RSS {rss1:.1} MiB; CPU {:.0} ms while they started",
