@@ -1546,6 +1546,21 @@ impl Controller {
         let systemd = self.systemd().await?;
         let stops = targets.into_iter().map(|(record, info)| async move {
             let Some(info) = info else {
+                if record.state == State::Queued {
+                    // Never started: stopping it cancels it, so no resume
+                    // starts it later.
+                    let updated = self.index.update(&record.id, |r| {
+                        if r.state == State::Queued {
+                            r.state = State::Stopped;
+                            r.ended_at = Some(Timestamp::now());
+                            r.paused_by = None;
+                        }
+                    })?;
+                    let mut r = updated.unwrap_or(record);
+                    reconcile(&mut r, None);
+                    self.emit(Event::about("stopped", &r));
+                    return Ok(outcome(&r, "stopped"));
+                }
                 let mut r = record;
                 reconcile(&mut r, None);
                 return Ok(outcome(&r, "was-not-running"));

@@ -37,3 +37,25 @@ fn pausing_a_group_twice_keeps_what_it_froze() {
     assert_eq!(outcome_of(&resumed, &r.id), "resumed");
     assert_eq!(freezer(&r.unit), "running");
 }
+
+/// `stop` of a queued run answers `was-not-running` yet leaves it queued:
+/// the group's resume then starts the run the user just stopped.
+#[test]
+fn a_stopped_queued_run_is_not_started_on_resume() {
+    let env = Env::new();
+    env.ok(&["pause", "--owner", "agent"]);
+    let q: Rec = env
+        .ok(&[
+            "run", "--json", "--queue", "--owner", "agent", "--", "sleep", "600",
+        ])
+        .json();
+    assert_eq!(q.state, "queued");
+    env.ok(&["stop", &q.id]);
+    env.ok(&["resume", "--owner", "agent"]);
+    assert_eq!(
+        show(&q.unit, "LoadState"),
+        "not-found",
+        "the stopped queued run was started: {:?}",
+        env.status(&q.id).state
+    );
+}
