@@ -1546,6 +1546,21 @@ impl Controller {
         let systemd = self.systemd().await?;
         let stops = targets.into_iter().map(|(record, info)| async move {
             let Some(info) = info else {
+                if record.state == State::Queued {
+                    // Never started: stopping it cancels it, so no resume
+                    // starts it later.
+                    let updated = self.index.update(&record.id, |r| {
+                        if r.state == State::Queued {
+                            r.state = State::Stopped;
+                            r.ended_at = Some(Timestamp::now());
+                            r.paused_by = None;
+                        }
+                    })?;
+                    let mut r = updated.unwrap_or(record);
+                    reconcile(&mut r, None);
+                    self.emit(Event::about("stopped", &r));
+                    return Ok(outcome(&r, "stopped"));
+                }
                 let mut r = record;
                 reconcile(&mut r, None);
                 return Ok(outcome(&r, "was-not-running"));
@@ -1638,6 +1653,8 @@ impl Controller {
         {
             self.authorize(action, r).await?;
         }
+        // What this pause is about to freeze (not what it froze before).
+        let mut to_freeze: Vec<String> = Vec::new();
         if pause && group {
             // Persisted first, and what will be stopped too: a `run`
             // racing with this pause is held, and a crash halfway leaves
@@ -1648,7 +1665,7 @@ impl Controller {
                 .filter(|r| !r.state.is_ended() && treatment(r) == PauseTreatment::Stop)
                 .map(|r| r.id.clone())
                 .collect();
-            let to_freeze: Vec<String> = records
+            to_freeze = records
                 .iter()
                 .filter(|r| {
                     !r.state.is_ended()
@@ -1760,12 +1777,12 @@ impl Controller {
             let (paused, resumed) = (group_ids("paused"), group_ids("resumed"));
             self.index.update_pauses(|p| {
                 if pause {
-                    // Keep only what froze (and what this pause held before).
+                    // Of what it was about to freeze, keep what froze; what
+                    // this pause held before stays (its outcome is
+                    // `was-paused`, not `paused`).
                     if let Some(g) = p.active.iter_mut().find(|g| g.selector == tag) {
-                        let attempted: Vec<String> =
-                            results.iter().map(|(id, _)| id.clone()).collect();
                         g.frozen
-                            .retain(|id| !attempted.contains(id) || paused.contains(id));
+                            .retain(|id| !to_freeze.contains(id) || paused.contains(id));
                     }
                 } else {
                     for id in &resumed {
