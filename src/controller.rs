@@ -2091,7 +2091,8 @@ impl Controller {
         let mut done = Vec::new();
         for old in records {
             let went_down_with_the_manager = match old.state {
-                State::Lost => true,
+                // Lost before systemd ever started it: it never ran.
+                State::Lost => old.result.as_deref() != Some("not-started"),
                 // The manager stops its units on the way out: a clean
                 // signal no refine-proc command asked for, before this
                 // manager started.

@@ -22,14 +22,18 @@ use crate::systemd::UnitChange;
 
 /// Event kinds that systemd's signals report live; their lines in the
 /// history file are not repeated while following.
-const FROM_SIGNALS: [&str; 6] = [
-    "started",
-    "restarted",
-    "exited",
-    "failed",
-    "stopped",
-    "ended",
-];
+const FROM_SIGNALS: [&str; 5] = ["started", "exited", "failed", "stopped", "ended"];
+
+/// Whether systemd's signals report this event live, so its line in the
+/// history file is not repeated. `restarted` is live only when systemd
+/// restarted the unit by itself (the daemon records those with actor
+/// `systemd`); a `refine-proc restart` or a daemon restart is an action,
+/// reported from the file.
+fn from_signals(e: &Event) -> bool {
+    e.id.is_some()
+        && (FROM_SIGNALS.contains(&e.event.as_str())
+            || e.event == "restarted" && e.actor.as_deref() == Some("systemd"))
+}
 
 /// What is known of a unit's state, to turn signals into transitions.
 #[derive(Clone, Debug, Default)]
@@ -102,8 +106,7 @@ pub async fn follow(
                 }
                 let (events, _) = tail.read_new().map_err(|e| io("read events.jsonl", e))?;
                 for e in events {
-                    let from_signals = e.id.is_some() && FROM_SIGNALS.contains(&e.event.as_str());
-                    if !from_signals && keep(&e) {
+                    if !from_signals(&e) && keep(&e) {
                         emit(&e)?;
                     }
                 }

@@ -190,3 +190,21 @@ fn follow_prints_the_history_first_and_keeps_to_its_filter() {
     );
     assert_eq!(f.next_kind().0, "exited");
 }
+
+#[test]
+fn follow_reports_a_refine_proc_restart_of_a_running_process() {
+    let env = Env::new();
+    let r = env.run(&["--", "sleep", "600"]);
+    let f = Follower::start(&env, &["-n", "0", "--id", &r.id]);
+    env.ok(&["restart", &r.id]);
+    // The action comes from the history file; the stop and start of the
+    // unit from systemd's signals, in whatever order they arrive.
+    let mut kinds = Vec::new();
+    while !kinds.iter().any(|k| k == "restarted") {
+        kinds.push(f.next_kind().0);
+    }
+    assert!(
+        kinds.iter().filter(|k| *k == "restarted").count() == 1,
+        "{kinds:?}"
+    );
+}

@@ -16,4 +16,3 @@ mod pause;
 mod recover;
 mod regressions;
 mod restarts;
-mod review;
