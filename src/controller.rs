@@ -1706,11 +1706,50 @@ impl Controller {
             self.emit(Event::new("paused").with("by", &tag).with("group", true));
         }
         let systemd = self.systemd().await?;
+        // Resuming one group leaves frozen what another pause in force
+        // still holds: it passes to that pause (as if that one froze it).
+        let others: Vec<GroupPause> = if pause || !group {
+            Vec::new()
+        } else {
+            let (pauses, _) = self.index.pauses()?;
+            pauses
+                .active
+                .into_iter()
+                .filter(|p| p.selector != tag)
+                .collect()
+        };
+        let still_held = |r: &Record| {
+            others
+                .iter()
+                .find(|p| {
+                    p.holds(r.owner, &r.metadata)
+                        && (p.selector != "all" || p.frozen_owners.contains(&r.owner))
+                })
+                .map(|p| p.selector.clone())
+        };
+        let mut handed_over: Vec<(String, String)> = Vec::new();
+        let records: Vec<Record> = records
+            .into_iter()
+            .filter(|r| {
+                let frozen_by_this = r.paused_by.as_deref() == Some(tag.as_str());
+                match still_held(r).filter(|_| frozen_by_this && !r.state.is_ended()) {
+                    Some(other) => {
+                        handed_over.push((r.id.clone(), other));
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
         let changes = records.into_iter().map(|r| {
             let tag = tag.clone();
             let treatment = treatment(&r);
             let id = r.id.clone();
             let change = async move {
+                if r.state == State::Queued {
+                    // No unit yet: the pause that holds it decides.
+                    return Ok(outcome(&r, "is-queued"));
+                }
                 let by_group = tag != "id";
                 // Stopped by this group's pause: its resume starts it again.
                 if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(&tag)
@@ -1788,6 +1827,10 @@ impl Controller {
                     for id in &resumed {
                         p.unfreeze(id);
                     }
+                    for (id, other) in &handed_over {
+                        p.unfreeze(id);
+                        add_frozen(p, other, id);
+                    }
                 }
             })?;
         } else {
@@ -1802,9 +1845,17 @@ impl Controller {
                 })?;
             }
         }
-        let mut outcomes = Vec::with_capacity(results.len());
+        let mut outcomes = Vec::with_capacity(results.len() + handed_over.len());
         for (_, r) in results {
             outcomes.push(r?);
+        }
+        for (id, other) in &handed_over {
+            if let Loaded::Found(r) = self.index.load(id)? {
+                let mut r = *r;
+                r.state = State::Paused;
+                r.paused_by = Some(other.clone());
+                outcomes.push(outcome(&r, "stays-paused"));
+            }
         }
         if !pause && group {
             outcomes.extend(self.lift_pause(&tag).await?);

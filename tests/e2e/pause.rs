@@ -303,3 +303,34 @@ fn a_stopped_queued_run_is_not_started_on_resume() {
         env.status(&q.id).state
     );
 }
+
+#[test]
+fn resuming_one_group_leaves_frozen_what_another_pause_still_holds() {
+    let env = Env::new();
+    let r = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    env.ok(&["pause", "--owner", "agent"]);
+    let all = env.ok(&["pause", "--all", "--json"]);
+    assert_eq!(outcome_in(&all, &r.id), "was-paused");
+    // pause --all still holds agents: the agent stays frozen, now by it.
+    let resumed = env.ok(&["resume", "--owner", "agent", "--json"]);
+    assert_eq!(outcome_in(&resumed, &r.id), "stays-paused");
+    assert_eq!(freezer(&r.unit), "frozen");
+    assert_eq!(env.status(&r.id).state, "paused");
+    let pauses: serde_json::Value = env.ok(&["pause", "--list", "--json"]).json();
+    assert_eq!(pauses["active"][0]["selector"], "all");
+    assert_eq!(pauses["active"][0]["frozen"][0], r.id.as_str());
+    let out = env.ok(&["resume", "--all", "--json"]);
+    assert_eq!(outcome_in(&out, &r.id), "resumed");
+    assert_eq!(freezer(&r.unit), "running");
+    // A queued run is neither paused nor resumed by id.
+    env.ok(&["pause", "--owner", "agent"]);
+    let q: Rec = env
+        .ok(&[
+            "run", "--json", "--queue", "--owner", "agent", "--", "sleep", "600",
+        ])
+        .json();
+    let by_id = env.ok(&["resume", "--json", &q.id]);
+    assert_eq!(outcome_in(&by_id, &q.id), "is-queued");
+    env.ok(&["resume", "--owner", "agent"]);
+    assert_eq!(env.status(&q.id).state, "running");
+}
