@@ -595,6 +595,15 @@ impl Controller {
                 return Err(e);
             }
         }
+        let backoff =
+            launch.restart != RestartPolicy::No && launch.restart_timing.max_delay_sec.is_some();
+        if backoff {
+            // RestartSteps= came with systemd 254; before, the daemon does it.
+            let version = self.systemd().await?.version_number().await?;
+            if version < 254 {
+                launch.restart_by = crate::model::RestartBy::Daemon;
+            }
+        }
         if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
             if options.queue {
                 return self.queue(&launch, requester.requested_by(), &held);
@@ -612,15 +621,6 @@ impl Controller {
             ));
             self.record_refusal("run", None, &e);
             return Err(e);
-        }
-        let backoff =
-            launch.restart != RestartPolicy::No && launch.restart_timing.max_delay_sec.is_some();
-        if backoff {
-            // RestartSteps= came with systemd 254; before, the daemon does it.
-            let version = self.systemd().await?.version_number().await?;
-            if version < 254 {
-                launch.restart_by = crate::model::RestartBy::Daemon;
-            }
         }
         let hook = self.unit_context(&requester.policy)?;
         crate::fault::point("before-index-write");
@@ -2238,7 +2238,7 @@ impl Controller {
 
     /// The group pause in force that holds a process of this owner and
     /// metadata, if any.
-    fn held_by_pause(&self, owner: Owner, metadata: &Metadata) -> Result<Option<GroupPause>> {
+    pub fn held_by_pause(&self, owner: Owner, metadata: &Metadata) -> Result<Option<GroupPause>> {
         let (pauses, warning) = self.index.pauses()?;
         if let Some(w) = warning {
             tracing::warn!("{w}");

@@ -368,6 +368,15 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
         return;
     }
     let n = sup.streak.get(id).copied().unwrap_or(0);
+    // A pause holds its owner: look again a delay later, so the restart
+    // happens after the resume instead of being dropped.
+    if let Ok(Some(held)) = controller.held_by_pause(r.owner, &r.metadata) {
+        let delay = r.restart.timing.delay_sec.unwrap_or(1).max(1);
+        tracing::info!("{id}: restart waits, {} holds it", held.selector);
+        sup.due
+            .insert(id.to_string(), Instant::now() + Duration::from_secs(delay));
+        return;
+    }
     match controller.restart(id).await {
         Ok(_) => {
             sup.streak.insert(id.to_string(), n + 1);

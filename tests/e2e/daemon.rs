@@ -339,3 +339,58 @@ fn ready_health_wait_ready_returns_once_the_check_passes() {
     let unchecked = env.cmd(&["run", "--ready", "health", "--", "true"]);
     assert_eq!(unchecked.code, 2, "{}", unchecked.stderr);
 }
+
+#[test]
+fn a_daemon_restart_waits_for_the_resume_of_a_pause_holding_its_owner() {
+    let env = Env::new();
+    let version: u32 = systemctl(&["--version"])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    if version >= 254 {
+        eprintln!("skipping: systemd {version} restarts by itself (RestartSteps=)");
+        return;
+    }
+    env.ok(&["pause", "--owner", "agent"]);
+    let r: Rec = env
+        .ok(&[
+            "run",
+            "--json",
+            "--queue",
+            "--owner",
+            "agent",
+            "--restart",
+            "on-failure",
+            "--restart-delay",
+            "1s",
+            "--restart-max-delay",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.2; exit 3",
+        ])
+        .json();
+    assert_eq!(r.state, "queued");
+    let _d = Daemon::start(&env);
+    // Resume starts the queued run; it fails; pause again before the
+    // daemon's restart is due.
+    env.ok(&["resume", "--owner", "agent"]);
+    wait_gone(&r.unit);
+    env.ok(&["pause", "--owner", "agent"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(env.status(&r.id).state, "failed", "restarted while paused");
+    env.ok(&["resume", "--owner", "agent"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !events_of(&env, &r.id)
+        .iter()
+        .any(|e| e["event"] == "restarted" && e["by"] == "daemon")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never restarted after the resume"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
