@@ -298,21 +298,10 @@ fn rules_text(r: &refine_proc::policy::Rules) -> String {
         .launch_as
         .as_ref()
         .map(|o| o.iter().map(|o| o.to_string()).collect::<Vec<_>>());
-    let limits = |l: &refine_proc::model::Limits| {
-        let parts: Vec<String> = [
-            l.memory_max.map(|v| format!("memory {v} bytes")),
-            l.cpu_quota_percent.map(|v| format!("cpu {v}%")),
-            l.tasks_max.map(|v| format!("tasks {v}")),
-            l.runtime_max_sec.map(|v| format!("runtime {v}s")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if parts.is_empty() {
-            "none".to_string()
-        } else {
-            parts.join(", ")
-        }
+    // Every limit a policy can give, as `status` shows them.
+    let limits = |l: &refine_proc::model::Limits| match limits_text(l) {
+        t if t.is_empty() => "none".to_string(),
+        t => t,
     };
     format!(
         "  {}: launch as {}; commands {}; act on {:?}; default limits {}; max limits {} ({})\n",
