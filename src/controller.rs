@@ -2104,23 +2104,7 @@ impl Controller {
 
     /// The launch a record describes, checked again as `run` would.
     fn launch_of(record: &Record) -> Result<Launch> {
-        RunSpec {
-            command: record.command.clone(),
-            owner: Some(record.owner),
-            label: Some(record.label.clone()),
-            details: record.details.clone(),
-            metadata: record.metadata.clone(),
-            cwd: record.cwd.as_ref().map(PathBuf::from),
-            environment: record.environment.clone(),
-            limits: record.limits.clone(),
-            restart: record.restart.policy,
-            restart_timing: record.restart.timing.clone(),
-            ready: record.ready.clone(),
-            persist: record.persist,
-            health: record.health.clone(),
-        }
-        .validate()
-        .map(|mut launch| {
+        spec_of(record).validate().map(|mut launch| {
             launch.restart_by = record.restart.by;
             launch
         })
@@ -2194,19 +2178,8 @@ impl Controller {
             )));
         }
         let spec = RunSpec {
-            command: old.command.clone(),
-            owner: Some(old.owner),
-            label: Some(old.label.clone()),
-            details: old.details.clone(),
-            metadata: old.metadata.clone(),
-            cwd: old.cwd.as_ref().map(PathBuf::from),
-            environment: old.environment.clone(),
-            limits: old.limits.clone(),
-            restart: old.restart.policy,
-            restart_timing: old.restart.timing.clone(),
-            ready: old.ready.clone(),
             persist: true,
-            health: old.health.clone(),
+            ..spec_of(old)
         };
         let options = RunOptions {
             queue: true,
@@ -2259,13 +2232,12 @@ impl Controller {
         requested_by: RequestedBy,
         held: &GroupPause,
     ) -> Result<Record> {
-        let mut record = store_new_record(&self.index, launch, requested_by)?;
-        let queued = self.index.update(&record.id, |r| {
-            r.state = State::Queued;
-            r.started_at = None;
-            r.paused_by = Some(held.selector.clone());
+        let record = store_fresh(&self.index, |id| Record {
+            state: State::Queued,
+            started_at: None,
+            paused_by: Some(held.selector.clone()),
+            ..new_record(id, launch, requested_by.clone())
         })?;
-        record = queued.unwrap_or(record);
         self.index
             .update_pauses(|p| p.queued.push(record.id.clone()))?;
         self.emit(Event::about("queued", &record).with("held_by", &held.selector));
@@ -2605,53 +2577,76 @@ fn spawn_failure_name(code: i32) -> &'static str {
 
 /// Stores the record of a new launch under a fresh id.
 fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -> Result<Record> {
-    store_fresh(index, |id| {
-        let unit = unit_name(launch.owner, &id);
-        Record {
-            schema: RECORD_SCHEMA,
-            logs: Logs {
-                journal: journal_command(&unit),
-            },
-            id,
-            unit,
-            kind: UnitKind::Service,
-            owner: launch.owner,
-            label: launch.label.clone(),
-            details: launch.details.clone(),
-            command: launch.command.clone(),
-            cwd: Some(launch.cwd.display().to_string()),
-            environment: launch.environment.clone(),
-            metadata: launch.metadata.clone(),
-            requested_by: requested_by.clone(),
-            pid: None,
-            state: State::Starting,
-            started_at: Some(Timestamp::now()),
-            ended_at: None,
-            exit_code: None,
-            exit_signal: None,
-            result: None,
-            exit_source: None,
-            limits: launch.limits.clone(),
-            restart: Restart {
-                policy: launch.restart,
-                timing: launch.restart_timing.clone(),
-                by: launch.restart_by,
-                last_failure: None,
-                count: 0,
-            },
-            runs_ended: 0,
-            stop_requested_for: None,
-            last_exit_invocation: None,
-            paused_by: None,
-            ready: launch.ready.clone(),
-            persist: launch.persist,
-            resurrected_from: None,
-            resurrected_as: None,
-            launcher: crate::procfs::identity(std::process::id()),
-            recovered_from: None,
-            health: launch.health.clone(),
-        }
-    })
+    store_fresh(index, |id| new_record(id, launch, requested_by.clone()))
+}
+
+/// The request a record describes: what `restart` and `resurrect` start
+/// again.
+fn spec_of(record: &Record) -> RunSpec {
+    RunSpec {
+        command: record.command.clone(),
+        owner: Some(record.owner),
+        label: Some(record.label.clone()),
+        details: record.details.clone(),
+        metadata: record.metadata.clone(),
+        cwd: record.cwd.as_ref().map(PathBuf::from),
+        environment: record.environment.clone(),
+        limits: record.limits.clone(),
+        restart: record.restart.policy,
+        restart_timing: record.restart.timing.clone(),
+        ready: record.ready.clone(),
+        persist: record.persist,
+        health: record.health.clone(),
+    }
+}
+
+/// The record of a new launch under `id`, starting.
+fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
+    let unit = unit_name(launch.owner, &id);
+    Record {
+        schema: RECORD_SCHEMA,
+        logs: Logs {
+            journal: journal_command(&unit),
+        },
+        id,
+        unit,
+        kind: UnitKind::Service,
+        owner: launch.owner,
+        label: launch.label.clone(),
+        details: launch.details.clone(),
+        command: launch.command.clone(),
+        cwd: Some(launch.cwd.display().to_string()),
+        environment: launch.environment.clone(),
+        metadata: launch.metadata.clone(),
+        requested_by: requested_by.clone(),
+        pid: None,
+        state: State::Starting,
+        started_at: Some(Timestamp::now()),
+        ended_at: None,
+        exit_code: None,
+        exit_signal: None,
+        result: None,
+        exit_source: None,
+        limits: launch.limits.clone(),
+        restart: Restart {
+            policy: launch.restart,
+            timing: launch.restart_timing.clone(),
+            by: launch.restart_by,
+            last_failure: None,
+            count: 0,
+        },
+        runs_ended: 0,
+        stop_requested_for: None,
+        last_exit_invocation: None,
+        paused_by: None,
+        ready: launch.ready.clone(),
+        persist: launch.persist,
+        resurrected_from: None,
+        resurrected_as: None,
+        launcher: crate::procfs::identity(std::process::id()),
+        recovered_from: None,
+        health: launch.health.clone(),
+    }
 }
 
 /// The record of an adopted process, before systemd has moved it.
