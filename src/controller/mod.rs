@@ -14,7 +14,7 @@ mod run;
 mod stop;
 mod types;
 
-pub use caller::Requester;
+pub use caller::{Caller, Origin, Requester};
 pub use reconcile::reconcile;
 pub use records::journal_command;
 pub use types::*;
@@ -25,6 +25,7 @@ use records::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -81,13 +82,16 @@ pub fn default_state_dir() -> Result<PathBuf> {
 }
 
 /// The entry point of the library: one index and (lazily) one connection
-/// to the user's systemd manager.
+/// to the user's systemd manager, acting for one [`Caller`] (this process
+/// unless [`Controller::on_behalf_of`] says otherwise). Handles for other
+/// callers share the index and the connection.
 pub struct Controller {
-    index: Index,
+    index: Arc<Index>,
     hook_program: PathBuf,
     /// A person's policy file (managed callers use their unit's).
     policy_path: Option<PathBuf>,
-    systemd: OnceCell<Systemd>,
+    systemd: Arc<OnceCell<Systemd>>,
+    caller: Caller,
     requester: OnceCell<Requester>,
 }
 
@@ -98,10 +102,11 @@ impl Controller {
         let state_dir = std::path::absolute(state_dir)
             .map_err(|e| Error::invalid(format!("bad state directory: {e}")))?;
         Ok(Controller {
-            index: Index::open(state_dir)?,
+            index: Arc::new(Index::open(state_dir)?),
             hook_program: default_hook_program(),
             policy_path: crate::policy::default_path(),
-            systemd: OnceCell::new(),
+            systemd: Arc::new(OnceCell::new()),
+            caller: Caller::this_process(),
             requester: OnceCell::new(),
         })
     }

@@ -168,7 +168,7 @@ impl Controller {
             let change = async move {
                 if r.state == State::Queued {
                     // No unit yet: the pause that holds it decides.
-                    return Ok(outcome(&r, "is-queued"));
+                    return Ok(outcome(&r, Outcome::IsQueued));
                 }
                 let by_group = tag != "id";
                 // Stopped by this group's pause: its resume starts it again.
@@ -177,26 +177,26 @@ impl Controller {
                     let launch = Self::launch_of(&r)?;
                     let started = self.start_anew(r, &launch).await?;
                     self.emit(started_event(&started).with("resumed_by", &tag));
-                    return Ok(outcome(&started, "started-again"));
+                    return Ok(outcome(&started, Outcome::StartedAgain));
                 }
                 if r.state.is_ended() {
-                    return Ok(outcome(&r, "was-not-running"));
+                    return Ok(outcome(&r, Outcome::WasNotRunning));
                 }
                 match (pause, treatment, r.paused_by.as_deref()) {
                     (true, PauseTreatment::KeepRunning, _) => {
-                        return Ok(outcome(&r, "keeps-running"))
+                        return Ok(outcome(&r, Outcome::KeepsRunning))
                     }
-                    (true, _, Some(_)) => return Ok(outcome(&r, "was-paused")),
+                    (true, _, Some(_)) => return Ok(outcome(&r, Outcome::WasPaused)),
                     (true, PauseTreatment::Stop, None) => {
                         return self.stop_for_pause(r, &tag).await;
                     }
                     (false, _, None) if r.state != State::Paused => {
-                        return Ok(outcome(&r, "was-not-paused"))
+                        return Ok(outcome(&r, Outcome::WasNotPaused))
                     }
                     // Paused on its own (or by another group): a group's
                     // resume leaves it as it is.
                     (false, _, Some(by)) if by_group && by != tag => {
-                        return Ok(outcome(&r, "stays-paused"))
+                        return Ok(outcome(&r, Outcome::StaysPaused))
                     }
                     _ => {}
                 }
@@ -218,14 +218,18 @@ impl Controller {
                 r.paused_by = pause.then(|| tag.clone());
                 r.state = if pause { State::Paused } else { State::Running };
                 present(&mut r);
-                let what = if pause { "paused" } else { "resumed" };
-                self.emit(Event::about(what, &r).with("by", &tag));
+                let what = if pause {
+                    Outcome::Paused
+                } else {
+                    Outcome::Resumed
+                };
+                self.emit(Event::about(what.as_str(), &r).with("by", &tag));
                 Ok(outcome(&r, what))
             };
             async move { (id, change.await) }
         });
         let results = futures_util::future::join_all(changes).await;
-        let group_ids = |what: &str| -> Vec<String> {
+        let group_ids = |what: Outcome| -> Vec<String> {
             results
                 .iter()
                 .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.outcome == what))
@@ -233,7 +237,7 @@ impl Controller {
                 .collect()
         };
         if group {
-            let (paused, resumed) = (group_ids("paused"), group_ids("resumed"));
+            let (paused, resumed) = (group_ids(Outcome::Paused), group_ids(Outcome::Resumed));
             self.index.update_pauses(|p| {
                 if pause {
                     // Of what it was about to freeze, keep what froze; what
@@ -255,7 +259,7 @@ impl Controller {
             })?;
         } else {
             // Resumed by id: no group holds it frozen any more.
-            let resumed = group_ids("resumed");
+            let resumed = group_ids(Outcome::Resumed);
             let (pauses, _) = self.index.pauses()?;
             if !pause && resumed.iter().any(|id| pauses.frozen_by(id).is_some()) {
                 self.index.update_pauses(|p| {
@@ -274,7 +278,7 @@ impl Controller {
                 let mut r = *r;
                 r.state = State::Paused;
                 r.paused_by = Some(other.clone());
-                outcomes.push(outcome(&r, "stays-paused"));
+                outcomes.push(outcome(&r, Outcome::StaysPaused));
             }
         }
         if !pause && group {
@@ -300,7 +304,7 @@ impl Controller {
                 .with("by", tag)
                 .with("stopped", true),
         );
-        Ok(outcome(&r, "stopped-until-resume"))
+        Ok(outcome(&r, Outcome::StoppedUntilResume))
     }
 
     /// Ends a group's persisted pause, then starts the queued runs no
@@ -332,7 +336,7 @@ impl Controller {
             let launch = Self::launch_of(&record)?;
             let started = self.start_anew(record, &launch).await?;
             self.emit(started_event(&started).with("queued", true));
-            outcomes.push(outcome(&started, "started-from-queue"));
+            outcomes.push(outcome(&started, Outcome::StartedFromQueue));
         }
         if !done.is_empty() {
             self.index

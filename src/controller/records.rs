@@ -182,11 +182,11 @@ pub(super) fn started_event(r: &Record) -> Event {
     event
 }
 
-pub(super) fn outcome(r: &Record, what: &str) -> ActionOutcome {
+pub(super) fn outcome(r: &Record, what: Outcome) -> ActionOutcome {
     ActionOutcome {
         id: r.id.clone(),
         unit: r.unit.clone(),
-        outcome: what.to_string(),
+        outcome: what,
         state: r.state,
     }
 }

@@ -78,7 +78,12 @@ impl Controller {
             queue: true,
             ..Default::default()
         };
-        let new = self.run(spec, options).await?;
+        // Started as the daemon on behalf of whoever launched it: the
+        // launch's own policy decides, and the audit says so.
+        let new = self
+            .on_behalf_of(Caller::daemon_for(old))
+            .run(spec, options)
+            .await?;
         let linked = self.index.update(&new.id, |r| {
             r.resurrected_from = Some(old.id.clone());
         })?;

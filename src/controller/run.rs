@@ -27,7 +27,7 @@ impl Controller {
     pub async fn run(&self, mut spec: RunSpec, options: RunOptions) -> Result<Record> {
         let requester = self.requester().await?;
         requester.inherit(&mut spec.owner, &mut spec.metadata);
-        let mut launch = spec.validate()?;
+        let mut launch = spec.validate_in(&requester.who.env)?;
         let request = LaunchRequest {
             owner: launch.owner,
             executable: &launch.executable,

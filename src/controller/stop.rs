@@ -33,11 +33,11 @@ impl Controller {
                     let mut r = updated.unwrap_or(record);
                     reconcile(&mut r, None);
                     self.emit(Event::about("stopped", &r));
-                    return Ok(outcome(&r, "stopped"));
+                    return Ok(outcome(&r, Outcome::Stopped));
                 }
                 let mut r = record;
                 reconcile(&mut r, None);
-                return Ok(outcome(&r, "was-not-running"));
+                return Ok(outcome(&r, Outcome::WasNotRunning));
             };
             self.request_stop(&record.id, &info)?;
             let timeout = Duration::from_secs(record.limits.timeout_stop_sec.unwrap_or(0));
@@ -54,7 +54,7 @@ impl Controller {
                 // A service's end is recorded by its exit hook, with the exit.
                 self.emit(Event::about("stopped", &record));
             }
-            Ok(outcome(&self.refetch(record).await?, "stopped"))
+            Ok(outcome(&self.refetch(record).await?, Outcome::Stopped))
         });
         futures_util::future::join_all(stops)
             .await
@@ -110,9 +110,9 @@ impl Controller {
             Some("frozen" | "freezing")
         );
         let what = if frozen && signal != libc::SIGKILL {
-            "signalled-delivered-on-resume"
+            Outcome::SignalledDeliveredOnResume
         } else {
-            "signalled"
+            Outcome::Signalled
         };
         Ok(outcome(&self.refetch(record).await?, what))
     }
@@ -151,9 +151,9 @@ impl Controller {
             })?;
             self.emit(Event::about("restarted", &record));
             let what = if record.paused_by.is_some() {
-                "restarted-unpaused"
+                Outcome::RestartedUnpaused
             } else {
-                "restarted"
+                Outcome::Restarted
             };
             return Ok(outcome(&self.refetch(record).await?, what));
         }
@@ -193,7 +193,7 @@ impl Controller {
         self.drop_health(&id);
         let r = self.start_anew(record, &launch).await?;
         self.emit(started_event(&r).with("restarted", true));
-        Ok(outcome(&r, "started-again"))
+        Ok(outcome(&r, Outcome::StartedAgain))
     }
 
     /// Starts a record's command again (an ended run, or a queued one) in
@@ -282,6 +282,6 @@ impl Controller {
         ]);
         reconcile(&mut record, None);
         self.emit(Event::about("forgotten", &record));
-        Ok(outcome(&record, "forgotten"))
+        Ok(outcome(&record, Outcome::Forgotten))
     }
 }

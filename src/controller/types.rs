@@ -42,14 +42,66 @@ pub struct ListFilter {
     pub state: Option<State>,
 }
 
-/// What a stop, kill or restart did to one process.
+/// What a stop, kill, restart, pause or resume did to one process.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionOutcome {
     pub id: String,
     pub unit: String,
-    /// stopped, was-not-running, signalled, restarted, started-again, forgotten
-    pub outcome: String,
+    pub outcome: Outcome,
     pub state: State,
+}
+
+/// One process's outcome of an action (JSON: the kebab-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Stopped,
+    WasNotRunning,
+    Signalled,
+    SignalledDeliveredOnResume,
+    Restarted,
+    RestartedUnpaused,
+    StartedAgain,
+    Forgotten,
+    IsQueued,
+    KeepsRunning,
+    WasPaused,
+    WasNotPaused,
+    StaysPaused,
+    Paused,
+    Resumed,
+    StoppedUntilResume,
+    StartedFromQueue,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stopped => "stopped",
+            Outcome::WasNotRunning => "was-not-running",
+            Outcome::Signalled => "signalled",
+            Outcome::SignalledDeliveredOnResume => "signalled-delivered-on-resume",
+            Outcome::Restarted => "restarted",
+            Outcome::RestartedUnpaused => "restarted-unpaused",
+            Outcome::StartedAgain => "started-again",
+            Outcome::Forgotten => "forgotten",
+            Outcome::IsQueued => "is-queued",
+            Outcome::KeepsRunning => "keeps-running",
+            Outcome::WasPaused => "was-paused",
+            Outcome::WasNotPaused => "was-not-paused",
+            Outcome::StaysPaused => "stays-paused",
+            Outcome::Paused => "paused",
+            Outcome::Resumed => "resumed",
+            Outcome::StoppedUntilResume => "stopped-until-resume",
+            Outcome::StartedFromQueue => "started-from-queue",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What `adopt` did: the record, the pids systemd moved, and what was
