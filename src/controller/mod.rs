@@ -9,6 +9,7 @@ mod pause;
 mod reconcile;
 mod records;
 mod recover;
+mod request;
 mod resurrect;
 mod run;
 mod stop;
@@ -17,6 +18,7 @@ mod types;
 pub use caller::{Caller, Origin, Requester};
 pub use reconcile::reconcile;
 pub use records::journal_command;
+pub use request::{Answer, CheckRequest, EventFilter, EventPage, Request, Response};
 pub use types::*;
 
 use pause::*;
