@@ -376,6 +376,57 @@ impl Controller {
         Err(error)
     }
 
+    /// Refuses a group action (pause, resume or stop of `--owner`,
+    /// `--workflow`, `--session` or `--all`) unless the requester's reach
+    /// covers every process the group holds, now and later: a group pause
+    /// also holds future runs of others. `act_on = "all"` covers any group;
+    /// `same-owner`, only `--owner` of its own owner; `descendants`, none.
+    pub(super) async fn authorize_group(&self, action: &str, target: &Selection) -> Result<()> {
+        let requester = self.requester().await?;
+        let rules = requester.policy.rules(requester.actor);
+        let allowed = match rules.act_on {
+            Reach::All => true,
+            Reach::SameOwner => matches!(
+                (requester.actor, target),
+                (Actor::Managed(own), Selection { owner: Some(o), workflow: None, session: None, all: false, .. }) if own == *o
+            ),
+            Reach::Descendants => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let error = crate::policy::denied(
+            &rules,
+            "act_on",
+            format!(
+                "{} may not {action} {}: the group reaches processes beyond its act_on",
+                rules.actor,
+                target.describe()
+            ),
+        );
+        self.record_refusal(action, None, &error);
+        Err(error)
+    }
+
+    /// The caller's own managed process and every process that launched
+    /// it: a group action never freezes or stops the one asking.
+    pub(super) async fn caller_and_ancestors(&self) -> Result<Vec<String>> {
+        let requester = self.requester().await?;
+        let mut out = Vec::new();
+        let mut next = requester.caller.as_ref().map(|c| c.id.clone());
+        while let Some(id) = next.take() {
+            if out.contains(&id) || out.len() >= 64 {
+                break;
+            }
+            next = match self.index.load(&id) {
+                Ok(Loaded::Found(r)) => r.requested_by.parent.clone(),
+                _ => None,
+            };
+            out.push(id);
+        }
+        Ok(out)
+    }
+
     /// Whether `ancestor` started `record`, directly or through children.
     pub(super) fn descends_from(&self, record: &Record, ancestor: &str) -> bool {
         let mut current = record.clone();

@@ -59,6 +59,19 @@ impl Controller {
                 records.push(r);
             }
         }
+        if group {
+            self.authorize_group(action, target).await?;
+            let exempt = self.caller_and_ancestors().await?;
+            records.retain(|r| !exempt.contains(&r.id));
+        } else if pause {
+            let exempt = self.caller_and_ancestors().await?;
+            if let Some(r) = records.iter().find(|r| exempt.contains(&r.id)) {
+                return Err(Error::refused(format!(
+                    "{} is the process asking, or one that launched it: pausing it would freeze the caller",
+                    r.id
+                )));
+            }
+        }
         let treatment = |r: &Record| {
             if target.all && pause {
                 plan.treatment(r.owner)

@@ -13,6 +13,73 @@ impl Controller {
         for id in &ids {
             targets.push(self.load(id, &mut Vec::new()).await?);
         }
+        self.stop_loaded(targets).await
+    }
+
+    /// Stops a selection: ids, or a group (`--owner`, `--workflow`,
+    /// `--session`, `--all`), and with `tree` every running process each
+    /// of them launched, transitively (what `list --tree` draws under it),
+    /// children first. Queued runs of a group are cancelled. A managed
+    /// caller never stops itself or its ancestors this way.
+    pub async fn stop_selection(
+        &self,
+        target: &Selection,
+        tree: bool,
+    ) -> Result<Vec<ActionOutcome>> {
+        let group = target.ids.is_empty();
+        if group {
+            self.authorize_group("stop", target).await?;
+        }
+        let running = self.list(&ListFilter::default()).await?.0;
+        let mut chosen: Vec<Record> = if group {
+            let filter = ListFilter {
+                owner: target.owner,
+                workflow: target.workflow.clone(),
+                session: target.session.clone(),
+                ..Default::default()
+            };
+            running
+                .iter()
+                .filter(|r| filter.matches(r))
+                .cloned()
+                .collect()
+        } else {
+            let mut picked = Vec::new();
+            for arg in &target.ids {
+                let id = self.resolve(arg)?;
+                picked.push(self.load(&id, &mut Vec::new()).await?.0);
+            }
+            picked
+        };
+        if tree {
+            let roots: Vec<String> = chosen.iter().map(|r| r.id.clone()).collect();
+            for r in &running {
+                let under = roots
+                    .iter()
+                    .any(|root| r.id != *root && self.descends_from(r, root));
+                if under && !chosen.iter().any(|c| c.id == r.id) {
+                    chosen.push(r.clone());
+                }
+            }
+            // Children before their parents: a parent that restarts a child
+            // it sees die is stopped after it.
+            chosen.reverse();
+        }
+        if group || tree {
+            let exempt = self.caller_and_ancestors().await?;
+            chosen.retain(|r| !exempt.contains(&r.id));
+        }
+        let mut targets = Vec::new();
+        for r in chosen {
+            targets.push(self.load(&r.id, &mut Vec::new()).await?);
+        }
+        self.stop_loaded(targets).await
+    }
+
+    async fn stop_loaded(
+        &self,
+        targets: Vec<(Record, Option<ServiceInfo>)>,
+    ) -> Result<Vec<ActionOutcome>> {
         // All allowed, or none is stopped.
         for (record, _) in &targets {
             self.authorize("stop", record).await?;

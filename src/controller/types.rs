@@ -224,6 +224,21 @@ impl ListFilter {
 }
 
 impl Selection {
+    /// The selection as people read it: `--owner agent`, `--all`, ids.
+    pub fn describe(&self) -> String {
+        if !self.ids.is_empty() {
+            self.ids.join(" ")
+        } else if let Some(o) = self.owner {
+            format!("--owner {o}")
+        } else if let Some(w) = &self.workflow {
+            format!("--workflow {w}")
+        } else if let Some(s) = &self.session {
+            format!("--session {s}")
+        } else {
+            "--all".into()
+        }
+    }
+
     /// What a record remembers about the pause that froze it.
     pub(super) fn tag(&self) -> String {
         if !self.ids.is_empty() {
