@@ -177,6 +177,10 @@ impl Auth {
         Ok(secret)
     }
 
+    pub fn tokens_path(&self) -> &std::path::Path {
+        &self.tokens_path
+    }
+
     fn token_scope(&self, secret: &str) -> Option<Scope> {
         self.load_tokens()
             .into_iter()
