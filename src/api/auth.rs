@@ -65,8 +65,10 @@ impl Caller {
     /// sessions or make tokens (a managed process would escape its policy).
     pub fn must_be_person_on_socket(&self, what: &str) -> Result<(), Problem> {
         if self.via != Via::Unix {
-            return Err(Problem::forbidden(format!("{what} only over the Unix socket"))
-                .hint("run refine-proc web (or curl --unix-socket) as yourself"));
+            return Err(
+                Problem::forbidden(format!("{what} only over the Unix socket"))
+                    .hint("run refine-proc web (or curl --unix-socket) as yourself"),
+            );
         }
         if let Some(m) = &self.peer.managed {
             return Err(Problem::forbidden(format!(
@@ -108,7 +110,11 @@ pub fn random_secret() -> String {
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Auth {
@@ -169,10 +175,7 @@ impl Auth {
         });
         let bytes = serde_json::to_vec_pretty(&tokens).expect("tokens serialize");
         super::idempotency::write_replace(&self.tokens_path, &bytes).map_err(|e| {
-            crate::error::Error::index(format!(
-                "cannot write {}: {e}",
-                self.tokens_path.display()
-            ))
+            crate::error::Error::index(format!("cannot write {}: {e}", self.tokens_path.display()))
         })?;
         Ok(secret)
     }
@@ -239,10 +242,10 @@ fn is_stream(req: &Request) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let follows = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "follow=true" || kv == "follow=1"));
+    let follows = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "follow=true" || kv == "follow=1")
+    });
     accepts_sse || follows
 }
 
@@ -265,13 +268,15 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
         .hint("connect to http://127.0.0.1:PORT/ as refine-proc web prints it"));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""));
     if let Some(o) = origin {
         if (changes || is_stream(req)) && !auth.origin_ok(o) {
-            return Err(Problem::forbidden(format!(
-                "cross-origin request from {o:?} refused"
-            ))
-            .hint("use the page served by the daemon itself"));
+            return Err(
+                Problem::forbidden(format!("cross-origin request from {o:?} refused"))
+                    .hint("use the page served by the daemon itself"),
+            );
         }
     }
     let path = req.uri().path();
@@ -356,7 +361,10 @@ mod tests {
     use axum::body::Body;
 
     fn auth() -> Auth {
-        Auth::new(Some("127.0.0.1:8123".parse().unwrap()), std::path::Path::new("/nonexistent"))
+        Auth::new(
+            Some("127.0.0.1:8123".parse().unwrap()),
+            std::path::Path::new("/nonexistent"),
+        )
     }
 
     fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
@@ -374,8 +382,11 @@ mod tests {
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[host])).unwrap_err();
         assert_eq!(p.status, 401);
         // DNS rebinding: the attacker's name in Host.
-        let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[("host", "evil.example:8123")]))
-            .unwrap_err();
+        let p = check_tcp(
+            &a,
+            &req("GET", "/api/v1/processes", &[("host", "evil.example:8123")]),
+        )
+        .unwrap_err();
         assert_eq!(p.status, 403);
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[])).unwrap_err();
         assert_eq!(p.status, 403);
@@ -383,7 +394,8 @@ mod tests {
         let evil = ("origin", "http://evil.example");
         let p = check_tcp(&a, &req("POST", "/api/v1/session", &[host, evil])).unwrap_err();
         assert_eq!(p.status, 403);
-        let p = check_tcp(&a, &req("GET", "/api/v1/events?follow=true", &[host, evil])).unwrap_err();
+        let p =
+            check_tcp(&a, &req("GET", "/api/v1/events?follow=true", &[host, evil])).unwrap_err();
         assert_eq!(p.status, 403);
         // The page and the code exchange need no session.
         assert!(check_tcp(&a, &req("GET", "/", &[host])).is_ok());
@@ -404,10 +416,18 @@ mod tests {
             check_tcp(&a, &req("GET", "/api/v1/processes", &[host, cookie])).unwrap(),
             Some(Scope::Control)
         );
-        let p = check_tcp(&a, &req("POST", "/api/v1/processes/x/stop", &[host, cookie])).unwrap_err();
+        let p = check_tcp(
+            &a,
+            &req("POST", "/api/v1/processes/x/stop", &[host, cookie]),
+        )
+        .unwrap_err();
         assert_eq!(p.status, 403);
         let own = ("origin", "http://localhost:8123");
-        assert!(check_tcp(&a, &req("POST", "/api/v1/processes/x/stop", &[host, cookie, own])).is_ok());
+        assert!(check_tcp(
+            &a,
+            &req("POST", "/api/v1/processes/x/stop", &[host, cookie, own])
+        )
+        .is_ok());
         let wrong = ("cookie", "refine_session=00");
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[host, wrong])).unwrap_err();
         assert_eq!(p.status, 401);

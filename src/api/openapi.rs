@@ -56,18 +56,25 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     router()
         .0
-    .fallback(fallback)
-    .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::guard))
-    .with_state(state)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::guard,
+        ))
+        .with_state(state)
 }
 
 /// The pages (GET), else a problem: 404 for an unknown path.
 async fn fallback(req: Request) -> Response {
     let path = req.uri().path();
     if path.starts_with("/api/") {
-        return Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no endpoint {}", crate::text::escape(path)))
-            .hint("see /api/v1/openapi.json")
-            .into_response();
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no endpoint {}", crate::text::escape(path)),
+        )
+        .hint("see /api/v1/openapi.json")
+        .into_response();
     }
     match super::web::asset(path) {
         Some((bytes, mime)) if req.method() == axum::http::Method::GET => {
