@@ -309,6 +309,27 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
     ))
 }
 
+/// The caller of a Unix socket connection: only the daemon's own uid, and
+/// only a peer whose cgroup could be read (else it could pass for a person).
+pub fn check_unix(
+    daemon_uid: u32,
+    uid: Option<u32>,
+    peer: Option<Peer>,
+) -> Result<Caller, Problem> {
+    match (uid, peer) {
+        (Some(uid), _) if uid != daemon_uid => Err(Problem::forbidden(format!(
+            "uid {uid} may not use the API of uid {daemon_uid}"
+        ))
+        .hint("each user talks to their own daemon")),
+        (Some(_), Some(peer)) if peer.uid == daemon_uid => Ok(Caller {
+            peer,
+            via: Via::Unix,
+        }),
+        _ => Err(Problem::forbidden("cannot establish who is connecting")
+            .hint("the peer's credentials or cgroup could not be read")),
+    }
+}
+
 /// Establishes the caller of every request, or refuses it.
 pub async fn guard(
     State(state): State<AppState>,
@@ -317,24 +338,9 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let caller = match conn {
-        Conn::Unix { uid, peer } => match (uid, peer) {
-            (Some(uid), _) if uid != state.uid => {
-                return Problem::forbidden(format!(
-                    "uid {uid} may not use the API of uid {}",
-                    state.uid
-                ))
-                .hint("each user talks to their own daemon")
-                .into_response()
-            }
-            (Some(_), Some(peer)) => Caller {
-                peer,
-                via: Via::Unix,
-            },
-            _ => {
-                return Problem::forbidden("cannot establish who is connecting")
-                    .hint("the peer's credentials or cgroup could not be read")
-                    .into_response()
-            }
+        Conn::Unix { uid, peer } => match check_unix(state.uid, uid, peer) {
+            Ok(c) => c,
+            Err(p) => return p.into_response(),
         },
         Conn::Tcp { .. } => match check_tcp(&state.auth, &req) {
             Ok(scope) => Caller {
@@ -431,6 +437,36 @@ mod tests {
         let wrong = ("cookie", "refine_session=00");
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[host, wrong])).unwrap_err();
         assert_eq!(p.status, 401);
+    }
+
+    #[test]
+    fn a_peer_of_another_uid_or_of_unknown_cgroup_is_refused() {
+        let me = crate::provenance::uid();
+        let other = me.wrapping_add(1);
+        let peer = Peer::from_pid(me, std::process::id()).unwrap();
+        assert!(check_unix(me, Some(me), Some(peer.clone())).is_ok());
+        let p = check_unix(
+            me,
+            Some(other),
+            Some(Peer {
+                uid: other,
+                ..peer.clone()
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(p.status, 403);
+        assert!(p.detail.contains(&format!("uid {other}")), "{}", p.detail);
+        assert_eq!(check_unix(me, Some(me), None).unwrap_err().status, 403);
+        assert_eq!(check_unix(me, None, Some(peer)).unwrap_err().status, 403);
+        // A managed peer is that managed process, never a person.
+        let text = "0::/user.slice/user@1000.service/refine.slice/refine-agent.slice/refine-agent-abcd2345.service\n";
+        let managed = Peer {
+            uid: me,
+            pid: Some(1),
+            managed: crate::provenance::managed_unit_in_cgroup(text),
+        };
+        let c = check_unix(me, Some(me), Some(managed)).unwrap();
+        assert!(c.must_be_person_on_socket("a session").is_err());
     }
 
     #[test]
