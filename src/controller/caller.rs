@@ -165,6 +165,15 @@ impl Controller {
         }
     }
 
+    /// Acting for a connection's peer as the API established it (see
+    /// [`crate::provenance::Peer`]): its process, or a person with a session.
+    pub fn for_peer(&self, peer: crate::provenance::Peer) -> Controller {
+        self.on_behalf_of(match peer.pid {
+            Some(pid) => Caller::peer(peer.uid, pid),
+            None => Caller::person(peer.uid),
+        })
+    }
+
     /// The caller this controller acts for.
     pub fn caller(&self) -> &Caller {
         &self.caller

@@ -1,4 +1,5 @@
 mod adopt;
+mod api;
 mod common;
 mod daemon;
 mod doctor;
