@@ -543,6 +543,7 @@ impl Controller {
             ))
             .hint("install refine-proc on PATH, or set REFINE_PROC_HOOK to its absolute path"));
         }
+        crate::unitexec::check_program_path(&self.hook_program)?;
         Ok(UnitContext {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
@@ -630,7 +631,6 @@ impl Controller {
         let requested_by = requester.requested_by();
         let stored = tokio::task::spawn_blocking(move || {
             let record = store_new_record(&index, &for_record, requested_by)?;
-            journal_start(&index, &record);
             Ok::<_, Error>(record)
         });
         let connected = self.systemd().await;
@@ -2577,7 +2577,16 @@ fn spawn_failure_name(code: i32) -> &'static str {
 
 /// Stores the record of a new launch under a fresh id.
 fn store_new_record(index: &Index, launch: &Launch, requested_by: RequestedBy) -> Result<Record> {
-    store_fresh(index, |id| new_record(id, launch, requested_by.clone()))
+    // The journal's start entry first: a run killed in between leaves no
+    // record, never one that no entry shows was not started.
+    store_fresh(index, |id| {
+        let record = new_record(id, launch, requested_by.clone());
+        if matches!(index.load(&record.id), Ok(Loaded::Missing)) {
+            journal_start(index, &record);
+            crate::fault::point("after-journal-entry");
+        }
+        record
+    })
 }
 
 /// The request a record describes: what `restart` and `resurrect` start

@@ -3,6 +3,7 @@
 //! properties by pure functions (unit-tested without systemd).
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
+use crate::unitexec;
 
 /// Longest label, metadata value or `--meta` value accepted, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -82,6 +84,11 @@ impl RunSpec {
                 "command line is {total} bytes, more than the {MAX_COMMAND} accepted"
             ))
             .hint("pass large input through a file instead of arguments"));
+        }
+        if let Some(n) = self.command.iter().position(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "argument {n} of the command contains a NUL byte, which no program can receive"
+            )));
         }
         let cwd = match self.cwd {
             Some(dir) => dir,
@@ -635,15 +642,18 @@ pub fn backoff_delay(delay: u64, max: u64, n: u32) -> u64 {
         .min(max.max(delay))
 }
 
-/// An argument systemd passes on verbatim: it expands `$VAR` in ExecStart=
-/// argv, and turns `$$` into `$`.
-pub fn escape_dollars(arg: &str) -> String {
-    arg.replace('$', "$$")
-}
-
-/// The argument as given, from ExecStart= as systemd stores it.
-pub fn unescape_dollars(arg: &str) -> String {
-    arg.replace("$$", "$")
+/// `ExecStart=`: refine-proc's `exec-unit`, which executes the command
+/// it decodes in its own process. The process finds refine-proc on PATH
+/// unless `--env PATH=` says otherwise.
+fn exec_start(launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+    let command = unitexec::UnitCommand {
+        executable: launch.executable.clone().into_os_string(),
+        argv: launch.command.iter().map(Into::into).collect(),
+        add_own_dir_to_path: !launch.environment.contains_key("PATH"),
+    };
+    let mut argv = vec!["refine-proc".to_string(), unitexec::EXEC_UNIT.to_string()];
+    argv.extend(command.encode());
+    (hook.program.display().to_string(), argv, false)
 }
 
 /// What the controller gives every unit it starts: the exit hook, and the
@@ -724,27 +734,20 @@ pub fn service_properties(
             Prop::Str(launch.cwd.display().to_string()),
         ),
         ("Environment", Prop::Strs(env)),
-        // Not ExecStartEx with no-env-expand: systemd 252 writes that to the
-        // transient unit file under a key its own parser rejects, so after a
-        // daemon-reload the unit had no ExecStart and no exit hook. Plain
-        // ExecStart expands $VAR, so every `$` is doubled: arguments stay data.
-        (
-            "ExecStart",
-            Prop::Exec(vec![(
-                launch.executable.display().to_string(),
-                launch.command.iter().map(|a| escape_dollars(a)).collect(),
-                false,
-            )]),
-        ),
+        // The command and the index directory reach systemd only as hex,
+        // which its unit-file quoting leaves alone: a daemon-reload reads
+        // other text back changed (`;` as `\;`, `$$` as `\$\$`), and every
+        // later start would run another command (see crate::unitexec).
+        ("ExecStart", Prop::Exec(vec![exec_start(launch, hook)])),
         (
             "ExecStopPost",
             Prop::Exec(vec![(
                 hook.program.display().to_string(),
                 vec![
                     "refine-proc".into(),
-                    "--state-dir".into(),
-                    escape_dollars(&hook.state_dir.display().to_string()),
                     "record-exit".into(),
+                    unitexec::INDEX_HEX.into(),
+                    unitexec::hex(hook.state_dir.as_os_str().as_bytes()),
                     id.into(),
                 ],
                 // ignore-failure
@@ -937,10 +940,23 @@ mod tests {
         let Prop::Exec(exec) = get("ExecStart") else {
             panic!()
         };
-        // `$` doubled, which systemd's expansion turns back into one `$`.
-        assert_eq!(exec[0].1, vec!["echo", "$$HOME", "a\nb", "'\""]);
-        let back: Vec<String> = exec[0].1.iter().map(|a| unescape_dollars(a)).collect();
+        // Only hex after `exec-unit`: nothing systemd could rewrite.
+        assert_eq!(exec[0].0, "/usr/bin/refine-proc");
+        assert_eq!(exec[0].1[..2], ["refine-proc", "exec-unit"]);
+        assert!(exec[0].1[2..]
+            .iter()
+            .all(|a| a.bytes().all(|b| b.is_ascii_hexdigit())));
+        let back = crate::unitexec::command_of_exec_start(&exec[0].1).unwrap();
         assert_eq!(back, vec!["echo", "$HOME", "a\nb", "'\""]);
+        let Prop::Exec(hook) = get("ExecStopPost") else {
+            panic!()
+        };
+        assert_eq!(hook[0].1[1..3], ["record-exit", crate::unitexec::INDEX_HEX]);
+        assert_eq!(hook[0].1[4], "abcd2345");
+        let dir = crate::unitexec::unhex(&hook[0].1[3]).unwrap();
+        assert_eq!(dir, b"/home/u/.local/state/refine-proc");
+        let e = spec(&["echo", "a\0b"]).validate().unwrap_err();
+        assert!(e.message.contains("NUL"), "{e}");
         assert_eq!(
             get("Description"),
             Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())

@@ -16,3 +16,4 @@ mod pause;
 mod recover;
 mod regressions;
 mod restarts;
+mod unitbuild;
