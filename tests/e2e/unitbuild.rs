@@ -137,6 +137,7 @@ fn daemon_reload_changes_what_a_unit_runs() {
 
     // Start 1 before any reload; 2 and 3 systemd's restarts after one and
     // two reloads; 4 `refine-proc restart` after a third.
+    let mut last_pid = None;
     for round in 1..=4 {
         if round > 1 {
             reload();
@@ -161,7 +162,12 @@ fn daemon_reload_changes_what_a_unit_runs() {
         let mut command = vec!["sh".to_string(), "-c".into(), SCRIPT.into()];
         command.extend(HOSTILE.iter().map(|s| s.to_string()));
         assert_eq!(info.exec_argv, command, "round {round}");
+        last_pid = info.main_pid;
     }
+    // Stopped while it waits again (not between a run and its restart).
+    wait_for(&r.unit, |i| {
+        i.is_some_and(|i| i.state.sub_state == "running" && i.main_pid != last_pid)
+    });
     // The hook still finds the index (its path in hex) after the reloads.
     reload();
     ok_in(&state, &cwd, &["stop", &r.id]);
@@ -221,7 +227,7 @@ fn slow_hook(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\n[ \"$1\" = record-exit ] && read x < '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\ncase \" $* \" in *' record-exit '*) read x < '{}';; esac\nexec '{}' \"$@\"\n",
             gate.display(),
             binary().display()
         ),
