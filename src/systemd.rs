@@ -73,6 +73,9 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    /// The environment the manager gives every unit (PATH=..., ...).
+    #[zbus(property)]
+    fn environment(&self) -> zbus::Result<Vec<String>>;
     /// The manager's own cgroup, e.g. `/user.slice/user-1000.slice/user@1000.service`:
     /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
@@ -246,6 +249,19 @@ impl Systemd {
             .await
             .map_err(|e| dbus_error("read the manager's cgroup", "", e))?;
         Ok(Some(cg).filter(|c| c.starts_with('/')))
+    }
+
+    /// The PATH the manager gives its units, if it sets one.
+    pub async fn manager_path(&self) -> Result<Option<String>> {
+        let env = self
+            .manager
+            .environment()
+            .await
+            .map_err(|e| dbus_error("read the manager's environment", "", e))?;
+        Ok(env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .map(String::from))
     }
 
     /// The major version of the running systemd (252 for "252.39-1~deb12u2").

@@ -336,6 +336,16 @@ fn children_cannot_find_refine_proc() {
         );
         return;
     }
+    // doctor says so, with the fix.
+    let report: serde_json::Value = env.cmd(&["doctor", "--json"]).json();
+    let dir_text = dir.display().to_string();
+    assert!(
+        report["notes"].as_array().unwrap().iter().any(|n| {
+            let n = n.as_str().unwrap();
+            n.contains("PATH") && n.contains(&dir_text) && n.contains("environment.d")
+        }),
+        "{report:#}"
+    );
     let out = env.ok(&[
         "run",
         "--wait",
