@@ -186,7 +186,7 @@ fn daemon_reload_changes_what_a_unit_runs_for_runs_started_during_reloads() {
     let _exclusive = exclusive_manager();
     let env = Env::unshared();
     let check = r#"[ "$1" = 'a;b$$c' ] && [ "$2" = '\;' ] && [ "$3" = '%%' ]"#;
-    let runs: Vec<_> = (0..12)
+    let runs: Vec<_> = (0..40)
         .map(|_| {
             let cmd = env.command(&[
                 "run", "--wait", "--", "sh", "-c", check, "sh", "a;b$$c", "\\;", "%%",
@@ -194,7 +194,7 @@ fn daemon_reload_changes_what_a_unit_runs_for_runs_started_during_reloads() {
             std::thread::spawn(move || output(cmd))
         })
         .collect();
-    for _ in 0..4 {
+    for _ in 0..8 {
         reload();
     }
     for run in runs {
