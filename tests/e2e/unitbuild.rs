@@ -376,3 +376,41 @@ fn children_cannot_find_refine_proc() {
     let path = std::fs::read_to_string(env.work_dir().join("path")).unwrap();
     assert_eq!(path.trim(), "/usr/bin:/bin");
 }
+
+#[test]
+fn daemon_reload_changes_what_a_unit_runs_but_a_program_that_cannot_be_executed_still_ends_with_203(
+) {
+    // exec-unit executes the command itself: a program gone by the time it
+    // is started (here by a restart) ends the run with systemd's own status
+    // for that, 203, and its log says why.
+    let env = Env::new();
+    let prog = env.work_dir().join("vanishes");
+    std::fs::write(&prog, "#!/bin/sh\nrm -f \"$0\"\nexit 1\n").unwrap();
+    let mut perms = std::fs::metadata(&prog).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&prog, perms).unwrap();
+    let r = env.run(&[
+        "--restart",
+        "on-failure",
+        "--restart-limit",
+        "2/1min",
+        "--",
+        "./vanishes",
+    ]);
+    wait_gone(&r.unit);
+    let s = env.status(&r.id);
+    assert_eq!(
+        (s.state.as_str(), s.exit_code),
+        ("failed", Some(203)),
+        "{s:?}"
+    );
+    let ident = r.unit.trim_end_matches(".service").to_string();
+    wait_journal_lines(&ident, 1);
+    let lines = journal_lines(&ident);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot execute") && l.contains("vanishes")),
+        "{lines:?}"
+    );
+}
