@@ -660,7 +660,8 @@ fn exec_start(launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool
 /// index and policy that the unit's own requests go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitContext {
-    /// Absolute path of the refine-proc binary systemd runs after each exit.
+    /// Absolute path of the refine-proc binary systemd runs to start the
+    /// command (`exec-unit`) and after each exit (`record-exit`).
     pub program: PathBuf,
     /// The index directory, passed explicitly so the hook never guesses.
     pub state_dir: PathBuf,
