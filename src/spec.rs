@@ -109,6 +109,7 @@ impl RunSpec {
             }
         };
         let executable = resolve_executable(program, &cwd)?;
+        check_executable_format(&executable, &cwd, binfmt_misc_in_use())?;
 
         let label = match self.label {
             Some(l) => l,
@@ -539,6 +540,67 @@ fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Refuses a file the kernel will not execute, where that can be told in
+/// advance: a `#!` line naming no executable interpreter, or (without
+/// binfmt_misc handlers) neither ELF nor `#!`. systemd's start job now
+/// ends once refine-proc's `exec-unit` runs, so such a failure would show
+/// only afterwards, as status 203.
+fn check_executable_format(path: &Path, cwd: &Path, binfmt_misc: bool) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    // An execute-only binary cannot be read: the kernel decides.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    let shown = escape(&path.display().to_string());
+    let run_with = format!(
+        "or run it with its interpreter: refine-proc run -- sh {}",
+        path.display()
+    );
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .find(|t| !t.is_empty())
+            .map(|t| cwd.join(std::ffi::OsStr::from_bytes(t)));
+        let runnable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        return match interpreter {
+            Some(i) if runnable(&i) => Ok(()),
+            Some(i) => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names {}, which is not an executable file",
+                escape(&i.display().to_string())
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+            None => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names no interpreter"
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+        };
+    }
+    if binfmt_misc {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{shown} cannot be executed: it is neither a program (ELF) nor a script with a #! line"
+    ))
+    .hint(format!("add a #! line such as #!/bin/sh, {run_with}")))
+}
+
+/// Whether the kernel has binfmt_misc handlers, which execute other formats.
+fn binfmt_misc_in_use() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+    })
+}
+
 /// One D-Bus property value, as data (converted to a zvariant at the edge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Prop {
@@ -902,6 +964,30 @@ mod tests {
         assert!(e.hint.unwrap().contains("--"));
         let e = spec(&["/etc/passwd"]).validate().unwrap_err();
         assert!(e.message.contains("not an executable"), "{e}");
+    }
+
+    #[test]
+    fn a_file_the_kernel_will_not_execute_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let check = |p: &Path, binfmt| check_executable_format(p, dir.path(), binfmt);
+        assert!(check(Path::new("/bin/sh"), false).is_ok(), "ELF");
+        assert!(check(&file("ok", b"#!/bin/sh\nexit 0\n"), false).is_ok());
+        assert!(check(&file("args", b"#!  /bin/sh -e\n"), false).is_ok());
+        file("interp", b"#!/bin/sh\n");
+        assert!(check(&file("relative", b"#!interp\n"), false).is_ok());
+        let e = check(&file("bad", b"#!/no/such/python\n"), false).unwrap_err();
+        assert!(e.message.contains("/no/such/python"), "{e}");
+        assert!(check(&file("empty-line", b"#!\n"), false).is_err());
+        let plain = file("plain", b"echo hi\n");
+        let e = check(&plain, false).unwrap_err();
+        assert!(e.hint.as_deref().unwrap().contains("#!/bin/sh"), "{e}");
+        assert!(check(&plain, true).is_ok(), "binfmt_misc may run it");
     }
 
     #[test]

@@ -414,3 +414,19 @@ fn daemon_reload_changes_what_a_unit_runs_but_a_program_that_cannot_be_executed_
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_script_whose_interpreter_is_missing_is_refused_before_anything_runs() {
+    // The start job ends once exec-unit runs, so what the kernel will not
+    // execute is refused up front (as a typo in the command is).
+    let env = Env::new();
+    let script = env.work_dir().join("old-python");
+    std::fs::write(&script, "#!/no/such/python4\nprint(1)\n").unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let out = env.cmd(&["run", "--", "./old-python"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("/no/such/python4"), "{}", out.stderr);
+    assert!(env.list(&["--all"]).is_empty(), "nothing was recorded");
+}
