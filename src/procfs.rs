@@ -195,6 +195,10 @@ pub fn descendants(root: u32, processes: &[Stat]) -> Vec<u32> {
 /// of a hybrid system). None when it cannot be read there.
 pub fn cgroup_processes(cgroup: &str) -> Option<Vec<u32>> {
     let rel = cgroup.trim_start_matches('/');
+    // The root would be every process of the system.
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return None;
+    }
     let dir = [crate::usage::CGROUP_MOUNT, "/sys/fs/cgroup/unified"]
         .iter()
         .map(|root| std::path::Path::new(root).join(rel))
@@ -221,6 +225,15 @@ pub fn cgroup_processes(cgroup: &str) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kill_never_reads_the_root_cgroup() {
+        // "" (a unit whose processes are gone) or "/" would list every
+        // process of the system.
+        for root in ["", "/", "//", "/a/../..", "/../x"] {
+            assert_eq!(cgroup_processes(root), None, "{root:?}");
+        }
+    }
 
     fn st(pid: u32, ppid: u32) -> Stat {
         Stat {

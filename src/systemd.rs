@@ -521,11 +521,11 @@ impl Systemd {
             .await?
             .ok_or_else(|| Error::not_found(format!("cannot {action}: {unit} is not loaded")))?;
         let others = if unit.ends_with(".service") {
-            self.other_processes(path).await
+            self.other_processes(unit, path).await
         } else {
             None
         };
-        let Some((main, others)) = others else {
+        let Some((main, cgroup, others)) = others else {
             return self
                 .manager
                 .kill_unit(unit, "all", signal)
@@ -540,18 +540,29 @@ impl Systemd {
             }
         }
         for pid in others {
-            // As systemd's own cgroup kill does: by pid, from the list.
-            // SAFETY: kill has no memory preconditions.
-            unsafe {
-                libc::kill(pid as libc::pid_t, signal);
+            // By pid, from the list, as systemd's own cgroup kill does; a
+            // pid that left the unit's cgroup since (ended, its number
+            // reused) is not signalled.
+            let still_there =
+                crate::procfs::cgroup(pid).is_ok_and(|cg| crate::procfs::is_within(&cg, &cgroup));
+            if still_there {
+                // SAFETY: kill has no memory preconditions.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, signal);
+                }
             }
         }
         Ok(())
     }
 
-    /// The service's main pid (0: none) and the other processes of its
-    /// cgroup except its control process; None when the cgroup cannot be read.
-    async fn other_processes(&self, path: OwnedObjectPath) -> Option<(u32, Vec<u32>)> {
+    /// The service's main pid (0: none), its cgroup and the other processes
+    /// in it except its control process (none once the cgroup is gone);
+    /// None when they cannot be read.
+    async fn other_processes(
+        &self,
+        unit: &str,
+        path: OwnedObjectPath,
+    ) -> Option<(u32, String, Vec<u32>)> {
         let props = self.properties(path).await.ok()?;
         let mut s = props
             .get_all("org.freedesktop.systemd1.Service")
@@ -559,10 +570,18 @@ impl Systemd {
             .ok()?;
         let main: u32 = take(&mut s, "MainPID").unwrap_or(0);
         let control: u32 = take(&mut s, "ControlPID").unwrap_or(0);
-        let cgroup: String = take(&mut s, "ControlGroup")?;
+        let cgroup: String = take(&mut s, "ControlGroup").unwrap_or_default();
+        // Empty once the unit's processes are gone. Nothing but the unit's
+        // own cgroup is read: "" or "/" would be every process there is.
+        if cgroup.is_empty() {
+            return Some((main, cgroup, Vec::new()));
+        }
+        if !cgroup.ends_with(&format!("/{unit}")) {
+            return None;
+        }
         let mut pids = crate::procfs::cgroup_processes(&cgroup)?;
         pids.retain(|p| *p != main && *p != control && *p != 0);
-        Some((main, pids))
+        Some((main, cgroup, pids))
     }
 
     /// Freezes (or thaws) a unit through the cgroup freezer. systemd sets

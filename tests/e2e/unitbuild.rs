@@ -253,6 +253,8 @@ fn a_second_kill_kills_the_exit_hook() {
     // KillUnit(whom="all") also signals the ExecStopPost= process while
     // the unit stops: `kill ID; kill ID` ended `lost` in 3 of 5 tries.
     let env = Env::new();
+    // A process outside the unit: no kill may reach it.
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
     for round in 0..5 {
         let r = env.run(&["--", "sleep", "100"]);
         env.ok(&["kill", &r.id]);
@@ -290,6 +292,12 @@ fn a_second_kill_kills_the_exit_hook() {
         ("stopped", Some("TERM")),
         "the hook recorded the exit: {s:?}"
     );
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "a kill reached a process outside the unit"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }
 
 #[test]
@@ -486,4 +494,36 @@ fn a_run_killed_between_its_index_write_and_its_journal_entry_is_lost_without_a_
         unexplained.len()
     );
     assert!(unexplained.is_empty(), "{unexplained:#?}");
+}
+
+#[test]
+fn a_kill_of_a_unit_waiting_to_restart_signalled_every_process_there_is() {
+    // Found while fixing the second kill: between restarts a service has no
+    // cgroup (ControlGroup is ""), and listing "its" processes listed the
+    // root cgroup's, so `kill` sent SIGTERM to every process of the user
+    // (here: the sandbox, this test included). Should this regress, the
+    // bystander or the whole test binary dies.
+    let env = Env::new();
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    let r = env.run(&[
+        "--restart",
+        "always",
+        "--restart-delay",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    wait_for(&r.unit, |i| {
+        i.is_some_and(|i| i.state.sub_state == "auto-restart")
+    });
+    assert_eq!(show(&r.unit, "ControlGroup"), "", "the case under test");
+    env.ok(&["kill", &r.id]);
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "kill reached a process outside the unit"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }
