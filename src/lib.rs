@@ -21,6 +21,7 @@ pub mod provenance;
 pub mod spec;
 pub mod systemd;
 pub mod text;
+pub mod unitexec;
 pub mod usage;
 
 pub use controller::{Controller, ListFilter, Listed, RunOptions, Selection, Status};

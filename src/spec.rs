@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
+use crate::unitexec;
 
 /// Longest label, metadata value or `--meta` value accepted, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -123,6 +125,11 @@ impl RunSpec {
             ))
             .hint("pass large input through a file instead of arguments"));
         }
+        if let Some(n) = self.command.iter().position(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "argument {n} of the command contains a NUL byte, which no program can receive"
+            )));
+        }
         let cwd = match self.cwd {
             Some(dir) => dir,
             None => env.cwd.clone().ok_or_else(|| {
@@ -141,6 +148,7 @@ impl RunSpec {
             }
         };
         let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
+        check_executable_format(&executable, &cwd, binfmt_misc_in_use())?;
 
         let label = match self.label {
             Some(l) => l,
@@ -570,6 +578,67 @@ fn resolve_executable(program: &str, cwd: &Path, path: Option<&OsStr>) -> Result
     }
 }
 
+/// Refuses a file the kernel will not execute, where that can be told in
+/// advance: a `#!` line naming no executable interpreter, or (without
+/// binfmt_misc handlers) neither ELF nor `#!`. systemd's start job now
+/// ends once refine-proc's `exec-unit` runs, so such a failure would show
+/// only afterwards, as status 203.
+fn check_executable_format(path: &Path, cwd: &Path, binfmt_misc: bool) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    // An execute-only binary cannot be read: the kernel decides.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    let shown = escape(&path.display().to_string());
+    let run_with = format!(
+        "or run it with its interpreter: refine-proc run -- sh {}",
+        path.display()
+    );
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .find(|t| !t.is_empty())
+            .map(|t| cwd.join(std::ffi::OsStr::from_bytes(t)));
+        let runnable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        return match interpreter {
+            Some(i) if runnable(&i) => Ok(()),
+            Some(i) => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names {}, which is not an executable file",
+                escape(&i.display().to_string())
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+            None => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names no interpreter"
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+        };
+    }
+    if binfmt_misc {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{shown} cannot be executed: it is neither a program (ELF) nor a script with a #! line"
+    ))
+    .hint(format!("add a #! line such as #!/bin/sh, {run_with}")))
+}
+
+/// Whether the kernel has binfmt_misc handlers, which execute other formats.
+fn binfmt_misc_in_use() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+    })
+}
+
 /// One D-Bus property value, as data (converted to a zvariant at the edge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Prop {
@@ -673,22 +742,26 @@ pub fn backoff_delay(delay: u64, max: u64, n: u32) -> u64 {
         .min(max.max(delay))
 }
 
-/// An argument systemd passes on verbatim: it expands `$VAR` in ExecStart=
-/// argv, and turns `$$` into `$`.
-pub fn escape_dollars(arg: &str) -> String {
-    arg.replace('$', "$$")
-}
-
-/// The argument as given, from ExecStart= as systemd stores it.
-pub fn unescape_dollars(arg: &str) -> String {
-    arg.replace("$$", "$")
+/// `ExecStart=`: refine-proc's `exec-unit`, which executes the command
+/// it decodes in its own process. The process finds refine-proc on PATH
+/// unless `--env PATH=` says otherwise.
+fn exec_start(launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+    let command = unitexec::UnitCommand {
+        executable: launch.executable.clone().into_os_string(),
+        argv: launch.command.iter().map(Into::into).collect(),
+        add_own_dir_to_path: !launch.environment.contains_key("PATH"),
+    };
+    let mut argv = vec!["refine-proc".to_string(), unitexec::EXEC_UNIT.to_string()];
+    argv.extend(command.encode());
+    (hook.program.display().to_string(), argv, false)
 }
 
 /// What the controller gives every unit it starts: the exit hook, and the
 /// index and policy that the unit's own requests go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitContext {
-    /// Absolute path of the refine-proc binary systemd runs after each exit.
+    /// Absolute path of the refine-proc binary systemd runs to start the
+    /// command (`exec-unit`) and after each exit (`record-exit`).
     pub program: PathBuf,
     /// The index directory, passed explicitly so the hook never guesses.
     pub state_dir: PathBuf,
@@ -762,27 +835,20 @@ pub fn service_properties(
             Prop::Str(launch.cwd.display().to_string()),
         ),
         ("Environment", Prop::Strs(env)),
-        // Not ExecStartEx with no-env-expand: systemd 252 writes that to the
-        // transient unit file under a key its own parser rejects, so after a
-        // daemon-reload the unit had no ExecStart and no exit hook. Plain
-        // ExecStart expands $VAR, so every `$` is doubled: arguments stay data.
-        (
-            "ExecStart",
-            Prop::Exec(vec![(
-                launch.executable.display().to_string(),
-                launch.command.iter().map(|a| escape_dollars(a)).collect(),
-                false,
-            )]),
-        ),
+        // The command and the index directory reach systemd only as hex,
+        // which its unit-file quoting leaves alone: a daemon-reload reads
+        // other text back changed (`;` as `\;`, `$$` as `\$\$`), and every
+        // later start would run another command (see crate::unitexec).
+        ("ExecStart", Prop::Exec(vec![exec_start(launch, hook)])),
         (
             "ExecStopPost",
             Prop::Exec(vec![(
                 hook.program.display().to_string(),
                 vec![
                     "refine-proc".into(),
-                    "--state-dir".into(),
-                    escape_dollars(&hook.state_dir.display().to_string()),
                     "record-exit".into(),
+                    unitexec::INDEX_HEX.into(),
+                    unitexec::hex(hook.state_dir.as_os_str().as_bytes()),
                     id.into(),
                 ],
                 // ignore-failure
@@ -939,6 +1005,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_the_kernel_will_not_execute_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let check = |p: &Path, binfmt| check_executable_format(p, dir.path(), binfmt);
+        assert!(check(Path::new("/bin/sh"), false).is_ok(), "ELF");
+        assert!(check(&file("ok", b"#!/bin/sh\nexit 0\n"), false).is_ok());
+        assert!(check(&file("args", b"#!  /bin/sh -e\n"), false).is_ok());
+        file("interp", b"#!/bin/sh\n");
+        assert!(check(&file("relative", b"#!interp\n"), false).is_ok());
+        let e = check(&file("bad", b"#!/no/such/python\n"), false).unwrap_err();
+        assert!(e.message.contains("/no/such/python"), "{e}");
+        assert!(check(&file("empty-line", b"#!\n"), false).is_err());
+        let plain = file("plain", b"echo hi\n");
+        let e = check(&plain, false).unwrap_err();
+        assert!(e.hint.as_deref().unwrap().contains("#!/bin/sh"), "{e}");
+        assert!(check(&plain, true).is_ok(), "binfmt_misc may run it");
+    }
+
+    #[test]
     fn rejects_bad_directories_env_names_and_huge_text() {
         let mut s = spec(&["true"]);
         s.cwd = Some("/no/such/dir".into());
@@ -975,10 +1065,23 @@ mod tests {
         let Prop::Exec(exec) = get("ExecStart") else {
             panic!()
         };
-        // `$` doubled, which systemd's expansion turns back into one `$`.
-        assert_eq!(exec[0].1, vec!["echo", "$$HOME", "a\nb", "'\""]);
-        let back: Vec<String> = exec[0].1.iter().map(|a| unescape_dollars(a)).collect();
+        // Only hex after `exec-unit`: nothing systemd could rewrite.
+        assert_eq!(exec[0].0, "/usr/bin/refine-proc");
+        assert_eq!(exec[0].1[..2], ["refine-proc", "exec-unit"]);
+        assert!(exec[0].1[2..]
+            .iter()
+            .all(|a| a.bytes().all(|b| b.is_ascii_hexdigit())));
+        let back = crate::unitexec::command_of_exec_start(&exec[0].1).unwrap();
         assert_eq!(back, vec!["echo", "$HOME", "a\nb", "'\""]);
+        let Prop::Exec(hook) = get("ExecStopPost") else {
+            panic!()
+        };
+        assert_eq!(hook[0].1[1..3], ["record-exit", crate::unitexec::INDEX_HEX]);
+        assert_eq!(hook[0].1[4], "abcd2345");
+        let dir = crate::unitexec::unhex(&hook[0].1[3]).unwrap();
+        assert_eq!(dir, b"/home/u/.local/state/refine-proc");
+        let e = spec(&["echo", "a\0b"]).validate().unwrap_err();
+        assert!(e.message.contains("NUL"), "{e}");
         assert_eq!(
             get("Description"),
             Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())

@@ -6,6 +6,7 @@ mod web;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -314,7 +315,13 @@ Examples:
     },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
-    RecordExit { id: String },
+    RecordExit {
+        id: String,
+        /// The index directory in hex (what the unit's ExecStopPost= passes:
+        /// systemd may rewrite other text in a unit file)
+        #[arg(long, hide = true, value_name = "HEX")]
+        index_hex: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -778,6 +785,19 @@ struct LogsArgs {
 }
 
 pub fn main() -> i32 {
+    // A unit's ExecStart=: executes its command in this process, before
+    // anything else is set up (see refine_proc::unitexec).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(2).collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == refine_proc::unitexec::EXEC_UNIT)
+    {
+        let chunks: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return refine_proc::unitexec::exec_unit(&chunks);
+    }
     let cli = Cli::parse();
     // The daemon's log goes to the journal: what it does, not only warnings.
     init_tracing(if matches!(cli.command, Command::Daemon(_)) {
@@ -795,9 +815,18 @@ pub fn main() -> i32 {
         Command::Man { dir } => return exit_of(man(dir.as_deref())),
         _ => {}
     }
-    let state_dir = cli
-        .state_dir
-        .clone()
+    let hook_dir = match &cli.command {
+        Command::RecordExit {
+            index_hex: Some(hex),
+            ..
+        } => match refine_proc::unitexec::unhex(hex) {
+            Some(dir) => Some(PathBuf::from(std::ffi::OsString::from_vec(dir))),
+            None => return fail(&Error::invalid("--index-hex is not hex")),
+        },
+        _ => None,
+    };
+    let state_dir = hook_dir
+        .or_else(|| cli.state_dir.clone())
         .map(Ok)
         .unwrap_or_else(default_state_dir);
     // doctor reports a missing state directory as one of its checks.
@@ -812,7 +841,7 @@ pub fn main() -> i32 {
         Err(e) => return fail(&e),
     };
     // The exit hook runs under systemd after every exit: no bus, no runtime.
-    if let Command::RecordExit { id } = &cli.command {
+    if let Command::RecordExit { id, .. } = &cli.command {
         let env: BTreeMap<String, String> = std::env::vars_os()
             .map(|(k, v)| {
                 (

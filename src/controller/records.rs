@@ -19,7 +19,16 @@ pub(super) fn store_new_record(
     launch: &Launch,
     requested_by: RequestedBy,
 ) -> Result<Record> {
-    store_fresh(index, |id| new_record(id, launch, requested_by.clone()))
+    // The journal's start entry first: a run killed in between leaves no
+    // record, never one that no entry shows was not started.
+    store_fresh(index, |id| {
+        let record = new_record(id, launch, requested_by.clone());
+        if matches!(index.load(&record.id), Ok(Loaded::Missing)) {
+            journal_start(index, &record);
+            crate::fault::point("after-journal-entry");
+        }
+        record
+    })
 }
 
 /// The request a record describes: what `restart` and `resurrect` start

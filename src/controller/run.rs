@@ -15,6 +15,7 @@ impl Controller {
             ))
             .hint("install refine-proc on PATH, or set REFINE_PROC_HOOK to its absolute path"));
         }
+        crate::unitexec::check_program_path(&self.hook_program)?;
         Ok(UnitContext {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
@@ -102,7 +103,6 @@ impl Controller {
         let requested_by = requester.requested_by();
         let stored = tokio::task::spawn_blocking(move || {
             let record = store_new_record(&index, &for_record, requested_by)?;
-            journal_start(&index, &record);
             Ok::<_, Error>(record)
         });
         let connected = self.systemd().await;

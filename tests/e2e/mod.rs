@@ -18,3 +18,4 @@ mod pause;
 mod recover;
 mod regressions;
 mod restarts;
+mod unitbuild;
