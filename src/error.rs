@@ -24,6 +24,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Its name in machine-readable output: invalid, not-found, refused,
+    /// unavailable, index, systemd, denied.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Index => "index",
+            ErrorKind::Systemd => "systemd",
+            ErrorKind::Denied => "denied",
+        }
+    }
+
     /// The process exit code documented in the README.
     pub fn exit_code(self) -> i32 {
         match self {

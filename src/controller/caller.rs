@@ -65,13 +65,18 @@ impl Caller {
         }
     }
 
-    /// A person proven otherwise (a browser session): no process to look at.
+    /// A person proven otherwise (a browser session): no process to look
+    /// at, so commands resolve as the serving process resolves them, in
+    /// the home directory.
     pub fn person(uid: u32) -> Caller {
         Caller {
             uid,
             pid: None,
             identity: None,
-            env: CallerEnv::default(),
+            env: CallerEnv {
+                cwd: crate::provenance::home_dir(),
+                path: std::env::var_os("PATH"),
+            },
             origin: Origin::Person,
             lower_to: None,
         }

@@ -20,7 +20,9 @@ pub use caller::{Caller, Origin, Requester};
 pub use logs::{LogPage, PageRequest, Until, WaitOutcome, MAX_PAGE};
 pub use reconcile::reconcile;
 pub use records::journal_command;
-pub use request::{Answer, CheckRequest, EventFilter, EventPage, Request, Response};
+pub use request::{
+    Answer, CheckRequest, EventFilter, EventPage, EventWithId, EventsAfter, Request, Response,
+};
 pub use types::*;
 
 use pause::*;

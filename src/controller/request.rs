@@ -42,6 +42,27 @@ pub struct EventPage {
     pub skipped: usize,
 }
 
+/// An event with its place in the history (the cursor to resume after it).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventWithId {
+    pub event_id: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A page of the history after a cursor.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsAfter {
+    pub events: Vec<EventWithId>,
+    /// Pass back to continue (the last event read, matching or not).
+    pub next_cursor: Option<String>,
+    /// More events are there already.
+    pub more: bool,
+    /// The cursor's file was rotated away: the page starts at the oldest
+    /// event kept, and events between may be gone.
+    pub restarted: bool,
+}
+
 /// A launch `policy check` is asked about.
 #[derive(Debug, Clone, Default)]
 pub struct CheckRequest {
@@ -185,6 +206,54 @@ impl Controller {
             events.drain(..events.len().saturating_sub(n));
         }
         Ok(EventPage { events, skipped })
+    }
+
+    /// Events in file order after `cursor` (an event's id, `INODE-OFFSET`,
+    /// as the API's streams send it), at most `limit`, each with its id:
+    /// a reader that passes back the last id neither loses nor repeats one.
+    pub fn events_after(
+        &self,
+        cursor: Option<&str>,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventsAfter> {
+        use crate::events::{EventPos, EventReader};
+        let mut filter = filter.clone();
+        filter.id = filter.id.as_deref().map(|a| self.resolve(a)).transpose()?;
+        let dir = self.index.dir().to_path_buf();
+        let (mut reader, restarted) = match cursor {
+            Some(c) => match EventReader::after(dir.clone(), c.parse::<EventPos>()?) {
+                Some(r) => (r, false),
+                // Rotated away: from the oldest kept, and say so.
+                None => (EventReader::from_start(dir), true),
+            },
+            None => (EventReader::from_start(dir), false),
+        };
+        let read = reader
+            .read_new()
+            .map_err(|e| Error::new(crate::ErrorKind::Index, format!("cannot read the history: {e}")))?;
+        let mut events = Vec::new();
+        let mut next = cursor.map(String::from);
+        let mut more = false;
+        for (pos, event) in read {
+            if events.len() == limit {
+                more = true;
+                break;
+            }
+            next = Some(pos.to_string());
+            if filter.matches(&event) {
+                events.push(EventWithId {
+                    event_id: pos.to_string(),
+                    event,
+                });
+            }
+        }
+        Ok(EventsAfter {
+            events,
+            next_cursor: next,
+            more,
+            restarted,
+        })
     }
 
     /// What `actor` (default: the caller) may do, and whether a launch
