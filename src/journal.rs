@@ -25,8 +25,10 @@ pub struct LogQuery {
     pub uid: Option<u32>,
     /// Show the last N lines.
     pub lines: Option<u64>,
-    /// Anything journalctl's --since accepts ("-1h", "2026-11-20 10:00", ...).
+    /// A time checked by [`parse_time`] ("-1h", "2026-11-20 10:00", ...).
     pub since: Option<String>,
+    /// The same, for journalctl's --until.
+    pub until: Option<String>,
     pub follow: bool,
 }
 
@@ -57,6 +59,9 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     if let Some(since) = &query.since {
         args.push(format!("--since={since}"));
     }
+    if let Some(until) = &query.until {
+        args.push(format!("--until={until}"));
+    }
     if query.follow {
         args.push("--follow".to_string());
     }
@@ -77,6 +82,119 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
         args.extend(values.iter().map(|v| format!("{field}={v}")));
     }
     args
+}
+
+/// Checks a `--since`/`--until` TIME and returns it as journalctl takes
+/// it, so that a typo is exit 2 with a hint, not journalctl's parse error.
+/// Accepted: `now`, `today`, `yesterday`, `tomorrow`; a relative time
+/// `-1h`, `+30min`, `10s ago`, `1h 30m ago`; `@EPOCH`; an absolute local
+/// time `2026-11-20`, `2026-11-20 10:00[:00[.5]]` (or with `T`),
+/// `10:00[:00]` (today), each optionally after a weekday and before ` UTC`.
+pub fn parse_time(s: &str, flag: &str) -> crate::Result<String> {
+    use crate::text::{escape, parse_duration};
+    let t = s.trim();
+    let bad = |why: &str| {
+        crate::Error::invalid(format!("{flag} {:?}: {why}", escape(s))).hint(
+            "use a relative time (-1h, -10min, '30s ago'), today, yesterday, \
+             '2026-11-20 10:00' or @EPOCH",
+        )
+    };
+    // A span in microseconds, which journalctl reads exactly.
+    let span = |text: &str| {
+        parse_duration(text)
+            .map(|d| d.as_micros())
+            .map_err(|_| bad("not a time span"))
+    };
+    if matches!(t, "now" | "today" | "yesterday" | "tomorrow") {
+        return Ok(t.to_string());
+    }
+    if let Some(rest) = t.strip_prefix('-') {
+        return Ok(format!("-{}us", span(rest)?));
+    }
+    if let Some(rest) = t.strip_prefix('+') {
+        return Ok(format!("+{}us", span(rest)?));
+    }
+    if let Some(rest) = t.strip_suffix(" ago") {
+        return Ok(format!("-{}us", span(rest)?));
+    }
+    if let Some(epoch) = t.strip_prefix('@') {
+        let (whole, frac) = epoch.split_once('.').unwrap_or((epoch, "0"));
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        return if digits(whole) && digits(frac) {
+            Ok(t.to_string())
+        } else {
+            Err(bad("@ needs seconds since the epoch, e.g. @1700000000"))
+        };
+    }
+    if let Some(absolute) = absolute_time(t) {
+        return Ok(absolute);
+    }
+    if parse_duration(t).is_ok() {
+        return Err(crate::Error::invalid(format!(
+            "{flag} {:?} is a time span, not a time",
+            escape(s)
+        ))
+        .hint(format!("for {t} before now, write {flag} -{t} or {flag} '{t} ago'")));
+    }
+    Err(bad("not a time"))
+}
+
+/// `[WEEKDAY ]DATE[ |T]TIME[ UTC]` as journalctl's parser takes it (with
+/// `T` and a `Z` made its space and ` UTC`), or None.
+fn absolute_time(t: &str) -> Option<String> {
+    const DAYS: [&str; 14] = [
+        "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Monday", "Tuesday", "Wednesday",
+        "Thursday", "Friday", "Saturday", "Sunday",
+    ];
+    let mut rest = t;
+    let mut out = String::new();
+    if let Some((day, tail)) = rest.split_once(' ') {
+        if DAYS.contains(&day) {
+            out.push_str(day);
+            out.push(' ');
+            rest = tail;
+        }
+    }
+    let (rest, utc) = match rest.strip_suffix(" UTC").or_else(|| rest.strip_suffix('Z')) {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let num = |s: &str, len: usize, max: u32| {
+        s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n <= max)
+    };
+    let date_ok = |d: &str| {
+        let p: Vec<&str> = d.split('-').collect();
+        p.len() == 3
+            && num(p[0], 4, 9999)
+            && num(p[1], 2, 12)
+            && num(p[2], 2, 31)
+            && p[1] != "00"
+            && p[2] != "00"
+    };
+    let time_ok = |c: &str| {
+        let (hms, frac) = c.split_once('.').unwrap_or((c, "0"));
+        let p: Vec<&str> = hms.split(':').collect();
+        (2..=3).contains(&p.len())
+            && num(p[0], 2, 23)
+            && num(p[1], 2, 59)
+            && p.get(2).is_none_or(|s| num(s, 2, 60))
+            && !frac.is_empty()
+            && frac.bytes().all(|b| b.is_ascii_digit())
+    };
+    let (date, time) = match rest.split_once([' ', 'T']) {
+        Some((d, c)) => (Some(d), Some(c)),
+        None if rest.contains(':') => (None, Some(rest)),
+        None => (Some(rest), None),
+    };
+    if !date.is_none_or(date_ok) || !time.is_none_or(time_ok) {
+        return None;
+    }
+    let parts: Vec<&str> = [date, time].into_iter().flatten().collect();
+    out.push_str(&parts.join(" "));
+    if utc {
+        out.push_str(" UTC");
+    }
+    Some(out)
 }
 
 /// A ready-to-spawn journalctl for `query`.
@@ -467,6 +585,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn since_and_until_take_what_journalctl_takes_and_refuse_a_bare_span() {
+        let ok = |s: &str| parse_time(s, "--since").unwrap();
+        assert_eq!(ok("-1h"), "-3600000000us");
+        assert_eq!(ok("10s ago"), "-10000000us");
+        assert_eq!(ok("1h 30m ago"), "-5400000000us");
+        assert_eq!(ok("+5min"), "+300000000us");
+        assert_eq!(ok("today"), "today");
+        assert_eq!(ok("@1700000000"), "@1700000000");
+        assert_eq!(ok("2026-11-20"), "2026-11-20");
+        assert_eq!(ok("2026-11-20 10:00"), "2026-11-20 10:00");
+        assert_eq!(ok("2026-11-20T10:00:00Z"), "2026-11-20 10:00:00 UTC");
+        assert_eq!(ok("Tue 2026-12-01 10:00:00.5 UTC"), "Tue 2026-12-01 10:00:00.5 UTC");
+        assert_eq!(ok("10:00"), "10:00");
+        let err = parse_time("10s", "--since").unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Invalid);
+        assert!(err.hint.unwrap().contains("--since -10s"));
+        for bad in ["", "soon", "-", "-1x", "2026-13-01", "25:00", "@x", "1h; rm -rf /"] {
+            let e = parse_time(bad, "--until").unwrap_err();
+            assert!(e.message.starts_with("--until"), "{bad}: {}", e.message);
+            assert!(e.hint.is_some());
+        }
+    }
+
+    #[test]
     fn queries_match_the_identifiers_of_the_caller_only() {
         let q = LogQuery {
             identifiers: vec![
@@ -477,6 +619,7 @@ mod tests {
             uid: Some(1000),
             lines: Some(20),
             since: Some("-1h; rm -rf /".into()),
+            until: None,
             follow: true,
         };
         let args = journalctl_args(&q, "cat");

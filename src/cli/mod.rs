@@ -731,9 +731,12 @@ struct LogsArgs {
     /// Show only the last N lines
     #[arg(long, short = 'n', value_name = "N")]
     lines: Option<u64>,
-    /// Start at this time (anything journalctl --since takes: -1h, today, 2026-11-20 10:00)
-    #[arg(long, value_name = "TIME")]
+    /// Start at this time: -1h, '10min ago', today, yesterday, '2026-11-20 10:00', @EPOCH
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     since: Option<String>,
+    /// End at this time (the same forms as --since)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    until: Option<String>,
     /// Text format: cat (only the output), short, short-iso, short-precise, verbose
     #[arg(long, short, default_value = "cat")]
     output: String,
@@ -1246,6 +1249,16 @@ fn exit_code_of(r: &Record) -> i32 {
 }
 
 async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--since"))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--until"))
+        .transpose()?;
     if !TEXT_FORMATS.contains(&args.output.as_str()) {
         return Err(
             Error::invalid(format!("unknown log format {:?}", args.output))
@@ -1277,7 +1290,8 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         units: scopes.iter().map(|r| r.unit.clone()).collect(),
         uid: Some(journal::current_uid()),
         lines: args.lines,
-        since: args.since,
+        since,
+        until,
         follow: args.follow,
     };
     let spawn_error = |e: std::io::Error| {
