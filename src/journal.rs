@@ -134,7 +134,9 @@ pub fn parse_time(s: &str, flag: &str) -> crate::Result<String> {
             "{flag} {:?} is a time span, not a time",
             escape(s)
         ))
-        .hint(format!("for {t} before now, write {flag} -{t} or {flag} '{t} ago'")));
+        .hint(format!(
+            "for {t} before now, write {flag} -{t} or {flag} '{t} ago'"
+        )));
     }
     Err(bad("not a time"))
 }
@@ -143,8 +145,20 @@ pub fn parse_time(s: &str, flag: &str) -> crate::Result<String> {
 /// `T` and a `Z` made its space and ` UTC`), or None.
 fn absolute_time(t: &str) -> Option<String> {
     const DAYS: [&str; 14] = [
-        "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Monday", "Tuesday", "Wednesday",
-        "Thursday", "Friday", "Saturday", "Sunday",
+        "Mon",
+        "Tue",
+        "Wed",
+        "Thu",
+        "Fri",
+        "Sat",
+        "Sun",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
     ];
     let mut rest = t;
     let mut out = String::new();
@@ -160,7 +174,9 @@ fn absolute_time(t: &str) -> Option<String> {
         None => (rest, false),
     };
     let num = |s: &str, len: usize, max: u32| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n <= max)
+        s.len() == len
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|n| n <= max)
     };
     let date_ok = |d: &str| {
         let p: Vec<&str> = d.split('-').collect();
@@ -596,12 +612,24 @@ mod tests {
         assert_eq!(ok("2026-11-20"), "2026-11-20");
         assert_eq!(ok("2026-11-20 10:00"), "2026-11-20 10:00");
         assert_eq!(ok("2026-11-20T10:00:00Z"), "2026-11-20 10:00:00 UTC");
-        assert_eq!(ok("Tue 2026-12-01 10:00:00.5 UTC"), "Tue 2026-12-01 10:00:00.5 UTC");
+        assert_eq!(
+            ok("Tue 2026-12-01 10:00:00.5 UTC"),
+            "Tue 2026-12-01 10:00:00.5 UTC"
+        );
         assert_eq!(ok("10:00"), "10:00");
         let err = parse_time("10s", "--since").unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Invalid);
         assert!(err.hint.unwrap().contains("--since -10s"));
-        for bad in ["", "soon", "-", "-1x", "2026-13-01", "25:00", "@x", "1h; rm -rf /"] {
+        for bad in [
+            "",
+            "soon",
+            "-",
+            "-1x",
+            "2026-13-01",
+            "25:00",
+            "@x",
+            "1h; rm -rf /",
+        ] {
             let e = parse_time(bad, "--until").unwrap_err();
             assert!(e.message.starts_with("--until"), "{bad}: {}", e.message);
             assert!(e.hint.is_some());
