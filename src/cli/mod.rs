@@ -315,17 +315,13 @@ struct PolicyCheckArgs {
     /// The actor: person, or an owner for a managed process [default: whoever runs this]
     #[arg(long = "as", value_name = "ACTOR")]
     actor: Option<String>,
-    /// Owner the launch would run as
-    #[arg(long, default_value = "user-helper")]
-    owner: String,
-    #[arg(long, value_name = "SIZE")]
-    memory_max: Option<String>,
-    #[arg(long, value_name = "PERCENT")]
-    cpu_quota: Option<String>,
-    #[arg(long, value_name = "N")]
-    tasks_max: Option<u64>,
-    #[arg(long, value_name = "DURATION")]
-    runtime_max: Option<String>,
+    /// Owner the launch would run as [default: as for run: the actor's
+    /// own owner for a managed process, else user-helper]
+    #[arg(long)]
+    owner: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Print the verdict as JSON
     #[arg(long)]
     json: bool,
     /// The command the launch would run (optional)
@@ -399,27 +395,8 @@ struct RunArgs {
     /// Environment variable for the process, repeatable
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Memory limit (MemoryMax=), e.g. 512M, 2G
-    #[arg(long, value_name = "SIZE")]
-    memory_max: Option<String>,
-    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
-    #[arg(long, value_name = "SIZE")]
-    memory_high: Option<String>,
-    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
-    #[arg(long, value_name = "PERCENT")]
-    cpu_quota: Option<String>,
-    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
-    #[arg(long, value_name = "N")]
-    cpu_weight: Option<String>,
-    /// Maximum number of tasks (TasksMax=)
-    #[arg(long, value_name = "N")]
-    tasks_max: Option<u64>,
-    /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
-    #[arg(long, value_name = "DURATION")]
-    runtime_max: Option<String>,
-    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
-    #[arg(long, value_name = "DURATION")]
-    timeout_stop: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
@@ -468,6 +445,59 @@ struct RunArgs {
         value_name = "COMMAND"
     )]
     command: Vec<String>,
+}
+
+/// The limits of `run`, and of the launch `policy check` checks: one
+/// definition and one builder, so that both see the same request.
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Memory limit (MemoryMax=), e.g. 512M, 2G
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
+    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
+    /// Maximum number of tasks (TasksMax=)
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<u64>,
+    /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
+    #[arg(long, value_name = "DURATION")]
+    runtime_max: Option<String>,
+    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
+    #[arg(long, value_name = "DURATION")]
+    timeout_stop: Option<String>,
+}
+
+impl LimitArgs {
+    /// The limits the flags give, each value checked.
+    fn limits(&self) -> Result<Limits> {
+        if self.tasks_max == Some(0) {
+            return Err(Error::invalid("--tasks-max must be at least 1"));
+        }
+        Ok(Limits {
+            memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
+            cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+            tasks_max: self.tasks_max,
+            runtime_max_sec: self.runtime_max.as_deref().map(parse_seconds).transpose()?,
+            memory_high: self.memory_high.as_deref().map(parse_size).transpose()?,
+            cpu_weight: self
+                .cpu_weight
+                .as_deref()
+                .map(parse_cpu_weight)
+                .transpose()?,
+            timeout_stop_sec: self
+                .timeout_stop
+                .as_deref()
+                .map(parse_seconds)
+                .transpose()?,
+        })
+    }
 }
 
 /// The health check of `run`.
@@ -1078,23 +1108,23 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
                 Some(name) => refine_proc::policy::parse_actor(name)?,
                 None => requester.actor,
             };
+            // Checked before the command, as run checks them.
+            let limits = a.limits.limits()?;
+            let mut owner: Option<Owner> = a.owner.as_deref().map(str::parse).transpose()?;
+            if a.actor.is_none() {
+                // Whoever runs this: exactly what their run would inherit.
+                requester.inherit(&mut owner, &mut Metadata::default());
+            } else if let refine_proc::policy::Actor::Managed(own) = actor {
+                // A managed process's run defaults to its own owner.
+                owner = owner.or(Some(own));
+            }
             let launch = if a.command.is_empty() {
                 None
             } else {
                 let spec = RunSpec {
                     command: a.command.clone(),
-                    owner: Some(a.owner.parse()?),
-                    limits: Limits {
-                        memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
-                        cpu_quota_percent: a
-                            .cpu_quota
-                            .as_deref()
-                            .map(parse_cpu_quota)
-                            .transpose()?,
-                        tasks_max: a.tasks_max,
-                        runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
-                        ..Default::default()
-                    },
+                    owner,
+                    limits,
                     ..Default::default()
                 };
                 Some(spec.validate()?)
@@ -1160,9 +1190,6 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
         let (k, v) = split_assignment(e, "--env")?;
         environment.insert(k.to_string(), v.to_string());
     }
-    if a.tasks_max == Some(0) {
-        return Err(Error::invalid("--tasks-max must be at least 1"));
-    }
     Ok(RunSpec {
         command: a.command,
         owner,
@@ -1171,15 +1198,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
         metadata,
         cwd: a.cwd,
         environment,
-        limits: Limits {
-            memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
-            cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
-            tasks_max: a.tasks_max,
-            runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
-            memory_high: a.memory_high.as_deref().map(parse_size).transpose()?,
-            cpu_weight: a.cpu_weight.as_deref().map(parse_cpu_weight).transpose()?,
-            timeout_stop_sec: a.timeout_stop.as_deref().map(parse_seconds).transpose()?,
-        },
+        limits: a.limits.limits()?,
         restart: a.restart.parse()?,
         restart_timing: restart_timing(
             a.restart_delay.as_deref(),

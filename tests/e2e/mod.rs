@@ -1,4 +1,5 @@
 mod adopt;
+mod cli;
 mod common;
 mod daemon;
 mod doctor;
