@@ -1,12 +1,12 @@
 //! Command-line flags and the mapping of each command to one library call.
 //! Rendering lives in `output`; no logic about processes lives here.
 
+mod logs;
 mod output;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
@@ -107,9 +107,19 @@ Examples:
     #[command(after_help = "\
 Examples:
   refine-proc logs k3x9p2qa
-  refine-proc logs -f -n 50 k3x9p2qa
+  refine-proc logs -f -n 50 k3x9p2qa          # returns when it ends, with its exit code
   refine-proc logs --owner agent --since -1h
-  refine-proc logs --workflow wf-42 --json    # JSON Lines")]
+  refine-proc logs --workflow wf-42 --since '2026-11-20 10:00' --until '10min ago'
+  refine-proc logs --workflow wf-42 --json    # JSON Lines
+
+TIME is -1h, -30min, '10s ago', now, today, yesterday, '2026-11-20 10:00',
+10:00 or @EPOCH (a bare 10s is refused: write -10s or '10s ago').
+
+`logs -f ID` ends once the process has ended: it prints the last lines,
+then how the process ended on stderr, and exits with the process's code
+(128+N for signal N), as `run --wait` does. With --owner or --workflow it
+follows until Ctrl-C, and on a terminal each line starts with the process
+that wrote it (ID LABEL |; --prefix in a pipe too, --no-prefix never).")]
     Logs(LogsArgs),
     /// Stop processes and wait until they have ended
     #[command(after_help = "\
@@ -773,6 +783,13 @@ struct LogsArgs {
     /// Print JSON Lines (one object a line)
     #[arg(long)]
     json: bool,
+    /// Start each line with the process that wrote it (ID LABEL |) [default:
+    /// for --owner and --workflow, when stdout is a terminal]
+    #[arg(long, conflicts_with_all = ["no_prefix", "json"])]
+    prefix: bool,
+    /// Print the lines as they were written, without the process
+    #[arg(long)]
+    no_prefix: bool,
 }
 
 pub fn main() -> i32 {
@@ -1313,52 +1330,25 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         until,
         follow: args.follow,
     };
-    let spawn_error = |e: std::io::Error| {
-        Error::systemd(format!("cannot run journalctl: {e}"))
-            .hint("install systemd's journalctl (Debian: apt install systemd)")
+    // Only `cat` lacks the writer: the other formats name its identifier.
+    let group = args.id.is_none();
+    let prefix = match (args.prefix, args.no_prefix) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => group && std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
-    if !args.json {
-        // journalctl writes straight to our stdout: nothing to copy.
-        let status = journal::command(&query, &args.output)
-            .status()
-            .map_err(spawn_error)?;
-        return Ok(journalctl_exit_code(status));
-    }
-    let mut child = journal::command(&query, "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    let reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in reader.lines() {
-        let line =
-            line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
-        if let Some(entry) = journal::parse_entry(&line) {
-            let written = serde_json::to_writer(&mut out, &entry)
-                .map_err(std::io::Error::from)
-                .and_then(|_| out.write_all(b"\n"))
-                .and_then(|_| if args.follow { out.flush() } else { Ok(()) });
-            if let Err(e) = written {
-                let _ = child.kill();
-                return output::io_result(Err(e)).map(|_| 0);
-            }
-        }
-    }
-    output::io_result(out.flush())?;
-    let status = child.wait().map_err(spawn_error)?;
-    Ok(journalctl_exit_code(status))
-}
-
-/// journalctl's exit code; killed by SIGPIPE means our reader went away
-/// (`logs | head`), which is not a failure.
-fn journalctl_exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(libc::SIGPIPE)) => 0,
-        _ => 1,
-    }
+    let shape = if args.json {
+        logs::Shape::Json
+    } else if prefix && args.output == "cat" {
+        logs::Shape::Prefixed(logs::tags(&records))
+    } else {
+        logs::Shape::Raw
+    };
+    // `logs -f ID` ends with the process; a queued one has not begun.
+    let until_end = records
+        .first()
+        .filter(|r| args.follow && !group && r.state != State::Queued);
+    logs::show(controller, &query, &args.output, shape, until_end).await
 }
 
 /// `--restart-delay`, `--restart-max-delay`, `--restart-limit N/DURATION`.

@@ -118,3 +118,142 @@ fn policy_check_refusals_say_refused_once_and_print_sizes_as_written() {
         run.stderr
     );
 }
+
+/// Starts `refine-proc ARGS` with its stdout read line by line into a
+/// channel; the child is returned to be waited for.
+fn spawn_lines(
+    env: &Env,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = env
+        .command(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start refine-proc");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (bounded) for the child's exit; its code and stderr.
+fn wait_child(mut child: std::process::Child) -> (i32, String) {
+    use std::io::Read;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        let _ = tx.send((child.wait().unwrap().code().unwrap_or(-1), err));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("refine-proc did not return within 30s of the process's end")
+        })
+}
+
+#[test]
+fn logs_follow_returns_after_the_process_ends_with_its_exit_code() {
+    let env = Env::new();
+    let r = env.run(&[
+        "--label",
+        "ends",
+        "--",
+        "sh",
+        "-c",
+        "echo first; while [ ! -e go ]; do sleep 0.05; done; echo last; exit 3",
+    ]);
+    let (child, lines) = spawn_lines(&env, &["logs", "-f", &r.id]);
+    let timeout = std::time::Duration::from_secs(30);
+    assert_eq!(lines.recv_timeout(timeout).unwrap(), "first");
+    // Following a live process: now let it print its last line and fail.
+    std::fs::write(env.work_dir().join("go"), b"").unwrap();
+    assert_eq!(lines.recv_timeout(timeout).unwrap(), "last");
+    let (code, stderr) = wait_child(child);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(&r.id) && stderr.contains("failed") && stderr.contains("exit 3"),
+        "{stderr}"
+    );
+    // An ended process: its lines, then at once its end.
+    let out = env.cmd(&["logs", "-f", &r.id]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (3, "first\nlast\n"),
+        "{out:?}"
+    );
+    // Killed by a signal: 128 + N, as run --wait.
+    let k = env.run(&["--", "sh", "-c", "echo up; exec sleep 600"]);
+    let (child, lines) = spawn_lines(&env, &["logs", "-f", &k.id]);
+    assert_eq!(lines.recv_timeout(timeout).unwrap(), "up");
+    env.ok(&["kill", "--signal", "KILL", &k.id]);
+    let (code, stderr) = wait_child(child);
+    assert_eq!(code, 128 + 9, "{stderr}");
+}
+
+#[test]
+fn group_logs_prefix_each_line_with_the_process_that_wrote_it() {
+    let env = Env::new();
+    let a = env.run(&[
+        "--workflow",
+        "wf-prefix",
+        "--label",
+        "builder",
+        "--",
+        "sh",
+        "-c",
+        "echo from-a",
+    ]);
+    let b = env.run(&[
+        "--workflow",
+        "wf-prefix",
+        "--label",
+        "t",
+        "--",
+        "sh",
+        "-c",
+        "echo from-b",
+    ]);
+    for r in [&a, &b] {
+        wait_gone(&r.unit);
+        wait_journal_lines(r.unit.trim_end_matches(".service"), 1);
+    }
+    let out = env
+        .ok(&["logs", "--workflow", "wf-prefix", "--prefix"])
+        .stdout;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    let mut want = vec![
+        format!("{} builder | from-a", a.id),
+        format!("{} t       | from-b", b.id),
+    ];
+    want.sort();
+    assert_eq!(lines, want, "{out}");
+    // Raw lines when asked (and, by default, in a pipe).
+    let raw = env
+        .ok(&["logs", "--workflow", "wf-prefix", "--no-prefix"])
+        .stdout;
+    let mut raw: Vec<&str> = raw.lines().collect();
+    raw.sort();
+    assert_eq!(raw, vec!["from-a", "from-b"]);
+    // JSON carries the id instead.
+    assert_eq!(
+        env.cmd(&["logs", "--workflow", "wf-prefix", "--prefix", "--json"])
+            .code,
+        2
+    );
+}
