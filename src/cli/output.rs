@@ -730,7 +730,8 @@ pub fn doctor(report: &refine_proc::doctor::Report) -> Result<()> {
         .map(|c| c.name.len())
         .max()
         .unwrap_or(0);
-    let mut text = String::new();
+    let s = &report.situation;
+    let mut text = format!("situation: {}: {}\n\n", s.kind, escape(&s.summary));
     for c in &report.checks {
         let status = match c.status {
             CheckStatus::Ok => "ok",
