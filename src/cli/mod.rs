@@ -929,6 +929,20 @@ fn init_tracing(level: &str) {
 }
 
 fn fail(e: &Error) -> i32 {
+    // No login can bring a user manager where PID 1 is not systemd: say
+    // so in the hint, and where the way forward is.
+    if e.kind == ErrorKind::Unavailable
+        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() != "systemd")
+    {
+        let mut e = e.clone();
+        let hint = e.hint.take().map(|h| format!("{h}; ")).unwrap_or_default();
+        e.hint = Some(format!(
+            "{hint}but PID 1 is not systemd here (a container or CI?): refine-proc doctor says \
+             what works; to try refine-proc anyway, see the README's \"Trying it without a user session\""
+        ));
+        eprintln!("refine-proc: {e}");
+        return e.exit_code();
+    }
     eprintln!("refine-proc: {e}");
     e.exit_code()
 }
