@@ -141,6 +141,97 @@ pub fn parse_time(s: &str, flag: &str) -> crate::Result<String> {
     Err(bad("not a time"))
 }
 
+/// The moment a TIME of [`parse_time`] names, for filters refine-proc
+/// applies itself (`events --since`): local time unless ` UTC` is given,
+/// as journalctl reads it.
+pub fn time_point(s: &str, flag: &str) -> crate::Result<std::time::SystemTime> {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let t = parse_time(s, flag)?;
+    let now = SystemTime::now();
+    let us = |n: &str| Duration::from_micros(n.trim_end_matches("us").parse().unwrap_or(0));
+    if let Some(n) = t.strip_prefix('-') {
+        return Ok(now.checked_sub(us(n)).unwrap_or(UNIX_EPOCH));
+    }
+    if let Some(n) = t.strip_prefix('+') {
+        return Ok(now + us(n));
+    }
+    if let Some(epoch) = t.strip_prefix('@') {
+        let secs: f64 = epoch.parse().unwrap_or(0.0);
+        return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    if t == "now" {
+        return Ok(now);
+    }
+    let (t, utc) = match t.strip_suffix(" UTC") {
+        Some(rest) => (rest, true),
+        None => (t.as_str(), false),
+    };
+    // The weekday only checks, in journalctl; here it is left out.
+    let t = t
+        .split_once(' ')
+        .filter(|(d, _)| d.chars().all(|c| c.is_ascii_alphabetic()))
+        .map_or(t, |(_, rest)| rest);
+    let today = civil_now(utc);
+    let (date, time) = match t {
+        "today" => (today, (0, 0, 0.0)),
+        "yesterday" => ((today.0, today.1, today.2 - 1), (0, 0, 0.0)),
+        "tomorrow" => ((today.0, today.1, today.2 + 1), (0, 0, 0.0)),
+        _ => {
+            let (d, c) = match t.split_once(' ') {
+                Some((d, c)) => (Some(d), Some(c)),
+                None if t.contains(':') => (None, Some(t)),
+                None => (Some(t), None),
+            };
+            let date = d.map_or(today, |d| {
+                let p: Vec<i32> = d.split('-').map(|n| n.parse().unwrap_or(0)).collect();
+                (p[0], p[1], p[2])
+            });
+            let time = c.map_or((0, 0, 0.0), |c| {
+                let p: Vec<&str> = c.split(':').collect();
+                (
+                    p[0].parse().unwrap_or(0),
+                    p[1].parse().unwrap_or(0),
+                    p.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0),
+                )
+            });
+            (date, time)
+        }
+    };
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = date.0 - 1900;
+    tm.tm_mon = date.1 - 1;
+    tm.tm_mday = date.2;
+    tm.tm_hour = time.0;
+    tm.tm_min = time.1;
+    tm.tm_isdst = -1;
+    // SAFETY: tm is a valid, initialized struct; mktime/timegm normalize
+    // out-of-range days (yesterday on the 1st) as journalctl does.
+    let secs = unsafe {
+        if utc {
+            libc::timegm(&mut tm)
+        } else {
+            libc::mktime(&mut tm)
+        }
+    };
+    let at = UNIX_EPOCH + Duration::from_secs_f64(secs.max(0) as f64 + time.2);
+    Ok(at)
+}
+
+/// Today's (year, month, day), local or UTC.
+fn civil_now(utc: bool) -> (i32, i32, i32) {
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    unsafe {
+        if utc {
+            libc::gmtime_r(&now, &mut tm);
+        } else {
+            libc::localtime_r(&now, &mut tm);
+        }
+    }
+    (tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday)
+}
+
 /// `[WEEKDAY ]DATE[ |T]TIME[ UTC]` as journalctl's parser takes it (with
 /// `T` and a `Z` made its space and ` UTC`), or None.
 fn absolute_time(t: &str) -> Option<String> {
@@ -634,6 +725,29 @@ mod tests {
             assert!(e.message.starts_with("--until"), "{bad}: {}", e.message);
             assert!(e.hint.is_some());
         }
+    }
+
+    #[test]
+    fn time_points_are_the_moments_the_times_name() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let at = |s: &str| time_point(s, "--since").unwrap();
+        assert_eq!(
+            at("@1700000000"),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            at("2023-11-14 22:13:20 UTC"),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            at("2023-11-14T22:13:20Z"),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        let ago = SystemTime::now().duration_since(at("-1h")).unwrap();
+        assert!((3599..=3601).contains(&ago.as_secs()), "{ago:?}");
+        assert!(at("yesterday") < at("today") && at("today") < at("tomorrow"));
+        assert!(at("today") <= SystemTime::now());
+        assert!(time_point("10s", "--since").is_err());
     }
 
     #[test]

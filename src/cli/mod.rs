@@ -224,6 +224,7 @@ itself, stays ended; one a pause holds is queued. Running it twice starts
 nothing twice. To run it at every login:
   systemctl --user enable refine-proc-resurrect.service")]
     Resurrect {
+        /// Print what was started again as JSON
         #[arg(long)]
         json: bool,
     },
@@ -232,13 +233,15 @@ nothing twice. To run it at every login:
 Examples:
   refine-proc events                      # the whole history, oldest first
   refine-proc events -n 20 --owner agent
+  refine-proc events --since -1h
   refine-proc events --id k3x9p2qa --json  # JSON Lines
   refine-proc events -f -n 0 --json        # only what happens from now on
 
-With --follow, starts, ends, restarts, pauses and resumes are reported as
-systemd signals them over D-Bus (also when done with systemctl), the rest
-(refusals, kills, limit changes, queued runs) as refine-proc records them.
-Nothing is polled.")]
+With --follow, starts, ends and systemd's own restarts are reported as
+systemd signals them over D-Bus (also when done with systemctl); the rest
+(pauses and resumes, which systemd 252 does not signal, refusals, kills,
+limit changes, queued runs, health) as refine-proc records them. Nothing
+is polled. --since takes the times of `logs --since`.")]
     Events(EventsArgs),
     /// Rebuild lost records (index deleted or unreadable) from systemd and the journal
     #[command(after_help = "\
@@ -255,6 +258,7 @@ They are closed with the exit the journal holds, else as lost. Records in
 the index are never overwritten; forgotten ones stay forgotten. Prints
 what was rebuilt and what could not be, and why.")]
     Recover {
+        /// Print what was rebuilt and what could not be as JSON
         #[arg(long)]
         json: bool,
     },
@@ -313,6 +317,7 @@ Examples:
 enum PolicyCommand {
     /// Print the policy file and every actor's effective rules
     Show {
+        /// Print the policy and every actor's rules as JSON
         #[arg(long)]
         json: bool,
     },
@@ -334,12 +339,8 @@ struct PolicyCheckArgs {
     /// Print the verdict as JSON
     #[arg(long)]
     json: bool,
-    /// The command the launch would run (optional)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// The command the launch would run (optional; after --)
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -448,12 +449,9 @@ struct RunArgs {
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
-    /// The command and its arguments (after --)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// The command and its arguments (after --). An option before it that
+    /// is not one of run's is an error, not the command.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -669,6 +667,7 @@ struct ListArgs {
 struct IdArg {
     /// Record id (or a unique prefix), or unit name
     id: String,
+    /// Print as JSON
     #[arg(long)]
     json: bool,
 }
@@ -692,6 +691,7 @@ struct PauseArgs {
     /// Show the group pauses in force and the queued runs; change nothing
     #[arg(long, conflicts_with_all = ["ids", "owner", "workflow", "session", "all"])]
     list: bool,
+    /// Print the outcomes (with --list: the pauses) as JSON
     #[arg(long)]
     json: bool,
 }
@@ -727,6 +727,9 @@ struct EventsArgs {
     /// Only the last N events
     #[arg(long, short = 'n', value_name = "N")]
     lines: Option<usize>,
+    /// Only events at or after this time: -1h, '10min ago', today, '2026-11-20 10:00', @EPOCH
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<String>,
     /// Keep printing new events as they happen (Ctrl-C ends)
     #[arg(long, short = 'f')]
     follow: bool,
@@ -740,6 +743,7 @@ struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
     #[arg(required = true)]
     ids: Vec<String>,
+    /// Print the outcomes as JSON
     #[arg(long)]
     json: bool,
 }
@@ -750,6 +754,7 @@ struct KillArgs {
     /// Signal name or number
     #[arg(long, short, default_value = "TERM")]
     signal: String,
+    /// Print the outcome as JSON
     #[arg(long)]
     json: bool,
 }
@@ -947,6 +952,26 @@ fn fail(e: &Error) -> i32 {
     e.exit_code()
 }
 
+/// How to get a daemon, for the warnings that there is none.
+const DAEMON_FIX: &str = "start one: systemctl --user enable --now refine-proc.service (see refine-proc doctor), or refine-proc daemon in a terminal";
+
+/// The pid of the daemon of the index in `dir`, if one runs: the pid its
+/// lock file names, alive and running `refine-proc ... daemon`. Read
+/// only: taking the lock, even shared, could make a starting daemon
+/// believe another one runs.
+fn daemon_pid(dir: &std::path::Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join("daemon.lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.first().is_some_and(|a| a.ends_with(b"refine-proc"))
+        && args.iter().any(|a| *a == b"daemon");
+    ours.then_some(pid)
+}
+
 /// Runs one command; returns the process exit code.
 async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
     let controller = Controller::open(&state_dir)?;
@@ -960,6 +985,11 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             let (json, wait) = (args.json, args.wait);
             let spec = run_spec(*args)?;
             let record = controller.run(spec, options).await?;
+            if record.health.is_some() && daemon_pid(controller.index().dir()).is_none() {
+                output::warnings(&[format!(
+                    "no refine-proc daemon runs for this index, so nothing probes the health check (its health stays starting) and --on-unhealthy does nothing; {DAEMON_FIX}"
+                )]);
+            }
             if json {
                 output::json(&record)?;
             } else if wait {
@@ -989,18 +1019,34 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 gap: args.gap,
                 state: args.state.as_deref().map(str::parse::<State>).transpose()?,
             };
-            let (listed, warnings) = controller.list_with_usage(&filter).await?;
+            let (listed, mut warnings) = controller.list_with_usage(&filter).await?;
+            let checked = listed.iter().filter(|l| l.health_status.is_some()).count();
+            let unprobed = checked > 0 && daemon_pid(controller.index().dir()).is_none();
+            if unprobed {
+                warnings.push(format!(
+                    "no refine-proc daemon runs for this index, so nothing probes the health checks of {checked} process{}: HEALTH is what was last stored; {DAEMON_FIX}",
+                    if checked == 1 { "" } else { "es" }
+                ));
+            }
             output::warnings(&warnings);
             if args.json {
                 output::json(&listed)?;
             } else {
-                output::table(&listed, args.all, args.tree)?;
+                output::table(&listed, args.all, args.tree, unprobed)?;
             }
             Ok(0)
         }
         Command::Set(args) => set(&controller, args).await,
         Command::Status(args) => {
-            let status = controller.status(&args.id).await?;
+            let mut status = controller.status(&args.id).await?;
+            if status.health.is_some()
+                && !status.record.state.is_ended()
+                && daemon_pid(controller.index().dir()).is_none()
+            {
+                status.warnings.push(format!(
+                    "no refine-proc daemon runs for this index, so nothing probes its health check: its health is what was last stored; {DAEMON_FIX}"
+                ));
+            }
             output::warnings(&status.warnings);
             if args.json {
                 output::json(&status)?;
@@ -1021,8 +1067,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 .map(|a| controller.resolve(a))
                 .transpose()?;
             let owner: Option<Owner> = args.owner.as_deref().map(str::parse).transpose()?;
+            let since = args
+                .since
+                .as_deref()
+                .map(|t| journal::time_point(t, "--since"))
+                .transpose()?;
             let keep = |e: &refine_proc::events::Event| {
-                id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
+                since.is_none_or(|s| e.time.0 >= s)
+                    && id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
                     && owner.is_none_or(|o| e.owner == Some(o))
                     && args
                         .workflow

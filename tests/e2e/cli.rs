@@ -257,3 +257,228 @@ fn group_logs_prefix_each_line_with_the_process_that_wrote_it() {
         2
     );
 }
+
+#[test]
+fn a_misspelt_option_before_the_command_is_named_with_the_closest_one() {
+    let env = Env::new();
+    let out = env.cmd(&["run", "--ownr", "agent", "--", "sleep", "1"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("'--ownr'") && out.stderr.contains("'--owner'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("command not found"), "{}", out.stderr);
+    assert!(env.list(&["--all"]).is_empty(), "something was recorded");
+    let out = env.cmd(&["policy", "check", "--memry-max", "1G", "--", "sleep", "1"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("'--memory-max'"), "{}", out.stderr);
+    // Options of the command after its name are its own, as before.
+    let r = env.run(&["--", "sleep", "--help"]);
+    assert_eq!(r.command, vec!["sleep", "--help"]);
+    let r = env.run(&["sh", "-c", "exit 0"]);
+    assert_eq!(r.command, vec!["sh", "-c", "exit 0"]);
+}
+
+#[test]
+fn a_health_check_without_a_daemon_is_warned_about_at_run_and_shown_in_list_and_status() {
+    let env = Env::new();
+    let out = env.ok(&["run", "--health-cmd", "true", "--", "sleep", "600"]);
+    assert!(
+        out.stderr
+            .contains("no refine-proc daemon runs for this index")
+            && out
+                .stderr
+                .contains("systemctl --user enable --now refine-proc.service"),
+        "{}",
+        out.stderr
+    );
+    let list = env.ok(&["list"]);
+    assert!(
+        list.stdout.contains("starting (no daemon)"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        list.stderr.contains("no refine-proc daemon"),
+        "{}",
+        list.stderr
+    );
+    // The JSON contract is unchanged: health_status is what was stored.
+    let listed: serde_json::Value = env.ok(&["list", "--json"]).json();
+    assert_eq!(listed[0]["health_status"], "starting");
+    let id = listed[0]["id"].as_str().unwrap();
+    let status: serde_json::Value = env.ok(&["status", "--json", id]).json();
+    let warnings = status["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("no refine-proc daemon")),
+        "{status}"
+    );
+    // Without a health check there is nothing to warn about.
+    let plain = env.ok(&["run", "--", "sleep", "600"]);
+    assert!(!plain.stderr.contains("daemon"), "{}", plain.stderr);
+}
+
+#[test]
+fn json_has_help_text_on_every_command_that_takes_it() {
+    let env = Env::new();
+    let commands: &[&[&str]] = &[
+        &["run"],
+        &["adopt"],
+        &["list"],
+        &["status"],
+        &["logs"],
+        &["stop"],
+        &["pause"],
+        &["resume"],
+        &["kill"],
+        &["set"],
+        &["restart"],
+        &["forget"],
+        &["policy", "show"],
+        &["policy", "check"],
+        &["resurrect"],
+        &["events"],
+        &["recover"],
+        &["doctor"],
+    ];
+    for cmd in commands {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = env.ok(&args).stdout;
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{cmd:?} has no --json:\n{help}"));
+        assert!(
+            line.trim_start().trim_start_matches("--json").trim().len() > 3,
+            "{cmd:?}: --json has no help text: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn policy_show_prints_act_on_as_the_policy_file_spells_it() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[actors.agent]\nact_on = \"same-owner\"\n",
+    )
+    .unwrap();
+    let out = env.ok(&["policy", "show"]).stdout;
+    assert!(out.contains("act on same-owner"), "{out}");
+    assert!(out.contains("act on all"), "{out}");
+    for debug in ["SameOwner", "act on All", "Descendants"] {
+        assert!(!out.contains(debug), "{debug}: {out}");
+    }
+}
+
+#[test]
+fn list_tree_draws_a_branch_for_every_child_but_the_last() {
+    let env = Env::new();
+    let parent = env.run(&[
+        "--owner",
+        "agent",
+        "--label",
+        "planner",
+        "--",
+        "sh",
+        "-c",
+        &nested(
+            r#""$R" run --label first -- sleep 600 > /dev/null;
+               "$R" run --label second -- sleep 600 > /dev/null"#,
+        ),
+    ]);
+    // Its children run once it has ended (on systemd's signals).
+    wait_gone(&parent.unit);
+    let tree = env.ok(&["list", "--all", "--tree"]).stdout;
+    let line = |label: &str| {
+        tree.lines()
+            .find(|l| l.contains(label))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("first").contains("├─ first"), "{tree}");
+    assert!(line("second").contains("└─ second"), "{tree}");
+    assert!(!line("planner").contains('─'), "{tree}");
+}
+
+#[test]
+fn a_unit_name_without_service_resolves_and_another_owners_unit_name_does_not() {
+    let env = Env::new();
+    let r = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    let stem = r.unit.trim_end_matches(".service");
+    assert_eq!(env.status(stem).id, r.id);
+    assert_eq!(env.status(&r.unit).id, r.id);
+    let other = format!("refine-daemon-{}.service", r.id);
+    let out = env.cmd(&["status", &other]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains(&r.unit), "{}", out.stderr);
+    let scope = format!("{stem}.scope");
+    assert_eq!(env.cmd(&["stop", &scope]).code, 3);
+    assert_eq!(env.cmd(&["status", "refine-agent-nothere"]).code, 4);
+}
+
+#[test]
+fn a_queued_runs_hint_says_stop_as_the_readme_does() {
+    let env = Env::new();
+    env.ok(&["pause", "--owner", "agent"]);
+    let out = env.ok(&["run", "--queue", "--owner", "agent", "--", "sleep", "600"]);
+    let id = out.stdout.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        out.stdout.contains(&format!("refine-proc stop {id}")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("forget"), "{}", out.stdout);
+    env.ok(&["stop", &id]);
+    env.ok(&["resume", "--owner", "agent"]);
+}
+
+#[test]
+fn list_has_a_restarts_column() {
+    let env = Env::new();
+    let r = env.run(&[
+        "--restart",
+        "always",
+        "--restart-delay",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3",
+    ]);
+    env.ok(&["run", "--", "sleep", "600"]);
+    wait_for(&r.unit, |i| i.is_some_and(|i| i.n_restarts >= 1));
+    let table = env.ok(&["list"]).stdout;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "RESTARTS")
+        .expect("a RESTARTS column");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.contains(&r.id))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let count: u32 = row[col].parse().unwrap();
+    assert!(count >= 1, "{table}");
+}
+
+#[test]
+fn events_since_keeps_the_events_at_or_after_the_time() {
+    let env = Env::new();
+    let r = env.run(&["--", "sleep", "600"]);
+    let recent = env
+        .ok(&["events", "--json", "--since", "-1h", "--id", &r.id])
+        .stdout;
+    assert!(recent.contains("\"started\""), "{recent}");
+    let ahead = env.ok(&["events", "--json", "--since", "+1h"]).stdout;
+    assert_eq!(ahead, "");
+    let bad = env.cmd(&["events", "--since", "10s"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("-10s"), "{}", bad.stderr);
+}
