@@ -131,7 +131,7 @@ pub fn parse_limit(
 /// unit (512M, 16G, 1536M), else rounded as [`human_size`] does.
 pub fn limit_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
