@@ -47,7 +47,7 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
         "--all".to_string(),
         format!("--output={format}"),
     ];
-    if format == "json" {
+    if format == "json" || format == "export" {
         args.push(
             "--output-fields=MESSAGE,_PID,PRIORITY,SYSLOG_IDENTIFIER,_SYSTEMD_USER_UNIT"
                 .to_string(),
@@ -331,7 +331,59 @@ pub struct LogEntry {
 /// arrays (binary or non-UTF-8) or arrays of those (repeated fields).
 pub fn parse_entry(line: &str) -> Option<LogEntry> {
     let v: Value = serde_json::from_str(line).ok()?;
-    let field = |k: &str| v.get(k).and_then(field_text);
+    Some(entry_of(|k| v.get(k).and_then(field_text)))
+}
+
+/// Reads the next entry of `journalctl -o export` (None at the end): lines
+/// `FIELD=value`, a binary field as `FIELD`, its 64-bit little-endian
+/// length, the bytes and a newline; a blank line ends an entry. systemd 252
+/// writes this several times faster than `-o json`.
+pub fn read_export_entry(r: &mut impl std::io::BufRead) -> std::io::Result<Option<LogEntry>> {
+    use std::io::Read;
+    let mut fields: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            // The end: a last entry without its blank line still counts.
+            return Ok((!fields.is_empty()).then(|| export_entry(&fields)));
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.is_empty() {
+            if fields.is_empty() {
+                continue;
+            }
+            return Ok(Some(export_entry(&fields)));
+        }
+        match line.iter().position(|b| *b == b'=') {
+            Some(eq) => {
+                let name = String::from_utf8_lossy(&line[..eq]).into_owned();
+                // A repeated field: keep the first value, as for JSON.
+                fields.entry(name).or_insert_with(|| line[eq + 1..].to_vec());
+            }
+            None => {
+                let name = String::from_utf8_lossy(&line).into_owned();
+                let mut len = [0u8; 8];
+                r.read_exact(&mut len)?;
+                let len = u64::from_le_bytes(len);
+                let mut value = Vec::new();
+                r.by_ref().take(len).read_to_end(&mut value)?;
+                let mut newline = [0u8; 1];
+                r.read_exact(&mut newline)?;
+                fields.entry(name).or_insert(value);
+            }
+        }
+    }
+}
+
+fn export_entry(fields: &std::collections::HashMap<String, Vec<u8>>) -> LogEntry {
+    entry_of(|k| fields.get(k).map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The entry the journal fields that `field` returns describe.
+fn entry_of(field: impl Fn(&str) -> Option<String>) -> LogEntry {
     let identifier = field("SYSLOG_IDENTIFIER");
     let unit = field("_SYSTEMD_USER_UNIT");
     // The unit journald read from /proc names scopes; the identifier names
@@ -345,7 +397,7 @@ pub fn parse_entry(line: &str) -> Option<LogEntry> {
                 .and_then(|i| crate::model::parse_unit_name(&format!("{i}.service")))
         })
         .map(|(_, id)| id);
-    Some(LogEntry {
+    LogEntry {
         time: field("__REALTIME_TIMESTAMP")
             .and_then(|t| t.parse().ok())
             .and_then(Timestamp::from_usec),
@@ -355,7 +407,7 @@ pub fn parse_entry(line: &str) -> Option<LogEntry> {
         priority: field("PRIORITY").and_then(|p| p.parse().ok()),
         message: field("MESSAGE").unwrap_or_default(),
         cursor: field("__CURSOR"),
-    })
+    }
 }
 
 fn field_text(v: &Value) -> Option<String> {
@@ -748,6 +800,30 @@ mod tests {
         assert!(at("yesterday") < at("today") && at("today") < at("tomorrow"));
         assert!(at("today") <= SystemTime::now());
         assert!(time_point("10s", "--since").is_err());
+    }
+
+    #[test]
+    fn export_entries_decode_text_binary_and_repeated_fields() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"__CURSOR=s=1\n__REALTIME_TIMESTAMP=1700000000000000\n");
+        data.extend_from_slice(b"SYSLOG_IDENTIFIER=refine-agent-abcd2345\n_PID=42\n");
+        data.extend_from_slice(b"MESSAGE\n");
+        data.extend_from_slice(&8u64.to_le_bytes());
+        data.extend_from_slice(b"bad\xffbyte\n\n");
+        data.extend_from_slice(b"MESSAGE=second\nMESSAGE=repeated\nPRIORITY=3\n\n");
+        data.extend_from_slice(b"MESSAGE=last, no blank line\n");
+        let mut r = std::io::Cursor::new(data);
+        let one = read_export_entry(&mut r).unwrap().unwrap();
+        assert_eq!(one.message, "bad\u{fffd}byte");
+        assert_eq!(one.id.as_deref(), Some("abcd2345"));
+        assert_eq!(one.unit.as_deref(), Some("refine-agent-abcd2345.service"));
+        assert_eq!((one.pid, one.cursor.as_deref()), (Some(42), Some("s=1")));
+        assert!(one.time.is_some());
+        let two = read_export_entry(&mut r).unwrap().unwrap();
+        assert_eq!((two.message.as_str(), two.priority), ("second", Some(3)));
+        let three = read_export_entry(&mut r).unwrap().unwrap();
+        assert_eq!(three.message, "last, no blank line");
+        assert!(read_export_entry(&mut r).unwrap().is_none());
     }
 
     #[test]

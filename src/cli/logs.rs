@@ -4,7 +4,7 @@
 //! ended, as `docker logs -f` and `pueue follow` do.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(3);
 pub(super) enum Shape {
     /// Copied byte for byte (a text format).
     Raw,
-    /// One JSON object a line ([`journal::LogEntry`]).
+    /// One JSON object a line ([`journal::LogEntry`]), read from
+    /// journalctl's export format (systemd 252 writes it several times
+    /// faster than its JSON).
     Json,
     /// The message after a tag naming the process: `ID LABEL | text`.
     Prefixed(BTreeMap<String, String>),
@@ -39,7 +41,7 @@ impl Shape {
     fn format<'a>(&self, text: &'a str) -> &'a str {
         match self {
             Shape::Raw => text,
-            Shape::Json | Shape::Prefixed(_) => "json",
+            Shape::Json | Shape::Prefixed(_) => "export",
         }
     }
 }
@@ -162,11 +164,7 @@ fn copy(
             let _ = activity.send(());
         }
     }
-    for line in reader.lines() {
-        let line = line?;
-        let Some(entry) = journal::parse_entry(&line) else {
-            continue;
-        };
+    while let Some(entry) = journal::read_export_entry(&mut reader)? {
         match shape {
             Shape::Prefixed(tags) => {
                 let id = entry.id.as_deref().unwrap_or("-");
