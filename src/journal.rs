@@ -361,7 +361,9 @@ pub fn read_export_entry(r: &mut impl std::io::BufRead) -> std::io::Result<Optio
             Some(eq) => {
                 let name = String::from_utf8_lossy(&line[..eq]).into_owned();
                 // A repeated field: keep the first value, as for JSON.
-                fields.entry(name).or_insert_with(|| line[eq + 1..].to_vec());
+                fields
+                    .entry(name)
+                    .or_insert_with(|| line[eq + 1..].to_vec());
             }
             None => {
                 let name = String::from_utf8_lossy(&line).into_owned();
@@ -379,7 +381,11 @@ pub fn read_export_entry(r: &mut impl std::io::BufRead) -> std::io::Result<Optio
 }
 
 fn export_entry(fields: &std::collections::HashMap<String, Vec<u8>>) -> LogEntry {
-    entry_of(|k| fields.get(k).map(|v| String::from_utf8_lossy(v).into_owned()))
+    entry_of(|k| {
+        fields
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
 }
 
 /// The entry the journal fields that `field` returns describe.

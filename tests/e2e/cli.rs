@@ -482,3 +482,25 @@ fn events_since_keeps_the_events_at_or_after_the_time() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("-10s"), "{}", bad.stderr);
 }
+
+#[test]
+fn a_command_that_fails_at_once_is_reported_as_ended_not_only_as_started() {
+    let env = Env::new();
+    // With --ready notify the start job lasts until READY=1, which never
+    // comes: the job fails after the exit is recorded, so run knows the
+    // end for certain (a plain Type=exec start usually does too, racing).
+    let out = env.ok(&["run", "--ready", "notify", "--", "sh", "-c", "exit 3"]);
+    assert!(
+        out.stdout
+            .contains("and it has already ended: failed, result exit-code, exit 3"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("refine-proc logs "), "{}", out.stdout);
+    let rec: Rec = env
+        .ok(&[
+            "run", "--json", "--ready", "notify", "--", "sh", "-c", "exit 3",
+        ])
+        .json();
+    assert_eq!((rec.state.as_str(), rec.exit_code), ("failed", Some(3)));
+}
