@@ -125,7 +125,10 @@ that wrote it (ID LABEL |; --prefix in a pipe too, --no-prefix never).")]
     #[command(after_help = "\
 Examples:
   refine-proc stop k3x9p2qa
-  refine-proc stop k3x9p2qa m4n5p6q7")]
+  refine-proc stop k3x9p2qa m4n5p6q7
+  refine-proc stop --tree k3x9p2qa        # and every process it launched
+  refine-proc stop --workflow wf-42
+  refine-proc stop --all")]
     Stop(StopArgs),
     /// Send a signal to all processes of one managed process
     #[command(after_help = "\
@@ -741,8 +744,24 @@ struct EventsArgs {
 #[derive(Args, Debug)]
 struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["owner", "workflow", "session", "all"])]
     ids: Vec<String>,
+    /// Every running process of this owner
+    #[arg(long, conflicts_with_all = ["ids", "workflow", "session", "all"])]
+    owner: Option<String>,
+    /// Every running process of this workflow
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "session", "all"])]
+    workflow: Option<String>,
+    /// Every running process of this session
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "all"])]
+    session: Option<String>,
+    /// Every running managed process (and the queued runs)
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    /// Also every running process they launched, transitively (as `list
+    /// --tree` draws them), children first
+    #[arg(long)]
+    tree: bool,
     /// Print the outcomes as JSON
     #[arg(long)]
     json: bool,
@@ -1057,7 +1076,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         }
         Command::Logs(args) => logs(&controller, args).await,
         Command::Stop(args) => {
-            let outcomes = controller.stop(&args.ids).await?;
+            let selection = refine_proc::Selection {
+                ids: args.ids,
+                owner: args.owner.as_deref().map(str::parse).transpose()?,
+                workflow: args.workflow,
+                session: args.session,
+                all: args.all,
+            };
+            let outcomes = controller.stop_selection(&selection, args.tree).await?;
             print_outcomes(&outcomes, args.json)
         }
         Command::Events(args) => {
@@ -1187,37 +1213,24 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
             Ok(0)
         }
         PolicyCommand::Check(a) => {
-            let actor = match &a.actor {
-                Some(name) => refine_proc::policy::parse_actor(name)?,
-                None => requester.actor,
-            };
-            // Checked before the command, as run checks them.
+            let actor = a
+                .actor
+                .as_deref()
+                .map(refine_proc::policy::parse_actor)
+                .transpose()?;
+            // Checked before the command, with run's own limits builder;
+            // the owner defaults as for run (the library fills it in).
             let limits = a.limits.limits()?;
-            let mut owner: Option<Owner> = a.owner.as_deref().map(str::parse).transpose()?;
-            if a.actor.is_none() {
-                // Whoever runs this: exactly what their run would inherit.
-                requester.inherit(&mut owner, &mut Metadata::default());
-            } else if let refine_proc::policy::Actor::Managed(own) = actor {
-                // A managed process's run defaults to its own owner.
-                owner = owner.or(Some(own));
-            }
-            let launch = if a.command.is_empty() {
-                None
-            } else {
-                let spec = RunSpec {
-                    command: a.command.clone(),
-                    owner,
-                    limits,
-                    ..Default::default()
-                };
-                Some(spec.validate()?)
-            };
-            let request = launch.as_ref().map(|l| refine_proc::policy::LaunchRequest {
-                owner: l.owner,
-                executable: &l.executable,
-                limits: &l.limits,
+            let owner: Option<Owner> = a.owner.as_deref().map(str::parse).transpose()?;
+            let launch = (!a.command.is_empty()).then(|| RunSpec {
+                command: a.command.clone(),
+                owner,
+                limits,
+                ..Default::default()
             });
-            let verdict = requester.policy.verdict(actor, request.as_ref());
+            let verdict = controller
+                .policy_check(refine_proc::controller::CheckRequest { actor, launch })
+                .await?;
             if a.json {
                 output::json(&verdict)?;
             } else {
