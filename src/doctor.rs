@@ -112,8 +112,77 @@ impl Check {
 pub struct Report {
     /// True when no required check failed.
     pub ok: bool,
+    /// Which kind of machine this is, and what works on it.
+    pub situation: Situation,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+}
+
+/// The kind of machine and session: the checks' fixes differ between a
+/// desktop login and a container whose PID 1 is a shell.
+#[derive(Clone, Debug, Serialize)]
+pub struct Situation {
+    /// `session` (PID 1 is systemd, the user manager answers),
+    /// `no-user-manager` (PID 1 is systemd, the user manager does not
+    /// answer: su, sudo, cron, an SSH login without a user session),
+    /// `sandbox` (the project's sandbox: a private user manager, PID 1 is
+    /// not systemd), `user-manager-without-systemd` (a user manager answers
+    /// but PID 1 is not systemd, outside the sandbox), `no-systemd` (PID 1
+    /// is not systemd and no user manager answers: a container, CI).
+    pub kind: &'static str,
+    /// PID 1's name (`systemd`, `bash`, `tini`, ...), as /proc/1/comm says.
+    pub pid1: String,
+    pub pid1_is_systemd: bool,
+    /// The user manager answered on the user bus.
+    pub user_manager: bool,
+    /// logind's session of the caller ($XDG_SESSION_ID), if any.
+    pub login_session: Option<String>,
+    /// Inside the project's sandbox (tests/sandbox/with-user-manager).
+    pub sandbox: bool,
+    /// What works here, and the way forward where nothing does.
+    pub summary: String,
+}
+
+/// The way to try refine-proc where no user manager can run, from a clone.
+const TRY_IT: &str = "cargo build, then sudo tests/sandbox/try (a shell next to a private user manager; see the README's \"Trying it without a user session\")";
+
+impl Situation {
+    fn detect(user_manager: bool) -> Situation {
+        let pid1 = std::fs::read_to_string("/proc/1/comm")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let login_session = std::env::var("XDG_SESSION_ID")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let sandbox = std::env::var_os("WUM_MANAGER_CGROUP").is_some()
+            || std::env::var("REFINE_PROC_SANDBOX").is_ok_and(|v| v == "1");
+        Situation::classify(pid1, user_manager, login_session, sandbox)
+    }
+
+    fn classify(
+        pid1: String,
+        user_manager: bool,
+        login_session: Option<String>,
+        sandbox: bool,
+    ) -> Situation {
+        let pid1_is_systemd = pid1 == "systemd";
+        let (kind, summary) = match (pid1_is_systemd, user_manager, sandbox) {
+            (true, true, _) => ("session", "PID 1 is systemd and your user manager answers: everything the checks below pass works; its fixes apply as written".to_string()),
+            (true, false, _) => ("no-user-manager", format!("PID 1 is systemd but no user manager answers for you{}: log in (desktop, ssh with a logind session), or have it start at boot with loginctl enable-linger, then export XDG_RUNTIME_DIR=/run/user/{}", if login_session.is_none() { " (no login session: su, sudo or cron?)" } else { "" }, crate::provenance::uid())),
+            (false, true, true) => ("sandbox", format!("in the project's sandbox: PID 1 is {pid1}, not systemd, and a private user manager runs for this session; run, list, logs, stop, pause and the daemon work; limits are enforced only where the controllers check passes; lingering and the daemon's unit do not apply; everything ends with the sandbox")),
+            (false, true, false) => ("user-manager-without-systemd", format!("PID 1 is {pid1}, not systemd, but a user manager answers: refine-proc works as the checks below say; fixes that need logind (loginctl enable-linger) do not apply")),
+            (false, false, _) => ("no-systemd", format!("PID 1 is {pid1}, not systemd, and no user manager answers (a container or CI?): refine-proc cannot run processes here, and loginctl or starting journald cannot change that; to try it: {TRY_IT}")),
+        };
+        Situation {
+            kind,
+            pid1,
+            pid1_is_systemd,
+            user_manager,
+            login_session,
+            sandbox,
+            summary,
+        }
+    }
 }
 
 impl Report {
@@ -121,7 +190,15 @@ impl Report {
         let ok = !checks
             .iter()
             .any(|c| c.required && c.status == CheckStatus::Fail);
-        Report { ok, checks, notes }
+        let user_manager = checks
+            .iter()
+            .any(|c| c.name == "user-bus" && c.status == CheckStatus::Ok);
+        Report {
+            ok,
+            situation: Situation::detect(user_manager),
+            checks,
+            notes,
+        }
     }
 
     /// 0 when every required check passed; else the exit code other
@@ -164,12 +241,17 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
             (Some(systemd), Some(version))
         }
         Err(e) => {
-            checks.push(bus.bad(
-                e.message.clone(),
-                e.hint.clone().unwrap_or_else(|| {
-                    "run refine-proc inside a login session of your user".into()
-                }),
-            ));
+            let hint = e
+                .hint
+                .clone()
+                .unwrap_or_else(|| "run refine-proc inside a login session of your user".into());
+            // Where PID 1 is not systemd no session can bring one.
+            let fix = if pid1_is_systemd() {
+                hint
+            } else {
+                format!("PID 1 is not systemd here, so neither a login nor loginctl enable-linger brings a user manager; if one runs (a sandbox), point at it with XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS; else try refine-proc in the project's sandbox: {TRY_IT}")
+            };
+            checks.push(bus.bad(e.message.clone(), fix));
             (None, None)
         }
     };
@@ -376,8 +458,18 @@ fn controllers_check(check: Check, manager_dir: &Path) -> Check {
     )
 }
 
+/// Whether PID 1 is systemd (so logind, lingering and sessions exist).
+fn pid1_is_systemd() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|s| s.trim() == "systemd")
+}
+
 fn lingering_check() -> Check {
     let check = Check::new("lingering", false, ErrorKind::Systemd);
+    if !pid1_is_systemd() {
+        return check.skip(
+            "PID 1 is not systemd: there is no logind to keep a user manager running, and loginctl enable-linger cannot work; the user manager lives as long as whatever started it (the sandbox)",
+        );
+    }
     let Some(user) = crate::provenance::user_name() else {
         return check.bad(
             format!(
@@ -701,6 +793,25 @@ fn writable(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_situation_names_what_works_and_the_way_forward() {
+        let s =
+            |pid1: &str, manager, sandbox| Situation::classify(pid1.into(), manager, None, sandbox);
+        assert_eq!(s("systemd", true, false).kind, "session");
+        let no_manager = s("systemd", false, false);
+        assert_eq!(no_manager.kind, "no-user-manager");
+        assert!(no_manager.summary.contains("loginctl enable-linger"));
+        let sandbox = s("bash", true, true);
+        assert_eq!((sandbox.kind, sandbox.pid1_is_systemd), ("sandbox", false));
+        assert!(sandbox.summary.contains("ends with the sandbox"));
+        assert_eq!(s("tini", true, false).kind, "user-manager-without-systemd");
+        let none = s("sh", false, false);
+        assert_eq!(none.kind, "no-systemd");
+        assert!(
+            none.summary.contains("PID 1 is sh") && none.summary.contains("sudo tests/sandbox/try")
+        );
+    }
 
     #[test]
     fn reads_the_major_version() {

@@ -219,7 +219,10 @@ impl McpServer {
     }
 
     async fn call(&self, key: &str, request: Request) -> CallToolResult {
-        answer(key, self.controller.handle(request).await.map(|a| a.response))
+        answer(
+            key,
+            self.controller.handle(request).await.map(|a| a.response),
+        )
     }
 
     #[tool(
@@ -253,7 +256,11 @@ impl McpServer {
 
     #[tool(
         description = "Start a command as a managed process (a transient systemd user service). `command` is an array of strings (no shell). Returns its record once systemd runs it; use `wait` to wait for its end and `logs` to read its output.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false
+        )
     )]
     async fn run(&self, Parameters(a): Parameters<RunRequest>) -> CallToolResult {
         match a.into_spec() {
@@ -283,7 +290,10 @@ impl McpServer {
     )]
     async fn kill(&self, Parameters(a): Parameters<KillArgs>) -> CallToolResult {
         match crate::text::parse_signal(a.signal.as_deref().unwrap_or("TERM")) {
-            Ok(signal) => self.call("outcomes", Request::Kill { id: a.id, signal }).await,
+            Ok(signal) => {
+                self.call("outcomes", Request::Kill { id: a.id, signal })
+                    .await
+            }
             Err(e) => failed(e),
         }
     }
@@ -349,7 +359,9 @@ impl McpServer {
             }),
             ("log", None) => Err(Error::invalid("until: log needs a pattern")),
             (_, Some(_)) => Err(Error::invalid("pattern goes with until: log only")),
-            (other, None) => Err(Error::invalid(format!("until: {other:?} is not exit, healthy or log"))),
+            (other, None) => Err(Error::invalid(format!(
+                "until: {other:?} is not exit, healthy or log"
+            ))),
         };
         let timeout = duration("timeout", &a.timeout);
         match (until, timeout) {

@@ -836,9 +836,76 @@ pub fn parse_unit(unit: &str) -> Option<(Owner, String, UnitKind)> {
     (id.len() == ID_LEN && is_id_like(id)).then(|| (owner, id.to_string(), kind))
 }
 
+/// The owner, id and kind a unit-name argument names: `refine-<owner>-<id>`
+/// with `.service` or `.scope`, or without a suffix (either kind). Refused
+/// when it does not follow refine-proc's naming.
+pub fn unit_arg(arg: &str) -> crate::Result<(Owner, String, Option<UnitKind>)> {
+    let parsed = match parse_unit(arg) {
+        Some((owner, id, kind)) => Some((owner, id, Some(kind))),
+        None if !arg.contains('.') => {
+            parse_unit(&format!("{arg}.service")).map(|(owner, id, _)| (owner, id, None))
+        }
+        None => None,
+    };
+    parsed.ok_or_else(|| {
+        crate::Error::refused(format!(
+            "{} is not a unit refine-proc created",
+            crate::text::escape(arg)
+        ))
+        .hint("refine-proc only acts on its own units (refine-<owner>-<id>.service or .scope, or an id); use systemctl --user for others")
+    })
+}
+
+/// Refuses a unit-name argument that names another unit than the record
+/// of its id has (another owner, or a scope for a service): the id alone
+/// must not make `refine-daemon-ID.service` mean `refine-agent-ID.service`.
+pub fn check_unit_arg(
+    arg: &str,
+    owner: Owner,
+    kind: Option<UnitKind>,
+    record: &Record,
+) -> crate::Result<()> {
+    if record.owner == owner && kind.is_none_or(|k| k == record.kind) {
+        return Ok(());
+    }
+    Err(crate::Error::not_found(format!(
+        "no unit {}: process {} is {}",
+        crate::text::escape(arg),
+        record.id,
+        record.unit
+    ))
+    .hint(format!(
+        "use its id {} or its unit name {}",
+        record.id, record.unit
+    )))
+}
+
 #[cfg(test)]
 mod naming_tests {
     use super::*;
+
+    #[test]
+    fn unit_arguments_take_names_without_suffix_and_nothing_else() {
+        let id = new_id();
+        let (owner, got, kind) = unit_arg(&format!("refine-agent-{id}")).unwrap();
+        assert_eq!(
+            (owner, got.as_str(), kind),
+            (Owner::Agent, id.as_str(), None)
+        );
+        let (_, _, kind) = unit_arg(&format!("refine-agent-{id}.scope")).unwrap();
+        assert_eq!(kind, Some(UnitKind::Scope));
+        for bad in [
+            format!("refine-agent-{id}.socket"),
+            format!("refine-nobody-{id}"),
+            "sshd.service".to_string(),
+        ] {
+            assert_eq!(
+                unit_arg(&bad).unwrap_err().kind,
+                crate::ErrorKind::Refused,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn unit_names_round_trip_for_every_owner() {

@@ -10,7 +10,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Limits, Owner};
-use crate::text::{escape, parse_cpu_quota, parse_seconds, parse_size};
+use crate::text::{escape, limit_size, parse_cpu_quota, parse_seconds, parse_size};
+
+/// A limit's value as a policy file writes it: 512M, 150%, 1h 30m.
+fn limit_value(name: &str, v: u64) -> String {
+    match name {
+        "memory_max" | "memory_high" => limit_size(v),
+        "cpu_quota" => format!("{v}%"),
+        "runtime_max" => humantime::format_duration(std::time::Duration::from_secs(v)).to_string(),
+        _ => v.to_string(),
+    }
+}
 
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,11 +436,15 @@ impl Policy {
             };
             if let Some(cap) = cap {
                 if new.is_none_or(|v| v > cap) {
-                    let asked = new.map_or("infinity".to_string(), |v| v.to_string());
+                    let asked = new.map_or("infinity".to_string(), |v| limit_value(name, v));
                     return Err(denied(
                         &rules,
                         &format!("max_limits.{name}"),
-                        format!("{name} {asked} is above the cap {cap} for {}", rules.actor),
+                        format!(
+                            "{name} {asked} is above the cap {} for {}",
+                            limit_value(name, cap),
+                            rules.actor
+                        ),
                     ));
                 }
             }
@@ -503,13 +517,23 @@ impl Policy {
                 (Some(a), Some(m)) if a > m => {
                     return Err(deny(
                         &format!("max_limits.{name}"),
-                        format!("{name} {a} is above the cap {m} for {}", rules.actor),
+                        format!(
+                            "{name} {} is above the cap {} for {}",
+                            limit_value(name, a),
+                            limit_value(name, m),
+                            rules.actor
+                        ),
                     ))
                 }
                 (None, Some(m)) => {
                     return Err(deny(
                         &format!("max_limits.{name}"),
-                        format!("{name} is capped at {m} for {}, so the launch must set it (or the policy a default)", rules.actor),
+                        format!(
+                            "{name} is capped at {} for {}, so the launch must set it, \
+                             or the policy a default (default_limits.{name})",
+                            limit_value(name, m),
+                            rules.actor
+                        ),
                     ))
                 }
                 _ => {}
@@ -575,7 +599,14 @@ impl Policy {
                 owner: r.owner,
                 executable: r.executable.to_path_buf(),
                 limits: None,
-                refusal: Some(e.message),
+                // `policy check` prints "refused: WHY"; the error's own
+                // prefix would say it twice.
+                refusal: Some(
+                    e.message
+                        .strip_prefix(REFUSED_BY_POLICY)
+                        .map(str::to_string)
+                        .unwrap_or(e.message),
+                ),
                 rule: e.hint,
             },
         });
@@ -599,9 +630,11 @@ pub fn parse_actor(s: &str) -> Result<Actor> {
     })
 }
 
+const REFUSED_BY_POLICY: &str = "refused by policy: ";
+
 /// The refusal error: exit 7, naming the actor's rule and where it is.
 pub fn denied(rules: &Rules, rule: &str, why: String) -> Error {
-    Error::new(ErrorKind::Denied, format!("refused by policy: {why}")).hint(format!(
+    Error::new(ErrorKind::Denied, format!("{REFUSED_BY_POLICY}{why}")).hint(format!(
         "rule {rule} of {}; see refine-proc policy show",
         rules.source
     ))

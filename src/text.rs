@@ -127,6 +127,20 @@ pub fn parse_limit(
         })
 }
 
+/// A size as people write a limit: exact when it is a whole number of a
+/// unit (512M, 16G, 1536M), else rounded as [`human_size`] does.
+pub fn limit_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    human_size(bytes)
+}
+
 /// A size for people: 512B, 1.5K, 12.3M, 2.0G (1024-based, as systemd).
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
@@ -274,6 +288,15 @@ mod tests {
         assert!(parse_signal("BOGUS").is_err());
         assert!(parse_signal("RTMIN+99").is_err());
         assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn limit_sizes_are_exact_when_they_can_be() {
+        assert_eq!(limit_size(512 << 20), "512M");
+        assert_eq!(limit_size(16 << 30), "16G");
+        assert_eq!(limit_size(1536 << 20), "1536M");
+        assert_eq!(limit_size(1000), "1000B");
+        assert_eq!(limit_size((1 << 30) + 1), "1.0G");
     }
 
     #[test]

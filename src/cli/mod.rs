@@ -1,14 +1,14 @@
 //! Command-line flags and the mapping of each command to one library call.
 //! Rendering lives in `output`; no logic about processes lives here.
 
+mod logs;
 mod output;
 mod web;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
@@ -109,9 +109,19 @@ Examples:
     #[command(after_help = "\
 Examples:
   refine-proc logs k3x9p2qa
-  refine-proc logs -f -n 50 k3x9p2qa
+  refine-proc logs -f -n 50 k3x9p2qa          # returns when it ends, with its exit code
   refine-proc logs --owner agent --since -1h
-  refine-proc logs --workflow wf-42 --json    # JSON Lines")]
+  refine-proc logs --workflow wf-42 --since '2026-11-20 10:00' --until '10min ago'
+  refine-proc logs --workflow wf-42 --json    # JSON Lines
+
+TIME is -1h, -30min, '10s ago', now, today, yesterday, '2026-11-20 10:00',
+10:00 or @EPOCH (a bare 10s is refused: write -10s or '10s ago').
+
+`logs -f ID` ends once the process has ended: it prints the last lines,
+then how the process ended on stderr, and exits with the process's code
+(128+N for signal N), as `run --wait` does. With --owner or --workflow it
+follows until Ctrl-C, and on a terminal each line starts with the process
+that wrote it (ID LABEL |; --prefix in a pipe too, --no-prefix never).")]
     Logs(LogsArgs),
     /// Stop processes and wait until they have ended
     #[command(after_help = "\
@@ -233,6 +243,7 @@ itself, stays ended; one a pause holds is queued. Running it twice starts
 nothing twice. To run it at every login:
   systemctl --user enable refine-proc-resurrect.service")]
     Resurrect {
+        /// Print what was started again as JSON
         #[arg(long)]
         json: bool,
     },
@@ -241,13 +252,15 @@ nothing twice. To run it at every login:
 Examples:
   refine-proc events                      # the whole history, oldest first
   refine-proc events -n 20 --owner agent
+  refine-proc events --since -1h
   refine-proc events --id k3x9p2qa --json  # JSON Lines
   refine-proc events -f -n 0 --json        # only what happens from now on
 
-With --follow, starts, ends, restarts, pauses and resumes are reported as
-systemd signals them over D-Bus (also when done with systemctl), the rest
-(refusals, kills, limit changes, queued runs) as refine-proc records them.
-Nothing is polled.")]
+With --follow, starts, ends and systemd's own restarts are reported as
+systemd signals them over D-Bus (also when done with systemctl); the rest
+(pauses and resumes, which systemd 252 does not signal, refusals, kills,
+limit changes, queued runs, health) as refine-proc records them. Nothing
+is polled. --since takes the times of `logs --since`.")]
     Events(EventsArgs),
     /// Rebuild lost records (index deleted or unreadable) from systemd and the journal
     #[command(after_help = "\
@@ -264,6 +277,7 @@ They are closed with the exit the journal holds, else as lost. Records in
 the index are never overwritten; forgotten ones stay forgotten. Prints
 what was rebuilt and what could not be, and why.")]
     Recover {
+        /// Print what was rebuilt and what could not be as JSON
         #[arg(long)]
         json: bool,
     },
@@ -328,6 +342,7 @@ Examples:
 enum PolicyCommand {
     /// Print the policy file and every actor's effective rules
     Show {
+        /// Print the policy and every actor's rules as JSON
         #[arg(long)]
         json: bool,
     },
@@ -340,25 +355,17 @@ struct PolicyCheckArgs {
     /// The actor: person, or an owner for a managed process [default: whoever runs this]
     #[arg(long = "as", value_name = "ACTOR")]
     actor: Option<String>,
-    /// Owner the launch would run as
-    #[arg(long, default_value = "user-helper")]
-    owner: String,
-    #[arg(long, value_name = "SIZE")]
-    memory_max: Option<String>,
-    #[arg(long, value_name = "PERCENT")]
-    cpu_quota: Option<String>,
-    #[arg(long, value_name = "N")]
-    tasks_max: Option<u64>,
-    #[arg(long, value_name = "DURATION")]
-    runtime_max: Option<String>,
+    /// Owner the launch would run as [default: as for run: the actor's
+    /// own owner for a managed process, else user-helper]
+    #[arg(long)]
+    owner: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Print the verdict as JSON
     #[arg(long)]
     json: bool,
-    /// The command the launch would run (optional)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// The command the launch would run (optional; after --)
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -424,27 +431,8 @@ struct RunArgs {
     /// Environment variable for the process, repeatable
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Memory limit (MemoryMax=), e.g. 512M, 2G
-    #[arg(long, value_name = "SIZE")]
-    memory_max: Option<String>,
-    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
-    #[arg(long, value_name = "SIZE")]
-    memory_high: Option<String>,
-    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
-    #[arg(long, value_name = "PERCENT")]
-    cpu_quota: Option<String>,
-    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
-    #[arg(long, value_name = "N")]
-    cpu_weight: Option<String>,
-    /// Maximum number of tasks (TasksMax=)
-    #[arg(long, value_name = "N")]
-    tasks_max: Option<u64>,
-    /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
-    #[arg(long, value_name = "DURATION")]
-    runtime_max: Option<String>,
-    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
-    #[arg(long, value_name = "DURATION")]
-    timeout_stop: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no", value_name = "POLICY")]
     restart: String,
@@ -486,13 +474,63 @@ struct RunArgs {
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
-    /// The command and its arguments (after --)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// The command and its arguments (after --). An option before it that
+    /// is not one of run's is an error, not the command.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// The limits of `run`, and of the launch `policy check` checks: one
+/// definition and one builder, so that both see the same request.
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Memory limit (MemoryMax=), e.g. 512M, 2G
+    #[arg(long, value_name = "SIZE")]
+    memory_max: Option<String>,
+    /// Memory above which the process is throttled and reclaimed (MemoryHigh=), e.g. 1G
+    #[arg(long, value_name = "SIZE")]
+    memory_high: Option<String>,
+    /// CPU limit in percent of one CPU (CPUQuota=), e.g. 50%, 200%
+    #[arg(long, value_name = "PERCENT")]
+    cpu_quota: Option<String>,
+    /// Share of CPU time against other processes (CPUWeight=), 1 to 10000; default 100
+    #[arg(long, value_name = "N")]
+    cpu_weight: Option<String>,
+    /// Maximum number of tasks (TasksMax=)
+    #[arg(long, value_name = "N")]
+    tasks_max: Option<u64>,
+    /// Stop the process after this long (RuntimeMaxSec=), e.g. 30s, 2h
+    #[arg(long, value_name = "DURATION")]
+    runtime_max: Option<String>,
+    /// How long a stop waits for the process to exit before SIGKILL (TimeoutStopSec=), e.g. 10s
+    #[arg(long, value_name = "DURATION")]
+    timeout_stop: Option<String>,
+}
+
+impl LimitArgs {
+    /// The limits the flags give, each value checked.
+    fn limits(&self) -> Result<Limits> {
+        if self.tasks_max == Some(0) {
+            return Err(Error::invalid("--tasks-max must be at least 1"));
+        }
+        Ok(Limits {
+            memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
+            cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+            tasks_max: self.tasks_max,
+            runtime_max_sec: self.runtime_max.as_deref().map(parse_seconds).transpose()?,
+            memory_high: self.memory_high.as_deref().map(parse_size).transpose()?,
+            cpu_weight: self
+                .cpu_weight
+                .as_deref()
+                .map(parse_cpu_weight)
+                .transpose()?,
+            timeout_stop_sec: self
+                .timeout_stop
+                .as_deref()
+                .map(parse_seconds)
+                .transpose()?,
+        })
+    }
 }
 
 /// The health check of `run`.
@@ -654,6 +692,7 @@ struct ListArgs {
 struct IdArg {
     /// Record id (or a unique prefix), or unit name
     id: String,
+    /// Print as JSON
     #[arg(long)]
     json: bool,
 }
@@ -677,6 +716,7 @@ struct PauseArgs {
     /// Show the group pauses in force and the queued runs; change nothing
     #[arg(long, conflicts_with_all = ["ids", "owner", "workflow", "session", "all"])]
     list: bool,
+    /// Print the outcomes (with --list: the pauses) as JSON
     #[arg(long)]
     json: bool,
 }
@@ -712,6 +752,9 @@ struct EventsArgs {
     /// Only the last N events
     #[arg(long, short = 'n', value_name = "N")]
     lines: Option<usize>,
+    /// Only events at or after this time: -1h, '10min ago', today, '2026-11-20 10:00', @EPOCH
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<String>,
     /// Keep printing new events as they happen (Ctrl-C ends)
     #[arg(long, short = 'f')]
     follow: bool,
@@ -752,6 +795,7 @@ struct KillArgs {
     /// Signal name or number
     #[arg(long, short, default_value = "TERM")]
     signal: String,
+    /// Print the outcome as JSON
     #[arg(long)]
     json: bool,
 }
@@ -773,15 +817,25 @@ struct LogsArgs {
     /// Show only the last N lines
     #[arg(long, short = 'n', value_name = "N")]
     lines: Option<u64>,
-    /// Start at this time (anything journalctl --since takes: -1h, today, 2026-11-20 10:00)
-    #[arg(long, value_name = "TIME")]
+    /// Start at this time: -1h, '10min ago', today, yesterday, '2026-11-20 10:00', @EPOCH
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     since: Option<String>,
+    /// End at this time (the same forms as --since)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    until: Option<String>,
     /// Text format: cat (only the output), short, short-iso, short-precise, verbose
     #[arg(long, short, default_value = "cat")]
     output: String,
     /// Print JSON Lines (one object a line)
     #[arg(long)]
     json: bool,
+    /// Start each line with the process that wrote it (ID LABEL |) [default:
+    /// for --owner and --workflow, when stdout is a terminal]
+    #[arg(long, conflicts_with_all = ["no_prefix", "json"])]
+    prefix: bool,
+    /// Print the lines as they were written, without the process
+    #[arg(long)]
+    no_prefix: bool,
 }
 
 pub fn main() -> i32 {
@@ -946,8 +1000,42 @@ fn init_tracing(level: &str) {
 }
 
 fn fail(e: &Error) -> i32 {
+    // No login can bring a user manager where PID 1 is not systemd: say
+    // so in the hint, and where the way forward is.
+    if e.kind == ErrorKind::Unavailable
+        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() != "systemd")
+    {
+        let mut e = e.clone();
+        let hint = e.hint.take().map(|h| format!("{h}; ")).unwrap_or_default();
+        e.hint = Some(format!(
+            "{hint}but PID 1 is not systemd here (a container or CI?): refine-proc doctor says \
+             what works; to try refine-proc anyway, see the README's \"Trying it without a user session\""
+        ));
+        eprintln!("refine-proc: {e}");
+        return e.exit_code();
+    }
     eprintln!("refine-proc: {e}");
     e.exit_code()
+}
+
+/// How to get a daemon, for the warnings that there is none.
+const DAEMON_FIX: &str = "start one: systemctl --user enable --now refine-proc.service (see refine-proc doctor), or refine-proc daemon in a terminal";
+
+/// The pid of the daemon of the index in `dir`, if one runs: the pid its
+/// lock file names, alive and running `refine-proc ... daemon`. Read
+/// only: taking the lock, even shared, could make a starting daemon
+/// believe another one runs.
+fn daemon_pid(dir: &std::path::Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join("daemon.lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.first().is_some_and(|a| a.ends_with(b"refine-proc"))
+        && args.iter().any(|a| *a == b"daemon");
+    ours.then_some(pid)
 }
 
 /// Runs one command; returns the process exit code.
@@ -963,6 +1051,11 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             let (json, wait) = (args.json, args.wait);
             let spec = run_spec(*args)?;
             let record = controller.run(spec, options).await?;
+            if record.health.is_some() && daemon_pid(controller.index().dir()).is_none() {
+                output::warnings(&[format!(
+                    "no refine-proc daemon runs for this index, so nothing probes the health check (its health stays starting) and --on-unhealthy does nothing; {DAEMON_FIX}"
+                )]);
+            }
             if json {
                 output::json(&record)?;
             } else if wait {
@@ -992,18 +1085,34 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 gap: args.gap,
                 state: args.state.as_deref().map(str::parse::<State>).transpose()?,
             };
-            let (listed, warnings) = controller.list_with_usage(&filter).await?;
+            let (listed, mut warnings) = controller.list_with_usage(&filter).await?;
+            let checked = listed.iter().filter(|l| l.health_status.is_some()).count();
+            let unprobed = checked > 0 && daemon_pid(controller.index().dir()).is_none();
+            if unprobed {
+                warnings.push(format!(
+                    "no refine-proc daemon runs for this index, so nothing probes the health checks of {checked} process{}: HEALTH is what was last stored; {DAEMON_FIX}",
+                    if checked == 1 { "" } else { "es" }
+                ));
+            }
             output::warnings(&warnings);
             if args.json {
                 output::json(&listed)?;
             } else {
-                output::table(&listed, args.all, args.tree)?;
+                output::table(&listed, args.all, args.tree, unprobed)?;
             }
             Ok(0)
         }
         Command::Set(args) => set(&controller, args).await,
         Command::Status(args) => {
-            let status = controller.status(&args.id).await?;
+            let mut status = controller.status(&args.id).await?;
+            if status.health.is_some()
+                && !status.record.state.is_ended()
+                && daemon_pid(controller.index().dir()).is_none()
+            {
+                status.warnings.push(format!(
+                    "no refine-proc daemon runs for this index, so nothing probes its health check: its health is what was last stored; {DAEMON_FIX}"
+                ));
+            }
             output::warnings(&status.warnings);
             if args.json {
                 output::json(&status)?;
@@ -1031,8 +1140,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                 .map(|a| controller.resolve(a))
                 .transpose()?;
             let owner: Option<Owner> = args.owner.as_deref().map(str::parse).transpose()?;
+            let since = args
+                .since
+                .as_deref()
+                .map(|t| journal::time_point(t, "--since"))
+                .transpose()?;
             let keep = |e: &refine_proc::events::Event| {
-                id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
+                since.is_none_or(|s| e.time.0 >= s)
+                    && id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
                     && owner.is_none_or(|o| e.owner == Some(o))
                     && args
                         .workflow
@@ -1148,37 +1263,24 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
             Ok(0)
         }
         PolicyCommand::Check(a) => {
-            let actor = match &a.actor {
-                Some(name) => refine_proc::policy::parse_actor(name)?,
-                None => requester.actor,
-            };
-            let launch = if a.command.is_empty() {
-                None
-            } else {
-                let spec = RunSpec {
-                    command: a.command.clone(),
-                    owner: Some(a.owner.parse()?),
-                    limits: Limits {
-                        memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
-                        cpu_quota_percent: a
-                            .cpu_quota
-                            .as_deref()
-                            .map(parse_cpu_quota)
-                            .transpose()?,
-                        tasks_max: a.tasks_max,
-                        runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                };
-                Some(spec.validate()?)
-            };
-            let request = launch.as_ref().map(|l| refine_proc::policy::LaunchRequest {
-                owner: l.owner,
-                executable: &l.executable,
-                limits: &l.limits,
+            let actor = a
+                .actor
+                .as_deref()
+                .map(refine_proc::policy::parse_actor)
+                .transpose()?;
+            // Checked before the command, with run's own limits builder;
+            // the owner defaults as for run (the library fills it in).
+            let limits = a.limits.limits()?;
+            let owner: Option<Owner> = a.owner.as_deref().map(str::parse).transpose()?;
+            let launch = (!a.command.is_empty()).then(|| RunSpec {
+                command: a.command.clone(),
+                owner,
+                limits,
+                ..Default::default()
             });
-            let verdict = requester.policy.verdict(actor, request.as_ref());
+            let verdict = controller
+                .policy_check(refine_proc::controller::CheckRequest { actor, launch })
+                .await?;
             if a.json {
                 output::json(&verdict)?;
             } else {
@@ -1234,9 +1336,6 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
         let (k, v) = split_assignment(e, "--env")?;
         environment.insert(k.to_string(), v.to_string());
     }
-    if a.tasks_max == Some(0) {
-        return Err(Error::invalid("--tasks-max must be at least 1"));
-    }
     Ok(RunSpec {
         command: a.command,
         owner,
@@ -1245,15 +1344,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
         metadata,
         cwd: a.cwd,
         environment,
-        limits: Limits {
-            memory_max: a.memory_max.as_deref().map(parse_size).transpose()?,
-            cpu_quota_percent: a.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
-            tasks_max: a.tasks_max,
-            runtime_max_sec: a.runtime_max.as_deref().map(parse_seconds).transpose()?,
-            memory_high: a.memory_high.as_deref().map(parse_size).transpose()?,
-            cpu_weight: a.cpu_weight.as_deref().map(parse_cpu_weight).transpose()?,
-            timeout_stop_sec: a.timeout_stop.as_deref().map(parse_seconds).transpose()?,
-        },
+        limits: a.limits.limits()?,
         restart: a.restart.parse()?,
         restart_timing: restart_timing(
             a.restart_delay.as_deref(),
@@ -1323,6 +1414,16 @@ fn exit_code_of(r: &Record) -> i32 {
 }
 
 async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--since"))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--until"))
+        .transpose()?;
     if !TEXT_FORMATS.contains(&args.output.as_str()) {
         return Err(
             Error::invalid(format!("unknown log format {:?}", args.output))
@@ -1354,56 +1455,30 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         units: scopes.iter().map(|r| r.unit.clone()).collect(),
         uid: Some(journal::current_uid()),
         lines: args.lines,
-        since: args.since,
+        since,
+        until,
         follow: args.follow,
         ..Default::default()
     };
-    let spawn_error = |e: std::io::Error| {
-        Error::systemd(format!("cannot run journalctl: {e}"))
-            .hint("install systemd's journalctl (Debian: apt install systemd)")
+    // Only `cat` lacks the writer: the other formats name its identifier.
+    let group = args.id.is_none();
+    let prefix = match (args.prefix, args.no_prefix) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => group && std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
-    if !args.json {
-        // journalctl writes straight to our stdout: nothing to copy.
-        let status = journal::command(&query, &args.output)
-            .status()
-            .map_err(spawn_error)?;
-        return Ok(journalctl_exit_code(status));
-    }
-    let mut child = journal::command(&query, "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    let reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in reader.lines() {
-        let line =
-            line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
-        if let Some(entry) = journal::parse_entry(&line) {
-            let written = serde_json::to_writer(&mut out, &entry)
-                .map_err(std::io::Error::from)
-                .and_then(|_| out.write_all(b"\n"))
-                .and_then(|_| if args.follow { out.flush() } else { Ok(()) });
-            if let Err(e) = written {
-                let _ = child.kill();
-                return output::io_result(Err(e)).map(|_| 0);
-            }
-        }
-    }
-    output::io_result(out.flush())?;
-    let status = child.wait().map_err(spawn_error)?;
-    Ok(journalctl_exit_code(status))
-}
-
-/// journalctl's exit code; killed by SIGPIPE means our reader went away
-/// (`logs | head`), which is not a failure.
-fn journalctl_exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(libc::SIGPIPE)) => 0,
-        _ => 1,
-    }
+    let shape = if args.json {
+        logs::Shape::Json
+    } else if prefix && args.output == "cat" {
+        logs::Shape::Prefixed(logs::tags(&records))
+    } else {
+        logs::Shape::Raw
+    };
+    // `logs -f ID` ends with the process; a queued one has not begun.
+    let until_end = records
+        .first()
+        .filter(|r| args.follow && !group && r.state != State::Queued);
+    logs::show(controller, &query, &args.output, shape, until_end).await
 }
 
 /// `--restart-delay`, `--restart-max-delay`, `--restart-limit N/DURATION`.

@@ -168,7 +168,9 @@ fn cpu_text(usec: u64) -> String {
     }
 }
 
-pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
+/// The list; with `unprobed`, health states are marked as not probed
+/// (no daemon runs).
+pub fn table(listed: &[Listed], all: bool, tree: bool, unprobed: bool) -> Result<()> {
     if listed.is_empty() {
         let hint = if all {
             ""
@@ -178,17 +180,17 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
         eprintln!("no managed processes{hint}");
         return Ok(());
     }
-    let rows: Vec<(usize, &Listed)> = if tree {
+    let rows: Vec<(String, &Listed)> = if tree {
         tree_order(listed)
     } else {
-        listed.iter().map(|l| (0, l)).collect()
+        listed.iter().map(|l| (String::new(), l)).collect()
     };
     let mut b = Builder::default();
     b.push_record([
-        "ID", "OWNER", "LABEL", "STATE", "HEALTH", "PID", "AGE", "CPU", "MEM", "EXIT",
+        "ID", "OWNER", "LABEL", "STATE", "HEALTH", "PID", "AGE", "CPU", "MEM", "RESTARTS", "EXIT",
     ]);
     for (
-        depth,
+        branch,
         Listed {
             record: r,
             usage,
@@ -197,17 +199,15 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
     ) in rows
     {
         let usage = usage.as_ref();
-        let branch = if depth == 0 {
-            String::new()
-        } else {
-            format!("{}└─ ", "   ".repeat(depth - 1))
-        };
         b.push_record([
             r.id.clone(),
             r.owner.to_string(),
             format!("{branch}{}", truncate(&escape(&r.label), 40)),
             r.state.to_string(),
-            opt(health_status),
+            match health_status {
+                Some(h) if unprobed => format!("{h} (no daemon)"),
+                h => opt(h),
+            },
             opt(&r.pid),
             r.started_at
                 .map(|t| short_age(t.elapsed()))
@@ -220,6 +220,7 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
                 .and_then(|u| u.memory_current)
                 .map(human_size)
                 .unwrap_or_else(|| "-".into()),
+            r.restart.count.to_string(),
             exit_text(r),
         ]);
     }
@@ -228,9 +229,11 @@ pub fn table(listed: &[Listed], all: bool, tree: bool) -> Result<()> {
     print(&format!("{t}\n"))
 }
 
-/// Rows in tree order with their depth: each process under the one that
-/// launched it (a parent not in the list makes its children roots).
-fn tree_order(listed: &[Listed]) -> Vec<(usize, &Listed)> {
+/// Rows in tree order, each with the branch drawn before its label
+/// (`├─ `, `└─ ` for the last child, `│  ` under a parent with more
+/// children below): each process under the one that launched it (a parent
+/// not in the list makes its children roots).
+fn tree_order(listed: &[Listed]) -> Vec<(String, &Listed)> {
     let shown: HashSet<&str> = listed.iter().map(|l| l.record.id.as_str()).collect();
     fn parent_of<'a>(r: &'a Record, shown: &HashSet<&str>) -> Option<&'a str> {
         r.requested_by
@@ -238,23 +241,39 @@ fn tree_order(listed: &[Listed]) -> Vec<(usize, &Listed)> {
             .as_deref()
             .filter(|p| shown.contains(p) && *p != r.id)
     }
+    let children = |id: &str| -> Vec<&Listed> {
+        listed
+            .iter()
+            .filter(|c| parent_of(&c.record, &shown) == Some(id))
+            .collect()
+    };
     let mut out = Vec::with_capacity(listed.len());
-    let mut stack: Vec<(usize, &Listed)> = listed
+    // (listed, the indent its children get, its own branch, depth)
+    let mut stack: Vec<(&Listed, String, String, usize)> = listed
         .iter()
         .filter(|l| parent_of(&l.record, &shown).is_none())
         .rev()
-        .map(|l| (0, l))
+        .map(|l| (l, String::new(), String::new(), 0))
         .collect();
-    while let Some((depth, l)) = stack.pop() {
-        out.push((depth, l));
-        if depth < 64 {
-            stack.extend(
-                listed
-                    .iter()
-                    .filter(|c| parent_of(&c.record, &shown) == Some(l.record.id.as_str()))
-                    .rev()
-                    .map(|c| (depth + 1, c)),
-            );
+    while let Some((l, indent, branch, depth)) = stack.pop() {
+        out.push((branch, l));
+        if depth >= 64 {
+            continue;
+        }
+        let kids = children(&l.record.id);
+        let last = kids.len().saturating_sub(1);
+        for (n, c) in kids.into_iter().enumerate().rev() {
+            let (mark, more) = if n == last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            stack.push((
+                c,
+                format!("{indent}{more}"),
+                format!("{indent}{mark}"),
+                depth + 1,
+            ));
         }
     }
     out
@@ -304,11 +323,15 @@ fn rules_text(r: &refine_proc::policy::Rules) -> String {
         t => t,
     };
     format!(
-        "  {}: launch as {}; commands {}; act on {:?}; default limits {}; max limits {} ({})\n",
+        "  {}: launch as {}; commands {}; act on {}; default limits {}; max limits {} ({})\n",
         r.actor,
         list(&owners),
         list(&r.commands),
-        r.act_on,
+        // As the policy file spells it: descendants, same-owner, all.
+        serde_json::to_value(r.act_on)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
         limits(&r.default_limits),
         limits(&r.max_limits),
         r.source
@@ -339,10 +362,25 @@ pub fn policy_verdict(v: &refine_proc::policy::Verdict) -> Result<()> {
 pub fn started(r: &Record) -> Result<()> {
     if r.state == State::Queued {
         return print(&format!(
-            "queued {} ({}): {} holds it; it starts when that pause is lifted\n  pauses: refine-proc pause --list\n  drop:   refine-proc forget {}\n",
+            "queued {} ({}): {} holds it; it starts when that pause is lifted\n  pauses: refine-proc pause --list\n  drop:   refine-proc stop {}\n",
             r.id,
             escape(&r.label),
             r.paused_by.as_deref().unwrap_or("a pause"),
+            r.id,
+        ));
+    }
+    if r.state.is_ended() {
+        // systemd ran it (Type=exec: the execve succeeded), and it has
+        // already ended: say so, not "started".
+        return print(&format!(
+            "started {} ({}) as {}, and it has already ended: {}, result {}, exit {}\n  logs:   refine-proc logs {}\n  status: refine-proc status {}\n",
+            r.id,
+            escape(&r.label),
+            r.unit,
+            r.state,
+            opt(&r.result),
+            exit_text(r),
+            r.id,
             r.id,
         ));
     }
@@ -730,7 +768,8 @@ pub fn doctor(report: &refine_proc::doctor::Report) -> Result<()> {
         .map(|c| c.name.len())
         .max()
         .unwrap_or(0);
-    let mut text = String::new();
+    let s = &report.situation;
+    let mut text = format!("situation: {}: {}\n\n", s.kind, escape(&s.summary));
     for c in &report.checks {
         let status = match c.status {
             CheckStatus::Ok => "ok",

@@ -8,14 +8,11 @@ impl Controller {
     /// a unit name. Units that do not follow refine-proc's naming are refused.
     pub fn resolve(&self, arg: &str) -> Result<String> {
         if arg.contains('.') || arg.starts_with("refine-") {
-            return match parse_unit_name(arg) {
-                Some((_, id)) => Ok(id),
-                None => Err(Error::refused(format!(
-                    "{} is not a unit refine-proc created",
-                    escape(arg)
-                ))
-                .hint("refine-proc only acts on its own units (refine-<owner>-<id>.service or .scope); use systemctl --user for others")),
-            };
+            let (owner, id, kind) = crate::model::unit_arg(arg)?;
+            if let Ok(Loaded::Found(r)) = self.index.load(&id) {
+                crate::model::check_unit_arg(arg, owner, kind, &r)?;
+            }
+            return Ok(id);
         }
         if !is_id_like(arg) {
             return Err(

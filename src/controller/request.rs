@@ -229,9 +229,12 @@ impl Controller {
             },
             None => (EventReader::from_start(dir), false),
         };
-        let read = reader
-            .read_new()
-            .map_err(|e| Error::new(crate::ErrorKind::Index, format!("cannot read the history: {e}")))?;
+        let read = reader.read_new().map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Index,
+                format!("cannot read the history: {e}"),
+            )
+        })?;
         let mut events = Vec::new();
         let mut next = cursor.map(String::from);
         let mut more = false;

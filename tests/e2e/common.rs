@@ -306,3 +306,29 @@ pub fn wait_journal_lines(ident: &str, count: usize) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Says that the running test cannot check what it is named for on this
+/// machine, and why; the caller then returns. libtest has no runtime skip,
+/// so the line goes to `$REFINE_PROC_SKIP_LOG` too, which `tests/run`
+/// counts into its summary ("skipped: N (name: reason)"). A test that
+/// returns early without calling this counts as a pass: don't.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("unnamed test");
+    let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("SKIP {name}: {reason}");
+    if let Some(path) = std::env::var_os("REFINE_PROC_SKIP_LOG") {
+        use std::io::Write;
+        // One write of one line with O_APPEND: lines of parallel tests
+        // never interleave.
+        let line = format!("{name}\t{reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("cannot record the skip in {path:?}: {e}");
+        }
+    }
+}

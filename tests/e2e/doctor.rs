@@ -235,3 +235,64 @@ fn doctor_reports_a_missing_state_directory_as_a_failed_index_check() {
     );
     assert!(c["index"].fix.as_deref().unwrap().contains("--state-dir"));
 }
+
+#[test]
+fn doctor_says_which_situation_it_is_in_and_what_works_there() {
+    let env = Env::new();
+    let pid1 = std::fs::read_to_string("/proc/1/comm")
+        .unwrap()
+        .trim()
+        .to_string();
+    let sandbox = std::env::var("REFINE_PROC_SANDBOX").is_ok_and(|v| v == "1");
+    let out = env.cmd(&["doctor", "--json"]);
+    let raw: serde_json::Value = out.json();
+    let s = &raw["situation"];
+    assert_eq!(s["pid1"], pid1.as_str(), "{s}");
+    assert_eq!(s["pid1_is_systemd"], pid1 == "systemd", "{s}");
+    assert_eq!(s["user_manager"], true, "{s}");
+    let kind = match (pid1 == "systemd", sandbox) {
+        (true, _) => "session",
+        (false, true) => "sandbox",
+        (false, false) => "user-manager-without-systemd",
+    };
+    assert_eq!(s["kind"], kind, "{s}");
+    let lingering = raw["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lingering")
+        .unwrap();
+    if pid1 != "systemd" {
+        // No logind: its fix cannot work, so it is not offered.
+        assert_eq!(lingering["status"], "skip", "{lingering}");
+        assert!(lingering["fix"].is_null(), "{lingering}");
+    }
+    let text = env.ok(&["doctor"]).stdout;
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .starts_with(&format!("situation: {kind}: ")),
+        "{text}"
+    );
+    // Without a manager, and no systemd as PID 1: the way to try it anyway.
+    let mut cmd = env.command(&["doctor", "--json"]);
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let out = output(cmd);
+    assert_eq!(out.code, 5);
+    let raw: serde_json::Value = out.json();
+    let bus = &raw["checks"][0];
+    assert_eq!(raw["situation"]["user_manager"], false);
+    if pid1 != "systemd" {
+        assert_eq!(raw["situation"]["kind"], "no-systemd");
+        assert!(
+            bus["fix"]
+                .as_str()
+                .unwrap()
+                .contains("sudo tests/sandbox/try"),
+            "{bus}"
+        );
+    } else {
+        assert_eq!(raw["situation"]["kind"], "no-user-manager");
+    }
+}

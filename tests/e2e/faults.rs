@@ -145,7 +145,7 @@ fn unrecorded_exits_are_closed_as_lost_once_with_the_exit_from_the_journal() {
 #[test]
 fn a_manager_crash_closes_the_records_of_its_running_processes_as_lost_once() {
     let Some(crash) = std::env::var_os("REFINE_PROC_CRASH_MANAGER") else {
-        eprintln!("skipping: not in the test sandbox (REFINE_PROC_CRASH_MANAGER unset)");
+        skip("not in the test sandbox (REFINE_PROC_CRASH_MANAGER unset): no manager to crash");
         return;
     };
     let _exclusive = exclusive_manager();

@@ -110,3 +110,30 @@ fn sorted(text: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+#[test]
+fn logs_since_minus_1h_from_the_help_works_and_a_bare_span_is_exit_2_with_a_hint() {
+    let env = Env::new();
+    let r = env.run(&["--owner", "agent", "--", "sh", "-c", "echo within-the-hour"]);
+    wait_gone(&r.unit);
+    wait_journal_lines(r.unit.trim_end_matches(".service"), 1);
+    // The example of `logs --help` and the README, as written there.
+    let out = env.ok(&["logs", "--owner", "agent", "--since", "-1h"]);
+    assert!(out.stdout.contains("within-the-hour"), "{out:?}");
+    let out = env.ok(&["logs", &r.id, "--since", "10min ago", "--until", "now"]);
+    assert!(out.stdout.contains("within-the-hour"), "{out:?}");
+    // Its line is newer than an hour ago.
+    let out = env.ok(&["logs", &r.id, "--until", "-1h"]);
+    assert_eq!(out.stdout, "", "{out:?}");
+    let bare = env.cmd(&["logs", &r.id, "--since", "10s"]);
+    assert_eq!(bare.code, 2, "{bare:?}");
+    assert!(
+        bare.stderr.contains("hint:") && bare.stderr.contains("--since -10s"),
+        "{}",
+        bare.stderr
+    );
+    assert!(!bare.stderr.contains("Failed to parse"), "{}", bare.stderr);
+    let bad = env.cmd(&["logs", &r.id, "--until", "soonish"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("--until") && bad.stderr.contains("hint:"));
+}

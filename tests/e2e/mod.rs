@@ -1,5 +1,6 @@
 mod adopt;
 mod api;
+mod cli;
 mod common;
 mod daemon;
 mod doctor;

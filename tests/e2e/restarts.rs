@@ -8,7 +8,7 @@ fn after_a_user_manager_restart_exits_are_kept_and_new_runs_work() {
     // Restarting the manager ends every session process: only in the
     // private test sandbox, which provides the script.
     let Some(restart) = std::env::var_os("REFINE_PROC_RESTART_MANAGER") else {
-        eprintln!("skipping: not in the test sandbox (REFINE_PROC_RESTART_MANAGER unset)");
+        skip("not in the test sandbox (REFINE_PROC_RESTART_MANAGER unset): no manager to restart");
         return;
     };
     let _exclusive = exclusive_manager();
@@ -44,7 +44,7 @@ fn after_a_user_manager_restart_exits_are_kept_and_new_runs_work() {
 #[test]
 fn resurrect_starts_again_only_the_persisted_processes_the_manager_took_down() {
     let Some(restart) = std::env::var_os("REFINE_PROC_RESTART_MANAGER") else {
-        eprintln!("skipping: not in the test sandbox (REFINE_PROC_RESTART_MANAGER unset)");
+        skip("not in the test sandbox (REFINE_PROC_RESTART_MANAGER unset): no manager to restart");
         return;
     };
     let _exclusive = exclusive_manager();
