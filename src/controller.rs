@@ -311,6 +311,18 @@ impl Controller {
         })
     }
 
+    /// The same index and connection, with `requester` asking: the
+    /// daemon acting for a record's launcher.
+    pub fn acting_as(&self, requester: Requester) -> Controller {
+        Controller {
+            index: self.index.clone(),
+            hook_program: self.hook_program.clone(),
+            policy_path: self.policy_path.clone(),
+            systemd: self.systemd.clone(),
+            requester: OnceCell::new_with(Some(requester)),
+        }
+    }
+
     /// The policy file for requests from a person (default: see
     /// [`crate::policy::default_path`]).
     pub fn with_policy_path(mut self, path: PathBuf) -> Self {
@@ -501,6 +513,9 @@ impl Controller {
     fn emit(&self, mut event: Event) {
         if event.actor.is_none() {
             event.actor = self.requester.get().map(|r| r.actor.key().to_string());
+            if let Some(by) = self.requester.get().and_then(|r| r.actor.on_behalf_of()) {
+                event = event.with("on_behalf_of", by);
+            }
             event.caller = self
                 .requester
                 .get()
