@@ -140,6 +140,7 @@ pub async fn run(controller: &Controller) -> Result<()> {
         probing: HashSet::new(),
     };
     sup.resume(controller, &records, manager_started);
+    sup.save(controller);
     notify(&[NotifyState::Ready, NotifyState::Status(&sup.status())]);
     tracing::info!("supervising {}", sup.status());
     let mut usec = 0;
@@ -403,8 +404,10 @@ impl Supervisor {
         true
     }
 
-    /// Says that the start limit is used up (a `restart-gave-up` event).
-    fn gave_up(&self, controller: &Controller, r: &Record, why: Why) {
+    /// Says that the start limit is used up (a `restart-gave-up` event),
+    /// once that is durable: whoever sees the event finds it in the book.
+    fn gave_up(&mut self, controller: &Controller, r: &Record, why: Why) {
+        self.save(controller);
         let (burst, interval) = start_limit(r);
         controller.record_event(
             daemon_event("restart-gave-up", r)
@@ -628,7 +631,10 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
     let Some(due) = sup.book.restarts.get(id).and_then(|a| a.due) else {
         return;
     };
-    crate::controller::reconcile(&mut r, None);
+    if due.why == Why::Ended {
+        // Ended runs have no unit: the record's exit stands.
+        crate::controller::reconcile(&mut r, None);
+    }
     if !still_wanted(controller, &r, due.why) {
         sup.attempts(id).due = None;
         return;
