@@ -101,6 +101,8 @@ struct Supervisor {
     /// Health probes that are due, by record; and those under way.
     probes: BTreeMap<String, Instant>,
     probing: HashSet<String>,
+    /// Where command probes are contained (None: by process group only).
+    cgroups: Option<crate::probe_cgroup::ProbeCgroups>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -138,6 +140,16 @@ pub async fn run(controller: &Controller) -> Result<()> {
         book,
         probes: BTreeMap::new(),
         probing: HashSet::new(),
+        cgroups: match crate::probe_cgroup::ProbeCgroups::detect() {
+            Ok(c) => Some(c),
+            Err(why) => {
+                tracing::warn!(
+                    "command probes are contained by process group only (a probe that calls \
+                     setsid can leave processes behind): {why}"
+                );
+                None
+            }
+        },
     };
     sup.resume(controller, &records, manager_started);
     sup.save(controller);
@@ -240,12 +252,22 @@ impl Supervisor {
                 .insert(id.to_string(), Instant::now() + spec.interval());
             return;
         }
+        let cgroup = match (&self.cgroups, &spec.check) {
+            (Some(c), crate::health::HealthCheck::Cmd { .. }) => match c.for_record(id) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    tracing::warn!("{id}: probe not contained in a cgroup: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         self.probing.insert(id.to_string());
         let results = results.clone();
         let (id, cwd, env) = (id.to_string(), r.cwd.clone(), r.environment.clone());
         tokio::spawn(async move {
             let cwd = cwd.map(std::path::PathBuf::from);
-            let result = crate::health::probe(&spec, cwd.as_deref(), &env).await;
+            let result = crate::health::probe_in(&spec, cwd.as_deref(), &env, cgroup).await;
             let _ = results.send((id, result));
         });
     }
@@ -317,6 +339,9 @@ impl Supervisor {
             _ => {
                 self.running.remove(&record.id);
                 self.probes.remove(&record.id);
+                if let Some(c) = self.cgroups.as_ref().filter(|_| record.health.is_some()) {
+                    c.remove(&record.id);
+                }
                 // The record read when the signal came has the exit the
                 // hook wrote before the unit went inactive.
                 if wants_restart(record) {

@@ -429,11 +429,25 @@ pub async fn probe(
     cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> ProbeResult {
+    probe_in(spec, cwd, env, None).await
+}
+
+/// [`probe`], with a command check run inside `cgroup` (it enters it
+/// before it execs the shell), which is emptied when the probe ends:
+/// nothing it starts outlives it, not even a process in a new session.
+pub async fn probe_in(
+    spec: &HealthSpec,
+    cwd: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    cgroup: Option<crate::probe_cgroup::ProbeCgroup>,
+) -> ProbeResult {
     let at = Timestamp::now();
     let started = Instant::now();
     let timeout = spec.timeout().max(Duration::from_millis(1));
     let (ok, output, exit_code) = match &spec.check {
-        HealthCheck::Cmd { command } => probe_command(command, timeout, cwd, env).await,
+        HealthCheck::Cmd { command } => {
+            probe_command(command, timeout, cwd, env, cgroup.as_ref()).await
+        }
         HealthCheck::Http { url } => {
             let (ok, output) = probe_http(url, timeout).await;
             (ok, output, None)
@@ -524,6 +538,7 @@ async fn probe_command(
     timeout: Duration,
     cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
+    cgroup: Option<&crate::probe_cgroup::ProbeCgroup>,
 ) -> (bool, String, Option<i32>) {
     let deadline = tokio::time::Instant::now() + timeout;
     // One pipe for stdout and stderr: the output keeps its order, as in a
@@ -548,6 +563,13 @@ async fn probe_command(
         cmd.current_dir(dir);
     }
     cmd.envs(env);
+    if let Some(fd) = cgroup.map(|c| c.procs_fd()) {
+        // SAFETY: the closure makes one write(2), which is
+        // async-signal-safe, and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || crate::probe_cgroup::enter(fd));
+        }
+    }
     let spawned = cmd.spawn();
     // Closes our copies of the pipe's write end: EOF once the probe's
     // processes are gone.
@@ -597,8 +619,12 @@ async fn probe_command(
     };
     // Whatever the shell left behind (a background job holding the pipe)
     // goes too. The group's id cannot name another group while any member
-    // lives, and the leader was reaped a moment ago.
+    // lives, and the leader was reaped a moment ago. The cgroup also holds
+    // what left the group (setsid).
     group.kill();
+    if let Some(c) = cgroup {
+        c.kill();
+    }
     // The rest of the output, briefly: the writers are gone.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(200);
     while pipe.is_some() {

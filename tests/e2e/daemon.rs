@@ -18,7 +18,14 @@ impl Daemon {
         );
         let mut cmd = std::process::Command::new("systemd-run");
         cmd.args(["--user", "--quiet", "--unit", &unit])
-            .args(["-p", "Type=notify", "-p", "WatchdogSec=2s"])
+            .args([
+                "-p",
+                "Type=notify",
+                "-p",
+                "WatchdogSec=2s",
+                "-p",
+                "Delegate=yes",
+            ])
             .arg(format!(
                 "--setenv=REFINE_PROC_POLICY={}",
                 env.policy_path().display()
@@ -323,7 +330,7 @@ fn health_of(env: &Env, id: &str) -> serde_json::Value {
 }
 
 /// Waits (bounded) until `done` holds for the process's health state.
-fn wait_health(env: &Env, id: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+fn wait_health(env: &Env, id: &str, what: &str, mut done: impl FnMut(&serde_json::Value) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let h = health_of(env, id);
@@ -655,4 +662,57 @@ fn the_restart_limit_and_delays_hold_across_daemon_crashes() {
         (raw["state"].as_str(), raw["restart"]["count"].as_u64()),
         (Some("failed"), Some(2))
     );
+}
+
+/// Processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| *c == want)
+        .count()
+}
+
+#[test]
+fn a_health_probe_leaves_no_process_behind_even_one_in_a_new_session() {
+    // Issue 10.13: `setsid sleep 777 &` in a --health-cmd left one process
+    // per probe, outside any unit (setsid leaves the probe's process group).
+    let env = Env::new();
+    let secs = (7_000_000 + std::process::id() % 1_000_000).to_string();
+    let check = format!("setsid sleep {secs} >/dev/null 2>&1 & sleep 0.2");
+    let r = env.run(&[
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let d = Daemon::start(&env);
+    // Four probes, each seen by its own time (no event per probe exists).
+    let mut times = std::collections::BTreeSet::new();
+    wait_health(&env, &r.id, "four probes", |h| {
+        times.extend(h["last"]["at"].as_str().map(String::from));
+        times.len() >= 4
+    });
+    // At most the probe under way may have one.
+    let left = processes_running(&["sleep", &secs]);
+    assert!(left <= 1, "{left} sleeps of finished probes still run");
+    // Each probe ran in the record's probe cgroup under the daemon's unit.
+    let cgroup = show(&d.unit, "ControlGroup");
+    let probe_cgroup = format!("/sys/fs/cgroup{cgroup}/probe-{}", r.id);
+    assert!(
+        std::path::Path::new(&probe_cgroup).is_dir(),
+        "no {probe_cgroup}"
+    );
+    env.ok(&["stop", &r.id]);
+    drop(d);
+    assert_eq!(processes_running(&["sleep", &secs]), 0);
 }
