@@ -2187,7 +2187,10 @@ impl Controller {
     }
 
     async fn resurrect_one(&self, old: &Record) -> Result<Record> {
-        self.authorize("restart", old).await?;
+        // The daemon's own action, for the old run's launcher and under
+        // the policy of its launch.
+        let this = &crate::daemon::acting_for(self, old).await?;
+        this.authorize("restart", old).await?;
         if old.command.is_empty() {
             return Err(Error::refused(format!(
                 "{} has no command to start again (rebuilt after the index was lost)",
@@ -2202,13 +2205,13 @@ impl Controller {
             queue: true,
             ..Default::default()
         };
-        let new = self.run(spec, options).await?;
+        let new = this.run(spec, options).await?;
         let linked = self.index.update(&new.id, |r| {
             r.resurrected_from = Some(old.id.clone());
         })?;
         self.index
             .update(&old.id, |r| r.resurrected_as = Some(new.id.clone()))?;
-        self.emit(
+        this.emit(
             Event::about("resurrected", &new)
                 .with("from", &old.id)
                 .with("state", new.state),

@@ -473,7 +473,7 @@ fn launcher(r: &Record) -> Actor {
 
 /// A controller through which the daemon acts on `r`: its refusals,
 /// events and checks name the daemon and its launcher's policy.
-async fn acting_for(controller: &Controller, r: &Record) -> Result<Controller> {
+pub async fn acting_for(controller: &Controller, r: &Record) -> Result<Controller> {
     let by = &r.requested_by;
     let policy = match &by.policy {
         Some(path) => Policy::load(Path::new(path))?,
