@@ -12,6 +12,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
+        Daemon::start_with_policy(env, &env.policy_path())
+    }
+
+    /// With `policy` as the daemon's own policy file.
+    fn start_with_policy(env: &Env, policy: &std::path::Path) -> Daemon {
         let unit = format!(
             "rpdaemon-{}.service",
             std::process::id() as u64 * 1000 + rand_suffix()
@@ -26,10 +31,7 @@ impl Daemon {
                 "-p",
                 "Delegate=yes",
             ])
-            .arg(format!(
-                "--setenv=REFINE_PROC_POLICY={}",
-                env.policy_path().display()
-            ))
+            .arg(format!("--setenv=REFINE_PROC_POLICY={}", policy.display()))
             .arg(binary())
             .arg("--state-dir")
             .arg(env.state_dir())
@@ -715,4 +717,51 @@ fn a_health_probe_leaves_no_process_behind_even_one_in_a_new_session() {
     env.ok(&["stop", &r.id]);
     drop(d);
     assert_eq!(processes_running(&["sleep", &secs]), 0);
+}
+
+#[test]
+fn a_daemon_restart_is_checked_against_the_launchs_policy_not_the_daemons() {
+    // Issue 9: the daemon's restarts ran as `person` under the daemon's
+    // own policy.
+    let version = systemd_version();
+    if version >= 254 {
+        eprintln!("skipping: systemd {version} restarts by itself (RestartSteps=)");
+        return;
+    }
+    let env = Env::new();
+    let r = env.run(&[
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1s",
+        "--restart-max-delay",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 3",
+    ]);
+    let mut watch = EventWatch::new(&env, &r.id);
+    wait_gone(&r.unit);
+    // The launch's policy now lets a person run only `true`; the daemon's
+    // own policy (another file) allows everything.
+    std::fs::write(
+        env.policy_path(),
+        "[actors.person]\ncommands = [\"/usr/bin/true\"]\n",
+    )
+    .unwrap();
+    let permissive = env.work_dir().join("daemon-policy.toml");
+    let _d = Daemon::start_with_policy(&env, &permissive);
+    let events = watch.until(30, "a refusal", |e| e["event"] == "refused");
+    let refused = events.last().unwrap();
+    assert_eq!(refused["actor"], "daemon", "{refused}");
+    assert_eq!(refused["action"], "restart", "{refused}");
+    assert!(
+        refused["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("commands") && r.contains("[actors.person]")),
+        "{refused}"
+    );
+    assert!(!events.iter().any(daemon_restart), "{events:#?}");
+    assert_eq!(env.status(&r.id).state, "failed");
 }
