@@ -12,7 +12,6 @@
 //! index: a second one refuses to start.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -20,14 +19,12 @@ use sd_notify::NotifyState;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::controller::{Controller, ListFilter, Requester};
+use crate::controller::{Controller, ListFilter};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::follow::Tracker;
 use crate::health::{HealthState, HealthStatus, OnUnhealthy, ProbeResult};
 use crate::model::{Failure, Record, RestartBy, RestartPolicy, State, Timestamp};
-use crate::policy::{Actor, Policy};
-use crate::provenance::ManagedCaller;
 
 /// systemd's DefaultStartLimitBurst= and DefaultStartLimitIntervalSec=:
 /// the start limit of a run without `--restart-limit`.
@@ -456,44 +453,14 @@ fn instant_of(at: Timestamp) -> Instant {
     Instant::now() + at.0.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
-/// An event of the daemon's own doing, for the record's launcher.
+/// An event of the daemon's own doing, for the record's launcher (named
+/// as the controller names it: `person`, or the launching owner).
 fn daemon_event(name: &str, r: &Record) -> Event {
-    let mut e = Event::about(name, r).with("on_behalf_of", launcher(r).bound_as().key());
+    let launcher = r.requested_by.acting_owner.map_or("person", |o| o.as_str());
+    let mut e = Event::about(name, r).with("on_behalf_of", launcher);
     e.actor = Some("daemon".into());
     e.caller = r.requested_by.parent.clone();
     e
-}
-
-/// The daemon as the actor of its own actions on a record, on behalf of
-/// the record's launcher (a person, or the managed process that ran it)
-/// and bound by the policy of that launch, not by the daemon's.
-fn launcher(r: &Record) -> Actor {
-    Actor::Daemon(r.requested_by.acting_owner)
-}
-
-/// A controller through which the daemon acts on `r`: its refusals,
-/// events and checks name the daemon and its launcher's policy.
-pub async fn acting_for(controller: &Controller, r: &Record) -> Result<Controller> {
-    let by = &r.requested_by;
-    let policy = match &by.policy {
-        Some(path) => Policy::load(Path::new(path))?,
-        None => controller.requester().await?.policy.clone(),
-    };
-    let caller = by
-        .parent
-        .clone()
-        .zip(by.acting_owner)
-        .map(|(id, owner)| ManagedCaller {
-            owner,
-            unit: crate::model::unit_name(owner, &id),
-            id,
-        });
-    Ok(controller.acting_as(Requester {
-        actor: launcher(r),
-        caller,
-        parent: None,
-        policy,
-    }))
 }
 
 fn load(controller: &Controller, id: &str) -> Option<Record> {
@@ -553,10 +520,10 @@ async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, resul
         }
         OnUnhealthy::Restart => give_up_unhealthy(controller, sup, &r).await,
         OnUnhealthy::Stop => {
-            let stopped = match acting_for(controller, &r).await {
-                Ok(daemon) => daemon.stop(&[id.to_string()]).await.map(drop),
-                Err(e) => Err(e),
-            };
+            let stopped = as_daemon(controller, &r)
+                .stop(&[id.to_string()])
+                .await
+                .map(drop);
             match stopped {
                 Ok(()) => tracing::info!("{id} is unhealthy: stopped"),
                 Err(e) => tracing::warn!("{id} is unhealthy, and stop failed: {}", e.message),
@@ -570,10 +537,10 @@ async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, resul
 /// (also in `restart.last_failure`), with a `restart-gave-up` event.
 async fn give_up_unhealthy(controller: &Controller, sup: &mut Supervisor, r: &Record) {
     let id = &r.id;
-    let stopped = match acting_for(controller, r).await {
-        Ok(daemon) => daemon.stop(std::slice::from_ref(id)).await.map(drop),
-        Err(e) => Err(e),
-    };
+    let stopped = as_daemon(controller, r)
+        .stop(std::slice::from_ref(id))
+        .await
+        .map(drop);
     if let Err(e) = stopped {
         tracing::warn!(
             "{id} is unhealthy past its start limit, and stop failed: {}",
@@ -603,6 +570,12 @@ async fn give_up_unhealthy(controller: &Controller, sup: &mut Supervisor, r: &Re
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot record that {id} gave up: {}", e.message),
     }
+}
+
+/// The daemon acting on a record: on behalf of its launcher, bound by the
+/// launch's policy, audited as `daemon`.
+fn as_daemon(controller: &Controller, r: &Record) -> Controller {
+    controller.on_behalf_of(crate::controller::Caller::daemon_for(r))
 }
 
 /// Whether the daemon, not systemd, restarts this ended record now.
@@ -680,10 +653,7 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
     a.due = None;
     let attempt = a.streak;
     sup.save(controller);
-    let restarted = match acting_for(controller, &r).await {
-        Ok(daemon) => daemon.restart(id).await.map(drop),
-        Err(e) => Err(e),
-    };
+    let restarted = as_daemon(controller, &r).restart(id).await.map(drop);
     match restarted {
         Ok(()) => controller.record_event(
             daemon_event("restarted", &r)

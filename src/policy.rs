@@ -19,38 +19,14 @@ pub enum Actor {
     Person,
     /// A managed process of this owner.
     Managed(Owner),
-    /// The refine-proc daemon acting on its own (a health or backoff
-    /// restart) for a record's launcher: a person (None) or the owner of
-    /// the managed process that launched it. It is bound by that
-    /// launcher's rules, never by more.
-    Daemon(Option<Owner>),
 }
 
 impl Actor {
-    /// Who it is in the history (`actor` of events): `person`, the owner,
-    /// or `daemon`.
+    /// The key of its rules in the policy file: `person` or the owner.
     pub fn key(self) -> &'static str {
         match self {
             Actor::Person => "person",
             Actor::Managed(owner) => owner.as_str(),
-            Actor::Daemon(_) => "daemon",
-        }
-    }
-
-    /// Whose rules bind it: the daemon acts with its launcher's.
-    pub fn bound_as(self) -> Actor {
-        match self {
-            Actor::Daemon(None) => Actor::Person,
-            Actor::Daemon(Some(owner)) => Actor::Managed(owner),
-            other => other,
-        }
-    }
-
-    /// For the daemon, the launcher it acts for (`person` or the owner).
-    pub fn on_behalf_of(self) -> Option<&'static str> {
-        match self {
-            Actor::Daemon(_) => Some(self.bound_as().key()),
-            _ => None,
         }
     }
 }
@@ -316,22 +292,18 @@ impl Policy {
     }
 
     /// An actor's effective rules.
-    pub fn rules(&self, asking: Actor) -> Rules {
-        let actor = asking.bound_as();
+    pub fn rules(&self, actor: Actor) -> Rules {
         let written = self.file.actors.get(actor.key());
         let default_reach = match actor {
+            Actor::Person => Reach::All,
             Actor::Managed(_) => Reach::Descendants,
-            _ => Reach::All,
         };
         let parsed = |l: Option<&LimitText>| {
             l.map(|l| l.parse().expect("checked at load"))
                 .unwrap_or_default()
         };
         Rules {
-            actor: match asking {
-                Actor::Daemon(_) => format!("daemon for {}", actor.key()),
-                _ => actor.key().to_string(),
-            },
+            actor: actor.key().to_string(),
             launch_as: written.and_then(|w| w.launch_as.clone()),
             commands: written.and_then(|w| w.commands.clone()),
             act_on: written.and_then(|w| w.act_on).unwrap_or(default_reach),
