@@ -16,6 +16,7 @@ pub mod pauses;
 pub mod policy;
 pub mod probe_cgroup;
 pub mod procfs;
+pub mod run_request;
 pub mod provenance;
 pub mod spec;
 pub mod systemd;
