@@ -11,11 +11,12 @@
 //! and sends WATCHDOG=1 at half the unit's WatchdogSec. One daemon per
 //! index: a second one refuses to start.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use sd_notify::NotifyState;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::controller::{Controller, ListFilter};
@@ -23,21 +24,82 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::follow::Tracker;
 use crate::health::{HealthState, HealthStatus, OnUnhealthy, ProbeResult};
-use crate::model::{Record, RestartBy, RestartPolicy, State, Timestamp};
+use crate::model::{Failure, Record, RestartBy, RestartPolicy, State, Timestamp};
+
+/// systemd's DefaultStartLimitBurst= and DefaultStartLimitIntervalSec=:
+/// the start limit of a run without `--restart-limit`.
+const DEFAULT_LIMIT: (u32, u64) = (5, 10);
+
+/// The `result` of a run the daemon gave up on: as systemd says of a unit
+/// over its start limit.
+pub const GAVE_UP: &str = "start-limit-hit";
+
+/// Why the daemon owes a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Why {
+    /// The run ended and its `--restart` policy wants another.
+    Ended,
+    /// The run is unhealthy and `--on-unhealthy restart` asks for a new one.
+    Unhealthy,
+}
+
+impl Why {
+    fn as_str(self) -> &'static str {
+        match self {
+            Why::Ended => "ended",
+            Why::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// A restart the daemon owes: when (wall clock, so it survives the
+/// daemon) and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Due {
+    at: Timestamp,
+    why: Why,
+    delay_sec: u64,
+}
+
+/// What the daemon counts of one record's restarts. Kept in
+/// `daemon-state.json`, so a restart of the daemon (a crash, a watchdog
+/// kill) neither forgets the start limit nor starts the delays over.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+struct Attempts {
+    /// Consecutive restarts: the next delay doubles this many times.
+    streak: u32,
+    /// When the daemon restarted it, within the start-limit window.
+    starts: Vec<Timestamp>,
+    due: Option<Due>,
+    /// The start limit stopped the restarts of the last run: no later
+    /// daemon restarts it either, until a new run starts.
+    gave_up: bool,
+}
+
+/// The daemon's durable state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+struct Book {
+    restarts: BTreeMap<String, Attempts>,
+}
 
 /// What the daemon knows between events.
 struct Supervisor {
     /// Records of this index in a run now.
     running: HashSet<String>,
-    /// Restarts the daemon owes, when they are due.
+    /// Restarts the daemon owes, when they are due (the timers of
+    /// `book`'s `due` entries).
     due: BTreeMap<String, Instant>,
-    /// Per record: consecutive restarts (for the growing delay) and the
-    /// recent starts (for the start limit).
-    streak: HashMap<String, u32>,
-    recent: HashMap<String, VecDeque<Instant>>,
+    book: Book,
+    /// The book as last written, so only a change costs a durable write.
+    saved: Book,
     /// Health probes that are due, by record; and those under way.
     probes: BTreeMap<String, Instant>,
     probing: HashSet<String>,
+    /// Where command probes are contained (None: by process group only).
+    cgroups: Option<crate::probe_cgroup::ProbeCgroups>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -67,28 +129,27 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
         tracing::warn!("{w}");
     }
     let manager_started = systemd.started_at().await;
+    let book = index.daemon_state::<Book>()?.unwrap_or_default();
     let mut sup = Supervisor {
         running: HashSet::new(),
         due: BTreeMap::new(),
-        streak: HashMap::new(),
-        recent: HashMap::new(),
+        saved: book.clone(),
+        book,
         probes: BTreeMap::new(),
         probing: HashSet::new(),
-    };
-    for r in &records {
-        if !r.state.is_ended() && r.state != State::Queued {
-            sup.running.insert(r.id.clone());
-            if let Some(h) = &r.health {
-                sup.probes
-                    .insert(r.id.clone(), Instant::now() + h.interval());
+        cgroups: match crate::probe_cgroup::ProbeCgroups::detect() {
+            Ok(c) => Some(c),
+            Err(why) => {
+                tracing::warn!(
+                    "command probes are contained by process group only (a probe that calls \
+                     setsid can leave processes behind): {why}"
+                );
+                None
             }
-        } else if wants_restart(r)
-            // Failed while no daemon watched, under this manager: owed now.
-            && r.ended_at.zip(manager_started).is_some_and(|(e, m)| e >= m)
-        {
-            sup.schedule(r);
-        }
-    }
+        },
+    };
+    sup.resume(controller, &records, manager_started);
+    sup.save(controller);
     let _api = crate::api::start(controller, api).await?;
     notify(&[NotifyState::Ready, NotifyState::Status(&sup.status())]);
     tracing::info!("supervising {}", sup.status());
@@ -120,6 +181,7 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
                 for e in &events {
                     sup.on_event(controller, &record, e);
                 }
+                sup.save(controller);
                 notify(&[NotifyState::Status(&sup.status())]);
             }
             _ = due => {
@@ -130,6 +192,7 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
                     sup.due.remove(&id);
                     restart_now(controller, &mut sup, &id).await;
                 }
+                sup.save(controller);
                 let probes: Vec<String> =
                     sup.probes.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
                 for id in probes {
@@ -141,6 +204,7 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
             Some((id, result)) = results.recv() => {
                 sup.probing.remove(&id);
                 on_probe(controller, &mut sup, &id, result).await;
+                sup.save(controller);
             }
             _ = heartbeat.tick(), if watchdog.is_some() => {
                 notify(&[NotifyState::Watchdog]);
@@ -186,14 +250,74 @@ impl Supervisor {
                 .insert(id.to_string(), Instant::now() + spec.interval());
             return;
         }
+        let cgroup = match (&self.cgroups, &spec.check) {
+            (Some(c), crate::health::HealthCheck::Cmd { .. }) => match c.for_record(id) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    tracing::warn!("{id}: probe not contained in a cgroup: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         self.probing.insert(id.to_string());
         let results = results.clone();
         let (id, cwd, env) = (id.to_string(), r.cwd.clone(), r.environment.clone());
         tokio::spawn(async move {
             let cwd = cwd.map(std::path::PathBuf::from);
-            let result = crate::health::probe(&spec, cwd.as_deref(), &env).await;
+            let result = crate::health::probe_in(&spec, cwd.as_deref(), &env, cgroup).await;
             let _ = results.send((id, result));
         });
+    }
+
+    /// Picks up where the last daemon left off: probes for running
+    /// records, the restarts it owed (at the time it set), and the restarts
+    /// of failures while no daemon watched (under this manager).
+    fn resume(
+        &mut self,
+        controller: &Controller,
+        records: &[Record],
+        manager_started: Option<Timestamp>,
+    ) {
+        let known: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        self.book
+            .restarts
+            .retain(|id, _| known.contains(id.as_str()));
+        for r in records {
+            let owed = self.book.restarts.get(&r.id).and_then(|a| a.due);
+            if !r.state.is_ended() && r.state != State::Queued {
+                self.running.insert(r.id.clone());
+                if let Some(h) = &r.health {
+                    self.probes
+                        .insert(r.id.clone(), Instant::now() + h.interval());
+                }
+            }
+            let gave_up = self.book.restarts.get(&r.id).is_some_and(|a| a.gave_up);
+            if let Some(due) = owed {
+                // restart_now checks that it is still wanted.
+                self.due.insert(r.id.clone(), instant_of(due.at));
+            } else if r.state.is_ended()
+                && !gave_up
+                && wants_restart(r)
+                // Failed while no daemon watched, under this manager: owed now.
+                && r.ended_at.zip(manager_started).is_some_and(|(e, m)| e >= m)
+                && !self.schedule(r, Why::Ended)
+            {
+                self.gave_up(controller, r, Why::Ended);
+            }
+        }
+    }
+
+    /// Writes the book if it changed (fsynced: a daemon killed a moment
+    /// later starts from it).
+    fn save(&mut self, controller: &Controller) {
+        if self.book == self.saved {
+            return;
+        }
+        match controller.index().save_daemon_state(&self.book) {
+            Ok(()) => self.saved = self.book.clone(),
+            Err(e) => tracing::warn!("cannot store the daemon's restarts: {}", e.message),
+        }
     }
 
     fn on_event(&mut self, controller: &Controller, record: &Record, e: &Event) {
@@ -213,6 +337,9 @@ impl Supervisor {
             _ => {
                 self.running.remove(&record.id);
                 self.probes.remove(&record.id);
+                if let Some(c) = self.cgroups.as_ref().filter(|_| record.health.is_some()) {
+                    c.remove(&record.id);
+                }
                 // The record read when the signal came has the exit the
                 // hook wrote before the unit went inactive.
                 if wants_restart(record) {
@@ -224,16 +351,15 @@ impl Supervisor {
                         .and_then(|(s, e)| e.0.duration_since(s.0).ok());
                     let max = record.restart.timing.max_delay_sec.unwrap_or(u64::MAX);
                     if lasted.is_some_and(|d| d.as_secs() > max) {
-                        self.streak.remove(&record.id);
+                        self.attempts(&record.id).streak = 0;
                     }
-                    if !self.schedule(record) {
-                        let t = &record.restart.timing;
-                        controller.record_event(
-                            Event::about("restart-gave-up", record)
-                                .with("limit_burst", t.limit_burst)
-                                .with("limit_interval_sec", t.limit_interval_sec),
-                        );
+                    if !self.schedule(record, Why::Ended) {
+                        self.gave_up(controller, record, Why::Ended);
                     }
+                } else if let Some(a) = self.book.restarts.get_mut(&record.id) {
+                    // Ended for good (stopped, exited): nothing is owed.
+                    a.due = None;
+                    self.due.remove(&record.id);
                 }
             }
         }
@@ -241,6 +367,9 @@ impl Supervisor {
 
     /// A new run of a checked process starts its health over.
     fn new_run(&mut self, controller: &Controller, record: &Record) {
+        if let Some(a) = self.book.restarts.get_mut(&record.id) {
+            a.gave_up = false;
+        }
         let Some(spec) = &record.health else { return };
         let index = controller.index();
         let was = index.health(&record.id).ok().flatten().map(|s| s.status);
@@ -255,35 +384,84 @@ impl Supervisor {
             .insert(record.id.clone(), Instant::now() + spec.interval());
     }
 
-    /// Schedules the next restart of an ended record with a growing delay,
-    /// unless it has used up its start limit.
-    fn schedule(&mut self, r: &Record) -> bool {
+    fn attempts(&mut self, id: &str) -> &mut Attempts {
+        self.book.restarts.entry(id.to_string()).or_default()
+    }
+
+    /// Schedules the next restart of a record (ended, or unhealthy) with a
+    /// growing delay, unless it has used up its start limit (its own, or
+    /// systemd's default). Failure and unhealthy restarts share the count.
+    fn schedule(&mut self, r: &Record, why: Why) -> bool {
         let t = &r.restart.timing;
-        let now = Instant::now();
-        let recent = self.recent.entry(r.id.clone()).or_default();
-        if let (Some(burst), Some(interval)) = (t.limit_burst, t.limit_interval_sec) {
-            let window = Duration::from_secs(interval);
-            recent.retain(|at| now.duration_since(*at) < window);
-            // The first start counts too, as systemd counts StartLimitBurst=.
-            if recent.len() + 1 >= burst as usize {
-                tracing::warn!(
-                    "{}: start limit reached ({burst} in {interval}s); not restarting",
-                    r.id
-                );
-                self.streak.remove(&r.id);
-                return false;
-            }
+        let (burst, interval) = start_limit(r);
+        let now = Timestamp::now();
+        let a = self.attempts(&r.id);
+        let window = Duration::from_secs(interval);
+        // A start dated in the future (the clock went back) still counts.
+        a.starts
+            .retain(|at| now.0.duration_since(at.0).map_or(true, |d| d < window));
+        // The first start counts too, as systemd counts StartLimitBurst=.
+        if a.starts.len() + 1 >= burst as usize {
+            tracing::warn!(
+                "{}: start limit reached ({burst} in {interval}s); not restarting",
+                r.id
+            );
+            a.streak = 0;
+            a.due = None;
+            a.gave_up = true;
+            self.due.remove(&r.id);
+            return false;
         }
-        let n = self.streak.get(&r.id).copied().unwrap_or(0);
         let delay = crate::spec::backoff_delay(
             t.delay_sec.unwrap_or(1),
             t.max_delay_sec.unwrap_or(u64::MAX),
-            n,
+            a.streak,
         );
-        self.due
-            .insert(r.id.clone(), now + Duration::from_secs(delay));
+        let at = Timestamp(now.0 + Duration::from_secs(delay));
+        a.due = Some(Due {
+            at,
+            why,
+            delay_sec: delay,
+        });
+        self.due.insert(r.id.clone(), instant_of(at));
         true
     }
+
+    /// Says that the start limit is used up (a `restart-gave-up` event),
+    /// once that is durable: whoever sees the event finds it in the book.
+    fn gave_up(&mut self, controller: &Controller, r: &Record, why: Why) {
+        self.save(controller);
+        let (burst, interval) = start_limit(r);
+        controller.record_event(
+            daemon_event("restart-gave-up", r)
+                .with("reason", why.as_str())
+                .with("limit_burst", burst)
+                .with("limit_interval_sec", interval),
+        );
+    }
+}
+
+/// The start limit of a record: `--restart-limit`, else systemd's default.
+fn start_limit(r: &Record) -> (u32, u64) {
+    let t = &r.restart.timing;
+    t.limit_burst
+        .zip(t.limit_interval_sec)
+        .unwrap_or(DEFAULT_LIMIT)
+}
+
+/// The monotonic instant of a wall-clock time (now, if it is past).
+fn instant_of(at: Timestamp) -> Instant {
+    Instant::now() + at.0.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
+/// An event of the daemon's own doing, for the record's launcher (named
+/// as the controller names it: `person`, or the launching owner).
+fn daemon_event(name: &str, r: &Record) -> Event {
+    let launcher = r.requested_by.acting_owner.map_or("person", |o| o.as_str());
+    let mut e = Event::about(name, r).with("on_behalf_of", launcher);
+    e.actor = Some("daemon".into());
+    e.caller = r.requested_by.parent.clone();
+    e
 }
 
 fn load(controller: &Controller, id: &str) -> Option<Record> {
@@ -321,26 +499,77 @@ async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, resul
     if let Some(last) = &state.last {
         controller.record_event(crate::health::health_event(&r, from, to, last));
     }
+    if to == HealthStatus::Healthy {
+        // A passing check is a success: unhealthy restarts start over.
+        if let Some(a) = sup.book.restarts.get_mut(id) {
+            a.streak = 0;
+            if a.due.is_some_and(|d| d.why == Why::Unhealthy) {
+                a.due = None;
+                sup.due.remove(id);
+            }
+        }
+        return;
+    }
     if to != HealthStatus::Unhealthy {
         return;
     }
-    let acted = match spec.on_unhealthy {
-        OnUnhealthy::None => return,
-        OnUnhealthy::Restart => as_daemon(controller, &r).restart(id).await.map(|_| {
-            let _ = index.save_health(id, &HealthState::new(Timestamp::now()));
-        }),
-        OnUnhealthy::Stop => as_daemon(controller, &r)
-            .stop(&[id.to_string()])
-            .await
-            .map(drop),
-    };
-    match acted {
-        Ok(()) => tracing::info!("{id} is unhealthy: {}", spec.on_unhealthy.as_str()),
-        Err(e) => tracing::warn!(
-            "{id} is unhealthy, and {} failed: {}",
-            spec.on_unhealthy.as_str(),
+    match spec.on_unhealthy {
+        OnUnhealthy::None => {}
+        // After the delay, if it is still unhealthy then.
+        OnUnhealthy::Restart if sup.schedule(&r, Why::Unhealthy) => {
+            tracing::info!("{id} is unhealthy: restart owed");
+        }
+        OnUnhealthy::Restart => give_up_unhealthy(controller, sup, &r).await,
+        OnUnhealthy::Stop => {
+            let stopped = as_daemon(controller, &r)
+                .stop(&[id.to_string()])
+                .await
+                .map(drop);
+            match stopped {
+                Ok(()) => tracing::info!("{id} is unhealthy: stopped"),
+                Err(e) => tracing::warn!("{id} is unhealthy, and stop failed: {}", e.message),
+            }
+        }
+    }
+}
+
+/// An unhealthy process over its start limit is left as systemd leaves a
+/// unit over its start limit: stopped, and failed with `start-limit-hit`
+/// (also in `restart.last_failure`), with a `restart-gave-up` event.
+async fn give_up_unhealthy(controller: &Controller, sup: &mut Supervisor, r: &Record) {
+    let id = &r.id;
+    let stopped = as_daemon(controller, r)
+        .stop(std::slice::from_ref(id))
+        .await
+        .map(drop);
+    if let Err(e) = stopped {
+        tracing::warn!(
+            "{id} is unhealthy past its start limit, and stop failed: {}",
             e.message
-        ),
+        );
+        return;
+    }
+    sup.running.remove(id);
+    sup.probes.remove(id);
+    let marked = controller.index().update(id, |cur| {
+        if !cur.state.is_ended() {
+            return; // a new run started meanwhile: it stands
+        }
+        cur.state = State::Failed;
+        cur.result = Some(GAVE_UP.into());
+        cur.restart.last_failure = Some(Failure {
+            at: cur.ended_at.unwrap_or_else(Timestamp::now),
+            exit_code: cur.exit_code,
+            exit_signal: cur.exit_signal.clone(),
+            result: cur.result.clone(),
+        });
+    });
+    match marked {
+        Ok(Some(cur)) if cur.result.as_deref() == Some(GAVE_UP) => {
+            sup.gave_up(controller, &cur, Why::Unhealthy);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot record that {id} gave up: {}", e.message),
     }
 }
 
@@ -352,7 +581,11 @@ fn as_daemon(controller: &Controller, r: &Record) -> Controller {
 
 /// Whether the daemon, not systemd, restarts this ended record now.
 fn wants_restart(r: &Record) -> bool {
-    if r.restart.by != RestartBy::Daemon || r.resurrected_as.is_some() || r.paused_by.is_some() {
+    if r.restart.by != RestartBy::Daemon
+        || r.resurrected_as.is_some()
+        || r.paused_by.is_some()
+        || r.result.as_deref() == Some(GAVE_UP)
+    {
         return false;
     }
     match r.restart.policy {
@@ -365,49 +598,71 @@ fn wants_restart(r: &Record) -> bool {
     }
 }
 
-/// Starts a record again if it still wants it (it may have been stopped,
-/// forgotten or started by hand meanwhile).
+/// Whether a restart owed for `why` is still wanted: the run ended and
+/// its policy wants another, or it runs and is still unhealthy. It may
+/// have been stopped, forgotten, healed or started by hand meanwhile.
+fn still_wanted(controller: &Controller, r: &Record, why: Why) -> bool {
+    match why {
+        Why::Ended => r.state.is_ended() && wants_restart(r),
+        Why::Unhealthy => {
+            r.state == State::Running
+                && r.health
+                    .as_ref()
+                    .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart)
+                && controller
+                    .index()
+                    .health(&r.id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|h| h.status == HealthStatus::Unhealthy)
+        }
+    }
+}
+
+/// Does a restart that is due, as the daemon for the record's launcher.
+/// The attempt counts before it is made (as systemd counts a start that
+/// fails), so a daemon killed in between does not get a free one.
 async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
-    let current = match controller.index().load(id) {
-        Ok(crate::index::Loaded::Found(r)) => *r,
-        _ => return,
+    let Some(mut r) = load(controller, id) else {
+        sup.book.restarts.remove(id);
+        return;
     };
-    let mut r = current;
-    crate::controller::reconcile(&mut r, None);
-    if !r.state.is_ended() || !wants_restart(&r) {
+    let Some(due) = sup.book.restarts.get(id).and_then(|a| a.due) else {
+        return;
+    };
+    if due.why == Why::Ended {
+        // Ended runs have no unit: the record's exit stands.
+        crate::controller::reconcile(&mut r, None);
+    }
+    if !still_wanted(controller, &r, due.why) {
+        sup.attempts(id).due = None;
         return;
     }
-    let n = sup.streak.get(id).copied().unwrap_or(0);
     // A pause holds its owner: look again a delay later, so the restart
     // happens after the resume instead of being dropped.
     if let Ok(Some(held)) = controller.held_by_pause(r.owner, &r.metadata) {
         let delay = r.restart.timing.delay_sec.unwrap_or(1).max(1);
         tracing::info!("{id}: restart waits, {} holds it", held.selector);
-        sup.due
-            .insert(id.to_string(), Instant::now() + Duration::from_secs(delay));
+        let at = Timestamp(SystemTime::now() + Duration::from_secs(delay));
+        sup.attempts(id).due = Some(Due { at, ..due });
+        sup.due.insert(id.to_string(), instant_of(at));
         return;
     }
-    match as_daemon(controller, &r).restart(id).await {
-        Ok(_) => {
-            sup.streak.insert(id.to_string(), n + 1);
-            sup.recent
-                .entry(id.to_string())
-                .or_default()
-                .push_back(Instant::now());
-            let delay = r.restart.timing.delay_sec.unwrap_or(1);
-            let e = Event::about("restarted", &r)
+    let a = sup.attempts(id);
+    a.streak += 1;
+    a.starts.push(Timestamp::now());
+    a.due = None;
+    let attempt = a.streak;
+    sup.save(controller);
+    let restarted = as_daemon(controller, &r).restart(id).await.map(drop);
+    match restarted {
+        Ok(()) => controller.record_event(
+            daemon_event("restarted", &r)
                 .with("by", "daemon")
-                .with("attempt", n + 1)
-                .with(
-                    "delay_sec",
-                    crate::spec::backoff_delay(
-                        delay,
-                        r.restart.timing.max_delay_sec.unwrap_or(u64::MAX),
-                        n,
-                    ),
-                );
-            controller.record_event(e);
-        }
+                .with("reason", due.why.as_str())
+                .with("attempt", attempt)
+                .with("delay_sec", due.delay_sec),
+        ),
         Err(e) => tracing::warn!("cannot restart {id}: {}", e.message),
     }
 }

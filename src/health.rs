@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -46,8 +46,6 @@ pub const MAX_ADDRESS: usize = 2048;
 pub const MAX_OUTPUT: usize = 4096;
 /// How much of an HTTP body a probe keeps after the status line.
 const HTTP_BODY_PREFIX: usize = 512;
-/// How much of an HTTP response a probe reads at most.
-const HTTP_MAX_RESPONSE: usize = 16 * 1024;
 /// How much of the probe output an event carries.
 const EVENT_OUTPUT: usize = 1024;
 
@@ -429,11 +427,25 @@ pub async fn probe(
     cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> ProbeResult {
+    probe_in(spec, cwd, env, None).await
+}
+
+/// [`probe`], with a command check run inside `cgroup` (it enters it
+/// before it execs the shell), which is emptied when the probe ends:
+/// nothing it starts outlives it, not even a process in a new session.
+pub async fn probe_in(
+    spec: &HealthSpec,
+    cwd: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    cgroup: Option<crate::probe_cgroup::ProbeCgroup>,
+) -> ProbeResult {
     let at = Timestamp::now();
     let started = Instant::now();
     let timeout = spec.timeout().max(Duration::from_millis(1));
     let (ok, output, exit_code) = match &spec.check {
-        HealthCheck::Cmd { command } => probe_command(command, timeout, cwd, env).await,
+        HealthCheck::Cmd { command } => {
+            probe_command(command, timeout, cwd, env, cgroup.as_ref()).await
+        }
         HealthCheck::Http { url } => {
             let (ok, output) = probe_http(url, timeout).await;
             (ok, output, None)
@@ -524,6 +536,7 @@ async fn probe_command(
     timeout: Duration,
     cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
+    cgroup: Option<&crate::probe_cgroup::ProbeCgroup>,
 ) -> (bool, String, Option<i32>) {
     let deadline = tokio::time::Instant::now() + timeout;
     // One pipe for stdout and stderr: the output keeps its order, as in a
@@ -548,6 +561,13 @@ async fn probe_command(
         cmd.current_dir(dir);
     }
     cmd.envs(env);
+    if let Some(fd) = cgroup.map(|c| c.procs_fd()) {
+        // SAFETY: the closure makes one write(2), which is
+        // async-signal-safe, and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || crate::probe_cgroup::enter(fd));
+        }
+    }
     let spawned = cmd.spawn();
     // Closes our copies of the pipe's write end: EOF once the probe's
     // processes are gone.
@@ -597,8 +617,12 @@ async fn probe_command(
     };
     // Whatever the shell left behind (a background job holding the pipe)
     // goes too. The group's id cannot name another group while any member
-    // lives, and the leader was reaped a moment ago.
+    // lives, and the leader was reaped a moment ago. The cgroup also holds
+    // what left the group (setsid).
     group.kill();
+    if let Some(c) = cgroup {
+        c.kill();
+    }
     // The rest of the output, briefly: the writers are gone.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(200);
     while pipe.is_some() {
@@ -689,159 +713,82 @@ async fn probe_http(url: &str, timeout: Duration) -> (bool, String) {
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let secs = timeout.as_secs_f64();
+    match tokio::time::timeout_at(deadline, http_get(&target)).await {
+        Ok(Ok((code, output))) => ((200..=399).contains(&code), output),
+        Ok(Err(why)) => (false, why),
+        Err(_) => (false, format!("timed out after {secs}s")),
+    }
+}
+
+/// One GET over a new HTTP/1.1 connection (hyper's client connection, no
+/// pool): the status code, and the status line with the start of the
+/// body. Bounded by the caller's timeout.
+async fn http_get(target: &HttpTarget) -> std::result::Result<(u16, String), String> {
+    use http_body_util::BodyExt;
     let authority = target.authority();
-    let mut stream =
-        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(&authority)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return (false, format!("cannot connect to {authority}: {e}")),
-            Err(_) => {
-                return (
-                    false,
-                    format!("timed out after {secs}s connecting to {authority}"),
-                )
-            }
-        };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: refine-proc-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path,
-        target.host_header()
-    );
-    match tokio::time::timeout_at(deadline, stream.write_all(request.as_bytes())).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return (
-                false,
-                format!("cannot send the request to {authority}: {e}"),
-            )
-        }
-        Err(_) => {
-            return (
-                false,
-                format!("timed out after {secs}s sending the request"),
-            )
-        }
-    }
-    let mut response = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut timed_out = false;
-    let mut read_error = None;
-    while response.len() < HTTP_MAX_RESPONSE {
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => response.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => {
-                read_error = Some(e);
-                break;
-            }
-            Err(_) => {
-                timed_out = true;
-                break;
-            }
-        }
-        if response_complete(&response) {
-            break;
-        }
-    }
-    let Some(head_end) = find(&response, b"\r\n\r\n") else {
-        let why = match (timed_out, read_error) {
-            (true, _) => format!("timed out after {secs}s waiting for the response"),
-            (_, Some(e)) => format!("cannot read the response: {e}"),
-            _ if response.is_empty() => {
-                "the server closed the connection without a response".into()
-            }
-            _ => "the response ended before its headers did".into(),
-        };
-        return (false, why);
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("cannot talk HTTP to {authority}: {e}"))?;
+    // The connection is driven beside the request, and dropped with it.
+    let connection = async move {
+        let _ = connection.await;
+        std::future::pending::<()>().await
     };
-    let head = String::from_utf8_lossy(&response[..head_end]);
-    let status_line = head.lines().next().unwrap_or_default().to_string();
-    let code = parse_status_line(&status_line);
-    let Some(code) = code else {
-        return (
-            false,
-            format!("not an HTTP response: {}", head_text(&status_line, 200)),
-        );
-    };
-    let body = &response[head_end + 4..];
-    let chunked = head.lines().skip(1).any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    let body = String::from_utf8_lossy(&body);
-    let body = head_text(body.trim(), HTTP_BODY_PREFIX);
-    let mut output = status_line;
-    if !body.is_empty() {
-        output.push('\n');
-        output.push_str(body);
-    }
-    ((200..=399).contains(&code), output)
-}
-
-/// Whether enough of a response is here: the headers and either the
-/// whole body (Content-Length) or the prefix that is kept.
-fn response_complete(response: &[u8]) -> bool {
-    let Some(head_end) = find(response, b"\r\n\r\n") else {
-        return false;
-    };
-    let body_len = response.len() - head_end - 4;
-    if body_len >= HTTP_BODY_PREFIX {
-        return true;
-    }
-    let head = String::from_utf8_lossy(&response[..head_end]);
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .is_some_and(|len| body_len >= len)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The status code of `HTTP/1.x NNN reason`.
-fn parse_status_line(line: &str) -> Option<u16> {
-    let mut parts = line.split_whitespace();
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/") {
-        return None;
-    }
-    let code = parts.next()?;
-    (code.len() == 3)
-        .then(|| code.parse::<u16>().ok())
-        .flatten()
-        .filter(|c| (100..=599).contains(c))
-}
-
-/// The data of the complete chunks of a chunked body that are here.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = find(body, b"\r\n") {
-        let size = String::from_utf8_lossy(&body[..line_end]);
-        let size = size.split(';').next().unwrap_or_default().trim();
-        let Ok(size) = usize::from_str_radix(size, 16) else {
-            break;
-        };
-        let data = &body[line_end + 2..];
-        if size == 0 {
-            break;
+    let request = hyper::Request::get(target.path.as_str())
+        .header(hyper::header::HOST, target.host_header())
+        .header(hyper::header::USER_AGENT, "refine-proc-health")
+        .header(hyper::header::ACCEPT, "*/*")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let exchange = async {
+        let response = sender.send_request(request).await.map_err(|e| {
+            if e.is_parse() {
+                format!("not an HTTP response: {e}")
+            } else if e.is_incomplete_message() {
+                "the server closed the connection without a response".to_string()
+            } else {
+                format!("cannot get a response from {authority}: {e}")
+            }
+        })?;
+        let status = response.status();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .or_else(|| status.canonical_reason().map(String::from))
+            .unwrap_or_default();
+        let mut output = format!("{:?} {} {reason}", response.version(), status.as_u16());
+        output.truncate(output.trim_end().len());
+        // Only the start of the body is kept; a body that fails half-way
+        // still has its status.
+        let mut body = response.into_body();
+        let mut kept = Vec::new();
+        while kept.len() < HTTP_BODY_PREFIX {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        kept.extend_from_slice(&data);
+                    }
+                }
+                _ => break,
+            }
         }
-        let take = size.min(data.len());
-        out.extend_from_slice(&data[..take]);
-        if take < size || data.len() < size + 2 {
-            break;
+        let text = String::from_utf8_lossy(&kept);
+        let text = head_text(text.trim(), HTTP_BODY_PREFIX);
+        if !text.is_empty() {
+            output.push('\n');
+            output.push_str(text);
         }
-        body = &data[size + 2..];
+        Ok((status.as_u16(), output))
+    };
+    tokio::select! {
+        result = exchange => result,
+        () = connection => unreachable!("the connection future never ends"),
     }
-    out
 }
 
 /// Where a process stands, as its probes say.
@@ -972,6 +919,7 @@ pub fn health_event(
 mod tests {
     use super::*;
     use std::time::SystemTime;
+    use tokio::io::AsyncWriteExt;
 
     fn spec(check: HealthCheck) -> HealthSpec {
         HealthSpec::new(check)
@@ -1225,11 +1173,6 @@ mod tests {
         assert_eq!(tail_text(b"abc", 10), "abc");
         assert_eq!(tail_text(b"a\xffb", 10), "a\u{fffd}b");
         assert_eq!(head_text("éa", 1), "");
-        assert_eq!(dechunk(b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"), b"abcde");
-        assert_eq!(dechunk(b"5\r\nab"), b"ab");
-        assert_eq!(parse_status_line("HTTP/1.1 204 No Content"), Some(204));
-        assert_eq!(parse_status_line("HTTP/1.0 20 x"), None);
-        assert_eq!(parse_status_line("SSH-2.0-OpenSSH"), None);
     }
 
     // Probes against real local endpoints.
@@ -1253,7 +1196,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut req = Vec::new();
                     let mut buf = [0u8; 1024];
-                    while find(&req, b"\r\n\r\n").is_none() {
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
                         match s.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => req.extend_from_slice(&buf[..n]),

@@ -657,6 +657,52 @@ impl Index {
         }
     }
 
+    /// The daemon's own durable state (`daemon-state.json`: what it counts
+    /// across its restarts); None when there is none yet. A file that does
+    /// not parse is moved to the quarantine and read as none, so a daemon
+    /// always starts.
+    pub fn daemon_state<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        let path = self.dir.join("daemon-state.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io_error("read", &path, e)),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(state) => Ok(Some(state)),
+            Err(e) => {
+                let aside = self
+                    .quarantine_dir()
+                    .join(format!("daemon-state.{}.json", crate::model::new_id()));
+                let moved = DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(self.quarantine_dir())
+                    .and_then(|_| fs::rename(&path, &aside));
+                tracing::warn!(
+                    "unreadable {} ({e}){}",
+                    path.display(),
+                    match moved {
+                        Ok(()) => format!(", moved to {}", aside.display()),
+                        Err(e) => format!(", and it cannot be moved aside: {e}"),
+                    }
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces the daemon's state durably and atomically (fsynced temp
+    /// file, rename, fsynced directory). One writer: the daemon, under its
+    /// lock.
+    pub fn save_daemon_state<T: Serialize>(&self, state: &T) -> Result<()> {
+        let path = self.dir.join("daemon-state.json");
+        let mut json = serde_json::to_vec(state).expect("the daemon's state serializes");
+        json.push(b'\n');
+        self.write_replace(&path, &json)
+            .map_err(|e| self.io_error("write", &path, e))
+    }
+
     fn lock_file(&self, name: &str) -> Result<File> {
         let path = self.dir.join(name);
         let f = OpenOptions::new()

@@ -16,6 +16,7 @@ pub mod model;
 pub mod par;
 pub mod pauses;
 pub mod policy;
+pub mod probe_cgroup;
 pub mod procfs;
 pub mod provenance;
 pub mod run_request;

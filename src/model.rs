@@ -624,6 +624,14 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new run began in the same unit (a restart of a running process):
+    /// its main pid (when systemd named one) and its start replace the last
+    /// run's, so `list` and `status` agree.
+    pub fn began_run(&mut self, pid: Option<u32>) {
+        self.pid = pid.or(self.pid);
+        self.started_at = Some(Timestamp::now());
+    }
+
     /// Forgets how the previous run ended, before starting a new one.
     pub fn clear_exit(&mut self) {
         self.ended_at = None;

@@ -202,11 +202,13 @@ impl Controller {
             // The exit this causes is ours, not a failure.
             self.request_stop(&id, &info)?;
             systemd.restart(&record.unit).await?;
+            let pid = systemd.exec_main_pid(&record.unit).await?;
             self.forget_group_freeze(&id)?;
             // A new run starts its health anew.
             self.drop_health(&id);
             let old = info.invocation_id;
             self.index.update(&id, |r| {
+                r.began_run(pid);
                 // If the latest exit is the one we caused, the record
                 // describes the new run now; a later exit stays as recorded.
                 if r.last_exit_invocation == old {

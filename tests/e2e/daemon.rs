@@ -12,17 +12,26 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
+        Daemon::start_with_policy(env, &env.policy_path())
+    }
+
+    /// With `policy` as the daemon's own policy file.
+    fn start_with_policy(env: &Env, policy: &std::path::Path) -> Daemon {
         let unit = format!(
             "rpdaemon-{}.service",
             std::process::id() as u64 * 1000 + rand_suffix()
         );
         let mut cmd = std::process::Command::new("systemd-run");
         cmd.args(["--user", "--quiet", "--unit", &unit])
-            .args(["-p", "Type=notify", "-p", "WatchdogSec=2s"])
-            .arg(format!(
-                "--setenv=REFINE_PROC_POLICY={}",
-                env.policy_path().display()
-            ))
+            .args([
+                "-p",
+                "Type=notify",
+                "-p",
+                "WatchdogSec=2s",
+                "-p",
+                "Delegate=yes",
+            ])
+            .arg(format!("--setenv=REFINE_PROC_POLICY={}", policy.display()))
             .arg(binary())
             .arg("--state-dir")
             .arg(env.state_dir())
@@ -35,10 +44,102 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// SIGKILLs the daemon, as a crash or the OOM killer would, and waits
+    /// until systemd has seen it die.
+    fn crash(&self) {
+        systemctl(&["kill", "--signal", "KILL", &self.unit]);
+        wait_for(&self.unit, |i| {
+            i.is_none_or(|i| matches!(i.state.active_state.as_str(), "inactive" | "failed"))
+        });
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         systemctl(&["stop", &self.unit]);
+        systemctl(&["reset-failed", &self.unit]);
     }
+}
+
+/// `events --follow --json --id ID` in the background: events arrive as
+/// they are written, without polling the history.
+struct EventWatch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl EventWatch {
+    fn new(env: &Env, id: &str) -> EventWatch {
+        use std::io::BufRead;
+        let mut child = env
+            .command(&["events", "--follow", "--json", "--id", id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(|l| l.ok()) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        EventWatch {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `secs`) for an event that `done` accepts; returns
+    /// every event seen so far.
+    fn until(
+        &mut self,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> &[serde_json::Value] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        if self.seen.iter().any(&done) {
+            return &self.seen;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(e) => {
+                    let hit = done(&e);
+                    self.seen.push(e);
+                    if hit {
+                        return &self.seen;
+                    }
+                }
+                Err(_) => panic!("no {what} within {secs}s: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn systemd_version() -> u32 {
+    systemctl(&["--version"])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn daemon_restart(e: &serde_json::Value) -> bool {
+    e["event"] == "restarted" && e["by"] == "daemon"
 }
 
 fn rand_suffix() -> u64 {
@@ -274,7 +375,7 @@ fn health_of(env: &Env, id: &str) -> serde_json::Value {
 }
 
 /// Waits (bounded) until `done` holds for the process's health state.
-fn wait_health(env: &Env, id: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+fn wait_health(env: &Env, id: &str, what: &str, mut done: impl FnMut(&serde_json::Value) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let h = health_of(env, id);
@@ -432,4 +533,274 @@ fn a_daemon_restart_waits_for_the_resume_of_a_pause_holding_its_owner() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+#[test]
+fn list_shows_the_new_pid_and_start_after_a_restart_of_a_running_process() {
+    // Issue 10.3: `status` had the new pid, `list` the old one, and
+    // started_at stayed that of the first run.
+    let env = Env::new();
+    let r = env.run(&["--", "sleep", "600"]);
+    let before = env.list(&[]);
+    assert_eq!(before[0].pid, r.pid);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    env.ok(&["restart", &r.id]);
+    let main_pid: u32 = show(&r.unit, "MainPID").parse().unwrap();
+    assert_ne!(Some(main_pid), r.pid, "systemd started a new process");
+    let listed = env.list(&[]);
+    let status = env.status(&r.id);
+    assert_eq!(listed[0].pid, Some(main_pid), "list: {listed:?}");
+    assert_eq!(status.pid, Some(main_pid));
+    assert!(
+        listed[0].started_at > r.started_at,
+        "started_at of the new run: {:?} after {:?}",
+        listed[0].started_at,
+        r.started_at
+    );
+    assert_eq!(status.started_at, listed[0].started_at);
+    env.ok(&["stop", &r.id]);
+}
+
+#[test]
+fn unhealthy_restarts_back_off_stop_at_the_limit_and_are_the_daemons() {
+    // Issue 10.4: a check that never passed restarted 14 times in 30 s, with
+    // no backoff and no limit, each restart by actor `person`.
+    let env = Env::new();
+    let r = env.run(&[
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--health-retries",
+        "1",
+        "--on-unhealthy",
+        "restart",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1s",
+        "--restart-max-delay",
+        "4s",
+        "--restart-limit",
+        "3/1min",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let mut watch = EventWatch::new(&env, &r.id);
+    let _d = Daemon::start(&env);
+    let events = watch
+        .until(60, "restart-gave-up", |e| e["event"] == "restart-gave-up")
+        .to_vec();
+    let delays: Vec<i64> = events
+        .iter()
+        .filter(|e| daemon_restart(e))
+        .map(|e| e["delay_sec"].as_i64().unwrap())
+        .collect();
+    assert_eq!(delays, vec![1, 2], "growing delays, 3 starts: {events:#?}");
+    for e in events.iter().filter(|e| daemon_restart(e)) {
+        assert_eq!(e["reason"], "unhealthy", "{e}");
+    }
+    // Every action after the first start is the daemon's, for the person
+    // who ran it: the restarts, the final stop, the giving up.
+    let actions: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["event"].as_str(),
+                Some("restarted" | "restart-gave-up" | "refused")
+            )
+        })
+        .collect();
+    assert!(actions.len() >= 3, "{events:#?}");
+    for e in actions {
+        assert_eq!(e["actor"], "daemon", "{e}");
+        assert_eq!(e["on_behalf_of"], "person", "{e}");
+    }
+    let gave_up = events.last().unwrap();
+    assert_eq!(gave_up["reason"], "unhealthy");
+    assert_eq!(gave_up["limit_burst"], 3);
+    assert_eq!(gave_up["limit_interval_sec"], 60);
+    // Left as systemd leaves a unit over its start limit.
+    let raw: serde_json::Value = env.ok(&["status", "--json", &r.id]).json();
+    assert_eq!(raw["state"], "failed", "{raw}");
+    assert_eq!(raw["result"], "start-limit-hit", "{raw}");
+    assert_eq!(raw["restart"]["last_failure"]["result"], "start-limit-hit");
+    assert_eq!(show(&r.unit, "ActiveState"), "inactive");
+    // And it stays so: no fourth start.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(env.status(&r.id).state, "failed");
+    assert_eq!(
+        events_of(&env, &r.id)
+            .iter()
+            .filter(|e| daemon_restart(e))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn the_restart_limit_and_delays_hold_across_daemon_crashes() {
+    // Issue 10.5: with --restart-limit 3/1min, two SIGKILLs of the daemon
+    // during the backoff gave 5 starts in 15 s, and the delays started over.
+    let version = systemd_version();
+    if version >= 254 {
+        eprintln!("skipping: systemd {version} restarts by itself (RestartSteps=)");
+        return;
+    }
+    let env = Env::new();
+    let r = env.run(&[
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1s",
+        "--restart-max-delay",
+        "4s",
+        "--restart-limit",
+        "3/1min",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 3",
+    ]);
+    let mut watch = EventWatch::new(&env, &r.id);
+    wait_gone(&r.unit);
+    let first = Daemon::start(&env);
+    watch.until(30, "a first daemon restart", daemon_restart);
+    first.crash();
+    let second = Daemon::start(&env);
+    watch.until(30, "a second daemon restart", |e| {
+        daemon_restart(e) && e["attempt"] == 2
+    });
+    second.crash();
+    let third = Daemon::start(&env);
+    let events = watch
+        .until(30, "restart-gave-up", |e| e["event"] == "restart-gave-up")
+        .to_vec();
+    let delays: Vec<i64> = events
+        .iter()
+        .filter(|e| daemon_restart(e))
+        .map(|e| e["delay_sec"].as_i64().unwrap())
+        .collect();
+    assert_eq!(delays, vec![1, 2], "{events:#?}");
+    let starts = events.iter().filter(|e| e["event"] == "started").count();
+    assert_eq!(starts, 3, "the limit counts every start: {events:#?}");
+    // Durable before it is announced; and a later daemon, once ready
+    // (it has decided what it owes by then), owes it nothing.
+    let book = || -> serde_json::Value {
+        let path = env.state_dir().join("daemon-state.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    assert_eq!(book()["restarts"][&r.id]["gave_up"], true, "{}", book());
+    drop(third);
+    let _fourth = Daemon::start(&env);
+    let owed = &book()["restarts"][&r.id];
+    assert!(owed["due"].is_null() && owed["gave_up"] == true, "{owed}");
+    let raw: serde_json::Value = env.ok(&["status", "--json", &r.id]).json();
+    assert_eq!(
+        (raw["state"].as_str(), raw["restart"]["count"].as_u64()),
+        (Some("failed"), Some(2))
+    );
+}
+
+/// Processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| *c == want)
+        .count()
+}
+
+#[test]
+fn a_health_probe_leaves_no_process_behind_even_one_in_a_new_session() {
+    // Issue 10.13: `setsid sleep 777 &` in a --health-cmd left one process
+    // per probe, outside any unit (setsid leaves the probe's process group).
+    let env = Env::new();
+    let secs = (7_000_000 + std::process::id() % 1_000_000).to_string();
+    let check = format!("setsid sleep {secs} >/dev/null 2>&1 & sleep 0.2");
+    let r = env.run(&[
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let d = Daemon::start(&env);
+    // Four probes, each seen by its own time (no event per probe exists).
+    let mut times = std::collections::BTreeSet::new();
+    wait_health(&env, &r.id, "four probes", |h| {
+        times.extend(h["last"]["at"].as_str().map(String::from));
+        times.len() >= 4
+    });
+    // At most the probe under way may have one.
+    let left = processes_running(&["sleep", &secs]);
+    assert!(left <= 1, "{left} sleeps of finished probes still run");
+    // Each probe ran in the record's probe cgroup under the daemon's unit.
+    let cgroup = show(&d.unit, "ControlGroup");
+    let probe_cgroup = format!("/sys/fs/cgroup{cgroup}/probe-{}", r.id);
+    assert!(
+        std::path::Path::new(&probe_cgroup).is_dir(),
+        "no {probe_cgroup}"
+    );
+    env.ok(&["stop", &r.id]);
+    drop(d);
+    assert_eq!(processes_running(&["sleep", &secs]), 0);
+}
+
+#[test]
+fn a_daemon_restart_is_checked_against_the_launchs_policy_not_the_daemons() {
+    // Issue 9: the daemon's restarts ran as `person` under the daemon's
+    // own policy.
+    let version = systemd_version();
+    if version >= 254 {
+        eprintln!("skipping: systemd {version} restarts by itself (RestartSteps=)");
+        return;
+    }
+    let env = Env::new();
+    let r = env.run(&[
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1s",
+        "--restart-max-delay",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 3",
+    ]);
+    let mut watch = EventWatch::new(&env, &r.id);
+    wait_gone(&r.unit);
+    // The launch's policy now lets a person run only `true`; the daemon's
+    // own policy (another file) allows everything.
+    std::fs::write(
+        env.policy_path(),
+        "[actors.person]\ncommands = [\"/usr/bin/true\"]\n",
+    )
+    .unwrap();
+    let permissive = env.work_dir().join("daemon-policy.toml");
+    let _d = Daemon::start_with_policy(&env, &permissive);
+    let events = watch.until(30, "a refusal", |e| e["event"] == "refused");
+    let refused = events.last().unwrap();
+    assert_eq!(refused["actor"], "daemon", "{refused}");
+    assert_eq!(refused["action"], "restart", "{refused}");
+    assert!(
+        refused["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("commands") && r.contains("[actors.person]")),
+        "{refused}"
+    );
+    assert!(!events.iter().any(daemon_restart), "{events:#?}");
+    assert_eq!(env.status(&r.id).state, "failed");
 }

@@ -50,6 +50,8 @@ fn the_shipped_daemon_unit_passes_systemd_analyze_verify() {
         "Type=notify",
         "ExecStart=/usr/bin/refine-proc daemon",
         "WatchdogSec=",
+        // Probe cgroups under the daemon's own (issue 10.13).
+        "Delegate=yes",
         "WantedBy=default.target",
     ] {
         assert!(text.lines().any(|l| l.starts_with(line)), "no {line}");
