@@ -153,6 +153,38 @@ pub struct LimitsLock {
     _file: File,
 }
 
+/// The index lock, taken by [`Index::lock_async`] and released on drop.
+/// While it is held, change the index through its methods only: they do
+/// not lock again, and the index's own methods would (`flock` is per open
+/// file, so they would wait for this guard forever).
+#[derive(Debug)]
+pub struct IndexLock {
+    index: Index,
+    _file: File,
+}
+
+impl IndexLock {
+    /// [`Index::load`] under this lock.
+    pub fn load(&self, id: &str) -> Result<Loaded> {
+        self.index.load_with(id, true)
+    }
+
+    /// [`Index::update`] under this lock.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
+        self.index.update_locked(id, change)
+    }
+
+    /// [`Index::save`] under this lock.
+    pub fn save(&self, record: &Record) -> Result<()> {
+        self.index.save_locked(record)
+    }
+
+    /// [`Index::update_pauses`] under this lock.
+    pub fn update_pauses<T>(&self, change: impl FnOnce(&mut Pauses) -> T) -> Result<(Pauses, T)> {
+        self.index.update_pauses_locked(change)
+    }
+}
+
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
@@ -424,6 +456,10 @@ impl Index {
     /// returns the new record, or None when there is no (readable) record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let _lock = self.lock()?;
+        self.update_locked(id, change)
+    }
+
+    fn update_locked(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let mut record = match self.load_with(id, true)? {
             Loaded::Found(r) => *r,
             Loaded::Newer { schema } => {
@@ -648,6 +684,13 @@ impl Index {
     /// it durably; returns the new state.
     pub fn update_pauses<T>(&self, change: impl FnOnce(&mut Pauses) -> T) -> Result<(Pauses, T)> {
         let _lock = self.lock()?;
+        self.update_pauses_locked(change)
+    }
+
+    fn update_pauses_locked<T>(
+        &self,
+        change: impl FnOnce(&mut Pauses) -> T,
+    ) -> Result<(Pauses, T)> {
         let (mut pauses, _) = self.pauses_locked()?;
         let out = change(&mut pauses);
         let path = self.dir.join("pauses.json");
@@ -752,6 +795,64 @@ impl Index {
         self.lock_file("lock")
     }
 
+    /// Runs `work` on tokio's blocking pool, so that an async caller never
+    /// stalls its executor (on a current-thread runtime: every task,
+    /// the daemon's watchdog included) while `work` waits for a lock or
+    /// the disk. `work` runs to its end even if the returned future is
+    /// dropped, as the same call made directly would have.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Index) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let index = self.clone();
+        tokio::task::spawn_blocking(move || work(&index))
+            .await
+            .map_err(|e| {
+                Error::index(format!("an index operation did not finish: {e}"))
+                    .hint("this is a bug in refine-proc; please report it")
+            })?
+    }
+
+    /// Takes the index lock without blocking the executor; see [`IndexLock`].
+    pub async fn lock_async(&self) -> Result<IndexLock> {
+        self.blocking(|index| {
+            Ok(IndexLock {
+                index: index.clone(),
+                _file: index.lock()?,
+            })
+        })
+        .await
+    }
+
+    /// [`Index::update`] without blocking the executor.
+    pub async fn update_async(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Record) + Send + 'static,
+    ) -> Result<Option<Record>> {
+        let id = id.to_string();
+        self.blocking(move |index| index.update(&id, change)).await
+    }
+
+    /// [`Index::update_pauses`] without blocking the executor.
+    pub async fn update_pauses_async<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Pauses) -> T + Send + 'static,
+    ) -> Result<(Pauses, T)> {
+        self.blocking(move |index| index.update_pauses(change))
+            .await
+    }
+
+    /// [`Index::limits_lock`] without blocking the executor.
+    pub async fn limits_lock_async(&self) -> Result<LimitsLock> {
+        self.blocking(Index::limits_lock).await
+    }
+
+    /// [`Index::resurrect_lock`] without blocking the executor.
+    pub async fn resurrect_lock_async(&self) -> Result<LimitsLock> {
+        self.blocking(Index::resurrect_lock).await
+    }
+
     /// An exclusive flock on the file `name` in the index, held while the
     /// returned file lives.
     /// The daemon's single-instance lock (`daemon.lock`, holding its pid):
@@ -818,6 +919,7 @@ mod tests {
     use super::*;
     use crate::model::{Owner, State};
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     fn record(id: &str) -> Record {
         serde_json::from_value(serde_json::json!({
@@ -1145,6 +1247,107 @@ mod tests {
             panic!("at the cap is fine")
         };
         assert_eq!(b.len(), 1 << 20);
+    }
+
+    /// Holds the index lock from another thread (its own open file, as
+    /// another process would) until the returned sender is dropped.
+    fn hold_lock_elsewhere(index: &Index) -> std::sync::mpsc::Sender<()> {
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let index = index.clone();
+        std::thread::spawn(move || {
+            let _held = index.lock().unwrap();
+            taken_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        taken_rx.recv().unwrap();
+        release_tx
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn waiting_for_the_index_lock_never_stalls_the_executor() {
+        // Issue 9: a blocking flock inside async code stalled the daemon's
+        // event loop, watchdog included, for as long as another held it.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        current_thread().block_on(async {
+            let release = hold_lock_elsewhere(&index);
+            let update = index.update_async("abcd2345", |r| r.restart.count = 7);
+            let updated = ticks_while_waiting(update, release).await.unwrap();
+            assert_eq!(updated.map(|r| r.restart.count), Some(7));
+            let release = hold_lock_elsewhere(&index);
+            let guard = ticks_while_waiting(index.lock_async(), release)
+                .await
+                .unwrap();
+            let Loaded::Found(r) = guard.load("abcd2345").unwrap() else {
+                panic!()
+            };
+            assert_eq!(r.restart.count, 7);
+        });
+    }
+
+    /// Checks that a timer keeps ticking while `wait` waits for a lock held
+    /// until `release` is dropped, then returns what `wait` gives.
+    async fn ticks_while_waiting<T>(
+        wait: impl std::future::Future<Output = T>,
+        release: std::sync::mpsc::Sender<()>,
+    ) -> T {
+        let mut wait = Box::pin(wait);
+        let mut ticks = tokio::time::interval(Duration::from_millis(10));
+        for _ in 0..20 {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = &mut wait => panic!("done while the lock was held elsewhere"),
+            }
+        }
+        drop(release);
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("done once the lock is released")
+    }
+
+    #[test]
+    fn a_held_async_lock_excludes_other_writers_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        current_thread().block_on(async {
+            let guard = index.lock_async().await.unwrap();
+            // The guard's own methods do not lock again.
+            guard.update("abcd2345", |r| r.restart.count = 1).unwrap();
+            guard
+                .update_pauses(|p| p.queued.push("abcd2345".into()))
+                .unwrap();
+            let mut other = Box::pin(index.update_async("abcd2345", |r| r.restart.count *= 10));
+            let waited = tokio::time::timeout(Duration::from_millis(200), &mut other).await;
+            assert!(waited.is_err(), "another writer waits for the guard");
+            guard
+                .save(&{
+                    let mut r = record("abcd2345");
+                    r.restart.count = 2;
+                    r
+                })
+                .unwrap();
+            drop(guard);
+            let updated = tokio::time::timeout(Duration::from_secs(10), other)
+                .await
+                .expect("released on drop")
+                .unwrap()
+                .unwrap();
+            assert_eq!(updated.restart.count, 20);
+            let limits = index.limits_lock_async().await.unwrap();
+            drop(limits);
+            let (pauses, ()) = index.update_pauses_async(|_| ()).await.unwrap();
+            assert_eq!(pauses.queued, vec!["abcd2345"]);
+        });
     }
 
     #[test]
