@@ -1570,13 +1570,14 @@ impl Controller {
             systemd.stop_within(&record.unit, timeout).await?;
             if record.kind == UnitKind::Scope {
                 // No exit hook runs for a scope: the end is recorded here.
-                self.index.update(&record.id, |r| {
+                let update = self.index.update(&record.id, |r| {
                     if !r.state.is_ended() {
                         r.state = State::Stopped;
                         r.ended_at = Some(Timestamp::now());
                         r.paused_by = None;
                     }
-                })?;
+                });
+                crate::index::or_warn(update, &format!("that {} was stopped", record.id));
                 // A service's end is recorded by its exit hook, with the exit.
                 self.emit(Event::about("stopped", &record));
             }
@@ -1925,8 +1926,9 @@ impl Controller {
     /// recorded as `stopped` (and only that run's).
     fn request_stop(&self, id: &str, info: &ServiceInfo) -> Result<()> {
         let invocation = info.invocation_id.clone();
-        self.index
-            .update(id, |r| r.stop_requested_for = invocation)?;
+        // A full disk must not keep a process running (issue 10.8).
+        let update = self.index.update(id, |r| r.stop_requested_for = invocation);
+        crate::index::or_warn(update, &format!("that {id} is being stopped"));
         Ok(())
     }
 
@@ -1957,7 +1959,8 @@ impl Controller {
         }
         if let Err(e) = self.systemd().await?.kill(&record.unit, signal).await {
             if ending {
-                self.index.update(&id, |r| r.stop_requested_for = None)?;
+                let update = self.index.update(&id, |r| r.stop_requested_for = None);
+                crate::index::or_warn(update, "that the stop did not happen");
             }
             return Err(e);
         }

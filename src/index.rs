@@ -118,6 +118,19 @@ fn names_its_own_unit(r: &Record) -> bool {
         || r.unit == crate::model::scope_name(r.owner, &r.id)
 }
 
+/// For a write that records an action rather than makes it: when it
+/// fails (a full disk, a read-only state directory), the action on systemd
+/// goes ahead, and the caller is told what could not be recorded.
+pub fn or_warn<T>(result: Result<T>, what: &str) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("could not record {what}, going ahead: {}", e.message);
+            None
+        }
+    }
+}
+
 /// What a record file's bytes hold: the record, a newer schema, or why it
 /// is unreadable.
 fn parse_record(id: &str, bytes: &[u8]) -> std::result::Result<Loaded, String> {
