@@ -535,7 +535,7 @@ impl Controller {
         self.systemd.get_or_try_init(Systemd::connect).await
     }
 
-    fn unit_context(&self, policy: &Policy) -> Result<UnitContext> {
+    fn unit_context(&self, policy: &Policy, requested_by: RequestedBy) -> Result<UnitContext> {
         if !self.hook_program.is_absolute() || !self.hook_program.is_file() {
             return Err(Error::invalid(format!(
                 "cannot find the refine-proc binary ({}) that records exits",
@@ -547,6 +547,7 @@ impl Controller {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
             policy: policy.path.clone(),
+            requested_by,
         })
     }
 
@@ -622,7 +623,7 @@ impl Controller {
             self.record_refusal("run", None, &e);
             return Err(e);
         }
-        let hook = self.unit_context(&requester.policy)?;
+        let hook = self.unit_context(&requester.policy, requester.requested_by())?;
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
@@ -2066,7 +2067,7 @@ impl Controller {
             Some(path) => Policy::load(Path::new(path))?,
             None => self.requester().await?.policy.clone(),
         };
-        let hook = self.unit_context(&bound_by)?;
+        let hook = self.unit_context(&bound_by, record.requested_by.clone())?;
         self.forget_group_freeze(&id)?;
         self.index.update(&id, |r| {
             r.clear_exit();
@@ -3089,6 +3090,7 @@ fn record_from_environment(
         recovered_from: Some("systemd".into()),
         health: None,
     };
+    crate::spec::restore_from_environment(env, &mut record);
     reconcile(
         &mut record,
         Some(&info.state).filter(|s| !s.active_state.is_empty()),

@@ -330,3 +330,35 @@ fn output_with_max_rss(cmd: &mut std::process::Command) -> (Out, i64) {
         usage.ru_maxrss,
     )
 }
+
+#[test]
+fn a_record_rebuilt_after_quarantine_keeps_who_asked_and_its_meta() {
+    // Issue 10.11: rebuilt, a record of a uid-1001 caller said
+    // `requested_by.uid: 0` and had lost its --meta.
+    let env = Env::new();
+    let r = env.run(&[
+        "--meta",
+        "ticket=T-7",
+        "--meta",
+        "note=two\nlines",
+        "--details",
+        "why it runs",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let path = env.state_dir().join(format!("records/{}.json", r.id));
+    let before: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::write(&path, b"{\"id\": \"trunc").unwrap();
+    let out = env.ok(&["status", "--json", &r.id]);
+    assert!(out.stderr.contains("rebuilt"), "{}", out.stderr);
+    let after: serde_json::Value = out.json();
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(after["requested_by"]["uid"], uid);
+    for key in ["requested_by", "details"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert_eq!(after["metadata"]["extra"], before["metadata"]["extra"]);
+    assert_eq!(after["metadata"]["extra"]["note"], "two\nlines");
+}
