@@ -396,8 +396,10 @@ fn a_daemon_restart_waits_for_the_resume_of_a_pause_holding_its_owner() {
 }
 
 #[test]
-#[ignore = "issue 9: the daemon's index calls still take the flock on its executor; \
-            run with --ignored once the core uses Index::lock_async/update_async"]
+#[ignore = "issue 9: passes once both (a) the stop path's index writes use \
+            Index::update_async (request_stop) and (b) the daemon feeds its watchdog \
+            from its own task, not from the select loop that awaits on_probe/stop; \
+            run with --ignored"]
 fn the_daemon_keeps_feeding_its_watchdog_while_another_process_holds_the_index_lock() {
     let env = Env::new();
     // Healthy until `trip` exists in its directory; then the daemon stops
