@@ -147,7 +147,8 @@ impl EventTail {
             }
             // Rotated (or created) since it was opened: another file is at
             // the path now.
-            let at_path = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+            // The link itself, should one be planted there: never its target.
+            let at_path = std::fs::symlink_metadata(&self.path).ok().map(|m| m.ino());
             let open = self
                 .file
                 .as_ref()
@@ -158,6 +159,10 @@ impl EventTail {
             }
             self.file = open_history(&self.path);
             self.pending.clear();
+            if self.file.is_none() {
+                // Not openable (a link, gone again): try on the next call.
+                return Ok((events, skipped));
+            }
         }
     }
 }
@@ -165,6 +170,22 @@ impl EventTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_planted_at_the_history_is_not_followed_by_the_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere.jsonl");
+        let line = serde_json::to_vec(&Event::new("started")).unwrap();
+        std::fs::write(&target, [line.as_slice(), b"\n"].concat()).unwrap();
+        let path = tmp.path().join("events.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut tail = EventTail::new(path.clone());
+        // Returns (it once looped forever here), and reads nothing through it.
+        assert_eq!(tail.read_new().unwrap(), (vec![], 0));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, [line.as_slice(), b"\n"].concat()).unwrap();
+        assert_eq!(tail.read_new().unwrap().0.len(), 1);
+    }
 
     #[test]
     fn details_are_flat_and_round_trip() {

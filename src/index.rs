@@ -118,6 +118,17 @@ fn names_its_own_unit(r: &Record) -> bool {
         || r.unit == crate::model::scope_name(r.owner, &r.id)
 }
 
+/// Reads a small state file of an index for inspection (`doctor`): never
+/// through a link, at most [`MAX_RECORD_BYTES`]; what is not such a file
+/// is an `InvalidData` error saying why.
+pub fn read_small_state_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    match read_state_file(path, MAX_RECORD_BYTES)? {
+        StateFile::Bytes(bytes) => Ok(bytes),
+        StateFile::Missing => Err(IoKind::NotFound.into()),
+        StateFile::Unfit(reason) => Err(std::io::Error::new(IoKind::InvalidData, reason)),
+    }
+}
+
 /// For a write that records an action rather than makes it: when it
 /// fails (a full disk, a read-only state directory), the action on systemd
 /// goes ahead, and the caller is told what could not be recorded.
@@ -755,10 +766,12 @@ impl Index {
         rotate_at: u64,
     ) -> Result<()> {
         let path = self.dir.join("events.jsonl");
-        if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+        // The size of the file itself, not of what a planted link points at.
+        let full = || fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= rotate_at);
+        if full() {
             // Under the lock, so only one invocation rotates.
             let _lock = self.lock()?;
-            if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+            if full() {
                 fs::rename(&path, self.dir.join("events.1.jsonl"))
                     .map_err(|e| self.io_error("rotate", &path, e))?;
             }
