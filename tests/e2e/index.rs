@@ -362,3 +362,28 @@ fn a_record_rebuilt_after_quarantine_keeps_who_asked_and_its_meta() {
     assert_eq!(after["metadata"]["extra"], before["metadata"]["extra"]);
     assert_eq!(after["metadata"]["extra"]["note"], "two\nlines");
 }
+
+#[test]
+fn a_run_whose_record_would_be_over_the_cap_is_refused_before_it_starts() {
+    // The other half of issue 10.12: what is written is always readable.
+    let env = Env::new();
+    let value = "v".repeat(60_000);
+    let envs: Vec<String> = (0..20).map(|i| format!("BIG{i}={value}")).collect();
+    let mut args = vec!["run"];
+    for e in &envs {
+        args.extend(["--env", e.as_str()]);
+    }
+    args.extend(["--", "sleep", "600"]);
+    let out = env.cmd(&args);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("more than the 1048576"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    assert!(
+        env.list(&["--all"]).is_empty(),
+        "nothing was recorded or started"
+    );
+}
