@@ -225,6 +225,12 @@ impl Index {
         for d in [index.records_dir(), index.quarantine_dir()] {
             index.ensure_dir(&d)?;
         }
+        // Made on first use; checked like the others once they exist.
+        for d in [index.owners_dir(), index.health_dir()] {
+            if fs::symlink_metadata(&d).is_ok() {
+                index.ensure_dir(&d)?;
+            }
+        }
         index.check_format()?;
         Ok(index)
     }
@@ -1211,6 +1217,11 @@ mod tests {
         );
         assert_eq!(fs::read(&victim).unwrap(), b"precious\n");
         // A link in place of a directory of the index is refused.
+        fs::remove_dir_all(index.health_dir()).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), index.health_dir()).unwrap();
+        let e = Index::open(index.dir()).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        fs::remove_file(index.health_dir()).unwrap();
         fs::remove_dir(index.records_dir()).unwrap();
         std::os::unix::fs::symlink(tmp.path(), index.records_dir()).unwrap();
         let e = Index::open(index.dir()).unwrap_err();
