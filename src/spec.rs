@@ -3,6 +3,7 @@
 //! properties by pure functions (unit-tested without systemd).
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -68,10 +69,49 @@ pub struct Launch {
     pub health: Option<HealthSpec>,
 }
 
+/// Where a caller runs: what resolves a command without a slash (PATH) and
+/// a launch without `cwd` (its working directory). A surface serving other
+/// processes reads them from the caller, not from itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerEnv {
+    pub cwd: Option<PathBuf>,
+    pub path: Option<OsString>,
+}
+
+impl CallerEnv {
+    /// This process's working directory and PATH.
+    pub fn of_this_process() -> CallerEnv {
+        CallerEnv {
+            cwd: std::env::current_dir().ok(),
+            path: std::env::var_os("PATH"),
+        }
+    }
+
+    /// Another process's, read from /proc (same uid): its cwd link and the
+    /// PATH of its initial environment.
+    pub fn of_pid(pid: u32) -> CallerEnv {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let path = std::fs::read(format!("/proc/{pid}/environ"))
+            .ok()
+            .and_then(|env| {
+                env.split(|b| *b == 0)
+                    .find_map(|kv| kv.strip_prefix(b"PATH=").map(|v| v.to_vec()))
+            })
+            .map(std::os::unix::ffi::OsStringExt::from_vec);
+        CallerEnv { cwd, path }
+    }
+}
+
 impl RunSpec {
     /// Validates everything that can be checked without systemd; the only
     /// outside facts read are the caller's PATH, cwd and the file system.
     pub fn validate(self) -> Result<Launch> {
+        self.validate_in(&CallerEnv::of_this_process())
+    }
+
+    /// [`RunSpec::validate`] for a caller elsewhere: its working directory
+    /// (the default `cwd`) and PATH (to find the program) come from `env`.
+    pub fn validate_in(self, env: &CallerEnv) -> Result<Launch> {
         let Some(program) = self.command.first() else {
             return Err(Error::invalid("no command given")
                 .hint("put the command after --, e.g. refine-proc run -- sleep 60"));
@@ -85,9 +125,8 @@ impl RunSpec {
         }
         let cwd = match self.cwd {
             Some(dir) => dir,
-            None => std::env::current_dir().map_err(|e| {
-                Error::invalid(format!("cannot read the current directory: {e}"))
-                    .hint("pass --cwd DIR")
+            None => env.cwd.clone().ok_or_else(|| {
+                Error::invalid("cannot tell the caller's current directory").hint("pass --cwd DIR")
             })?,
         };
         // systemd wants a normalized absolute path (no `..`).
@@ -101,7 +140,7 @@ impl RunSpec {
                 .hint("pass an existing directory to --cwd"))
             }
         };
-        let executable = resolve_executable(program, &cwd)?;
+        let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
 
         let label = match self.label {
             Some(l) => l,
@@ -497,7 +536,7 @@ fn check_env_name(name: &str) -> Result<()> {
 
 /// Finds the program as a shell would, so a typo fails here, before systemd
 /// is asked for anything (systemd-run does the same).
-fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
+fn resolve_executable(program: &str, cwd: &Path, path: Option<&OsStr>) -> Result<PathBuf> {
     let not_found = || {
         Error::invalid(format!("command not found: {}", escape(program)))
             .hint("check the spelling, give an absolute path, or fix PATH")
@@ -508,8 +547,7 @@ fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![cwd.join(program)]
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+        path.map(|p| std::env::split_paths(p).map(|d| d.join(program)).collect())
             .unwrap_or_default()
     };
     let mut not_executable = None;

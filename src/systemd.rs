@@ -38,6 +38,8 @@ trait Manager {
         aux: Vec<(&str, Vec<(&str, Value<'_>)>)>,
     ) -> zbus::Result<OwnedObjectPath>;
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(name = "GetUnitByPID")]
+    fn get_unit_by_pid(&self, pid: u32) -> zbus::Result<OwnedObjectPath>;
     /// Loads a unit file (if any) and returns its path; LoadState tells
     /// whether it exists. Unused units are unloaded again by systemd.
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
@@ -543,6 +545,21 @@ impl Systemd {
         }
     }
 
+    /// The unit a process belongs to, as the manager sees its cgroup (not
+    /// as the process sees it: a cgroup namespace cannot change this).
+    /// None when it belongs to none of this manager's units.
+    pub async fn unit_of_pid(&self, pid: u32) -> Result<Option<String>> {
+        match self.retrying(|| self.manager.get_unit_by_pid(pid)).await {
+            Ok(path) => Ok(unit_name_of_path(path.as_str())),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoUnitForPID" =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(dbus_error(&format!("look up the unit of pid {pid}"), "", e)),
+        }
+    }
+
     /// Whether a unit (e.g. a unit file of a package) is installed and
     /// active. Loads the unit file as `systemctl status` does.
     pub async fn unit_activity(&self, unit: &str) -> Result<UnitActivity> {
@@ -894,5 +911,23 @@ mod tests {
             None
         );
         assert_eq!(unit_name_of_path("/elsewhere/x"), None);
+    }
+}
+
+#[cfg(test)]
+mod unit_path_tests {
+    #[test]
+    fn a_unit_object_path_decodes_to_its_name() {
+        assert_eq!(
+            super::unit_name_of_path(
+                "/org/freedesktop/systemd1/unit/refine_2dagent_2dabcd2345_2eservice"
+            )
+            .as_deref(),
+            Some("refine-agent-abcd2345.service")
+        );
+        assert_eq!(
+            super::unit_name_of_path("/org/freedesktop/systemd1/unit/bad_zz"),
+            None
+        );
     }
 }

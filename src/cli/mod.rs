@@ -115,7 +115,10 @@ Examples:
     #[command(after_help = "\
 Examples:
   refine-proc stop k3x9p2qa
-  refine-proc stop k3x9p2qa m4n5p6q7")]
+  refine-proc stop k3x9p2qa m4n5p6q7
+  refine-proc stop --tree k3x9p2qa        # and every process it launched
+  refine-proc stop --workflow wf-42
+  refine-proc stop --all")]
     Stop(StopArgs),
     /// Send a signal to all processes of one managed process
     #[command(after_help = "\
@@ -698,8 +701,25 @@ struct EventsArgs {
 #[derive(Args, Debug)]
 struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["owner", "workflow", "session", "all"])]
     ids: Vec<String>,
+    /// Every running process of this owner
+    #[arg(long, conflicts_with_all = ["ids", "workflow", "session", "all"])]
+    owner: Option<String>,
+    /// Every running process of this workflow
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "session", "all"])]
+    workflow: Option<String>,
+    /// Every running process of this session
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "all"])]
+    session: Option<String>,
+    /// Every running managed process (and the queued runs)
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    /// Also every running process they launched, transitively (as `list
+    /// --tree` draws them), children first
+    #[arg(long)]
+    tree: bool,
+    /// Print the outcomes as JSON
     #[arg(long)]
     json: bool,
 }
@@ -947,7 +967,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         }
         Command::Logs(args) => logs(&controller, args).await,
         Command::Stop(args) => {
-            let outcomes = controller.stop(&args.ids).await?;
+            let selection = refine_proc::Selection {
+                ids: args.ids,
+                owner: args.owner.as_deref().map(str::parse).transpose()?,
+                workflow: args.workflow,
+                session: args.session,
+                all: args.all,
+            };
+            let outcomes = controller.stop_selection(&selection, args.tree).await?;
             print_outcomes(&outcomes, args.json)
         }
         Command::Events(args) => {

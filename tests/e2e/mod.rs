@@ -5,6 +5,7 @@ mod doctor;
 mod errors;
 mod events;
 mod faults;
+mod groups;
 mod health;
 mod index;
 mod lifecycle;
