@@ -15,6 +15,7 @@ pub mod par;
 pub mod pauses;
 pub mod policy;
 pub mod procfs;
+pub mod run_request;
 pub mod provenance;
 pub mod spec;
 pub mod systemd;

@@ -1306,6 +1306,7 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         lines: args.lines,
         since: args.since,
         follow: args.follow,
+        ..Default::default()
     };
     let spawn_error = |e: std::io::Error| {
         Error::systemd(format!("cannot run journalctl: {e}"))

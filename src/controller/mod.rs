@@ -4,6 +4,7 @@
 mod caller;
 mod exit;
 mod limits;
+mod logs;
 mod lookup;
 mod pause;
 mod reconcile;
@@ -16,6 +17,7 @@ mod stop;
 mod types;
 
 pub use caller::{Caller, Origin, Requester};
+pub use logs::{LogPage, PageRequest, Until, WaitOutcome, MAX_PAGE};
 pub use reconcile::reconcile;
 pub use records::journal_command;
 pub use request::{Answer, CheckRequest, EventFilter, EventPage, Request, Response};
