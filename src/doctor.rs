@@ -720,7 +720,7 @@ pub fn index_check(dir: &Path) -> Check {
         );
     }
     let format_file = dir.join("format.json");
-    let format = match std::fs::read(&format_file) {
+    let format = match crate::index::read_small_state_file(&format_file) {
         Err(e) if e.kind() == IoKind::NotFound => None,
         Err(e) => {
             return check.bad(

@@ -81,6 +81,34 @@ impl Event {
     }
 }
 
+/// The events in complete JSON lines, and how many lines did not parse
+/// (torn by a crash, cut inside a multi-byte character, not JSON): those
+/// are skipped, never fatal.
+pub fn parse_lines(bytes: &[u8]) -> (Vec<Event>, usize) {
+    let mut events = Vec::new();
+    let mut skipped = 0;
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice(line) {
+            Ok(e) => events.push(e),
+            Err(_) => skipped += 1,
+        }
+    }
+    (events, skipped)
+}
+
+/// Opens a history file without following a link planted at its path.
+fn open_history(path: &std::path::Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()
+}
+
 /// Reads `events.jsonl` as it grows, across rotations: the open file is
 /// read to its end before the new file at the path is opened, so no line
 /// is missed or read twice.
@@ -94,7 +122,7 @@ pub struct EventTail {
 impl EventTail {
     /// Starts at the beginning of the current file.
     pub fn new(path: PathBuf) -> EventTail {
-        let file = File::open(&path).ok();
+        let file = open_history(&path);
         EventTail {
             path,
             file,
@@ -113,17 +141,15 @@ impl EventTail {
                 let complete = self.pending.iter().rposition(|b| *b == b'\n');
                 if let Some(end) = complete {
                     let lines: Vec<u8> = self.pending.drain(..=end).collect();
-                    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                        match serde_json::from_slice(line) {
-                            Ok(e) => events.push(e),
-                            Err(_) => skipped += 1,
-                        }
-                    }
+                    let (mut parsed, bad) = parse_lines(&lines);
+                    events.append(&mut parsed);
+                    skipped += bad;
                 }
             }
             // Rotated (or created) since it was opened: another file is at
             // the path now.
-            let at_path = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+            // The link itself, should one be planted there: never its target.
+            let at_path = std::fs::symlink_metadata(&self.path).ok().map(|m| m.ino());
             let open = self
                 .file
                 .as_ref()
@@ -132,8 +158,12 @@ impl EventTail {
             if at_path.is_none() || at_path == open {
                 return Ok((events, skipped));
             }
-            self.file = File::open(&self.path).ok();
+            self.file = open_history(&self.path);
             self.pending.clear();
+            if self.file.is_none() {
+                // Not openable (a link, gone again): try on the next call.
+                return Ok((events, skipped));
+            }
         }
     }
 }
@@ -322,6 +352,22 @@ mod reader_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_planted_at_the_history_is_not_followed_by_the_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere.jsonl");
+        let line = serde_json::to_vec(&Event::new("started")).unwrap();
+        std::fs::write(&target, [line.as_slice(), b"\n"].concat()).unwrap();
+        let path = tmp.path().join("events.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut tail = EventTail::new(path.clone());
+        // Returns (it once looped forever here), and reads nothing through it.
+        assert_eq!(tail.read_new().unwrap(), (vec![], 0));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, [line.as_slice(), b"\n"].concat()).unwrap();
+        assert_eq!(tail.read_new().unwrap().0.len(), 1);
+    }
 
     #[test]
     fn details_are_flat_and_round_trip() {

@@ -6,9 +6,14 @@
 //! of an existing record run under an exclusive `flock` on `lock`, so
 //! concurrent invocations never lose each other's changes. A file that does
 //! not parse is moved to `quarantine/`, never overwritten.
+//!
+//! Every state file is opened without following symbolic links
+//! (`O_NOFOLLOW`, or `O_EXCL` for new files) and read up to a cap: a link,
+//! a directory or an oversized file planted where a state file belongs is
+//! refused or quarantined, never read through or written through.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind as IoKind, Write};
+use std::io::{ErrorKind as IoKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +26,69 @@ use crate::pauses::Pauses;
 
 /// Version of the index layout written by this build.
 pub const INDEX_FORMAT: u32 = 1;
+
+/// The most read of a record (and of an owner's limits, a health state,
+/// `format.json`): a record is a few KiB (command, environment, metadata,
+/// each bounded when `run` checks them), so 1 MiB is hundreds of times a
+/// real one, and reading a record never costs more than a few MiB of
+/// memory whatever was planted. A record over it is refused when written
+/// and quarantined when read.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// The most read of `pauses.json`, which names every process a group
+/// pause froze or stopped (about 16 bytes each): room for tens of
+/// thousands.
+pub const MAX_PAUSES_BYTES: u64 = 16 << 20;
+
+/// What opening a state file found.
+enum StateFile {
+    Bytes(Vec<u8>),
+    Missing,
+    /// Not a regular file within the cap (a link, a directory, a huge
+    /// file): why, for the quarantine warning.
+    Unfit(String),
+}
+
+/// Opens `path` for reading without following a symbolic link at it.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn is_link_error(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Reads a state file: at most `cap` bytes, never through a link.
+fn read_state_file(path: &Path, cap: u64) -> std::io::Result<StateFile> {
+    let file = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(StateFile::Missing),
+        Err(e) if is_link_error(&e) => {
+            return Ok(StateFile::Unfit("it is a symbolic link, not a file".into()))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Ok(StateFile::Unfit("it is a directory, not a file".into()));
+    }
+    if !meta.is_file() {
+        return Ok(StateFile::Unfit("it is not a regular file".into()));
+    }
+    // The size may change while it is read: the cap is what bounds memory.
+    let mut bytes = Vec::with_capacity(meta.len().min(cap) as usize);
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Ok(StateFile::Unfit(format!(
+            "it is {} bytes, more than the {cap} a state file may have",
+            meta.len().max(bytes.len() as u64)
+        )));
+    }
+    Ok(StateFile::Bytes(bytes))
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct FormatFile {
@@ -50,6 +118,54 @@ fn names_its_own_unit(r: &Record) -> bool {
         || r.unit == crate::model::scope_name(r.owner, &r.id)
 }
 
+/// Reads a small state file of an index for inspection (`doctor`): never
+/// through a link, at most [`MAX_RECORD_BYTES`]; what is not such a file
+/// is an `InvalidData` error saying why.
+pub fn read_small_state_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    match read_state_file(path, MAX_RECORD_BYTES)? {
+        StateFile::Bytes(bytes) => Ok(bytes),
+        StateFile::Missing => Err(IoKind::NotFound.into()),
+        StateFile::Unfit(reason) => Err(std::io::Error::new(IoKind::InvalidData, reason)),
+    }
+}
+
+/// For a write that records an action rather than makes it: when it
+/// fails (a full disk, a read-only state directory), the action on systemd
+/// goes ahead, and the caller is told what could not be recorded.
+pub fn or_warn<T>(result: Result<T>, what: &str) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("could not record {what}, going ahead: {}", e.message);
+            None
+        }
+    }
+}
+
+/// What a record file's bytes hold: the record, a newer schema, or why it
+/// is unreadable.
+fn parse_record(id: &str, bytes: &[u8]) -> std::result::Result<Loaded, String> {
+    match serde_json::from_slice::<Record>(bytes) {
+        Ok(r) if r.id == id && names_its_own_unit(&r) => Ok(Loaded::Found(Box::new(r))),
+        Ok(r) if r.id == id => Err(format!(
+            "it names unit {:?}, which is not the unit of {id}",
+            r.unit
+        )),
+        Ok(r) => Err(format!("it names id {:?}", r.id)),
+        Err(e) => {
+            // A newer schema may use states or owners this build does
+            // not know: that is not corruption.
+            let schema = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("schema").and_then(|s| s.as_u64()));
+            match schema.filter(|s| *s > u64::from(RECORD_SCHEMA)) {
+                Some(schema) => Ok(Loaded::Newer { schema }),
+                None => Err(e.to_string()),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Index {
     dir: PathBuf,
@@ -61,27 +177,93 @@ pub struct LimitsLock {
     _file: File,
 }
 
+/// The index lock, taken by [`Index::lock_async`] and released on drop.
+/// While it is held, change the index through its methods only: they do
+/// not lock again, and the index's own methods would (`flock` is per open
+/// file, so they would wait for this guard forever).
+#[derive(Debug)]
+pub struct IndexLock {
+    index: Index,
+    _file: File,
+}
+
+impl IndexLock {
+    /// [`Index::load`] under this lock.
+    pub fn load(&self, id: &str) -> Result<Loaded> {
+        self.index.load_with(id, true)
+    }
+
+    /// [`Index::update`] under this lock.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
+        self.index.update_locked(id, change)
+    }
+
+    /// [`Index::save`] under this lock.
+    pub fn save(&self, record: &Record) -> Result<()> {
+        self.index.save_locked(record)
+    }
+
+    /// [`Index::update_pauses`] under this lock.
+    pub fn update_pauses<T>(&self, change: impl FnOnce(&mut Pauses) -> T) -> Result<(Pauses, T)> {
+        self.index.update_pauses_locked(change)
+    }
+}
+
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
         let mut index = Index { dir: dir.into() };
-        for d in [
-            index.dir.clone(),
-            index.records_dir(),
-            index.quarantine_dir(),
-        ] {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&d)
-                .map_err(|e| index.io_error("create", &d, e))?;
-        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&index.dir)
+            .map_err(|e| index.io_error("create", &index.dir, e))?;
         // One spelling per index: units name their index, and a symlink or
         // `..` must not make it look like another one.
         let canonical = fs::canonicalize(&index.dir);
         index.dir = canonical.map_err(|e| index.io_error("resolve", &index.dir, e))?;
+        for d in [index.records_dir(), index.quarantine_dir()] {
+            index.ensure_dir(&d)?;
+        }
+        // Made on first use; checked like the others once they exist.
+        for d in [index.owners_dir(), index.health_dir()] {
+            if fs::symlink_metadata(&d).is_ok() {
+                index.ensure_dir(&d)?;
+            }
+        }
         index.check_format()?;
         Ok(index)
+    }
+
+    /// Creates a directory of the index (private) unless it exists, and
+    /// checks that it is one: a link planted in its place would send
+    /// every write elsewhere.
+    fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        match DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::AlreadyExists => {}
+            Err(e) => return Err(self.io_error("create", dir, e)),
+        }
+        let meta = fs::symlink_metadata(dir).map_err(|e| self.io_error("inspect", dir, e))?;
+        if meta.is_dir() {
+            return Ok(());
+        }
+        let what = if meta.file_type().is_symlink() {
+            "a symbolic link"
+        } else {
+            "not a directory"
+        };
+        Err(
+            Error::index(format!("{} is {what}; refusing to use it", dir.display())).hint(format!(
+                "move it aside (refine-proc recreates the directory), or pass another --state-dir than {}",
+                self.dir.display()
+            )),
+        )
+    }
+
+    /// Reads a state file of the index (see [`read_state_file`]).
+    fn read_state(&self, path: &Path, cap: u64) -> Result<StateFile> {
+        read_state_file(path, cap).map_err(|e| self.io_error("read", path, e))
     }
 
     pub fn dir(&self) -> &Path {
@@ -117,8 +299,13 @@ impl Index {
 
     fn check_format(&self) -> Result<()> {
         let path = self.dir.join("format.json");
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match self.read_state(&path, MAX_RECORD_BYTES)? {
+            StateFile::Unfit(reason) => Err(Error::index(format!(
+                "unreadable index format file {}: {reason}",
+                path.display()
+            ))
+            .hint("move the file aside; refine-proc will recreate it")),
+            StateFile::Bytes(bytes) => {
                 let f: FormatFile = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::index(format!(
                         "unreadable index format file {}: {e}",
@@ -136,7 +323,7 @@ impl Index {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == IoKind::NotFound => {
+            StateFile::Missing => {
                 let json = serde_json::to_vec(&FormatFile {
                     format: INDEX_FORMAT,
                 })
@@ -146,7 +333,6 @@ impl Index {
                     other => other.map_err(|e| self.io_error("write", &path, e)),
                 }
             }
-            Err(e) => Err(self.io_error("read", &path, e)),
         }
     }
 
@@ -195,6 +381,19 @@ impl Index {
         Self::sync_dir(path)
     }
 
+    /// A record over [`MAX_RECORD_BYTES`] would be quarantined when read:
+    /// refuse it before it is written (a new record: before its unit starts).
+    fn check_size(json: &[u8]) -> Result<()> {
+        if json.len() as u64 <= MAX_RECORD_BYTES {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "the record would be {} bytes, more than the {MAX_RECORD_BYTES} the index keeps per record",
+            json.len()
+        ))
+        .hint("shorten the command, its environment (--env) or --details; pass long data in a file"))
+    }
+
     fn encode(record: &Record) -> Vec<u8> {
         // Compact: `list` parses one file per running process.
         let mut json = serde_json::to_vec(record).expect("records serialize");
@@ -205,7 +404,9 @@ impl Index {
     /// Stores a new record; fails if one with the same id exists.
     pub fn create(&self, record: &Record) -> Result<()> {
         let path = self.record_path(&record.id);
-        self.write_new(&path, &Self::encode(record)).map_err(|e| {
+        let json = Self::encode(record);
+        Self::check_size(&json)?;
+        self.write_new(&path, &json).map_err(|e| {
             if e.kind() == IoKind::AlreadyExists {
                 Error::index(format!("a record with id {} already exists", record.id))
             } else {
@@ -235,37 +436,31 @@ impl Index {
 
     fn load_with(&self, id: &str, locked: bool) -> Result<Loaded> {
         let path = self.record_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(Loaded::Missing),
-            Err(e) => return Err(self.io_error("read", &path, e)),
-        };
-        let reason = match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r) if r.id == id && names_its_own_unit(&r) => return Ok(Loaded::Found(Box::new(r))),
-            Ok(r) if r.id == id => {
-                format!("it names unit {:?}, which is not the unit of {id}", r.unit)
-            }
-            Ok(r) => format!("it names id {:?}", r.id),
-            Err(e) => {
-                // A newer schema may use states or owners this build does
-                // not know: that is not corruption.
-                let schema = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v.get("schema").and_then(|s| s.as_u64()));
-                if let Some(schema) = schema.filter(|s| *s > u64::from(RECORD_SCHEMA)) {
-                    return Ok(Loaded::Newer { schema });
-                }
-                e.to_string()
-            }
+        // A link, a directory or an oversized file where the record belongs
+        // is quarantined like a file that does not parse: one bad entry
+        // must not make every listing fail.
+        let (seen, reason) = match self.read_state(&path, MAX_RECORD_BYTES)? {
+            StateFile::Missing => return Ok(Loaded::Missing),
+            StateFile::Unfit(reason) => (None, reason),
+            StateFile::Bytes(bytes) => match parse_record(id, &bytes) {
+                Ok(loaded) => return Ok(loaded),
+                Err(reason) => (Some(bytes), reason),
+            },
         };
         if locked {
             return self.quarantine(id, &path, reason);
         }
         let _lock = self.lock()?;
-        match fs::read(&path) {
-            Ok(again) if again == bytes => self.quarantine(id, &path, reason),
+        let unchanged = match (self.read_state(&path, MAX_RECORD_BYTES)?, &seen) {
+            (StateFile::Bytes(again), Some(bytes)) => again == *bytes,
+            (StateFile::Unfit(_), None) => true,
+            _ => false,
+        };
+        if unchanged {
+            self.quarantine(id, &path, reason)
+        } else {
             // Replaced (or removed) by a writer meanwhile: read that.
-            _ => self.load_with(id, true),
+            self.load_with(id, true)
         }
     }
 
@@ -291,6 +486,10 @@ impl Index {
     /// returns the new record, or None when there is no (readable) record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let _lock = self.lock()?;
+        self.update_locked(id, change)
+    }
+
+    fn update_locked(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
         let mut record = match self.load_with(id, true)? {
             Loaded::Found(r) => *r,
             Loaded::Newer { schema } => {
@@ -338,10 +537,13 @@ impl Index {
 
     fn owner_limits_locked(&self, owner: Owner) -> Result<Option<OwnerLimits>> {
         let path = self.owner_path(owner);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io_error("read", &path, e)),
+        let bytes = match self.read_state(&path, MAX_RECORD_BYTES)? {
+            StateFile::Bytes(b) => b,
+            StateFile::Missing => return Ok(None),
+            StateFile::Unfit(reason) => {
+                self.quarantine(&format!("owner-{owner}"), &path, reason)?;
+                return Ok(None);
+            }
         };
         match serde_json::from_slice::<OwnerLimits>(&bytes) {
             Ok(l) if l.owner == owner => Ok(Some(l)),
@@ -376,12 +578,7 @@ impl Index {
         change(&mut stored.limits);
         stored.slice = owner.slice();
         stored.updated_at = Some(Timestamp::now());
-        let dir = self.owners_dir();
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| self.io_error("create", &dir, e))?;
+        self.ensure_dir(&self.owners_dir())?;
         let path = self.owner_path(owner);
         let mut json = serde_json::to_vec(&stored).expect("owner limits serialize");
         json.push(b'\n');
@@ -410,10 +607,9 @@ impl Index {
     /// the file does not parse (the next probe writes it anew).
     pub fn health(&self, id: &str) -> Result<Option<HealthState>> {
         let path = self.health_path(id)?;
-        match fs::read(&path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
-            Err(e) => Err(self.io_error("read", &path, e)),
+        match self.read_state(&path, MAX_RECORD_BYTES)? {
+            StateFile::Bytes(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            StateFile::Missing | StateFile::Unfit(_) => Ok(None),
         }
     }
 
@@ -425,12 +621,7 @@ impl Index {
     /// daemon) is expected; of two, the later rename wins whole.
     pub fn save_health(&self, id: &str, state: &HealthState) -> Result<()> {
         let path = self.health_path(id)?;
-        let dir = self.health_dir();
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| self.io_error("create", &dir, e))?;
+        self.ensure_dir(&self.health_dir())?;
         let mut json = serde_json::to_vec(state).expect("health states serialize");
         json.push(b'\n');
         let tmp = path.with_file_name(format!(
@@ -477,13 +668,14 @@ impl Index {
     /// were paused without saying so.
     pub fn pauses(&self) -> Result<(Pauses, Option<String>)> {
         let path = self.dir.join("pauses.json");
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok((Pauses::default(), None)),
-            Err(e) => return Err(self.io_error("read", &path, e)),
-        };
-        if let Ok(p) = serde_json::from_slice::<Pauses>(&bytes) {
-            return Ok((p, None));
+        match self.read_state(&path, MAX_PAUSES_BYTES)? {
+            StateFile::Missing => return Ok((Pauses::default(), None)),
+            StateFile::Bytes(bytes) => {
+                if let Ok(p) = serde_json::from_slice::<Pauses>(&bytes) {
+                    return Ok((p, None));
+                }
+            }
+            StateFile::Unfit(_) => {}
         }
         // Re-checked under the lock: a concurrent writer renames atomically,
         // so only a file that is still bad is moved.
@@ -493,15 +685,17 @@ impl Index {
 
     fn pauses_locked(&self) -> Result<(Pauses, Option<String>)> {
         let path = self.dir.join("pauses.json");
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok((Pauses::default(), None)),
-            Err(e) => return Err(self.io_error("read", &path, e)),
+        let parsed = match self.read_state(&path, MAX_PAUSES_BYTES)? {
+            StateFile::Missing => return Ok((Pauses::default(), None)),
+            StateFile::Unfit(reason) => Err(reason),
+            StateFile::Bytes(bytes) => {
+                serde_json::from_slice::<Pauses>(&bytes).map_err(|e| e.to_string())
+            }
         };
-        match serde_json::from_slice::<Pauses>(&bytes) {
+        match parsed {
             Ok(p) => Ok((p, None)),
             Err(e) => {
-                let moved = match self.quarantine("pauses", &path, e.to_string())? {
+                let moved = match self.quarantine("pauses", &path, e.clone())? {
                     Loaded::Quarantined { path, .. } => path.display().to_string(),
                     _ => "nowhere (it vanished)".into(),
                 };
@@ -520,6 +714,13 @@ impl Index {
     /// it durably; returns the new state.
     pub fn update_pauses<T>(&self, change: impl FnOnce(&mut Pauses) -> T) -> Result<(Pauses, T)> {
         let _lock = self.lock()?;
+        self.update_pauses_locked(change)
+    }
+
+    fn update_pauses_locked<T>(
+        &self,
+        change: impl FnOnce(&mut Pauses) -> T,
+    ) -> Result<(Pauses, T)> {
         let (mut pauses, _) = self.pauses_locked()?;
         let out = change(&mut pauses);
         let path = self.dir.join("pauses.json");
@@ -571,10 +772,12 @@ impl Index {
         rotate_at: u64,
     ) -> Result<()> {
         let path = self.dir.join("events.jsonl");
-        if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+        // The size of the file itself, not of what a planted link points at.
+        let full = || fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= rotate_at);
+        if full() {
             // Under the lock, so only one invocation rotates.
             let _lock = self.lock()?;
-            if fs::metadata(&path).is_ok_and(|m| m.len() >= rotate_at) {
+            if full() {
                 fs::rename(&path, self.dir.join("events.1.jsonl"))
                     .map_err(|e| self.io_error("rotate", &path, e))?;
             }
@@ -585,6 +788,7 @@ impl Index {
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .and_then(|mut f| {
                 f.write_all(&line)?;
@@ -604,23 +808,81 @@ impl Index {
         let mut skipped = 0;
         for name in ["events.1.jsonl", "events.jsonl"] {
             let path = self.dir.join(name);
-            let text = match fs::read_to_string(&path) {
-                Ok(t) => t,
+            // Bytes, not text: a line torn inside a multi-byte character is
+            // one line that does not parse, not an unreadable history.
+            let mut bytes = Vec::new();
+            match open_nofollow(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+                Ok(_) => {}
                 Err(e) if e.kind() == IoKind::NotFound => continue,
                 Err(e) => return Err(self.io_error("read", &path, e)),
-            };
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str(line) {
-                    Ok(e) => events.push(e),
-                    Err(_) => skipped += 1,
-                }
             }
+            let (mut parsed, bad) = crate::events::parse_lines(&bytes);
+            events.append(&mut parsed);
+            skipped += bad;
         }
         Ok((events, skipped))
     }
 
     fn lock(&self) -> Result<File> {
         self.lock_file("lock")
+    }
+
+    /// Runs `work` on tokio's blocking pool, so that an async caller never
+    /// stalls its executor (on a current-thread runtime: every task,
+    /// the daemon's watchdog included) while `work` waits for a lock or
+    /// the disk. `work` runs to its end even if the returned future is
+    /// dropped, as the same call made directly would have.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Index) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let index = self.clone();
+        tokio::task::spawn_blocking(move || work(&index))
+            .await
+            .map_err(|e| {
+                Error::index(format!("an index operation did not finish: {e}"))
+                    .hint("this is a bug in refine-proc; please report it")
+            })?
+    }
+
+    /// Takes the index lock without blocking the executor; see [`IndexLock`].
+    pub async fn lock_async(&self) -> Result<IndexLock> {
+        self.blocking(|index| {
+            Ok(IndexLock {
+                index: index.clone(),
+                _file: index.lock()?,
+            })
+        })
+        .await
+    }
+
+    /// [`Index::update`] without blocking the executor.
+    pub async fn update_async(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Record) + Send + 'static,
+    ) -> Result<Option<Record>> {
+        let id = id.to_string();
+        self.blocking(move |index| index.update(&id, change)).await
+    }
+
+    /// [`Index::update_pauses`] without blocking the executor.
+    pub async fn update_pauses_async<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Pauses) -> T + Send + 'static,
+    ) -> Result<(Pauses, T)> {
+        self.blocking(move |index| index.update_pauses(change))
+            .await
+    }
+
+    /// [`Index::limits_lock`] without blocking the executor.
+    pub async fn limits_lock_async(&self) -> Result<LimitsLock> {
+        self.blocking(Index::limits_lock).await
+    }
+
+    /// [`Index::resurrect_lock`] without blocking the executor.
+    pub async fn resurrect_lock_async(&self) -> Result<LimitsLock> {
+        self.blocking(Index::resurrect_lock).await
     }
 
     /// An exclusive flock on the file `name` in the index, held while the
@@ -635,8 +897,9 @@ impl Index {
             .read(true)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| self.io_error("open", &path, e))?;
+            .map_err(|e| self.lock_open_error(&path, e))?;
         match f.try_lock() {
             Ok(()) => {
                 // Released by the kernel when the daemon dies, however.
@@ -648,10 +911,10 @@ impl Index {
                 Ok(Ok(f))
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok());
-                Ok(Err(pid))
+                // From the file opened, not the path again.
+                let mut text = String::new();
+                let read = (&f).take(64).read_to_string(&mut text);
+                Ok(Err(read.ok().and_then(|_| text.trim().parse().ok())))
             }
             Err(std::fs::TryLockError::Error(e)) => Err(self.io_error("lock", &path, e)),
         }
@@ -710,10 +973,22 @@ impl Index {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| self.io_error("open", &path, e))?;
+            .map_err(|e| self.lock_open_error(&path, e))?;
         f.lock().map_err(|e| self.io_error("lock", &path, e))?;
         Ok(f)
+    }
+
+    fn lock_open_error(&self, path: &Path, e: std::io::Error) -> Error {
+        if !is_link_error(&e) {
+            return self.io_error("open", path, e);
+        }
+        Error::index(format!(
+            "{} is a symbolic link; refusing to follow it",
+            path.display()
+        ))
+        .hint("remove the link (refine-proc recreates the file); state files are never links")
     }
 }
 
@@ -722,6 +997,7 @@ mod tests {
     use super::*;
     use crate::model::{Owner, State};
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     fn record(id: &str) -> Record {
         serde_json::from_value(serde_json::json!({
@@ -901,6 +1177,260 @@ mod tests {
         index.remove_health("abcd2345").unwrap();
         assert!(!path.exists());
         assert!(index.health("../x").is_err());
+    }
+
+    #[test]
+    fn a_torn_multibyte_event_line_is_skipped_and_counted() {
+        // Issue 10.7: a line cut inside "é" made the whole history fail.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index
+            .append_event(&crate::events::Event::new("started"), false)
+            .unwrap();
+        let mut torn =
+            serde_json::to_vec(&crate::events::Event::new("stopped").with("label", "café"))
+                .unwrap();
+        torn.truncate(torn.iter().position(|b| *b == 0xc3).unwrap() + 1);
+        torn.push(b'\n');
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(tmp.path().join("events.jsonl"))
+            .unwrap();
+        f.write_all(&torn).unwrap();
+        index
+            .append_event(&crate::events::Event::new("exited"), false)
+            .unwrap();
+        let (events, skipped) = index.events().unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!((names, skipped), (vec!["started", "exited"], 1));
+        let mut tail = crate::events::EventTail::new(tmp.path().join("events.jsonl"));
+        let (events, skipped) = tail.read_new().unwrap();
+        assert_eq!((events.len(), skipped), (2, 1));
+    }
+
+    #[test]
+    fn symlinks_planted_in_the_state_dir_are_never_followed() {
+        // Issue 10.9: a link at daemon.lock made the daemon write its pid
+        // into the file it pointed at.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path().join("state")).unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious\n").unwrap();
+        let plant = |name: &str| {
+            let at = index.dir().join(name);
+            let _ = fs::remove_file(&at);
+            std::os::unix::fs::symlink(&victim, at).unwrap();
+        };
+        for name in ["daemon.lock", "lock", "limits.lock", "resurrect.lock"] {
+            plant(name);
+        }
+        let e = index.daemon_lock().unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        assert!(index.limits_lock().is_err() && index.resurrect_lock().is_err());
+        assert!(
+            index.save(&record("abcd2345")).is_err(),
+            "the index lock is a link"
+        );
+        fs::remove_file(index.dir().join("lock")).unwrap();
+        plant("events.jsonl");
+        assert!(index
+            .append_event(&crate::events::Event::new("started"), true)
+            .is_err());
+        assert!(index.events().is_err());
+        plant("records/abcd2345.json");
+        let Loaded::Quarantined { reason, .. } = index.load("abcd2345").unwrap() else {
+            panic!("a linked record is quarantined")
+        };
+        assert!(reason.contains("symbolic link"), "{reason}");
+        plant("pauses.json");
+        let (pauses, warning) = index.pauses().unwrap();
+        assert_eq!(pauses, Pauses::default());
+        assert!(warning.unwrap().contains("symbolic link"));
+        fs::create_dir_all(index.owners_dir()).unwrap();
+        plant("owners/agent.json");
+        assert_eq!(index.owner_limits(Owner::Agent).unwrap(), None);
+        fs::create_dir_all(index.health_dir()).unwrap();
+        plant("health/abcd2345.json");
+        assert_eq!(index.health("abcd2345").unwrap(), None);
+        index
+            .save_health("abcd2345", &HealthState::new(Timestamp::now()))
+            .unwrap();
+        assert!(
+            !fs::symlink_metadata(index.health_path("abcd2345").unwrap())
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"precious\n");
+        // A link in place of a directory of the index is refused.
+        fs::remove_dir_all(index.health_dir()).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), index.health_dir()).unwrap();
+        let e = Index::open(index.dir()).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        fs::remove_file(index.health_dir()).unwrap();
+        fs::remove_dir(index.records_dir()).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), index.records_dir()).unwrap();
+        let e = Index::open(index.dir()).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_in_place_of_a_record_is_skipped_with_a_warning() {
+        // Issue 10.10: `records/ID.json/` made `list --all` fail for all.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        fs::create_dir(index.record_path("bcde2345")).unwrap();
+        assert_eq!(index.ids().unwrap(), vec!["abcd2345", "bcde2345"]);
+        let Loaded::Quarantined { path, reason } = index.load("bcde2345").unwrap() else {
+            panic!("expected quarantine")
+        };
+        assert!(reason.contains("directory"), "{reason}");
+        assert!(path.is_dir());
+        assert!(matches!(index.load("abcd2345").unwrap(), Loaded::Found(_)));
+        assert_eq!(index.ids().unwrap(), vec!["abcd2345"]);
+    }
+
+    #[test]
+    fn a_huge_record_is_not_read_but_quarantined() {
+        // Issue 10.12: a 200 MB record made `status` use 790 MB.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        let path = index.record_path("abcd2345");
+        // Sparse: 200 MB that cost nothing on disk.
+        File::create(&path).unwrap().set_len(200 << 20).unwrap();
+        let Loaded::Quarantined {
+            reason,
+            path: moved,
+        } = index.load("abcd2345").unwrap()
+        else {
+            panic!("expected quarantine")
+        };
+        assert!(reason.contains("209715200 bytes"), "{reason}");
+        assert_eq!(fs::metadata(moved).unwrap().len(), 200 << 20);
+        // Nothing over the cap is written either, so nothing written is lost.
+        let mut big = record("bcde2345");
+        big.command = vec!["x".repeat(MAX_RECORD_BYTES as usize)];
+        let e = index.create(&big).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Invalid, "{e}");
+        assert!(matches!(index.load("bcde2345").unwrap(), Loaded::Missing));
+    }
+
+    #[test]
+    fn reading_a_huge_state_file_stays_within_the_cap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big");
+        File::create(&path).unwrap().set_len(64 << 20).unwrap();
+        assert!(matches!(
+            read_state_file(&path, 1 << 20).unwrap(),
+            StateFile::Unfit(_)
+        ));
+        fs::write(&path, vec![b' '; 1 << 20]).unwrap();
+        let StateFile::Bytes(b) = read_state_file(&path, 1 << 20).unwrap() else {
+            panic!("at the cap is fine")
+        };
+        assert_eq!(b.len(), 1 << 20);
+    }
+
+    /// Holds the index lock from another thread (its own open file, as
+    /// another process would) until the returned sender is dropped.
+    fn hold_lock_elsewhere(index: &Index) -> std::sync::mpsc::Sender<()> {
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let index = index.clone();
+        std::thread::spawn(move || {
+            let _held = index.lock().unwrap();
+            taken_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        taken_rx.recv().unwrap();
+        release_tx
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn waiting_for_the_index_lock_never_stalls_the_executor() {
+        // Issue 9: a blocking flock inside async code stalled the daemon's
+        // event loop, watchdog included, for as long as another held it.
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        current_thread().block_on(async {
+            let release = hold_lock_elsewhere(&index);
+            let update = index.update_async("abcd2345", |r| r.restart.count = 7);
+            let updated = ticks_while_waiting(update, release).await.unwrap();
+            assert_eq!(updated.map(|r| r.restart.count), Some(7));
+            let release = hold_lock_elsewhere(&index);
+            let guard = ticks_while_waiting(index.lock_async(), release)
+                .await
+                .unwrap();
+            let Loaded::Found(r) = guard.load("abcd2345").unwrap() else {
+                panic!()
+            };
+            assert_eq!(r.restart.count, 7);
+        });
+    }
+
+    /// Checks that a timer keeps ticking while `wait` waits for a lock held
+    /// until `release` is dropped, then returns what `wait` gives.
+    async fn ticks_while_waiting<T>(
+        wait: impl std::future::Future<Output = T>,
+        release: std::sync::mpsc::Sender<()>,
+    ) -> T {
+        let mut wait = Box::pin(wait);
+        let mut ticks = tokio::time::interval(Duration::from_millis(10));
+        for _ in 0..20 {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = &mut wait => panic!("done while the lock was held elsewhere"),
+            }
+        }
+        drop(release);
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("done once the lock is released")
+    }
+
+    #[test]
+    fn a_held_async_lock_excludes_other_writers_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = Index::open(tmp.path()).unwrap();
+        index.create(&record("abcd2345")).unwrap();
+        current_thread().block_on(async {
+            let guard = index.lock_async().await.unwrap();
+            // The guard's own methods do not lock again.
+            guard.update("abcd2345", |r| r.restart.count = 1).unwrap();
+            guard
+                .update_pauses(|p| p.queued.push("abcd2345".into()))
+                .unwrap();
+            let mut other = Box::pin(index.update_async("abcd2345", |r| r.restart.count *= 10));
+            let waited = tokio::time::timeout(Duration::from_millis(200), &mut other).await;
+            assert!(waited.is_err(), "another writer waits for the guard");
+            guard
+                .save(&{
+                    let mut r = record("abcd2345");
+                    r.restart.count = 2;
+                    r
+                })
+                .unwrap();
+            drop(guard);
+            let updated = tokio::time::timeout(Duration::from_secs(10), other)
+                .await
+                .expect("released on drop")
+                .unwrap()
+                .unwrap();
+            assert_eq!(updated.restart.count, 20);
+            let limits = index.limits_lock_async().await.unwrap();
+            drop(limits);
+            let (pauses, ()) = index.update_pauses_async(|_| ()).await.unwrap();
+            assert_eq!(pauses.queued, vec!["abcd2345"]);
+        });
     }
 
     #[test]

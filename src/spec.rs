@@ -768,6 +768,9 @@ pub struct UnitContext {
     /// The policy that governed this launch; it governs the unit's own
     /// requests too (read from the unit, which the process cannot change).
     pub policy: PathBuf,
+    /// Who asked for the run, kept in the unit so that a record rebuilt
+    /// from systemd says so too.
+    pub requested_by: crate::provenance::RequestedBy,
 }
 
 /// The REFINE_* variables a managed process sees, so it knows who it is
@@ -785,6 +788,17 @@ pub fn refine_environment(id: &str, launch: &Launch, context: &UnitContext) -> V
     if launch.persist {
         env.push("REFINE_PERSIST=1".into());
     }
+    // For rebuilding the record: what is not in the unit otherwise. JSON
+    // escapes every control character, so the values stay one line.
+    let requested_by = serde_json::to_string(&context.requested_by).expect("serializable");
+    env.push(format!("REFINE_REQUESTED_BY={requested_by}"));
+    if !m.extra.is_empty() {
+        let meta = serde_json::to_string(&m.extra).expect("serializable");
+        env.push(format!("REFINE_META={meta}"));
+    }
+    if let Some(details) = &launch.details {
+        env.push(format!("REFINE_DETAILS={details}"));
+    }
     for (name, value) in [
         ("WORKFLOW", &m.workflow),
         ("GAP", &m.gap),
@@ -797,6 +811,29 @@ pub fn refine_environment(id: &str, launch: &Launch, context: &UnitContext) -> V
         }
     }
     env
+}
+
+/// What [`refine_environment`] keeps for a rebuild and the unit has
+/// nowhere else: details, `--meta` and who asked, put back into a record
+/// rebuilt from the unit's environment. A unit started before these
+/// variables existed gets the user manager's uid (a user manager runs only
+/// its own user's units) and the policy its environment names.
+pub fn restore_from_environment(env: &BTreeMap<String, String>, record: &mut crate::model::Record) {
+    record.details = env.get("REFINE_DETAILS").cloned().or(record.details.take());
+    if let Some(meta) = env.get("REFINE_META") {
+        match serde_json::from_str(meta) {
+            Ok(extra) => record.metadata.extra = extra,
+            Err(e) => tracing::warn!(record = %record.id, "REFINE_META does not parse: {e}"),
+        }
+    }
+    let stored = env
+        .get("REFINE_REQUESTED_BY")
+        .and_then(|v| serde_json::from_str(v).ok());
+    record.requested_by = stored.unwrap_or_else(|| crate::provenance::RequestedBy {
+        uid: crate::provenance::uid(),
+        policy: env.get("REFINE_PROC_POLICY").cloned(),
+        ..Default::default()
+    });
 }
 
 /// systemd's Description: owner and label on one safe line; what
@@ -946,7 +983,48 @@ mod tests {
             program: "/usr/bin/refine-proc".into(),
             state_dir: "/home/u/.local/state/refine-proc".into(),
             policy: "/home/u/.config/refine-proc/policy.toml".into(),
+            requested_by: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_rebuilt_record_keeps_who_asked_its_meta_and_details() {
+        // Issue 10.11: rebuilt after quarantine, a record of uid 1001 said
+        // `requested_by.uid: 0` and had lost its --meta.
+        let mut s = spec(&["true"]);
+        s.details = Some("why\nit runs".into());
+        s.metadata
+            .extra
+            .insert("ticket".into(), "T-1 \"x\"\n\u{1b}".into());
+        let launch = s.validate().unwrap();
+        let mut context = hook();
+        context.requested_by = crate::provenance::RequestedBy {
+            uid: 1001,
+            acting_owner: Some(Owner::Agent),
+            parent: Some("bcde2345".into()),
+            policy: Some("/p.toml".into()),
+        };
+        let env: BTreeMap<String, String> = refine_environment("abcd2345", &launch, &context)
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(!env["REFINE_META"].contains('\n'), "one line");
+        let mut r: crate::model::Record = serde_json::from_value(serde_json::json!({
+            "schema": crate::model::RECORD_SCHEMA, "id": "abcd2345",
+            "unit": "refine-agent-abcd2345.service", "owner": "agent", "state": "running"
+        }))
+        .unwrap();
+        restore_from_environment(&env, &mut r);
+        assert_eq!(r.requested_by, context.requested_by);
+        assert_eq!(r.metadata.extra, launch.metadata.extra);
+        assert_eq!(r.details.as_deref(), Some("why\nit runs"));
+        // A unit from before: the manager's own uid, the policy it names.
+        let old: BTreeMap<String, String> =
+            [("REFINE_PROC_POLICY".to_string(), "/q.toml".to_string())].into();
+        restore_from_environment(&old, &mut r);
+        assert_eq!(r.requested_by.uid, crate::provenance::uid());
+        assert_eq!(r.requested_by.policy.as_deref(), Some("/q.toml"));
     }
 
     #[test]

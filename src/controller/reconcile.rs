@@ -262,6 +262,7 @@ pub(super) fn record_from_environment(
         recovered_from: Some("systemd".into()),
         health: None,
     };
+    crate::spec::restore_from_environment(env, &mut record);
     reconcile(
         &mut record,
         Some(&info.state).filter(|s| !s.active_state.is_empty()),

@@ -7,7 +7,11 @@ use super::*;
 const ADOPT_ATTEMPTS: usize = 3;
 
 impl Controller {
-    pub(super) fn unit_context(&self, policy: &Policy) -> Result<UnitContext> {
+    pub(super) fn unit_context(
+        &self,
+        policy: &Policy,
+        requested_by: RequestedBy,
+    ) -> Result<UnitContext> {
         if !self.hook_program.is_absolute() || !self.hook_program.is_file() {
             return Err(Error::invalid(format!(
                 "cannot find the refine-proc binary ({}) that records exits",
@@ -20,6 +24,7 @@ impl Controller {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
             policy: policy.path.clone(),
+            requested_by,
         })
     }
 
@@ -95,7 +100,7 @@ impl Controller {
             self.record_refusal("run", None, &e);
             return Err(e);
         }
-        let hook = self.unit_context(&requester.policy)?;
+        let hook = self.unit_context(&requester.policy, requester.requested_by())?;
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.

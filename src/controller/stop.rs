@@ -111,13 +111,14 @@ impl Controller {
             systemd.stop_within(&record.unit, timeout).await?;
             if record.kind == UnitKind::Scope {
                 // No exit hook runs for a scope: the end is recorded here.
-                self.index.update(&record.id, |r| {
+                let update = self.index.update(&record.id, |r| {
                     if !r.state.is_ended() {
                         r.state = State::Stopped;
                         r.ended_at = Some(Timestamp::now());
                         r.paused_by = None;
                     }
-                })?;
+                });
+                crate::index::or_warn(update, &format!("that {} was stopped", record.id));
                 // A service's end is recorded by its exit hook, with the exit.
                 self.emit(Event::about("stopped", &record));
             }
@@ -133,8 +134,9 @@ impl Controller {
     /// recorded as `stopped` (and only that run's).
     pub(super) fn request_stop(&self, id: &str, info: &ServiceInfo) -> Result<()> {
         let invocation = info.invocation_id.clone();
-        self.index
-            .update(id, |r| r.stop_requested_for = invocation)?;
+        // A full disk must not keep a process running (issue 10.8).
+        let update = self.index.update(id, |r| r.stop_requested_for = invocation);
+        crate::index::or_warn(update, &format!("that {id} is being stopped"));
         Ok(())
     }
 
@@ -165,7 +167,8 @@ impl Controller {
         }
         if let Err(e) = self.systemd().await?.kill(&record.unit, signal).await {
             if ending {
-                self.index.update(&id, |r| r.stop_requested_for = None)?;
+                let update = self.index.update(&id, |r| r.stop_requested_for = None);
+                crate::index::or_warn(update, "that the stop did not happen");
             }
             return Err(e);
         }
@@ -273,7 +276,7 @@ impl Controller {
             Some(path) => Policy::load(Path::new(path))?,
             None => self.requester().await?.policy.clone(),
         };
-        let hook = self.unit_context(&bound_by)?;
+        let hook = self.unit_context(&bound_by, record.requested_by.clone())?;
         self.forget_group_freeze(&id)?;
         self.index.update(&id, |r| {
             r.clear_exit();
