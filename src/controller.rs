@@ -547,6 +547,7 @@ impl Controller {
             program: self.hook_program.clone(),
             state_dir: self.index.dir().to_path_buf(),
             policy: policy.path.clone(),
+            confinement: None,
         })
     }
 
@@ -568,6 +569,13 @@ impl Controller {
                 return Err(e);
             }
         };
+        let env = requester
+            .policy
+            .check_environment(requester.actor, launch.environment.keys());
+        if let Err(e) = env {
+            self.record_refusal("run", None, &e);
+            return Err(e);
+        }
         // A command health check runs the shell (in the daemon, outside the
         // unit): only for an actor the policy lets run the shell.
         if let Some(crate::health::HealthCheck::Cmd { .. }) =
@@ -622,7 +630,11 @@ impl Controller {
             self.record_refusal("run", None, &e);
             return Err(e);
         }
-        let hook = self.unit_context(&requester.policy)?;
+        let mut hook = self.unit_context(&requester.policy)?;
+        let version = async { self.systemd().await?.version_number().await };
+        hook.confinement =
+            crate::confine::for_launch(&requester.policy, requester.actor, launch.owner, version)
+                .await?;
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.
@@ -2063,7 +2075,14 @@ impl Controller {
             Some(path) => Policy::load(Path::new(path))?,
             None => self.requester().await?.policy.clone(),
         };
-        let hook = self.unit_context(&bound_by)?;
+        let mut hook = self.unit_context(&bound_by)?;
+        let first = record
+            .requested_by
+            .acting_owner
+            .map_or(Actor::Person, Actor::Managed);
+        let version = async { self.systemd().await?.version_number().await };
+        hook.confinement =
+            crate::confine::for_launch(&bound_by, first, launch.owner, version).await?;
         self.forget_group_freeze(&id)?;
         self.index.update(&id, |r| {
             r.clear_exit();

@@ -543,6 +543,20 @@ pub enum Prop {
     U32s(Vec<u32>),
     /// `ExecStart`-style a(sasb): path, argv, ignore-failure.
     Exec(Vec<(String, Vec<String>, bool)>),
+    Bool(bool),
+    /// `ExecStartEx`-style a(sasas): path, argv, flags ("privileged", ...).
+    ExecEx(Vec<(String, Vec<String>, Vec<String>)>),
+    /// a(ss), e.g. TemporaryFileSystem= (path, mount options).
+    StrPairs(Vec<(String, String)>),
+    /// a(ssbt), BindPaths=-style: source, destination, ignore a missing
+    /// source, mount flags.
+    Binds(Vec<(String, String, bool, u64)>),
+    /// Not a D-Bus property: a drop-in file written beside the transient
+    /// unit before it is started (see [`crate::confine::exit_hook`]).
+    DropIn {
+        file: String,
+        text: String,
+    },
 }
 
 /// Restart timing needs a restart policy, and sane numbers. Growing delays
@@ -657,6 +671,8 @@ pub struct UnitContext {
     /// The policy that governed this launch; it governs the unit's own
     /// requests too (read from the unit, which the process cannot change).
     pub policy: PathBuf,
+    /// The sandbox of a confined launch (see [`crate::confine`]).
+    pub confinement: Option<crate::confine::Confinement>,
 }
 
 /// The REFINE_* variables a managed process sees, so it knows who it is
@@ -753,6 +769,9 @@ pub fn service_properties(
         ),
     ];
     props.extend(restart_properties(launch));
+    if let Some(c) = &hook.confinement {
+        confine_properties(&mut props, c, launch, hook);
+    }
     if let Some(ready) = &launch.ready {
         if ready.on == crate::model::Readiness::Notify {
             // Any of its processes may say READY=1: scripts call
@@ -786,6 +805,35 @@ pub fn service_properties(
         props.push(("TimeoutStopUSec", Prop::U64(s.saturating_mul(1_000_000))));
     }
     props
+}
+
+/// Confines a unit: the sandbox, and its exit hook made privileged (the
+/// hook's arguments stay as built above; only how it runs changes).
+fn confine_properties(
+    props: &mut Vec<(&'static str, Prop)>,
+    c: &crate::confine::Confinement,
+    launch: &Launch,
+    hook: &UnitContext,
+) {
+    if let Some(i) = props.iter().position(|(k, _)| *k == "ExecStopPost") {
+        if let (_, Prop::Exec(cmds)) = props.remove(i) {
+            for (path, argv, ignore) in cmds {
+                let (ex, drop_in) = crate::confine::exit_hook(&path, &argv, ignore);
+                props.push(("ExecStopPostEx", ex));
+                props.push(("DropIn", drop_in));
+            }
+        }
+    }
+    let notify = launch
+        .ready
+        .as_ref()
+        .is_some_and(|r| r.on == crate::model::Readiness::Notify);
+    props.extend(crate::confine::properties(
+        c,
+        &hook.state_dir,
+        &hook.policy,
+        notify,
+    ));
 }
 
 /// The properties of the transient scope that adopts `adoption`: identity
@@ -842,6 +890,7 @@ mod tests {
             program: "/usr/bin/refine-proc".into(),
             state_dir: "/home/u/.local/state/refine-proc".into(),
             policy: "/home/u/.config/refine-proc/policy.toml".into(),
+            confinement: None,
         }
     }
 

@@ -1,0 +1,490 @@
+//! Confined actors: a policy's `confine = true` runs every process launched
+//! as that actor in a systemd sandbox it cannot leave, so that its cgroup
+//! is its identity and the user manager, the index and the policy are out
+//! of its reach. What the sandbox is, as unit properties, is decided here
+//! by pure functions; `spec` adds them to a launch's properties.
+//!
+//! What holds on systemd 252 (seen in the test sandbox):
+//! - `PrivateUsers=` (a user manager needs a user namespace for any mount
+//!   option) + `ProtectControlGroups=`: `/sys/fs/cgroup` is read-only, so the
+//!   process cannot move itself to another cgroup.
+//! - `RestrictNamespaces=` + `NoNewPrivileges=`: `unshare` fails with EPERM,
+//!   so no cgroup namespace can make `/proc/self/cgroup` read `0::/`.
+//! - The runtime directory `/run/user/UID` is an empty private tmpfs: no user
+//!   bus, no systemd private socket, no transient unit files; only the
+//!   refine-proc API directory (read-only) and, for `--ready notify`, the
+//!   notify socket are bound back in.
+//! - The home directory is read-only except the `writable` paths; the index,
+//!   the policy file, the user manager's unit and environment directories are
+//!   read-only even inside a writable path.
+//! - The exit hook runs privileged (outside the sandbox), see [`exit_hook`].
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::Owner;
+use crate::policy::{Actor, Policy};
+use crate::spec::Prop;
+
+/// `CLONE_NEWIPC`: the one namespace type a confined unit is "allowed".
+/// systemd 252 writes `RestrictNamespaces=yes` (no type allowed) to the
+/// transient unit file as an empty `RestrictNamespaces=`, which its parser
+/// reads back after a daemon-reload as "no restriction". Allowing IPC is
+/// written as `RestrictNamespaces=ipc` and survives; creating an IPC
+/// namespace needs CAP_SYS_ADMIN, which the process does not have (and no
+/// user namespace can give it one), so it still fails with EPERM.
+pub const RESTRICT_NAMESPACES_ALLOWED: u64 = 0x0800_0000;
+
+/// systemd version that has `PrivatePIDs=` (a PID namespace per unit).
+pub const PRIVATE_PIDS_SYSTEMD: u32 = 257;
+
+/// The file name of the exit hook's drop-in (see [`exit_hook`]).
+pub const HOOK_DROP_IN: &str = "50-refine-exit-hook.conf";
+
+/// The sandbox of one confined launch, resolved against the launching user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confinement {
+    /// The actor whose rules confine it (the launcher's, or the owner's).
+    pub actor: String,
+    /// The user's home directory (from the password database, not $HOME).
+    pub home: PathBuf,
+    /// The user manager's runtime directory, `/run/user/UID`.
+    pub runtime_dir: PathBuf,
+    /// Absolute paths it may write (missing ones are skipped).
+    pub writable: Vec<PathBuf>,
+    /// The manager has `PrivatePIDs=` (systemd 257+).
+    pub private_pids: bool,
+}
+
+/// Checks a `writable` entry as written: absolute or `~/...`, no `..`, and
+/// not the home directory itself (or `~/.config`, `~/.local`,
+/// `~/.local/share`): those hold what a login runs (shell profiles,
+/// autostart, unit files), which would let the process plant code that runs
+/// outside the sandbox.
+pub fn check_writable(path: &str) -> std::result::Result<(), String> {
+    if path.chars().any(char::is_control) {
+        return Err("has control characters".into());
+    }
+    let rest = match path.strip_prefix("~/") {
+        Some(rest) => rest,
+        None if path == "~" => "",
+        None if path.starts_with('/') => path,
+        None => return Err("is not an absolute path or ~/...".into()),
+    };
+    let p = Path::new(rest);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err("has a .. component; name the directory itself".into());
+    }
+    if path.starts_with('~') {
+        let inner: PathBuf = p.components().collect();
+        if LOGIN_DIRS.iter().any(|d| Path::new(d) == inner) {
+            return Err(format!(
+                "would make {} writable, where a login finds what it runs; name the workspace directories instead",
+                if inner.as_os_str().is_empty() { "the home directory".to_string() } else { format!("~/{}", inner.display()) }
+            ));
+        }
+    } else if Path::new(path).components().count() <= 1 {
+        return Err("is the root directory".into());
+    }
+    Ok(())
+}
+
+/// The home and the directories under it that hold what a login reads
+/// code or units from: a writable path may lie below them, not be them.
+const LOGIN_DIRS: &[&str] = &["", ".config", ".local", ".local/share"];
+
+/// Under the home, read-only even inside a writable path: the user
+/// manager's units and drop-ins (`systemd/user`, `user.control`) and the
+/// environment it gives every unit (`environment.d`). Created when missing,
+/// so that a process cannot create them in a writable parent.
+pub const PROTECTED_IN_HOME: &[&str] = &[
+    ".config/systemd",
+    ".config/environment.d",
+    ".local/share/systemd",
+];
+
+/// The user's home directory from the password database: `$HOME` is the
+/// caller's to set and must not decide what the sandbox protects.
+pub fn home_of(uid: u32) -> Result<PathBuf> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: buf outlives the call and pwd's pointers are read before it
+    // is dropped; getpwuid_r writes only within the sizes given.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() || pwd.pw_dir.is_null() {
+        return Err(Error::invalid(format!(
+            "cannot confine: uid {uid} has no entry in the password database"
+        ))
+        .hint("a confined launch needs the user's home directory from getent passwd"));
+    }
+    // SAFETY: pw_dir points into buf, a NUL-terminated string.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
+    use std::os::unix::ffi::OsStrExt;
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+}
+
+/// Whether a launch as `owner` by `actor` is confined, and how: a confined
+/// launcher's children are confined as it is (they cannot get out by
+/// launching as another owner); otherwise the owner's own rules decide.
+/// `version` is asked only for a confined launch (for `PrivatePIDs=`).
+/// Creates the protected directories that are missing (see
+/// [`PROTECTED_IN_HOME`]) and the API directory, so they can be bound.
+pub async fn for_launch<F>(
+    policy: &Policy,
+    actor: Actor,
+    owner: Owner,
+    version: F,
+) -> Result<Option<Confinement>>
+where
+    F: std::future::Future<Output = Result<u32>>,
+{
+    let launcher = policy.rules(actor);
+    let rules = if matches!(actor, Actor::Managed(_)) && launcher.confine {
+        launcher
+    } else {
+        let own = policy.rules(Actor::Managed(owner));
+        if !own.confine {
+            return Ok(None);
+        }
+        own
+    };
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let home = home_of(uid)?;
+    let writable = rules
+        .writable
+        .iter()
+        .map(|w| resolve_writable(w, &home))
+        .collect::<Result<Vec<_>>>()?;
+    let runtime_dir = PathBuf::from(format!("/run/user/{uid}"));
+    for dir in PROTECTED_IN_HOME {
+        create_dir(&home.join(dir), 0o755)?;
+    }
+    if runtime_dir.is_dir() {
+        create_dir(&runtime_dir.join("refine-proc"), 0o700)?;
+    }
+    Ok(Some(Confinement {
+        actor: rules.actor,
+        home,
+        runtime_dir,
+        writable,
+        private_pids: version.await? >= PRIVATE_PIDS_SYSTEMD,
+    }))
+}
+
+fn create_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot confine: cannot create {}: {e}",
+                dir.display()
+            ))
+            .hint("a confined launch makes it read-only; create it yourself or fix the permissions")
+        })
+}
+
+/// `~/x` against `home`; checked again against the resolved home, which
+/// may be `/` or a parent of the protected directories.
+pub fn resolve_writable(written: &str, home: &Path) -> Result<PathBuf> {
+    let path = match written.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if written == "~" => home.to_path_buf(),
+        None => PathBuf::from(written),
+    };
+    let path: PathBuf = path.components().collect();
+    // The home or a parent of it, or one of the login directories.
+    let guarded = home.starts_with(&path)
+        || LOGIN_DIRS
+            .iter()
+            .any(|d| !d.is_empty() && home.join(d) == path);
+    if guarded {
+        return Err(Error::invalid(format!(
+                "cannot confine: writable {} would make {} writable",
+                crate::text::escape(written),
+                path.display()
+            ))
+            .hint("name the workspace directories in writable = [...], not the home directory or its parents"));
+    }
+    Ok(path)
+}
+
+/// The properties that confine a unit (see the module's documentation).
+/// `state_dir` and `policy` are made read-only; `notify`: the process
+/// reports readiness on the manager's notify socket.
+pub fn properties(
+    c: &Confinement,
+    state_dir: &Path,
+    policy: &Path,
+    notify: bool,
+) -> Vec<(&'static str, Prop)> {
+    let show = |p: &Path| p.display().to_string();
+    // "-": a path that does not exist is skipped, not a failed start.
+    let optional = |p: &Path| format!("-{}", p.display());
+    let bind_ro = |p: PathBuf| (show(&p), show(&p), true, libc::MS_REC);
+    let mut binds = vec![bind_ro(c.runtime_dir.join("refine-proc"))];
+    if notify {
+        binds.push(bind_ro(c.runtime_dir.join("systemd/notify")));
+    }
+    let mut read_only = vec![optional(&c.home), optional(state_dir), optional(policy)];
+    read_only.extend(PROTECTED_IN_HOME.iter().map(|d| optional(&c.home.join(d))));
+    let mut props = vec![
+        ("PrivateUsers", Prop::Bool(true)),
+        ("ProtectControlGroups", Prop::Bool(true)),
+        ("RestrictNamespaces", Prop::U64(RESTRICT_NAMESPACES_ALLOWED)),
+        ("NoNewPrivileges", Prop::Bool(true)),
+        (
+            "TemporaryFileSystem",
+            Prop::StrPairs(vec![(show(&c.runtime_dir), "mode=0700".into())]),
+        ),
+        ("BindReadOnlyPaths", Prop::Binds(binds)),
+        ("ReadOnlyPaths", Prop::Strs(read_only)),
+    ];
+    if !c.writable.is_empty() {
+        props.push((
+            "ReadWritePaths",
+            Prop::Strs(c.writable.iter().map(|p| optional(p)).collect()),
+        ));
+    }
+    if c.private_pids {
+        props.push(("PrivatePIDs", Prop::Bool(true)));
+    }
+    props
+}
+
+/// The exit hook of a confined unit, from the `ExecStopPost=` entry the
+/// unconfined unit would get: it must run outside the sandbox (the index
+/// is read-only inside). systemd's "privileged" flag (`+`) does that, also
+/// in a user manager (seen on 252: no user or mount namespace), but only
+/// `ExecStopPostEx=` carries it over D-Bus, and 252 writes that to the
+/// transient unit file under a key its own parser rejects: after a
+/// daemon-reload the unit would have no hook. So the hook goes twice:
+/// as `ExecStopPostEx=` for the unit's first life, and in a drop-in beside
+/// the transient unit file (`transient/UNIT.d/`, removed by systemd with
+/// the unit), which 252 does not see at creation (its unit path cache is
+/// older) but reads on every reload. The drop-in first empties the list, so
+/// whichever systemd reads, there is exactly one hook.
+pub fn exit_hook(path: &str, argv: &[String], ignore_failure: bool) -> (Prop, Prop) {
+    let mut flags = vec!["privileged".to_string()];
+    let mut prefix = "+".to_string();
+    if ignore_failure {
+        flags.push("ignore-failure".into());
+        prefix.push('-');
+    }
+    let ex = Prop::ExecEx(vec![(path.to_string(), argv.to_vec(), flags)]);
+    // A unit file's command line: the path, then argv[1..] (argv[0] is the
+    // path again unless given with @, which it is not here).
+    let words: Vec<String> = std::iter::once(path)
+        .chain(argv.iter().skip(1).map(String::as_str))
+        .map(unit_file_word)
+        .collect();
+    let text = format!(
+        "# Written by refine-proc: the exit hook, privileged, across daemon-reload.\n[Service]\nExecStopPost=\nExecStopPost={prefix}{}\n",
+        words.join(" ")
+    );
+    let drop_in = Prop::DropIn {
+        file: HOOK_DROP_IN.to_string(),
+        text,
+    };
+    (ex, drop_in)
+}
+
+/// One word of an `Exec*=` line, double-quoted so systemd reads back exactly
+/// `word`: C escapes for `\`, `"` and control characters, `%%` for `%`
+/// (specifiers). `$` is left as given: the ExecStart= rules double it
+/// already, and a unit file reads `$$` as `$` too.
+pub fn unit_file_word(word: &str) -> String {
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes a drop-in of `unit` durably (temp file, fsync, rename, fsync of
+/// the directory) beside its transient unit file in `runtime_dir`.
+pub fn write_drop_in(runtime_dir: &Path, unit: &str, file: &str, text: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    let dir = runtime_dir
+        .join("systemd/transient")
+        .join(format!("{unit}.d"));
+    let fail = |e: std::io::Error| {
+        Error::systemd(format!(
+            "cannot write the exit hook's drop-in in {}: {e}",
+            dir.display()
+        ))
+        .hint("the user manager's runtime directory must be writable (XDG_RUNTIME_DIR)")
+    };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .and_then(|_| std::fs::File::open(&dir)?.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    Ok(path)
+}
+
+/// Removes a drop-in written for a unit that was never created.
+pub fn remove_drop_in(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confinement() -> Confinement {
+        Confinement {
+            actor: "agent".into(),
+            home: "/home/u".into(),
+            runtime_dir: "/run/user/1000".into(),
+            writable: vec!["/home/u/ws".into()],
+            private_pids: false,
+        }
+    }
+
+    fn get<'a>(props: &'a [(&'static str, Prop)], name: &str) -> Option<&'a Prop> {
+        props.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn a_confined_unit_gets_the_sandbox_that_holds_on_252() {
+        let props = properties(
+            &confinement(),
+            Path::new("/home/u/.local/state/refine-proc"),
+            Path::new("/home/u/.config/refine-proc/policy.toml"),
+            false,
+        );
+        for b in ["PrivateUsers", "ProtectControlGroups", "NoNewPrivileges"] {
+            assert_eq!(get(&props, b), Some(&Prop::Bool(true)), "{b}");
+        }
+        // Not 0 (= "yes"): 252 loses that across a daemon-reload.
+        assert_eq!(
+            get(&props, "RestrictNamespaces"),
+            Some(&Prop::U64(0x0800_0000))
+        );
+        assert_eq!(
+            get(&props, "TemporaryFileSystem"),
+            Some(&Prop::StrPairs(vec![(
+                "/run/user/1000".into(),
+                "mode=0700".into()
+            )]))
+        );
+        let Some(Prop::Binds(binds)) = get(&props, "BindReadOnlyPaths") else {
+            panic!("no binds")
+        };
+        assert_eq!(binds.len(), 1, "only the API directory: {binds:?}");
+        assert_eq!(binds[0].0, "/run/user/1000/refine-proc");
+        let Some(Prop::Strs(ro)) = get(&props, "ReadOnlyPaths") else {
+            panic!("no read-only paths")
+        };
+        for p in [
+            "-/home/u",
+            "-/home/u/.local/state/refine-proc",
+            "-/home/u/.config/refine-proc/policy.toml",
+            "-/home/u/.config/systemd",
+            "-/home/u/.config/environment.d",
+            "-/home/u/.local/share/systemd",
+        ] {
+            assert!(ro.contains(&p.to_string()), "{p} in {ro:?}");
+        }
+        assert_eq!(
+            get(&props, "ReadWritePaths"),
+            Some(&Prop::Strs(vec!["-/home/u/ws".into()]))
+        );
+        assert_eq!(get(&props, "PrivatePIDs"), None, "unknown before 257");
+        let mut newer = confinement();
+        newer.private_pids = true;
+        newer.writable.clear();
+        let props = properties(&newer, Path::new("/s"), Path::new("/p"), true);
+        assert_eq!(get(&props, "PrivatePIDs"), Some(&Prop::Bool(true)));
+        assert_eq!(get(&props, "ReadWritePaths"), None);
+        let Some(Prop::Binds(binds)) = get(&props, "BindReadOnlyPaths") else {
+            panic!("no binds")
+        };
+        assert!(binds.iter().any(|b| b.0 == "/run/user/1000/systemd/notify"));
+    }
+
+    #[test]
+    fn the_exit_hook_is_privileged_and_its_drop_in_reads_back_verbatim() {
+        let argv: Vec<String> = [
+            "refine-proc",
+            "--state-dir",
+            "/s p/a\"b\\c%d$$e",
+            "record-exit",
+            "x1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (ex, drop_in) = exit_hook("/usr/bin/refine-proc", &argv, true);
+        assert_eq!(
+            ex,
+            Prop::ExecEx(vec![(
+                "/usr/bin/refine-proc".into(),
+                argv.clone(),
+                vec!["privileged".into(), "ignore-failure".into()]
+            )])
+        );
+        let Prop::DropIn { file, text } = drop_in else {
+            panic!()
+        };
+        assert_eq!(file, HOOK_DROP_IN);
+        assert!(text.contains("\nExecStopPost=\nExecStopPost=+-\"/usr/bin/refine-proc\" \"--state-dir\" \"/s p/a\\\"b\\\\c%%d$$e\" \"record-exit\" \"x1\"\n"), "{text}");
+        assert_eq!(unit_file_word("a\nb\u{1}"), "\"a\\nb\\x01\"");
+    }
+
+    #[test]
+    fn writable_paths_stay_beside_what_a_login_runs() {
+        for ok in ["~/ws", "~/src/project", "/srv/build", "~/.config/myapp"] {
+            assert!(check_writable(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("~", "home directory"),
+            ("~/", "home directory"),
+            ("~/.config", "~/.config"),
+            ("~/.local", "~/.local"),
+            ("~/.local/share", "~/.local/share"),
+            ("ws", "absolute"),
+            ("~/ws/../..", ".."),
+            ("/", "root"),
+        ] {
+            let e = check_writable(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let home = Path::new("/home/u");
+        assert_eq!(
+            resolve_writable("~/ws", home).unwrap(),
+            PathBuf::from("/home/u/ws")
+        );
+        // Absolute paths are checked against the real home at launch.
+        for bad in ["/home/u", "/home", "/home/u/.config/"] {
+            let e = resolve_writable(bad, home).unwrap_err();
+            assert!(e.message.contains("would make"), "{bad}: {e}");
+        }
+    }
+}
