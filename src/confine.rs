@@ -10,10 +10,13 @@
 //!   process cannot move itself to another cgroup.
 //! - `RestrictNamespaces=` + `NoNewPrivileges=`: `unshare` fails with EPERM,
 //!   so no cgroup namespace can make `/proc/self/cgroup` read `0::/`.
-//! - The runtime directory `/run/user/UID` is an empty private tmpfs: no user
-//!   bus, no systemd private socket, no transient unit files; only the
-//!   refine-proc API directory (read-only) and, for `--ready notify`, the
-//!   notify socket are bound back in.
+//! - What the runtime directory `/run/user/UID` holds at launch is
+//!   inaccessible (the user bus, systemd's private socket and transient unit
+//!   files, desktop and agent sockets), except the refine-proc API directory
+//!   (read-only, so its socket cannot be replaced) and, for `--ready notify`,
+//!   systemd's notify socket. (Not an empty tmpfs with binds: systemd applies
+//!   TemporaryFileSystem= and BindPaths= to privileged commands too, and
+//!   without the user namespace the exit hook then fails at NAMESPACE.)
 //! - The home directory is read-only except the `writable` paths; the index,
 //!   the policy file, the user manager's unit and environment directories are
 //!   read-only even inside a writable path.
@@ -52,6 +55,9 @@ pub struct Confinement {
     pub runtime_dir: PathBuf,
     /// Absolute paths it may write (missing ones are skipped).
     pub writable: Vec<PathBuf>,
+    /// Names in the runtime directory, and in its `systemd/`, at launch.
+    pub runtime_entries: Vec<String>,
+    pub systemd_entries: Vec<String>,
     /// The manager has `PrivatePIDs=` (systemd 257+).
     pub private_pids: bool,
 }
@@ -165,8 +171,20 @@ where
     if runtime_dir.is_dir() {
         create_dir(&runtime_dir.join("refine-proc"), 0o700)?;
     }
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    };
     Ok(Some(Confinement {
         actor: rules.actor,
+        runtime_entries: names(&runtime_dir),
+        systemd_entries: names(&runtime_dir.join("systemd")),
         home,
         runtime_dir,
         writable,
@@ -223,26 +241,42 @@ pub fn properties(
     policy: &Path,
     notify: bool,
 ) -> Vec<(&'static str, Prop)> {
-    let show = |p: &Path| p.display().to_string();
     // "-": a path that does not exist is skipped, not a failed start.
     let optional = |p: &Path| format!("-{}", p.display());
-    let bind_ro = |p: PathBuf| (show(&p), show(&p), true, libc::MS_REC);
-    let mut binds = vec![bind_ro(c.runtime_dir.join("refine-proc"))];
-    if notify {
-        binds.push(bind_ro(c.runtime_dir.join("systemd/notify")));
-    }
+    let run = &c.runtime_dir;
+    let api = run.join("refine-proc");
     let mut read_only = vec![optional(&c.home), optional(state_dir), optional(policy)];
     read_only.extend(PROTECTED_IN_HOME.iter().map(|d| optional(&c.home.join(d))));
+    read_only.push(optional(&api));
+    // Named even when not listed: the bus and the private socket above all.
+    let mut hidden = vec![run.join("bus"), run.join("systemd")];
+    hidden.extend(c.runtime_entries.iter().map(|n| run.join(n)));
+    if notify {
+        // Keep systemd/notify, hide the rest of systemd/ one by one.
+        let sd = run.join("systemd");
+        hidden.retain(|p| *p != sd);
+        hidden.push(sd.join("private"));
+        hidden.push(sd.join("transient"));
+        hidden.extend(
+            c.systemd_entries
+                .iter()
+                .filter(|n| *n != "notify")
+                .map(|n| sd.join(n)),
+        );
+        read_only.push(optional(&sd));
+    }
+    hidden.retain(|p| *p != api);
+    hidden.sort();
+    hidden.dedup();
     let mut props = vec![
         ("PrivateUsers", Prop::Bool(true)),
         ("ProtectControlGroups", Prop::Bool(true)),
         ("RestrictNamespaces", Prop::U64(RESTRICT_NAMESPACES_ALLOWED)),
         ("NoNewPrivileges", Prop::Bool(true)),
         (
-            "TemporaryFileSystem",
-            Prop::StrPairs(vec![(show(&c.runtime_dir), "mode=0700".into())]),
+            "InaccessiblePaths",
+            Prop::Strs(hidden.iter().map(|p| optional(p)).collect()),
         ),
-        ("BindReadOnlyPaths", Prop::Binds(binds)),
         ("ReadOnlyPaths", Prop::Strs(read_only)),
     ];
     if !c.writable.is_empty() {
@@ -364,6 +398,10 @@ mod tests {
             home: "/home/u".into(),
             runtime_dir: "/run/user/1000".into(),
             writable: vec!["/home/u/ws".into()],
+            runtime_entries: ["bus", "refine-proc", "systemd", "wayland-0"]
+                .map(String::from)
+                .to_vec(),
+            systemd_entries: ["notify", "private", "units"].map(String::from).to_vec(),
             private_pids: false,
         }
     }
@@ -389,17 +427,17 @@ mod tests {
             Some(&Prop::U64(0x0800_0000))
         );
         assert_eq!(
-            get(&props, "TemporaryFileSystem"),
-            Some(&Prop::StrPairs(vec![(
-                "/run/user/1000".into(),
-                "mode=0700".into()
-            )]))
+            get(&props, "InaccessiblePaths"),
+            Some(&Prop::Strs(
+                [
+                    "-/run/user/1000/bus",
+                    "-/run/user/1000/systemd",
+                    "-/run/user/1000/wayland-0"
+                ]
+                .map(String::from)
+                .to_vec()
+            ))
         );
-        let Some(Prop::Binds(binds)) = get(&props, "BindReadOnlyPaths") else {
-            panic!("no binds")
-        };
-        assert_eq!(binds.len(), 1, "only the API directory: {binds:?}");
-        assert_eq!(binds[0].0, "/run/user/1000/refine-proc");
         let Some(Prop::Strs(ro)) = get(&props, "ReadOnlyPaths") else {
             panic!("no read-only paths")
         };
@@ -410,6 +448,7 @@ mod tests {
             "-/home/u/.config/systemd",
             "-/home/u/.config/environment.d",
             "-/home/u/.local/share/systemd",
+            "-/run/user/1000/refine-proc",
         ] {
             assert!(ro.contains(&p.to_string()), "{p} in {ro:?}");
         }
@@ -424,10 +463,18 @@ mod tests {
         let props = properties(&newer, Path::new("/s"), Path::new("/p"), true);
         assert_eq!(get(&props, "PrivatePIDs"), Some(&Prop::Bool(true)));
         assert_eq!(get(&props, "ReadWritePaths"), None);
-        let Some(Prop::Binds(binds)) = get(&props, "BindReadOnlyPaths") else {
-            panic!("no binds")
+        let Some(Prop::Strs(hidden)) = get(&props, "InaccessiblePaths") else {
+            panic!("nothing hidden")
         };
-        assert!(binds.iter().any(|b| b.0 == "/run/user/1000/systemd/notify"));
+        for p in ["private", "transient", "units"] {
+            assert!(
+                hidden.contains(&format!("-/run/user/1000/systemd/{p}")),
+                "{p}: {hidden:?}"
+            );
+        }
+        for p in ["-/run/user/1000/systemd", "-/run/user/1000/systemd/notify"] {
+            assert!(!hidden.contains(&p.to_string()), "{p}: {hidden:?}");
+        }
     }
 
     #[test]

@@ -546,11 +546,6 @@ pub enum Prop {
     Bool(bool),
     /// `ExecStartEx`-style a(sasas): path, argv, flags ("privileged", ...).
     ExecEx(Vec<(String, Vec<String>, Vec<String>)>),
-    /// a(ss), e.g. TemporaryFileSystem= (path, mount options).
-    StrPairs(Vec<(String, String)>),
-    /// a(ssbt), BindPaths=-style: source, destination, ignore a missing
-    /// source, mount flags.
-    Binds(Vec<(String, String, bool, u64)>),
     /// Not a D-Bus property: a drop-in file written beside the transient
     /// unit before it is started (see [`crate::confine::exit_hook`]).
     DropIn {

@@ -844,8 +844,6 @@ fn to_value(p: &Prop) -> Value<'_> {
         Prop::Exec(v) => Value::from(v.clone()),
         Prop::Bool(v) => Value::from(*v),
         Prop::ExecEx(v) => Value::from(v.clone()),
-        Prop::StrPairs(v) => Value::from(v.clone()),
-        Prop::Binds(v) => Value::from(v.clone()),
         // Filtered out before the call (written as a file instead).
         Prop::DropIn { .. } => Value::from(""),
     }

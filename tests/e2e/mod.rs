@@ -1,5 +1,6 @@
 mod adopt;
 mod common;
+mod confine;
 mod daemon;
 mod doctor;
 mod errors;
