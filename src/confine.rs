@@ -388,6 +388,80 @@ pub fn remove_drop_in(path: &Path) {
     }
 }
 
+/// What keeps a user manager from giving its units a user namespace, and
+/// the fix, from the sysctls (None: not present on this kernel):
+/// `user.max_user_namespaces`, Debian's `kernel.unprivileged_userns_clone`
+/// and Ubuntu's `kernel.apparmor_restrict_unprivileged_userns`.
+pub fn userns_problem(
+    max_user_namespaces: Option<u64>,
+    unprivileged_userns_clone: Option<u64>,
+    apparmor_restrict: Option<u64>,
+) -> Option<(String, String)> {
+    if max_user_namespaces == Some(0) {
+        return Some((
+            "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+            "as root: sysctl -w user.max_user_namespaces=15000, and persist it in /etc/sysctl.d/"
+                .into(),
+        ));
+    }
+    if unprivileged_userns_clone == Some(0) {
+        return Some((
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into(),
+            "as root: sysctl -w kernel.unprivileged_userns_clone=1, and persist it in /etc/sysctl.d/".into(),
+        ));
+    }
+    if apparmor_restrict == Some(1) {
+        return Some((
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 23.10 and later)".into(),
+            "as root, either allow them for every program: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (persist it in /etc/sysctl.d/60-userns.conf), or give the user manager an AppArmor profile with `userns,` (e.g. /etc/apparmor.d/systemd-user: abi <abi/4.0>, include <tunables/global>, profile systemd-user /usr/lib/systemd/systemd flags=(unconfined) { userns, }, then apparmor_parser -r it) and run refine-proc doctor again".into(),
+        ));
+    }
+    None
+}
+
+/// What Yama's `kernel.yama.ptrace_scope` leaves open to a confined process
+/// (None: no Yama): at 0 it may ptrace, and so take over, any unconfined
+/// process of the user.
+pub fn ptrace_problem(scope: Option<u64>) -> Option<(String, String)> {
+    let fix = "as root: sysctl -w kernel.yama.ptrace_scope=1 (persist it in /etc/sysctl.d/); then only a process's ancestors may trace it";
+    match scope {
+        Some(s) if s >= 1 => None,
+        Some(_) => Some((
+            "kernel.yama.ptrace_scope = 0: a confined process may ptrace the user's unconfined processes".into(),
+            fix.into(),
+        )),
+        None => Some((
+            "no Yama (kernel.yama.ptrace_scope): a confined process may ptrace the user's unconfined processes".into(),
+            "use a kernel with Yama (CONFIG_SECURITY_YAMA) and kernel.yama.ptrace_scope=1".into(),
+        )),
+    }
+}
+
+/// The properties of `doctor`'s probe: the mount-namespace core of the
+/// sandbox, on a unit that runs `true`.
+pub fn probe_properties(runtime_dir: &Path) -> Vec<(&'static str, Prop)> {
+    vec![
+        (
+            "Description",
+            Prop::Str("refine-proc doctor: confinement probe".into()),
+        ),
+        ("Type", Prop::Str("exec".into())),
+        ("CollectMode", Prop::Str("inactive-or-failed".into())),
+        ("PrivateUsers", Prop::Bool(true)),
+        ("ProtectControlGroups", Prop::Bool(true)),
+        ("RestrictNamespaces", Prop::U64(RESTRICT_NAMESPACES_ALLOWED)),
+        ("NoNewPrivileges", Prop::Bool(true)),
+        (
+            "InaccessiblePaths",
+            Prop::Strs(vec![format!("-{}", runtime_dir.join("bus").display())]),
+        ),
+        (
+            "ExecStart",
+            Prop::Exec(vec![("/bin/true".into(), vec!["true".into()], false)]),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +577,32 @@ mod tests {
         assert_eq!(file, HOOK_DROP_IN);
         assert!(text.contains("\nExecStopPost=\nExecStopPost=+-\"/usr/bin/refine-proc\" \"--state-dir\" \"/s p/a\\\"b\\\\c%%d$$e\" \"record-exit\" \"x1\"\n"), "{text}");
         assert_eq!(unit_file_word("a\nb\u{1}"), "\"a\\nb\\x01\"");
+    }
+
+    #[test]
+    fn doctor_says_what_keeps_user_namespaces_away_and_the_fix() {
+        assert_eq!(userns_problem(Some(15000), None, None), None);
+        assert_eq!(userns_problem(Some(15000), Some(1), Some(0)), None);
+        let (why, fix) = userns_problem(Some(15000), None, Some(1)).unwrap();
+        assert!(why.contains("AppArmor"), "{why}");
+        assert!(
+            fix.contains("apparmor_restrict_unprivileged_userns=0") && fix.contains("userns,"),
+            "{fix}"
+        );
+        assert!(userns_problem(Some(0), None, None)
+            .unwrap()
+            .1
+            .contains("max_user_namespaces"));
+        assert!(userns_problem(None, Some(0), None)
+            .unwrap()
+            .1
+            .contains("unprivileged_userns_clone=1"));
+        assert_eq!(ptrace_problem(Some(1)), None);
+        assert!(ptrace_problem(Some(0))
+            .unwrap()
+            .1
+            .contains("ptrace_scope=1"));
+        assert!(ptrace_problem(None).is_some());
     }
 
     #[test]

@@ -219,6 +219,23 @@ fn an_unconfined_agent_runs_without_a_sandbox() {
     env.ok(&["stop", &agent.id, &confined.id]);
 }
 
+#[test]
+fn doctor_starts_a_confined_probe_unit_and_says_what_remains() {
+    let env = Env::new();
+    let report: serde_json::Value = env.ok(&["doctor", "--json"]).json();
+    let checks = report["checks"].as_array().unwrap();
+    let c = checks
+        .iter()
+        .find(|c| c["name"] == "confinement")
+        .expect("a confinement check");
+    assert_eq!(c["required"], false);
+    let detail = c["detail"].as_str().unwrap();
+    // The sandbox gives units what a real login does: the probe starts.
+    assert!(matches!(c["status"].as_str(), Some("ok" | "warn")), "{c:#}");
+    assert!(detail.contains("a confined unit started"), "{detail}");
+    assert!(detail.contains("PrivatePIDs="), "{detail}");
+}
+
 // The escapes that go through refine-proc from inside a confined unit need
 // the daemon's API socket: inside the sandbox the user bus is gone, so
 // refine-proc there cannot establish its caller (it fails closed today).
