@@ -388,6 +388,16 @@ pub fn remove_drop_in(path: &Path) {
     }
 }
 
+/// The hint when a confined process finds no user bus: that is the sandbox.
+pub const UNREACHABLE_HINT: &str = "this process runs confined (confine = true in its policy): the user bus is out of its reach by design; refine-proc inside the sandbox needs the daemon's API socket in $XDG_RUNTIME_DIR/refine-proc/";
+
+/// Whether a failed bus connection looks like the sandbox's doing: a
+/// managed process (REFINE_ID set) denied the socket that systemd made
+/// inaccessible.
+pub fn looks_confined(reason: &str) -> bool {
+    std::env::var_os("REFINE_ID").is_some() && reason.contains("Permission denied")
+}
+
 /// What keeps a user manager from giving its units a user namespace, and
 /// the fix, from the sysctls (None: not present on this kernel):
 /// `user.max_user_namespaces`, Debian's `kernel.unprivileged_userns_clone`

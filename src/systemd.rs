@@ -877,6 +877,13 @@ fn unreachable(reason: &str) -> Error {
         (None, None) => "neither XDG_RUNTIME_DIR nor DBUS_SESSION_BUS_ADDRESS is set".to_string(),
         _ => reason.to_string(),
     };
+    if crate::confine::looks_confined(reason) {
+        return Error::new(
+            ErrorKind::Unavailable,
+            format!("no systemd user manager is reachable: {cause}"),
+        )
+        .hint(crate::confine::UNREACHABLE_HINT);
+    }
     Error::new(
         ErrorKind::Unavailable,
         format!("no systemd user manager is reachable: {cause}"),
