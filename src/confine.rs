@@ -177,6 +177,8 @@ where
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            // A name systemd would reject as a path would fail every start.
+            .filter(|n| !n.chars().any(char::is_control))
             .collect();
         v.sort();
         v
@@ -216,12 +218,16 @@ pub fn resolve_writable(written: &str, home: &Path) -> Result<PathBuf> {
         None => PathBuf::from(written),
     };
     let path: PathBuf = path.components().collect();
-    // The home or a parent of it, or one of the login directories.
-    let guarded = home.starts_with(&path)
-        || LOGIN_DIRS
-            .iter()
-            .any(|d| !d.is_empty() && home.join(d) == path);
-    if guarded {
+    // The home or a parent of it, or one of the login directories; also
+    // where a symlink leads (systemd follows it).
+    let guarded = |p: &Path| {
+        home.starts_with(p)
+            || LOGIN_DIRS
+                .iter()
+                .any(|d| !d.is_empty() && home.join(d) == p)
+    };
+    let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    if guarded(&path) || guarded(&real) {
         return Err(Error::invalid(format!(
                 "cannot confine: writable {} would make {} writable",
                 crate::text::escape(written),

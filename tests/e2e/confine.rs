@@ -161,6 +161,18 @@ fn a_confined_agents_exit_is_recorded_after_a_daemon_reload() {
     // after a reload; what refine-proc sends must survive it.
     assert_eq!(show(&agent.unit, "RestrictNamespaces"), "ipc");
     assert_eq!(show(&agent.unit, "PrivateUsers"), "yes");
+    assert_eq!(show(&agent.unit, "ProtectControlGroups"), "yes");
+    assert_eq!(show(&agent.unit, "NoNewPrivileges"), "yes");
+    let hidden = show(&agent.unit, "InaccessiblePaths");
+    assert!(
+        hidden.contains("/bus") && hidden.contains("/systemd"),
+        "{hidden}"
+    );
+    let read_only = show(&agent.unit, "ReadOnlyPaths");
+    assert!(
+        read_only.contains(&env.state_dir().display().to_string()),
+        "{read_only}"
+    );
     let hook = show(&agent.unit, "ExecStopPost");
     assert!(
         hook.contains("record-exit"),
@@ -222,6 +234,25 @@ fn an_unconfined_agent_runs_without_a_sandbox() {
     let confined = env.run(&["--owner", "quality", "--", "sleep", "600"]);
     assert_eq!(show(&confined.unit, "PrivateUsers"), "yes");
     env.ok(&["stop", &agent.id, &confined.id]);
+}
+
+#[test]
+fn a_confined_agent_can_still_say_ready_on_the_notify_socket() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let ready: Rec = env
+        .ok(&[
+            "run", "--json", "--owner", "agent", "--ready", "notify", "--ready-timeout", "20s",
+            "--wait-ready", "--", "sh", "-c",
+            "systemctl --user list-units 2> private.err; systemd-notify --ready; sleep 600",
+        ])
+        .json();
+    assert_eq!(ready.state, "running");
+    assert_eq!(show(&ready.unit, "PrivateUsers"), "yes");
+    // Only the notify socket was kept: the private socket stays hidden.
+    let err = std::fs::read_to_string(env.work_dir().join("private.err")).unwrap();
+    assert!(err.contains("Failed to connect to bus"), "{err}");
+    env.ok(&["stop", &ready.id]);
 }
 
 #[test]
