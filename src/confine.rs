@@ -309,12 +309,20 @@ pub fn properties(
 /// the unit), which 252 does not see at creation (its unit path cache is
 /// older) but reads on every reload. The drop-in first empties the list, so
 /// whichever systemd reads, there is exactly one hook.
-pub fn exit_hook(path: &str, argv: &[String], ignore_failure: bool) -> (Prop, Prop) {
-    let mut flags = vec!["privileged".to_string()];
+///
+/// `flags` are the hook's ExecStopPostEx= flags as built for an unconfined
+/// unit (`ignore-failure`, `no-env-expand`); "privileged" is added.
+pub fn exit_hook(path: &str, argv: &[String], flags: &[String]) -> (Prop, Prop) {
+    let mut flags = flags.to_vec();
+    if !flags.iter().any(|f| f == "privileged") {
+        flags.insert(0, "privileged".into());
+    }
+    // The unit file's prefixes for the same flags.
     let mut prefix = "+".to_string();
-    if ignore_failure {
-        flags.push("ignore-failure".into());
-        prefix.push('-');
+    for (flag, c) in [("ignore-failure", '-'), ("no-env-expand", ':')] {
+        if flags.iter().any(|f| f == flag) {
+            prefix.push(c);
+        }
     }
     let ex = Prop::ExecEx(vec![(path.to_string(), argv.to_vec(), flags)]);
     // A unit file's command line: the path, then argv[1..] (argv[0] is the
@@ -578,7 +586,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let (ex, drop_in) = exit_hook("/usr/bin/refine-proc", &argv, true);
+        let (ex, drop_in) = exit_hook("/usr/bin/refine-proc", &argv, &["ignore-failure".into()]);
         assert_eq!(
             ex,
             Prop::ExecEx(vec![(

@@ -810,14 +810,30 @@ fn confine_properties(
     launch: &Launch,
     hook: &UnitContext,
 ) {
-    if let Some(i) = props.iter().position(|(k, _)| *k == "ExecStopPost") {
-        if let (_, Prop::Exec(cmds)) = props.remove(i) {
-            for (path, argv, ignore) in cmds {
-                let (ex, drop_in) = crate::confine::exit_hook(&path, &argv, ignore);
-                props.push(("ExecStopPostEx", ex));
-                props.push(("DropIn", drop_in));
-            }
-        }
+    // The hook as built above, in either form systemd takes it.
+    let hooks: Vec<(String, Vec<String>, Vec<String>)> = match props
+        .iter()
+        .position(|(k, _)| *k == "ExecStopPost" || *k == "ExecStopPostEx")
+        .map(|i| props.remove(i).1)
+    {
+        Some(Prop::Exec(cmds)) => cmds
+            .into_iter()
+            .map(|(path, argv, ignore)| {
+                let flags = if ignore {
+                    vec!["ignore-failure".to_string()]
+                } else {
+                    vec![]
+                };
+                (path, argv, flags)
+            })
+            .collect(),
+        Some(Prop::ExecEx(cmds)) => cmds,
+        _ => Vec::new(),
+    };
+    for (path, argv, flags) in hooks {
+        let (ex, drop_in) = crate::confine::exit_hook(&path, &argv, &flags);
+        props.push(("ExecStopPostEx", ex));
+        props.push(("DropIn", drop_in));
     }
     let notify = launch
         .ready
@@ -1109,6 +1125,54 @@ mod tests {
         };
         assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
         assert!(hook[0].2, "ignore-failure");
+    }
+
+    #[test]
+    fn a_confined_launch_gets_the_sandbox_and_a_privileged_exit_hook() {
+        let launch = spec(&["sleep", "1"]).validate().unwrap();
+        let plain = service_properties("abcd2345", &launch, &hook());
+        assert!(!plain
+            .iter()
+            .any(|(k, _)| *k == "PrivateUsers" || *k == "DropIn"));
+        let mut confined = hook();
+        confined.confinement = Some(crate::confine::Confinement {
+            actor: "agent".into(),
+            home: "/home/u".into(),
+            runtime_dir: "/run/user/1000".into(),
+            writable: vec![],
+            runtime_entries: vec![],
+            systemd_entries: vec![],
+            private_pids: false,
+        });
+        let props = service_properties("abcd2345", &launch, &confined);
+        let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());
+        assert_eq!(get("PrivateUsers"), Some(Prop::Bool(true)));
+        assert_eq!(
+            get("ExecStopPost"),
+            None,
+            "the unprivileged hook is replaced"
+        );
+        let Some(Prop::ExecEx(ex)) = get("ExecStopPostEx") else {
+            panic!("no privileged hook")
+        };
+        let Some(Prop::Exec(was)) = plain
+            .iter()
+            .find(|(k, _)| *k == "ExecStopPost")
+            .map(|p| p.1.clone())
+        else {
+            panic!()
+        };
+        // Same program and arguments; only how it runs changed.
+        assert_eq!((&ex[0].0, &ex[0].1), (&was[0].0, &was[0].1));
+        assert_eq!(ex[0].2, ["privileged", "ignore-failure"]);
+        let Some(Prop::DropIn { text, .. }) = get("DropIn") else {
+            panic!("no drop-in")
+        };
+        assert!(
+            text.contains("ExecStopPost=+-\"/usr/bin/refine-proc\""),
+            "{text}"
+        );
+        assert!(text.contains("\"record-exit\" \"abcd2345\""), "{text}");
     }
 
     #[test]

@@ -242,8 +242,18 @@ fn a_confined_agent_can_still_say_ready_on_the_notify_socket() {
     confine_agent(&env, env.work_dir());
     let ready: Rec = env
         .ok(&[
-            "run", "--json", "--owner", "agent", "--ready", "notify", "--ready-timeout", "20s",
-            "--wait-ready", "--", "sh", "-c",
+            "run",
+            "--json",
+            "--owner",
+            "agent",
+            "--ready",
+            "notify",
+            "--ready-timeout",
+            "20s",
+            "--wait-ready",
+            "--",
+            "sh",
+            "-c",
             "systemctl --user list-units 2> private.err; systemd-notify --ready; sleep 600",
         ])
         .json();
