@@ -271,7 +271,12 @@ pub fn properties(
         );
         read_only.push(optional(&sd));
     }
-    hidden.retain(|p| *p != api);
+    // What it must see (read-only or writable) is not hidden with its parent.
+    let seen: Vec<&Path> = [state_dir, policy]
+        .into_iter()
+        .chain(c.writable.iter().map(PathBuf::as_path))
+        .collect();
+    hidden.retain(|p| *p != api && !seen.iter().any(|s| s.starts_with(p)));
     hidden.sort();
     hidden.dedup();
     let mut props = vec![
@@ -555,6 +560,20 @@ mod tests {
             Some(&Prop::Strs(vec!["-/home/u/ws".into()]))
         );
         assert_eq!(get(&props, "PrivatePIDs"), None, "unknown before 257");
+        // An index kept in the runtime directory stays visible, read-only.
+        let props = properties(
+            &confinement(),
+            Path::new("/run/user/1000/wayland-0/state"),
+            Path::new("/p"),
+            false,
+        );
+        let Some(Prop::Strs(hidden)) = get(&props, "InaccessiblePaths") else {
+            panic!()
+        };
+        assert!(
+            !hidden.iter().any(|h| h.ends_with("wayland-0")),
+            "{hidden:?}"
+        );
         let mut newer = confinement();
         newer.private_pids = true;
         newer.writable.clear();
