@@ -22,6 +22,9 @@
 //!   (f) the daemon's resident memory and CPU time: idle, while 1,000
 //!       processes start under its watch, and 30 s later with nothing
 //!       happening (flat memory, CPU near zero)
+//!   (g) `refine-proc run --owner agent -- sleep 600` with a policy that
+//!       confines the agent (`confine = true`)  vs  the same unconfined
+//!       (BENCH_RUNS runs each)
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -127,6 +130,9 @@ fn main() {
     }
     if b.cfg.wants('f') {
         b.case_f();
+    }
+    if b.cfg.wants('g') {
+        b.case_g();
     }
     if b.cfg.wants('b') {
         b.case_b();
@@ -738,6 +744,56 @@ impl Bench {
         stop_units(&ours);
         stop_units(&theirs);
         println!("  stopped in {:.1} s", t.elapsed().as_secs_f64());
+        println!();
+    }
+
+    // (g) -----------------------------------------------------------------
+    fn case_g(&mut self) {
+        let n = self.cfg.runs;
+        println!("(g) a confined run vs an unconfined one, {n} runs each, interleaved");
+        let (confined, plain) = (self.state_dir("g-confined"), self.state_dir("g-plain"));
+        let policy = |dir: &Path, text: &str| {
+            let p = dir.join("policy.toml");
+            std::fs::write(&p, text)
+                .unwrap_or_else(|e| die(&format!("cannot write {}: {e}", p.display())));
+            p
+        };
+        let ws = self.state_dir("g-workspace");
+        let confining = policy(
+            &confined,
+            &format!(
+                "[actors.agent]\nconfine = true\nwritable = [{:?}]\n",
+                ws.display().to_string()
+            ),
+        );
+        let open = policy(&plain, "");
+        let run = |this: &Self, state: &Path, policy: &Path| {
+            let mut c = this.rp(state);
+            c.env("REFINE_PROC_POLICY", policy)
+                .args(["run", "--owner", "agent", "--", "sleep", "600"]);
+            c
+        };
+        for _ in 0..2 {
+            time_cmd(&mut run(self, &confined, &confining));
+            time_cmd(&mut run(self, &plain, &open));
+        }
+        let s = {
+            let this = &*self;
+            let mut ours = || run(this, &confined, &confining);
+            let mut theirs = || run(this, &plain, &open);
+            interleave(n, &mut [&mut ours, &mut theirs])
+        };
+        self.row(
+            "(g) confined run",
+            "refine-proc run, agent confined",
+            "refine-proc run, agent unconfined",
+            &s,
+            [0, 1],
+            None,
+        );
+        let mut units = self.live_units_of(&confined);
+        units.extend(self.live_units_of(&plain));
+        stop_units(&units);
         println!();
     }
 

@@ -50,7 +50,7 @@ pub enum CheckStatus {
 pub struct Check {
     /// Stable name: `user-bus`, `systemd-version`, `cgroup-v2`, `freezer`,
     /// `restart-steps`, `controllers`, `lingering`, `journal-persistent`,
-    /// `journal-readable`, `index`, `daemon`.
+    /// `journal-readable`, `index`, `daemon`, `confinement`.
     pub name: &'static str,
     pub status: CheckStatus,
     /// Whether refine-proc needs it (a failed required check fails doctor).
@@ -378,11 +378,77 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         },
     });
 
+    checks.push(match &systemd {
+        None => Check::new("confinement", false, ErrorKind::Systemd).skip(no_bus),
+        Some(s) => confinement_check(s, major).await,
+    });
+
     let mut notes = vec![journald.rate_limit_note(major)];
     if let Some(s) = &systemd {
         notes.extend(path_note(s.manager_path().await.ok().flatten()));
     }
     Report::new(checks, notes)
+}
+
+/// Whether this user manager can confine a unit (`confine = true` in a
+/// policy): the kernel's user namespace settings, `/run/systemd/unit-root`,
+/// and a real probe unit with the sandbox's core; then what remains open.
+async fn confinement_check(systemd: &Systemd, major: Option<u32>) -> Check {
+    use crate::confine::{probe_properties, ptrace_problem, userns_problem, PRIVATE_PIDS_SYSTEMD};
+    let check = Check::new("confinement", false, ErrorKind::Systemd);
+    let sysctl = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let userns = userns_problem(
+        sysctl("/proc/sys/user/max_user_namespaces"),
+        sysctl("/proc/sys/kernel/unprivileged_userns_clone"),
+        sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+    );
+    if !Path::new("/run/systemd/unit-root").is_dir() {
+        return check.bad(
+            "/run/systemd/unit-root is missing: every unit with a mount-namespace option fails with 226/NAMESPACE (systemd as PID 1 creates it at boot)",
+            "as root: mkdir -p /run/systemd/unit-root (a machine not booted with systemd, e.g. a container)",
+        );
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let unit = format!("refine-doctor-probe-{}.service", crate::model::new_id());
+    let probe = probe_properties(Path::new(&format!("/run/user/{uid}")));
+    let started = tokio::time::timeout(BUS_TIMEOUT, systemd.start_transient(&unit, &probe)).await;
+    let started = match started {
+        Ok(Ok(job)) if job.result == "done" => Ok(()),
+        Ok(Ok(job)) => Err(format!("its start job ended {:?}", job.result)),
+        Ok(Err(e)) => Err(e.message),
+        Err(_) => Err(format!(
+            "it did not start within {}s",
+            BUS_TIMEOUT.as_secs()
+        )),
+    };
+    if let Err(why) = started {
+        let (cause, fix) = userns.unwrap_or_else(|| {
+            (
+                "the user manager could not set up the sandbox".into(),
+                format!("see journalctl --user -u {unit}"),
+            )
+        });
+        return check.bad(
+            format!("a unit with PrivateUsers=yes and ProtectControlGroups=yes did not start ({why}): {cause}; confine = true cannot work"),
+            fix,
+        );
+    }
+    let pids = match major {
+        Some(m) if m >= PRIVATE_PIDS_SYSTEMD => "PrivatePIDs= too: a confined process sees and signals only its own processes".to_string(),
+        _ => format!("no PrivatePIDs= before systemd {PRIVATE_PIDS_SYSTEMD}: a confined process can still signal the user's other processes by pid"),
+    };
+    let detail = format!(
+        "a confined unit started (user and mount namespaces, read-only cgroups, no new namespaces, no user bus); {pids}"
+    );
+    match ptrace_problem(sysctl("/proc/sys/kernel/yama/ptrace_scope")) {
+        Some((why, fix)) => check.warn(format!("{detail}; {why}"), fix),
+        None => check.ok(detail),
+    }
 }
 
 /// The bus refine-proc connects to, as zbus picks it.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
+pub mod confine;
 pub mod controller;
 pub mod daemon;
 pub mod doctor;

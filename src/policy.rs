@@ -95,6 +95,17 @@ pub struct ActorRules {
     /// Limits a launch may not exceed (and must give, where a default is missing).
     #[serde(default)]
     pub max_limits: LimitText,
+    /// Every process launched as this actor (and everything it launches)
+    /// runs in a systemd sandbox it cannot leave (see [`crate::confine`]).
+    pub confine: Option<bool>,
+    /// With `confine`: the paths it may write under the (otherwise
+    /// read-only) home directory, its workspace. Absolute, or `~/...`.
+    pub writable: Option<Vec<String>>,
+    /// Environment variables a launch may pass (`--env`): names or globs
+    /// (`RUST_*`). Default: any name but the start-up variables
+    /// ([`STARTUP_ENV`]), which a bounded actor may pass only when named
+    /// here exactly.
+    pub env: Option<Vec<String>>,
 }
 
 /// The policy file as written.
@@ -160,8 +171,95 @@ pub struct Rules {
     pub act_on: Reach,
     pub default_limits: Limits,
     pub max_limits: Limits,
+    /// Its processes run confined (see [`crate::confine`]).
+    pub confine: bool,
+    /// With `confine`: what it may write in the home directory, as written.
+    pub writable: Vec<String>,
+    /// None: any name but the start-up variables.
+    pub env: Option<Vec<String>>,
     /// Where each rule came from: the file, or the built-in default.
     pub source: String,
+}
+
+impl Rules {
+    /// Bound by a `commands` list or confined: the start-up variables are
+    /// refused unless `env` names them exactly.
+    pub fn bounded(&self) -> bool {
+        self.commands.is_some() || self.confine
+    }
+}
+
+/// Variables that make the loader or an interpreter run code before (or
+/// instead of) the program the policy allowed: glibc's loader (`LD_*`,
+/// `GLIBC_TUNABLES`, `GCONV_PATH`), shells, Python, Node, Perl, Ruby,
+/// Java, Lua, Tcl, PHP, OpenSSL, git. Globs end in `*`.
+pub const STARTUP_ENV: &[&str] = &[
+    "LD_*",
+    "GLIBC_TUNABLES",
+    "GCONV_PATH",
+    "NLSPATH",
+    "LOCPATH",
+    "HOSTALIASES",
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_*",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "ZDOTDIR",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONWARNINGS",
+    "PYTHONBREAKPOINT",
+    "PYTHONINSPECT",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "NODE_REPL_EXTERNAL_MODULE",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "LUA_INIT*",
+    "LUA_PATH*",
+    "LUA_CPATH*",
+    "TCLLIBPATH",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "GIT_CONFIG*",
+    "GIT_ASKPASS",
+    "GIT_EDITOR",
+    "GIT_PAGER",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_PROXY_COMMAND",
+    "GIT_TEMPLATE_DIR",
+    "SSH_ASKPASS",
+    "LESSOPEN",
+    "LESSCLOSE",
+];
+
+/// Whether `name` matches an `env` pattern: a name, or a glob where `*`
+/// and `?` match within the name.
+fn env_matches(pattern: &str, name: &str) -> bool {
+    glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name))
+}
+
+/// The start-up variable pattern `name` matches, if any.
+pub fn startup_variable(name: &str) -> Option<&'static str> {
+    STARTUP_ENV.iter().copied().find(|p| env_matches(p, name))
 }
 
 /// The loaded policy.
@@ -257,6 +355,7 @@ impl Policy {
                     )
                 })?;
             }
+            check_confinement(actor, rules).map_err(|why| bad(line_of(actor), why))?;
             for pattern in rules.commands.iter().flatten() {
                 if !pattern.starts_with('/') {
                     return Err(bad(
@@ -319,6 +418,9 @@ impl Policy {
             act_on: written.and_then(|w| w.act_on).unwrap_or(default_reach),
             default_limits: parsed(written.map(|w| &w.default_limits)),
             max_limits: parsed(written.map(|w| &w.max_limits)),
+            confine: written.and_then(|w| w.confine).unwrap_or(false),
+            writable: written.and_then(|w| w.writable.clone()).unwrap_or_default(),
+            env: written.and_then(|w| w.env.clone()),
             source: match written {
                 Some(_) => format!("{} [actors.{}]", self.path.display(), actor.key()),
                 None => format!("built-in defaults for {}", actor.key()),
@@ -540,6 +642,86 @@ impl Policy {
             }
         }
         Ok(limits)
+    }
+}
+
+/// The `confine`, `writable` and `env` keys of one actor, checked as text
+/// (paths are resolved at launch, against the launcher's home).
+fn check_confinement(actor: &str, rules: &ActorRules) -> std::result::Result<(), String> {
+    if rules.confine == Some(true) && actor == "person" {
+        return Err(
+            "actors.person.confine: a person is not confined; confine the owners agents run as"
+                .into(),
+        );
+    }
+    if rules.writable.is_some() && rules.confine != Some(true) {
+        return Err(format!(
+            "actors.{actor}.writable has no effect without confine = true: add it, or remove writable"
+        ));
+    }
+    for path in rules.writable.iter().flatten() {
+        crate::confine::check_writable(path)
+            .map_err(|why| format!("actors.{actor}.writable: {:?}: {why}", escape(path)))?;
+    }
+    for pattern in rules.env.iter().flatten() {
+        let ok = !pattern.is_empty()
+            && pattern
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?'))
+            && glob::Pattern::new(pattern).is_ok();
+        if !ok {
+            return Err(format!(
+                "actors.{actor}.env: {:?} is not a variable name or glob (letters, digits, _, * and ?)",
+                escape(pattern)
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Policy {
+    /// Checks the variables a launch passes (`--env`) against the actor's
+    /// `env` rule: for a bounded actor the start-up variables are refused
+    /// unless named exactly, and with an `env` list only its names pass.
+    pub fn check_environment<'a>(
+        &self,
+        actor: Actor,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<()> {
+        let rules = self.rules(actor);
+        for name in names {
+            let named = rules.env.iter().flatten().any(|p| p == name);
+            if let (true, false, Some(p)) = (rules.bounded(), named, startup_variable(name)) {
+                return Err(denied(
+                    &rules,
+                    "env (start-up variables)",
+                    format!(
+                        "{} may not pass {} (it matches {p}: it makes the loader or an interpreter run code the policy did not allow; a policy allows it only by naming it exactly in env)",
+                        rules.actor,
+                        escape(name)
+                    ),
+                ));
+            }
+            if let Some(allowed) = &rules.env {
+                if !allowed.iter().any(|p| env_matches(p, name)) {
+                    return Err(denied(
+                        &rules,
+                        "env",
+                        format!(
+                            "{} may not pass {} (allowed: {})",
+                            rules.actor,
+                            escape(name),
+                            if allowed.is_empty() {
+                                "none".to_string()
+                            } else {
+                                allowed.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -822,6 +1004,85 @@ max_limits = { memory_max = "4G", runtime_max = "2h" }
         assert!(p
             .check_change(Actor::Person, &now, &to(LimitValue::Infinity), true)
             .is_ok());
+    }
+
+    #[test]
+    fn startup_variables_are_refused_for_bounded_actors_unless_named_exactly() {
+        let p = policy(AGENTS).unwrap();
+        let agent = Actor::Managed(Owner::Agent);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for evil in [
+            "LD_PRELOAD",
+            "LD_AUDIT",
+            "BASH_ENV",
+            "NODE_OPTIONS",
+            "PYTHONSTARTUP",
+            "GIT_CONFIG_COUNT",
+        ] {
+            let e = p.check_environment(agent, &names(&[evil])).unwrap_err();
+            assert_eq!(e.exit_code(), 7);
+            assert!(e.message.contains(evil), "{e}");
+            assert!(e
+                .hint
+                .unwrap()
+                .contains("rule env (start-up variables) of /p/policy.toml [actors.agent]"));
+        }
+        assert!(p
+            .check_environment(agent, &names(&["RUST_LOG", "CI"]))
+            .is_ok());
+        // Unbounded (no commands, not confined): as before.
+        assert!(p
+            .check_environment(Actor::Person, &names(&["LD_PRELOAD"]))
+            .is_ok());
+        let p = policy("[actors.agent]\ncommands = [\"/usr/bin/*\"]\nenv = [\"RUST_*\", \"CI\", \"PYTHONPATH\", \"*\"]\n").unwrap();
+        assert!(p
+            .check_environment(agent, &names(&["RUST_LOG", "PYTHONPATH", "X"]))
+            .is_ok());
+        // A glob does not let a start-up variable through.
+        assert!(p.check_environment(agent, &names(&["LD_PRELOAD"])).is_err());
+        let p = policy("[actors.agent]\nenv = [\"RUST_*\", \"CI\"]\n").unwrap();
+        let e = p.check_environment(agent, &names(&["HOME"])).unwrap_err();
+        assert!(
+            e.message
+                .contains("may not pass HOME (allowed: RUST_*, CI)"),
+            "{e}"
+        );
+        assert!(e.hint.unwrap().contains("rule env of"));
+    }
+
+    #[test]
+    fn confine_and_writable_are_read_and_checked() {
+        let p =
+            policy("[actors.agent]\nconfine = true\nwritable = [\"~/ws\", \"/srv/b\"]\n").unwrap();
+        let r = p.rules(Actor::Managed(Owner::Agent));
+        assert!(r.confine && r.bounded());
+        assert_eq!(r.writable, ["~/ws", "/srv/b"]);
+        assert!(!p.rules(Actor::Managed(Owner::Quality)).confine);
+        for (text, why) in [
+            (
+                "[actors.agent]\nwritable = [\"~/ws\"]\n",
+                "without confine = true",
+            ),
+            (
+                "[actors.agent]\nconfine = true\nwritable = [\"~\"]\n",
+                "home directory",
+            ),
+            (
+                "[actors.agent]\nconfine = true\nwritable = [\"ws\"]\n",
+                "not an absolute path",
+            ),
+            (
+                "[actors.person]\nconfine = true\n",
+                "a person is not confined",
+            ),
+            (
+                "[actors.agent]\nenv = [\"A=B\"]\n",
+                "not a variable name or glob",
+            ),
+        ] {
+            let e = policy(text).unwrap_err();
+            assert!(e.message.contains(why), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -650,6 +650,15 @@ pub enum Prop {
     U32s(Vec<u32>),
     /// `ExecStart`-style a(sasb): path, argv, ignore-failure.
     Exec(Vec<(String, Vec<String>, bool)>),
+    Bool(bool),
+    /// `ExecStartEx`-style a(sasas): path, argv, flags ("privileged", ...).
+    ExecEx(Vec<(String, Vec<String>, Vec<String>)>),
+    /// Not a D-Bus property: a drop-in file written beside the transient
+    /// unit before it is started (see [`crate::confine::exit_hook`]).
+    DropIn {
+        file: String,
+        text: String,
+    },
 }
 
 /// Restart timing needs a restart policy, and sane numbers. Growing delays
@@ -771,6 +780,8 @@ pub struct UnitContext {
     /// Who asked for the run, kept in the unit so that a record rebuilt
     /// from systemd says so too.
     pub requested_by: crate::provenance::RequestedBy,
+    /// The sandbox of a confined launch (see [`crate::confine`]).
+    pub confinement: Option<crate::confine::Confinement>,
 }
 
 /// The REFINE_* variables a managed process sees, so it knows who it is
@@ -894,6 +905,9 @@ pub fn service_properties(
         ),
     ];
     props.extend(restart_properties(launch));
+    if let Some(c) = &hook.confinement {
+        confine_properties(&mut props, c, launch, hook);
+    }
     if let Some(ready) = &launch.ready {
         if ready.on == crate::model::Readiness::Notify {
             // Any of its processes may say READY=1: scripts call
@@ -927,6 +941,51 @@ pub fn service_properties(
         props.push(("TimeoutStopUSec", Prop::U64(s.saturating_mul(1_000_000))));
     }
     props
+}
+
+/// Confines a unit: the sandbox, and its exit hook made privileged (the
+/// hook's arguments stay as built above; only how it runs changes).
+fn confine_properties(
+    props: &mut Vec<(&'static str, Prop)>,
+    c: &crate::confine::Confinement,
+    launch: &Launch,
+    hook: &UnitContext,
+) {
+    // The hook as built above, in either form systemd takes it.
+    let hooks: Vec<(String, Vec<String>, Vec<String>)> = match props
+        .iter()
+        .position(|(k, _)| *k == "ExecStopPost" || *k == "ExecStopPostEx")
+        .map(|i| props.remove(i).1)
+    {
+        Some(Prop::Exec(cmds)) => cmds
+            .into_iter()
+            .map(|(path, argv, ignore)| {
+                let flags = if ignore {
+                    vec!["ignore-failure".to_string()]
+                } else {
+                    vec![]
+                };
+                (path, argv, flags)
+            })
+            .collect(),
+        Some(Prop::ExecEx(cmds)) => cmds,
+        _ => Vec::new(),
+    };
+    for (path, argv, flags) in hooks {
+        let (ex, drop_in) = crate::confine::exit_hook(&path, &argv, &flags);
+        props.push(("ExecStopPostEx", ex));
+        props.push(("DropIn", drop_in));
+    }
+    let notify = launch
+        .ready
+        .as_ref()
+        .is_some_and(|r| r.on == crate::model::Readiness::Notify);
+    props.extend(crate::confine::properties(
+        c,
+        &hook.state_dir,
+        &hook.policy,
+        notify,
+    ));
 }
 
 /// The properties of the transient scope that adopts `adoption`: identity
@@ -984,6 +1043,7 @@ mod tests {
             state_dir: "/home/u/.local/state/refine-proc".into(),
             policy: "/home/u/.config/refine-proc/policy.toml".into(),
             requested_by: Default::default(),
+            confinement: None,
         }
     }
 
@@ -1284,6 +1344,54 @@ mod tests {
         };
         assert_eq!(hook[0].1.last().unwrap(), "abcd2345");
         assert!(hook[0].2, "ignore-failure");
+    }
+
+    #[test]
+    fn a_confined_launch_gets_the_sandbox_and_a_privileged_exit_hook() {
+        let launch = spec(&["sleep", "1"]).validate().unwrap();
+        let plain = service_properties("abcd2345", &launch, &hook());
+        assert!(!plain
+            .iter()
+            .any(|(k, _)| *k == "PrivateUsers" || *k == "DropIn"));
+        let mut confined = hook();
+        confined.confinement = Some(crate::confine::Confinement {
+            actor: "agent".into(),
+            home: "/home/u".into(),
+            runtime_dir: "/run/user/1000".into(),
+            writable: vec![],
+            runtime_entries: vec![],
+            systemd_entries: vec![],
+            private_pids: false,
+        });
+        let props = service_properties("abcd2345", &launch, &confined);
+        let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());
+        assert_eq!(get("PrivateUsers"), Some(Prop::Bool(true)));
+        assert_eq!(
+            get("ExecStopPost"),
+            None,
+            "the unprivileged hook is replaced"
+        );
+        let Some(Prop::ExecEx(ex)) = get("ExecStopPostEx") else {
+            panic!("no privileged hook")
+        };
+        let Some(Prop::Exec(was)) = plain
+            .iter()
+            .find(|(k, _)| *k == "ExecStopPost")
+            .map(|p| p.1.clone())
+        else {
+            panic!()
+        };
+        // Same program and arguments; only how it runs changed.
+        assert_eq!((&ex[0].0, &ex[0].1), (&was[0].0, &was[0].1));
+        assert_eq!(ex[0].2, ["privileged", "ignore-failure"]);
+        let Some(Prop::DropIn { text, .. }) = get("DropIn") else {
+            panic!("no drop-in")
+        };
+        assert!(
+            text.contains("ExecStopPost=+-\"/usr/bin/refine-proc\""),
+            "{text}"
+        );
+        assert!(text.contains("\"record-exit\" \"abcd2345\""), "{text}");
     }
 
     #[test]

@@ -299,7 +299,28 @@ impl Systemd {
         props: &[(&'static str, Prop)],
         wait: StartWait,
     ) -> Result<JobOutcome> {
-        let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, to_value(v))).collect();
+        let drop_ins = write_drop_ins(unit, props)?;
+        let props: Vec<(&str, Value<'_>)> = props
+            .iter()
+            .filter(|(_, v)| !matches!(v, Prop::DropIn { .. }))
+            .map(|(k, v)| (*k, to_value(v)))
+            .collect();
+        let started = self.start_transient_inner(unit, props, wait).await;
+        if started.is_err() && !self.unit_path(unit).await.is_ok_and(|p| p.is_some()) {
+            // No unit: nothing will remove its drop-ins.
+            drop_ins
+                .iter()
+                .for_each(|p| crate::confine::remove_drop_in(p));
+        }
+        started
+    }
+
+    async fn start_transient_inner(
+        &self,
+        unit: &str,
+        props: Vec<(&str, Value<'_>)>,
+        wait: StartWait,
+    ) -> Result<JobOutcome> {
         let action = format!("start {unit}");
         // Subscribe before the call, filtered by the bus to this unit, or a
         // fast job's signal could be missed.
@@ -901,6 +922,21 @@ async fn wait_job(
     })?
 }
 
+/// Writes the drop-ins among `props` beside the transient unit file, before
+/// the unit exists (the user manager's runtime dir, as systemd names it).
+fn write_drop_ins(unit: &str, props: &[(&'static str, Prop)]) -> Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    for (_, p) in props {
+        if let Prop::DropIn { file, text } = p {
+            // SAFETY: getuid cannot fail.
+            let runtime =
+                std::path::PathBuf::from(format!("/run/user/{}", unsafe { libc::getuid() }));
+            written.push(crate::confine::write_drop_in(&runtime, unit, file, text)?);
+        }
+    }
+    Ok(written)
+}
+
 fn to_value(p: &Prop) -> Value<'_> {
     match p {
         Prop::Str(s) => Value::from(s.as_str()),
@@ -909,6 +945,10 @@ fn to_value(p: &Prop) -> Value<'_> {
         Prop::Strs(v) => Value::from(v.clone()),
         Prop::U32s(v) => Value::from(v.clone()),
         Prop::Exec(v) => Value::from(v.clone()),
+        Prop::Bool(v) => Value::from(*v),
+        Prop::ExecEx(v) => Value::from(v.clone()),
+        // Filtered out before the call (written as a file instead).
+        Prop::DropIn { .. } => Value::from(""),
     }
 }
 
@@ -940,6 +980,13 @@ fn unreachable(reason: &str) -> Error {
         (None, None) => "neither XDG_RUNTIME_DIR nor DBUS_SESSION_BUS_ADDRESS is set".to_string(),
         _ => reason.to_string(),
     };
+    if crate::confine::looks_confined(reason) {
+        return Error::new(
+            ErrorKind::Unavailable,
+            format!("no systemd user manager is reachable: {cause}"),
+        )
+        .hint(crate::confine::UNREACHABLE_HINT);
+    }
     Error::new(
         ErrorKind::Unavailable,
         format!("no systemd user manager is reachable: {cause}"),

@@ -322,8 +322,23 @@ fn rules_text(r: &refine_proc::policy::Rules) -> String {
         t if t.is_empty() => "none".to_string(),
         t => t,
     };
+    // Shown only where set, so the lines of unconfined actors stay as they were.
+    let mut extra = String::new();
+    if r.confine {
+        let writable = match r.writable.as_slice() {
+            [] => "nothing in the home directory".to_string(),
+            w => w.join(", "),
+        };
+        extra.push_str(&format!("; confined, writable {writable}"));
+    }
+    if r.env.is_some() {
+        extra.push_str(&format!("; env {}", list(&r.env)));
+    }
+    if r.bounded() {
+        extra.push_str("; start-up variables (LD_PRELOAD, BASH_ENV, ...) refused");
+    }
     format!(
-        "  {}: launch as {}; commands {}; act on {}; default limits {}; max limits {} ({})\n",
+        "  {}: launch as {}; commands {}; act on {}; default limits {}; max limits {}{extra} ({})\n",
         r.actor,
         list(&owners),
         list(&r.commands),

@@ -25,6 +25,7 @@ impl Controller {
             state_dir: self.index.dir().to_path_buf(),
             policy: policy.path.clone(),
             requested_by,
+            confinement: None,
         })
     }
 
@@ -46,6 +47,13 @@ impl Controller {
                 return Err(e);
             }
         };
+        let env = requester
+            .policy
+            .check_environment(requester.actor, launch.environment.keys());
+        if let Err(e) = env {
+            self.record_refusal("run", None, &e);
+            return Err(e);
+        }
         // A command health check runs the shell (in the daemon, outside the
         // unit): only for an actor the policy lets run the shell.
         if let Some(crate::health::HealthCheck::Cmd { .. }) =
@@ -100,7 +108,11 @@ impl Controller {
             self.record_refusal("run", None, &e);
             return Err(e);
         }
-        let hook = self.unit_context(&requester.policy, requester.requested_by())?;
+        let mut hook = self.unit_context(&requester.policy, requester.requested_by())?;
+        let version = async { self.systemd().await?.version_number().await };
+        hook.confinement =
+            crate::confine::for_launch(&requester.policy, requester.actor, launch.owner, version)
+                .await?;
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it); its durable write overlaps connecting to the bus.

@@ -276,7 +276,14 @@ impl Controller {
             Some(path) => Policy::load(Path::new(path))?,
             None => self.requester().await?.policy.clone(),
         };
-        let hook = self.unit_context(&bound_by, record.requested_by.clone())?;
+        let mut hook = self.unit_context(&bound_by, record.requested_by.clone())?;
+        let first = record
+            .requested_by
+            .acting_owner
+            .map_or(Actor::Person, Actor::Managed);
+        let version = async { self.systemd().await?.version_number().await };
+        hook.confinement =
+            crate::confine::for_launch(&bound_by, first, launch.owner, version).await?;
         self.forget_group_freeze(&id)?;
         self.index.update(&id, |r| {
             r.clear_exit();

@@ -30,7 +30,7 @@ impl Report {
     }
 }
 
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "user-bus",
     "systemd-version",
     "cgroup-v2",
@@ -42,6 +42,7 @@ const NAMES: [&str; 11] = [
     "journal-readable",
     "index",
     "daemon",
+    "confinement",
 ];
 
 #[test]
@@ -176,6 +177,7 @@ fn doctor_fails_with_the_fix_when_the_user_bus_is_unreachable() {
         "restart-steps",
         "controllers",
         "daemon",
+        "confinement",
     ] {
         assert_eq!(c[name].status, "skip", "{:?}", c[name]);
     }

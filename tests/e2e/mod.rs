@@ -2,6 +2,7 @@ mod adopt;
 mod api;
 mod cli;
 mod common;
+mod confine;
 mod daemon;
 mod doctor;
 mod errors;

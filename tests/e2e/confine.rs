@@ -1,0 +1,345 @@
+//! Confined actors (issue 12): an agent whose policy says `confine = true`
+//! runs in a systemd sandbox. Each escape is tried from inside a confined
+//! agent unit, against the real user manager, and must fail with the
+//! kernel's (or systemd's) error; the agent's own work must still succeed
+//! and its exit must be recorded, also across a daemon-reload.
+
+use std::path::{Path, PathBuf};
+
+use super::common::*;
+
+/// A directory under the real home (the sandbox's refine-test user), so
+/// that "home read-only except `writable`" is checked where it applies.
+struct HomeDir(PathBuf);
+
+impl HomeDir {
+    fn new(tag: &str) -> HomeDir {
+        let home = PathBuf::from(std::env::var("HOME").expect("HOME"));
+        let dir = home.join(format!(".refine-confine-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        HomeDir(dir)
+    }
+}
+
+impl Drop for HomeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A policy confining the agent, its workspace writable.
+fn confine_agent(env: &Env, workspace: &Path) {
+    std::fs::write(
+        env.policy_path(),
+        format!(
+            "[actors.agent]\nconfine = true\nwritable = [{:?}]\n",
+            workspace.display().to_string()
+        ),
+    )
+    .unwrap();
+}
+
+/// A shell function `attempt NAME CMD...` that stores CMD's exit code and
+/// output in NAME.rc and NAME.out (in the work directory, which the test
+/// makes writable), then the script.
+fn attempts(script: &str) -> String {
+    format!(
+        "attempt() {{ n=$1; shift; \"$@\" > \"$n.out\" 2>&1; echo $? > \"$n.rc\"; }}\nR='{}'\n{script}",
+        binary().display()
+    )
+}
+
+fn read(dir: &Path, f: &str) -> String {
+    std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"))
+}
+
+/// The attempt failed, with `error` in its output.
+fn refused(dir: &Path, name: &str, error: &str) {
+    let (rc, out) = (
+        read(dir, &format!("{name}.rc")),
+        read(dir, &format!("{name}.out")),
+    );
+    assert_ne!(rc.trim(), "0", "{name} succeeded in the sandbox: {out}");
+    assert!(out.contains(error), "{name}: expected {error:?} in: {out}");
+}
+
+#[test]
+fn a_confined_agent_cannot_rewrite_the_index_the_policy_or_units_nor_leave_its_cgroup() {
+    let env = Env::new();
+    let home = HomeDir::new("escapes");
+    confine_agent(&env, env.work_dir());
+    let state = env.state_dir().display().to_string();
+    let policy = env.policy_path().display().to_string();
+    let script = attempts(&format!(
+        r#"attempt record sh -c 'echo {{}} > "{state}/records/forged.json"'
+attempt policy sh -c 'echo "[actors.person]" >> "{policy}"'
+attempt systemd_run systemd-run --user --quiet true
+attempt busctl busctl --user list
+attempt plant sh -c 'mkdir -p ~/.config/systemd/user && echo "[Service]" > ~/.config/systemd/user/evil.service'
+attempt environment_d sh -c 'echo LD_PRELOAD=/tmp/x.so > ~/.config/environment.d/evil.conf'
+attempt home sh -c 'echo x > "{home}/planted"'
+cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
+attempt cgroup_mkdir mkdir "$cg/../../escape"
+attempt cgroup_move sh -c "echo $$ > '$cg/../cgroup.procs'"
+attempt unshare unshare --user --map-current-user --cgroup true
+attempt private_socket sh -c 'ls "$XDG_RUNTIME_DIR/systemd/private"'
+attempt workspace sh -c 'mkdir -p build && echo built > build/out.txt && cat build/out.txt'
+attempt refine_proc "$R" --state-dir "{state}" list
+exit 3"#,
+        home = home.0.display()
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    refused(w, "record", "Read-only file system");
+    refused(w, "policy", "Read-only file system");
+    // No bus: systemd-run and busctl cannot reach the user manager.
+    refused(w, "systemd_run", "Failed to connect to bus");
+    refused(w, "busctl", "Failed to connect to bus");
+    refused(w, "plant", "Read-only file system");
+    refused(w, "environment_d", "Read-only file system");
+    refused(w, "home", "Read-only file system");
+    refused(w, "cgroup_mkdir", "Read-only file system");
+    refused(w, "cgroup_move", "Read-only file system");
+    refused(w, "unshare", "Operation not permitted");
+    refused(w, "private_socket", "Permission denied");
+    // refine-proc itself needs the API socket in here (issue 11); until
+    // then it fails closed, saying why.
+    assert_eq!(read(w, "refine_proc.rc").trim(), "5");
+    refused(w, "refine_proc", "runs confined");
+    // Its own work in its workspace is not in the way.
+    assert_eq!(
+        read(w, "workspace.rc").trim(),
+        "0",
+        "{}",
+        read(w, "workspace.out")
+    );
+    assert_eq!(read(w, "workspace.out").trim(), "built");
+    assert!(!env.state_dir().join("records/forged.json").exists());
+    assert!(!read(w, "policy.toml").contains("[actors.person]"));
+    // Its exit was recorded by the hook, outside the sandbox.
+    let rec = env.status(&agent.id);
+    assert_eq!(rec.state, "failed", "{rec:?}");
+    assert_eq!(rec.exit_code, Some(3));
+}
+
+#[test]
+fn a_confined_agent_writes_only_its_writable_paths_in_the_home() {
+    let env = Env::new();
+    let home = HomeDir::new("writable");
+    let ws = home.0.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    confine_agent(&env, &ws);
+    let script = attempts(&format!(
+        "attempt in_ws sh -c 'echo ok > \"{ws}/built\"'\nattempt beside sh -c 'echo no > \"{home}/beside\"'",
+        ws = ws.display(),
+        home = home.0.display()
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    assert_eq!(read(w, "in_ws.rc").trim(), "0", "{}", read(w, "in_ws.out"));
+    assert_eq!(read(&ws, "built").trim(), "ok");
+    refused(w, "beside", "Read-only file system");
+    assert_eq!(env.status(&agent.id).exit_code, Some(0));
+}
+
+#[test]
+fn a_confined_agents_exit_is_recorded_after_a_daemon_reload() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let fifo = env.work_dir().join("go");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", "read x < go; exit 5"]);
+    assert_eq!(agent.state, "running");
+    systemctl(&["daemon-reload"]);
+    // systemd 252 reads RestrictNamespaces=yes back as "no restriction"
+    // after a reload; what refine-proc sends must survive it.
+    assert_eq!(show(&agent.unit, "RestrictNamespaces"), "ipc");
+    assert_eq!(show(&agent.unit, "PrivateUsers"), "yes");
+    assert_eq!(show(&agent.unit, "ProtectControlGroups"), "yes");
+    assert_eq!(show(&agent.unit, "NoNewPrivileges"), "yes");
+    let hidden = show(&agent.unit, "InaccessiblePaths");
+    assert!(
+        hidden.contains("/bus") && hidden.contains("/systemd"),
+        "{hidden}"
+    );
+    let read_only = show(&agent.unit, "ReadOnlyPaths");
+    assert!(
+        read_only.contains(&env.state_dir().display().to_string()),
+        "{read_only}"
+    );
+    let hook = show(&agent.unit, "ExecStopPost");
+    assert!(
+        hook.contains("record-exit"),
+        "no exit hook after the reload: {hook}"
+    );
+    // Opening the fifo for writing releases the reader: the agent exits 5.
+    std::fs::write(&fifo, "go\n").unwrap();
+    wait_gone(&agent.unit);
+    let rec = env.status(&agent.id);
+    assert_eq!(rec.state, "failed", "{rec:?}");
+    assert_eq!(rec.exit_code, Some(5));
+}
+
+#[test]
+fn a_bounded_agent_may_not_pass_loader_or_interpreter_startup_variables() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[actors.agent]\ncommands = [\"/usr/bin/true\", \"/bin/true\"]\nenv = [\"RUST_*\", \"CI\"]\n",
+    )
+    .unwrap();
+    let script = attempts(
+        r#"attempt preload "$R" run --env LD_PRELOAD=/tmp/evil.so -- /usr/bin/true
+attempt bash_env "$R" run --env BASH_ENV=/tmp/evil.sh -- /usr/bin/true
+attempt other "$R" run --env HOME=/tmp -- /usr/bin/true
+attempt allowed "$R" run --wait --env RUST_LOG=debug --env CI=1 -- /usr/bin/true"#,
+    );
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    for (name, var) in [("preload", "LD_PRELOAD"), ("bash_env", "BASH_ENV")] {
+        assert_eq!(
+            read(w, &format!("{name}.rc")).trim(),
+            "7",
+            "{}",
+            read(w, &format!("{name}.out"))
+        );
+        let out = read(w, &format!("{name}.out"));
+        assert!(out.contains(&format!("may not pass {var}")), "{out}");
+        assert!(out.contains("rule env (start-up variables)"), "{out}");
+    }
+    assert_eq!(read(w, "other.rc").trim(), "7");
+    assert!(read(w, "other.out").contains("may not pass HOME (allowed: RUST_*, CI)"));
+    assert_eq!(
+        read(w, "allowed.rc").trim(),
+        "0",
+        "{}",
+        read(w, "allowed.out")
+    );
+}
+
+#[test]
+fn an_unconfined_agent_runs_without_a_sandbox() {
+    let env = Env::new();
+    std::fs::write(env.policy_path(), "[actors.quality]\nconfine = true\n").unwrap();
+    let agent = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    assert_eq!(show(&agent.unit, "PrivateUsers"), "no");
+    assert_eq!(show(&agent.unit, "ProtectControlGroups"), "no");
+    let confined = env.run(&["--owner", "quality", "--", "sleep", "600"]);
+    assert_eq!(show(&confined.unit, "PrivateUsers"), "yes");
+    env.ok(&["stop", &agent.id, &confined.id]);
+}
+
+#[test]
+fn a_confined_agent_can_still_say_ready_on_the_notify_socket() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let ready: Rec = env
+        .ok(&[
+            "run",
+            "--json",
+            "--owner",
+            "agent",
+            "--ready",
+            "notify",
+            "--ready-timeout",
+            "20s",
+            "--wait-ready",
+            "--",
+            "sh",
+            "-c",
+            "systemctl --user list-units 2> private.err; systemd-notify --ready; sleep 600",
+        ])
+        .json();
+    assert_eq!(ready.state, "running");
+    assert_eq!(show(&ready.unit, "PrivateUsers"), "yes");
+    // Only the notify socket was kept: the private socket stays hidden.
+    let err = std::fs::read_to_string(env.work_dir().join("private.err")).unwrap();
+    assert!(err.contains("Failed to connect to bus"), "{err}");
+    env.ok(&["stop", &ready.id]);
+}
+
+#[test]
+fn doctor_starts_a_confined_probe_unit_and_says_what_remains() {
+    let env = Env::new();
+    let report: serde_json::Value = env.ok(&["doctor", "--json"]).json();
+    let checks = report["checks"].as_array().unwrap();
+    let c = checks
+        .iter()
+        .find(|c| c["name"] == "confinement")
+        .expect("a confinement check");
+    assert_eq!(c["required"], false);
+    let detail = c["detail"].as_str().unwrap();
+    // The sandbox gives units what a real login does: the probe starts.
+    assert!(matches!(c["status"].as_str(), Some("ok" | "warn")), "{c:#}");
+    assert!(detail.contains("a confined unit started"), "{detail}");
+    assert!(detail.contains("PrivatePIDs="), "{detail}");
+}
+
+// The escapes that go through refine-proc from inside a confined unit need
+// the daemon's API socket: inside the sandbox the user bus is gone, so
+// refine-proc there cannot establish its caller (it fails closed today).
+
+#[test]
+#[ignore = "needs the API socket (issue 11)"]
+fn a_confined_agent_in_a_new_cgroup_namespace_cannot_stop_a_persons_process() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let victim = env.run(&["--owner", "target-app", "--", "sleep", "600"]);
+    let script = attempts(&format!(
+        "attempt stop unshare --user --map-current-user --cgroup \"$R\" stop {}",
+        victim.id
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    refused(env.work_dir(), "stop", "Operation not permitted");
+    assert_eq!(env.status(&victim.id).state, "running");
+}
+
+#[test]
+#[ignore = "needs the API socket (issue 11)"]
+fn a_confined_agent_that_tries_to_move_its_cgroup_cannot_stop_a_persons_process() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let victim = env.run(&["--owner", "target-app", "--", "sleep", "600"]);
+    let script = attempts(&format!(
+        "cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)\nmkdir \"$cg/../../escape\"; echo $$ > \"$cg/../../escape/cgroup.procs\"\nattempt stop \"$R\" stop {}",
+        victim.id
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    assert_eq!(read(env.work_dir(), "stop.rc").trim(), "7");
+    assert_eq!(env.status(&victim.id).state, "running");
+}
+
+#[test]
+#[ignore = "needs the API socket (issue 11)"]
+fn a_confined_agent_starts_reads_and_stops_its_confined_child_through_refine_proc() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let script = attempts(
+        r#"attempt run "$R" run --json -- sleep 600
+id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' run.out | head -1)
+attempt logs "$R" logs "$id"
+attempt stop "$R" stop "$id"
+attempt preload "$R" run --env LD_PRELOAD=/tmp/evil.so -- /usr/bin/true"#,
+    );
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    for a in ["run", "logs", "stop"] {
+        assert_eq!(
+            read(w, &format!("{a}.rc")).trim(),
+            "0",
+            "{}",
+            read(w, &format!("{a}.out"))
+        );
+    }
+    assert_eq!(read(w, "preload.rc").trim(), "7");
+}
