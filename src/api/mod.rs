@@ -1,0 +1,3 @@
+//! The HTTP surface of the daemon.
+
+pub mod web;
