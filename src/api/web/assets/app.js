@@ -65,15 +65,28 @@ function fmtBytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + units[i];
 }
+/** How long ago, in whole units ("42s", "5m", "3h", "2d"). */
 function age(iso) {
   if (!iso) return "";
-  const sec = (Date.now() - Date.parse(iso)) / 1000;
-  return sec < 0 ? "0s" : fmtDuration(Math.floor(sec)).split(" ")[0];
+  const sec = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  if (sec < 60) return sec + "s";
+  return fmtDuration(sec).split(" ")[0];
 }
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+/** Local time as systemctl prints it: 2026-12-01 09:41:02. */
 function fmtTime(iso) {
-  if (!iso) return "";
+  if (!iso) return null;
   const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toLocaleString(undefined, { hour12: false });
+  if (isNaN(d)) return String(iso);
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + clock(d);
+}
+function clock(d) {
+  return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+}
+/** A log line's time as journalctl -o short-precise shows it, without the date. */
+function fmtLogTime(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? "" : clock(d) + "." + pad(d.getMilliseconds(), 3);
 }
 /** A command as a shell would read it back (quotes only where needed). */
 function shellJoin(argv) {
@@ -285,7 +298,7 @@ function updateRow(row, rec, depth) {
   setText(c.cmd, shellJoin(rec.command));
   setAttr(c.label, "title", (rec.label ? rec.label + "\n" : "") + shellJoin(rec.command));
   const m = rec.metadata || {};
-  setText(c.meta, [m.workflow, m.session, m.gap].map((x) => x || "-").join(" \u00b7 "));
+  setText(c.meta, [m.workflow, m.session && "session " + m.session, m.gap && "gap " + m.gap].filter(Boolean).join(" \u00b7 "));
   setText(c.pid, ENDED.has(st) ? "" : rec.pid || "");
   setText(c.since, age(rec.ended_at || rec.started_at));
   setAttr(c.since, "title", (rec.ended_at ? "ended " + fmtTime(rec.ended_at) : "started " + fmtTime(rec.started_at)));
@@ -497,8 +510,18 @@ async function loadDetail() {
   }
 }
 
+/** A definition list; pairs whose value is null or undefined are left out. */
 function kv(dl, pairs) {
-  dl.replaceChildren(...pairs.filter(([, v]) => v !== undefined).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v === null || v === "" ? "-" : String(v) })]));
+  dl.replaceChildren(...pairs.filter(([, v]) => v !== undefined && v !== null).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v === null || v === "" ? "-" : String(v) })]));
+}
+
+function requestedBy(r) {
+  if (!r) return null;
+  const parts = ["uid " + r.uid];
+  if (r.acting_owner) parts.push("as " + r.acting_owner);
+  if (r.parent) parts.push("from " + compact(r.parent));
+  if (r.policy) parts.push("policy " + r.policy);
+  return parts.join(", ");
 }
 
 function limitsText(l) {
@@ -525,7 +548,7 @@ function renderDetail(rec) {
     ["result", rec.result], ["exit code", rec.exit_code], ["exit signal", rec.exit_signal], ["exit source", rec.exit_source],
     ["restart", rec.restart ? rec.restart.policy + ", " + rec.restart.count + " so far" + (rec.restart.by ? ", by " + rec.restart.by : "") : null],
     ["limits", limitsText(rec.limits)], ["environment", Object.keys(rec.environment || {}).join(" ") || null],
-    ["requested by", rec.requested_by ? compact(rec.requested_by) : null], ["paused by", rec.paused_by ? compact(rec.paused_by) : undefined],
+    ["requested by", requestedBy(rec.requested_by)], ["paused by", rec.paused_by ? compact(rec.paused_by) : undefined],
     ["logs", rec.logs && rec.logs.journal],
   ]);
   const s = rec.systemd;
@@ -541,7 +564,7 @@ function renderDetail(rec) {
   kv($("d-usage"), [
     ["cpu time", u ? fmtCpu(u.cpu_usec) : "-"],
     ["memory", u ? fmtBytes(u.memory_current) + (u.memory_peak ? " (peak " + fmtBytes(u.memory_peak) + ")" : "") : "-"],
-    ["tasks", u ? u.tasks : "-"],
+    ["tasks", u ? u.tasks ?? "-" : "-"],
     ...(u && u.unavailable ? Object.entries(u.unavailable).map(([k, v]) => ["no " + k, v]) : []),
     ["health", rec.health ? (hst ? hst.status + " since " + fmtTime(hst.since) + (hst.failures ? ", " + hst.failures + " failures" : "") : "not probed yet") : "no check"],
     ["last probe", hst && hst.last ? (hst.last.ok ? "ok" : "failed") + " in " + hst.last.duration_ms + "ms: " + (hst.last.output || "") : undefined],
@@ -588,7 +611,7 @@ function followLog(id) {
     try { line = JSON.parse(msg.data); } catch (_) { line = { message: msg.data }; }
     const follow = $("d-follow").checked;
     box.append(h("div", { class: "p" + (line.priority ?? 6) },
-      h("span", { class: "t", text: line.time ? fmtTime(line.time) : "" }), line.message ?? ""));
+      h("span", { class: "t", text: line.time ? fmtLogTime(line.time) : "" }), line.message ?? ""));
     if (++detail.lines > LOG_LINES_KEPT) { box.firstChild.remove(); detail.lines--; }
     if (follow) box.scrollTop = box.scrollHeight;
   };
