@@ -8,7 +8,9 @@
 "use strict";
 
 const API = "/api/v1";
-const EVENTS_URL = API + "/events?n=0";
+// The history, then live; a reconnect resumes after the last event seen.
+const EVENTS_URL = API + "/events?follow=true";
+const LOG_URL_QUERY = "/logs?follow=true&lines=200";
 const LOG_LINES_KEPT = 5000;
 const ENDED = new Set(["exited", "failed", "stopped", "lost", "ended"]);
 const FILTERS = ["owner", "workflow", "session", "gap", "state"];
@@ -168,6 +170,7 @@ function openEvents() {
   const es = new EventSource(EVENTS_URL);
   live.source = es;
   es.onopen = () => {
+    live.retry = 0;
     conn.className = "conn live";
     setText(conn, "live");
     conn.title = "event stream open (" + EVENTS_URL + ")";
@@ -176,7 +179,11 @@ function openEvents() {
   es.onerror = () => {
     conn.className = "conn down";
     setText(conn, es.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting");
-    if (es.readyState === EventSource.CLOSED) setTimeout(openEvents, 3000);
+    // Refused (no session, daemon gone): try again, less and less often.
+    if (es.readyState === EventSource.CLOSED) {
+      live.retry = Math.min(30000, (live.retry || 1000) * 2);
+      setTimeout(openEvents, live.retry);
+    }
   };
   const onEvent = (msg) => {
     let ev = null;
@@ -184,8 +191,9 @@ function openEvents() {
     scheduleRefresh(ev);
   };
   es.onmessage = onEvent;
-  // Servers may name their events; the data is the same JSON line.
-  for (const name of ["event", "lifecycle"]) es.addEventListener(name, onEvent);
+  // Events were lost (the history rotated past where the stream was):
+  // read everything again.
+  es.addEventListener("gap", () => scheduleRefresh(null));
 }
 
 /** Coalesces events: one read of what changed per 150 ms at most. */
@@ -233,6 +241,38 @@ function filterQuery(q) {
   for (const [k, v] of Object.entries(q)) if (k !== "tree") p.set(k, v === "1" ? "true" : v);
   const s = p.toString();
   return s ? "?" + s : "";
+}
+
+/** After events: reads again only the records they name when that is
+ * enough (a pause, a health change), else the whole list (a start, an end,
+ * anything that may move a record in or out of the filtered list). */
+async function refreshChanged(ids) {
+  if (ids.has("*") || ids.size > 10 || list.loading) return loadList();
+  for (const id of ids) {
+    const row = list.rows.get(id);
+    if (!row) return loadList();
+    let rec;
+    try {
+      rec = await api("/processes/" + encodeURIComponent(id));
+    } catch (_) {
+      return loadList();
+    }
+    const moved = ENDED.has(rec.state) !== ENDED.has(row.rec.state) || (list.filters.state && rec.state !== row.rec.state);
+    if (moved) return loadList();
+    if (list.rows.get(id) === row) updateRow(row, rec, row.depth);
+  }
+}
+
+/** The owners the policy knows, for the owner filter. */
+async function loadOwners() {
+  try {
+    const pol = await api("/policy");
+    const sel = $("filters").elements.owner;
+    const keep = sel.value;
+    const names = (pol.actors || []).map((a) => a.actor).filter((a) => a !== "person");
+    sel.replaceChildren(h("option", { value: "" }, "any"), ...names.map((n) => h("option", { value: n }, n)));
+    sel.value = keep;
+  } catch (_) { /* the list's own error says more */ }
 }
 
 /** Reads the list with the current filters (the CLI's `list --json`). */
@@ -315,6 +355,7 @@ function updateRow(row, rec, depth) {
     c.act.replaceChildren(actionButtons(rec));
   }
   row.rec = rec;
+  row.depth = depth;
 }
 
 /** What the page offers for a record; the server still decides (409, 403). */
@@ -399,7 +440,7 @@ function renderList(recs) {
 }
 
 function fillSuggestions(recs) {
-  const pick = { owner: (r) => r.owner, workflow: (r) => r.metadata?.workflow, session: (r) => r.metadata?.session, gap: (r) => r.metadata?.gap };
+  const pick = { workflow: (r) => r.metadata?.workflow, session: (r) => r.metadata?.session, gap: (r) => r.metadata?.gap };
   for (const [name, get] of Object.entries(pick)) {
     const values = [...new Set(recs.map(get).filter(Boolean))].sort().slice(0, 200);
     const dl = $("dl-" + name);
@@ -578,7 +619,7 @@ function renderDetail(rec) {
 /** The process's events: the history, then live (its own stream). */
 function followEvents(id) {
   const box = $("d-events");
-  const es = new EventSource(API + "/events?id=" + encodeURIComponent(id));
+  const es = new EventSource(EVENTS_URL + "&id=" + encodeURIComponent(id));
   detail.events = es;
   const onEvent = (msg) => {
     let ev;
@@ -592,7 +633,6 @@ function followEvents(id) {
     if (atBottom) box.scrollTop = box.scrollHeight;
   };
   es.onmessage = onEvent;
-  for (const name of ["event", "lifecycle"]) es.addEventListener(name, onEvent);
 }
 function evClass(name) {
   return { started: "running", adopted: "running", resumed: "running", healthy: "healthy", exited: "exited", stopped: "stopped", failed: "failed", lost: "lost", unhealthy: "unhealthy", paused: "paused", refused: "failed", queued: "queued" }[name] || "stopped";
@@ -602,7 +642,7 @@ function evClass(name) {
 function followLog(id) {
   const box = $("d-log");
   const stateEl = $("d-logstate");
-  const es = new EventSource(API + "/processes/" + encodeURIComponent(id) + "/logs?follow=1");
+  const es = new EventSource(API + "/processes/" + encodeURIComponent(id) + LOG_URL_QUERY);
   detail.logs = es;
   es.onopen = () => setText(stateEl, "following (refine-proc logs -f " + id + ")");
   es.onerror = () => setText(stateEl, es.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
@@ -616,7 +656,6 @@ function followLog(id) {
     if (follow) box.scrollTop = box.scrollHeight;
   };
   es.onmessage = onLine;
-  for (const name of ["line", "log"]) es.addEventListener(name, onLine);
 }
 
 // --- System ---------------------------------------------------------------
@@ -795,12 +834,13 @@ async function main() {
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", () => { current = route(); });
   live.listeners.add((ids) => {
-    if (current === "processes") loadList();
+    if (current === "processes") refreshChanged(ids);
     else if (current === "system") loadSystem();
     else if (current === "detail" && (ids.has("*") || ids.has(detail.id))) loadDetail();
     if (current !== "processes") list.stale = true;
   });
   setInterval(tickAges, 15000);
+  await loadOwners();
   current = route();
   openEvents();
 }
