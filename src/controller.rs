@@ -294,6 +294,9 @@ pub struct Controller {
     policy_path: Option<PathBuf>,
     systemd: OnceCell<Systemd>,
     requester: OnceCell<Requester>,
+    /// The caller established by a front end (the API's peer) instead of
+    /// this process's own cgroup; see [`Controller::for_peer`].
+    peer: Option<crate::provenance::Peer>,
 }
 
 impl Controller {
@@ -308,7 +311,21 @@ impl Controller {
             policy_path: crate::policy::default_path(),
             systemd: OnceCell::new(),
             requester: OnceCell::new(),
+            peer: None,
         })
+    }
+
+    /// A controller on the same index, policy and systemd connection that
+    /// acts for `peer` (the API's caller), not for this process.
+    pub fn for_peer(&self, peer: crate::provenance::Peer) -> Controller {
+        Controller {
+            index: self.index.clone(),
+            hook_program: self.hook_program.clone(),
+            policy_path: self.policy_path.clone(),
+            systemd: self.systemd.clone(),
+            requester: OnceCell::new(),
+            peer: Some(peer),
+        }
     }
 
     /// The policy file for requests from a person (default: see
@@ -324,7 +341,7 @@ impl Controller {
     pub async fn requester(&self) -> Result<&Requester> {
         self.requester
             .get_or_try_init(|| async {
-                let Some(caller) = crate::provenance::managed_caller() else {
+                let Some(caller) = crate::provenance::caller_of(self.peer.as_ref()) else {
                     let path = self
                         .policy_path
                         .clone()

@@ -19,7 +19,7 @@ use crate::model::{Owner, Record, Timestamp};
 /// dropped): the history on disk stays under twice this.
 pub const ROTATE_AT_BYTES: u64 = 4 << 20;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub time: Timestamp,
     /// What happened: started, exited, failed, stopped, killed, ...
@@ -40,6 +40,7 @@ pub struct Event {
     pub caller: Option<String>,
     /// Facts of this kind of event (exit code, signal, limits, rule, ...).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub details: Map<String, Value>,
 }
 
@@ -134,6 +135,177 @@ impl EventTail {
             self.file = File::open(&self.path).ok();
             self.pending.clear();
         }
+    }
+}
+
+/// A place in the history that survives rotation: the inode of the file
+/// (`events.jsonl`, renamed to `events.1.jsonl` by a rotation, keeps its
+/// inode) and the byte offset just after a line. Written `INODE-OFFSET`;
+/// the API's event streams use it as the server-sent event id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventPos {
+    pub inode: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for EventPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.inode, self.offset)
+    }
+}
+
+impl std::str::FromStr for EventPos {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<EventPos> {
+        let bad = || {
+            crate::error::Error::invalid(format!(
+                "{:?} is not an event id",
+                crate::text::escape(s)
+            ))
+            .hint("pass back an id the event stream sent")
+        };
+        let (i, o) = s.split_once('-').ok_or_else(bad)?;
+        Ok(EventPos {
+            inode: i.parse().map_err(|_| bad())?,
+            offset: o.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Reads the history in file order with the position of every event:
+/// from the oldest line kept, or after a position, and then as it grows,
+/// across rotations, so a reader that resumes after the last position it
+/// got neither loses nor repeats a line.
+pub struct EventReader {
+    dir: PathBuf,
+    file: Option<(File, u64)>,
+    offset: u64,
+    pending: Vec<u8>,
+}
+
+impl EventReader {
+    /// From the oldest event kept (the rotated file, then the current one).
+    pub fn from_start(dir: PathBuf) -> EventReader {
+        let file = ["events.1.jsonl", "events.jsonl"]
+            .iter()
+            .find_map(|n| open_with_inode(&dir.join(n)));
+        EventReader {
+            dir,
+            file,
+            offset: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Just after `pos`; None when its file is gone (rotated away twice).
+    pub fn after(dir: PathBuf, pos: EventPos) -> Option<EventReader> {
+        use std::io::{Seek, SeekFrom};
+        let (mut file, inode) = ["events.1.jsonl", "events.jsonl"]
+            .iter()
+            .filter_map(|n| open_with_inode(&dir.join(n)))
+            .find(|(_, inode)| *inode == pos.inode)?;
+        file.seek(SeekFrom::Start(pos.offset)).ok()?;
+        Some(EventReader {
+            dir,
+            file: Some((file, inode)),
+            offset: pos.offset,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The events appended since the last call, each with its position
+    /// (lines that do not parse are passed over).
+    pub fn read_new(&mut self) -> std::io::Result<Vec<(EventPos, Event)>> {
+        let mut out = Vec::new();
+        loop {
+            if let Some((f, inode)) = self.file.as_mut() {
+                f.read_to_end(&mut self.pending)?;
+                let mut start = 0;
+                while let Some(n) = self.pending[start..].iter().position(|b| *b == b'\n') {
+                    let line = &self.pending[start..start + n];
+                    self.offset += n as u64 + 1;
+                    start += n + 1;
+                    if let Ok(e) = serde_json::from_slice(line) {
+                        let pos = EventPos {
+                            inode: *inode,
+                            offset: self.offset,
+                        };
+                        out.push((pos, e));
+                    }
+                }
+                self.pending.drain(..start);
+            }
+            let current = std::fs::metadata(self.dir.join("events.jsonl"))
+                .ok()
+                .map(|m| m.ino());
+            let open = self.file.as_ref().map(|(_, i)| *i);
+            if current.is_none() || current == open {
+                return Ok(out);
+            }
+            // The open file was rotated (or none was open): go on with the
+            // current one from its start.
+            self.file = open_with_inode(&self.dir.join("events.jsonl"));
+            self.offset = 0;
+            self.pending.clear();
+        }
+    }
+}
+
+fn open_with_inode(path: &std::path::Path) -> Option<(File, u64)> {
+    let f = File::open(path).ok()?;
+    let inode = f.metadata().ok()?.ino();
+    Some((f, inode))
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(dir: &std::path::Path, n: usize) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("events.jsonl"))
+            .unwrap();
+        let mut e = Event::new("started");
+        e.id = Some(format!("e{n}"));
+        writeln!(f, "{}", serde_json::to_string(&e).unwrap()).unwrap();
+    }
+
+    fn ids(v: &[(EventPos, Event)]) -> Vec<String> {
+        v.iter().map(|(_, e)| e.id.clone().unwrap()).collect()
+    }
+
+    #[test]
+    fn resuming_after_a_position_loses_and_repeats_nothing_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, 1);
+        append(&d, 2);
+        let mut r = EventReader::from_start(d.clone());
+        let first = r.read_new().unwrap();
+        assert_eq!(ids(&first), ["e1", "e2"]);
+        let last = first[1].0;
+        // A torn line waits for its end.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("events.jsonl"))
+            .unwrap()
+            .write_all(b"{\"time\":")
+            .unwrap();
+        assert!(r.read_new().unwrap().is_empty());
+        // Reconnect after e1: e2 again, once; then a rotation.
+        let mut again = EventReader::after(d.clone(), first[0].0).unwrap();
+        assert_eq!(ids(&again.read_new().unwrap()), ["e2"]);
+        std::fs::rename(d.join("events.jsonl"), d.join("events.1.jsonl")).unwrap();
+        append(&d, 3);
+        let mut resumed = EventReader::after(d.clone(), last).unwrap();
+        assert_eq!(ids(&resumed.read_new().unwrap()), ["e3"]);
+        assert_eq!(ids(&again.read_new().unwrap()), ["e3"]);
+        assert!(EventReader::after(d, EventPos { inode: 1, offset: 0 }).is_none());
+        assert_eq!("7-42".parse::<EventPos>().unwrap(), EventPos { inode: 7, offset: 42 });
+        assert!("x".parse::<EventPos>().is_err());
     }
 }
 

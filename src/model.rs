@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub const RECORD_SCHEMA: u32 = 1;
 
 /// Who a process belongs to: a closed set, one systemd slice each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Owner {
     Daemon,
@@ -80,7 +80,7 @@ impl FromStr for Owner {
 }
 
 /// What a process is doing now, or how it ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     /// Started by `run --queue` while a pause held its owner (or workflow,
@@ -162,7 +162,7 @@ impl FromStr for State {
 }
 
 /// What kind of systemd unit holds a process.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnitKind {
     /// A transient service refine-proc started (`run`).
@@ -197,7 +197,7 @@ impl fmt::Display for UnitKind {
 }
 
 /// systemd's `Restart=` policies that refine-proc offers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     #[default]
@@ -276,7 +276,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// Workflow context attached to a process.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Metadata {
     pub workflow: Option<String>,
@@ -290,7 +290,7 @@ pub struct Metadata {
 
 /// Resource limits as systemd was last told: given at start, changed by
 /// `set` while the process runs. None means "not set by refine-proc".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Limits {
     /// `MemoryMax=`, bytes.
@@ -396,7 +396,7 @@ pub const MAX_CPU_QUOTA_PERCENT: u64 = 100_000;
 
 /// Limits set with `set --owner` on an owner's slice, as the index keeps
 /// them (`owners/<owner>.json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OwnerLimits {
     pub owner: Owner,
     /// The slice the limits apply to, e.g. `refine-agent.slice`.
@@ -407,7 +407,7 @@ pub struct OwnerLimits {
     pub updated_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Restart {
     pub policy: RestartPolicy,
@@ -427,7 +427,7 @@ pub struct Restart {
 }
 
 /// When a process counts as ready, for `run --wait-ready`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadySpec {
     pub on: Readiness,
     /// How long it may take: TimeoutStartSec= for `notify` (systemd fails
@@ -436,7 +436,7 @@ pub struct ReadySpec {
     pub timeout_sec: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Readiness {
     /// The process sends READY=1 (sd_notify): Type=notify.
@@ -461,7 +461,7 @@ impl std::str::FromStr for Readiness {
 }
 
 /// When and how often a process is restarted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct RestartTiming {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -476,7 +476,7 @@ pub struct RestartTiming {
     pub limit_interval_sec: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartBy {
     #[default]
@@ -485,7 +485,7 @@ pub enum RestartBy {
 }
 
 /// How a failed run ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     pub at: Timestamp,
     pub exit_code: Option<i32>,
@@ -493,7 +493,7 @@ pub struct Failure {
     pub result: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Logs {
     /// The journalctl command line that shows this process's output.
@@ -514,7 +514,7 @@ pub struct Exit {
 }
 
 /// Everything refine-proc knows about one managed process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     #[serde(default)]
     pub schema: u32,
@@ -605,6 +605,7 @@ pub struct Record {
     /// `run --health-*`: the health check the daemon runs. Its results are
     /// kept apart (`health/<id>.json`), not in the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub health: Option<crate::health::HealthSpec>,
 }
 
@@ -850,3 +851,17 @@ mod naming_tests {
         assert_eq!(Owner::UserHelper.slice(), "refine-user\\x2dhelper.slice");
     }
 }
+
+// As JSON a timestamp is an RFC 3339 string (see its Serialize).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}

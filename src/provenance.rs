@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{parse_unit_name, Owner};
 
 /// The request's origin, stored in every record as `requested_by`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct RequestedBy {
     pub uid: u32,
@@ -19,6 +19,49 @@ pub struct RequestedBy {
     /// The policy file the request was checked against; it also binds the
     /// process's own requests.
     pub policy: Option<String>,
+}
+
+/// A caller established by a front end, not by this process: the API's
+/// peer, from its socket's credentials (SO_PEERCRED) and its cgroup, read
+/// by the daemon when the connection was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<u32>,
+    /// The managed process the peer runs in; None for a person.
+    pub managed: Option<ManagedCaller>,
+}
+
+impl Peer {
+    /// A peer's identity from its pid: the managed process its cgroup
+    /// names. A pid whose cgroup cannot be read is refused by the caller
+    /// (None), never taken for a person.
+    pub fn from_pid(uid: u32, pid: u32) -> Option<Peer> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Some(Peer {
+            uid,
+            pid: Some(pid),
+            managed: managed_unit_in_cgroup(&text),
+        })
+    }
+
+    /// A person (a browser or script with a session on the TCP listener).
+    pub fn person(uid: u32) -> Peer {
+        Peer {
+            uid,
+            pid: None,
+            managed: None,
+        }
+    }
+}
+
+/// The managed process a request comes from: the peer's, when a front end
+/// established one, else this process's own.
+pub fn caller_of(peer: Option<&Peer>) -> Option<ManagedCaller> {
+    match peer {
+        Some(p) => p.managed.clone(),
+        None => managed_caller(),
+    }
 }
 
 /// The managed process (owner, id, unit) the caller runs in, if any.
