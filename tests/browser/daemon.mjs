@@ -2,6 +2,7 @@
 // (as tests/e2e/daemon.rs starts it) with its own index and policy,
 // listening on a free loopback port.
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -15,6 +16,22 @@ async function freePort() {
   const { port } = srv.address();
   await new Promise((r) => srv.close(r));
   return port;
+}
+
+/** POST /api/v1/web/code on the daemon's Unix socket: a one-time code. */
+function webCode(socketPath) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method: "POST", path: "/api/v1/web/code", headers: { host: "localhost" } }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => {
+        if (res.statusCode !== 200) return reject(new Error(`web code: ${res.statusCode} ${body}`));
+        resolve(JSON.parse(body).url);
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 export async function startDaemon() {
@@ -33,16 +50,13 @@ export async function startDaemon() {
     BIN, "--state-dir", state, "daemon", "--listen", `127.0.0.1:${port}`,
   ], { stdio: "inherit" });
   const base = `http://127.0.0.1:${port}/`;
+  const socket = path.join(process.env.XDG_RUNTIME_DIR, "refine-proc", "api.sock");
   return {
     port, state, unit, cli, cliAllowFail,
     url: (hash) => base + (hash || ""),
-    /** A fresh one-time sign-in URL, as `refine-proc web` prints it. */
-    signInUrl() {
-      const out = cli("web", "--no-open");
-      const m = out.match(/http:\/\/127\.0\.0\.1:\d+\/#[\w-]+/);
-      if (!m) throw new Error("refine-proc web printed no URL: " + out);
-      return m[0];
-    },
+    /** A fresh one-time sign-in URL: what `refine-proc web` asks the
+     * daemon for on its Unix socket (POST /api/v1/web/code). */
+    signInUrl: () => webCode(socket),
     stop() {
       spawnSync("systemctl", ["--user", "stop", unit]);
       fs.rmSync(dir, { recursive: true, force: true });

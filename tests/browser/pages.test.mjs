@@ -51,7 +51,7 @@ before(async () => {
   page = browser.context.pages()[0] || (await browser.context.newPage());
   page.on("pageerror", (e) => console.error("page error:", e.message));
   // The one-time code signs this browser in; every later page load has the cookie.
-  await page.goto(daemon.signInUrl());
+  await page.goto(await daemon.signInUrl());
   await page.locator("#conn.live").waitFor({ timeout: 10_000 });
 });
 
@@ -184,8 +184,14 @@ test("narrow window: the list and the detail stay readable", T, async () => {
     await page.locator("#prows .prow").nth(2).waitFor();
     // Nothing wider than the window: no sideways scrolling.
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 0, `page is ${overflow}px wider than a 400px window`);
+    assert.ok(overflow <= 0, `the list is ${overflow}px wider than a 400px window`);
     await shot("narrow");
+    const id = await page.locator("#prows .prow").first().getAttribute("data-id");
+    await page.goto(daemon.url("#/p/" + id));
+    await page.locator("#d-record dt").first().waitFor();
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `the detail is ${wide}px wider than a 400px window`);
+    await shot("narrow-detail");
   } finally {
     await page.setViewportSize({ width: 1280, height: 800 });
   }

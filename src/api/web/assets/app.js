@@ -196,7 +196,8 @@ function openEvents() {
   es.addEventListener("gap", () => scheduleRefresh(null));
 }
 
-/** Coalesces events: one read of what changed per 150 ms at most. */
+/** Coalesces events: a burst (a group pause, the history on connect) is
+ * one read of what changed, 60 ms after its first event. */
 function scheduleRefresh(ev) {
   live.pending.add(ev ? ev.id || "*" : "*");
   if (live.timer) return;
@@ -205,7 +206,7 @@ function scheduleRefresh(ev) {
     live.pending = new Set();
     live.timer = null;
     for (const fn of live.listeners) fn(ids);
-  }, 150);
+  }, 60);
 }
 
 // --- Processes: the list --------------------------------------------------
@@ -629,10 +630,13 @@ function followEvents(id) {
     box.append(h("div", {},
       h("span", { class: "t", text: fmtTime(ev.time) }),
       h("span", { class: "ev state st-" + evClass(ev.event), text: ev.event }),
-      "by " + (ev.actor || "?") + (extra.length ? "  " + extra.map(([k, v]) => k + "=" + compact(v)).join(" ") : "")));
+      "by " + (ev.actor || "?") + (extra.length ? "  " + extra.map(([k, v]) => k + "=" + eventValue(v)).join(" ") : "")));
     if (atBottom) box.scrollTop = box.scrollHeight;
   };
   es.onmessage = onEvent;
+}
+function eventValue(v) {
+  return Array.isArray(v) && v.every((x) => typeof x === "string") ? shellJoin(v) : compact(v);
 }
 function evClass(name) {
   return { started: "running", adopted: "running", resumed: "running", healthy: "healthy", exited: "exited", stopped: "stopped", failed: "failed", lost: "lost", unhealthy: "unhealthy", paused: "paused", refused: "failed", queued: "queued" }[name] || "stopped";
@@ -689,22 +693,37 @@ function renderDoctor(doc) {
   $("s-notes").replaceChildren(...(doc.notes || []).map((n) => h("li", { text: n })));
 }
 
-function renderDaemon(d) {
-  if (!d || typeof d !== "object") { kv($("s-daemon"), [["daemon", d ? String(d) : "not reported"]]); return; }
-  kv($("s-daemon"), Object.entries(d).map(([k, v]) => [k.replace(/_/g, " "), k.endsWith("_sec") && typeof v === "number" ? fmtDuration(v) : typeof v === "object" && v !== null ? compact(v) : v]));
+function renderDaemon(d, doc) {
+  // The daemon's STATUS= line and watchdog are what doctor's check saw.
+  const check = doc && (doc.checks || []).find((c) => c.name === "daemon");
+  if (!d || typeof d !== "object") { kv($("s-daemon"), [["daemon", "not reported"], ["unit", check && check.detail]]); return; }
+  kv($("s-daemon"), [
+    ["pid", d.pid], ["version", d.version], ["started", fmtTime(d.started_at)],
+    ["uptime", typeof d.uptime_sec === "number" ? (d.uptime_sec < 60 ? d.uptime_sec + "s" : fmtDuration(d.uptime_sec)) : null],
+    ["unit", check ? check.status + ": " + check.detail : null],
+    ["socket", d.socket], ["page", d.url], ["state dir", d.state_dir],
+  ]);
 }
 
 function renderOwners(owners) {
-  const rows = Array.isArray(owners) ? owners : owners ? Object.entries(owners).map(([k, v]) => ({ owner: k, ...v })) : [];
-  $("s-owners").replaceChildren(table(rows.map((o) => {
-    const out = {};
-    for (const [k, v] of Object.entries(o)) {
-      if (k === "usage" && v) { out.cpu = fmtCpu(v.cpu_usec); out.memory = fmtBytes(v.memory_current); out.tasks = v.tasks ?? "-"; }
-      else if (k === "limits" && v) out.limits = limitsText(v);
-      else out[k] = v;
-    }
-    return out;
-  })));
+  $("s-owners").replaceChildren(table(owners || [], [
+    ["owner", (o) => o.owner], ["slice", (o) => o.slice],
+    ["limits (set --owner)", (o) => (o.limits ? limitsText(o.limits.limits) : "none")],
+    ["since", (o) => (o.limits && o.limits.updated_at ? fmtTime(o.limits.updated_at) : "-")],
+  ]));
+}
+
+function renderPauses(p) {
+  p = p || {};
+  $("s-pauses").replaceChildren(table(p.active || [], [
+    ["selector", (g) => g.selector], ["since", (g) => fmtTime(g.since)], ["by", (g) => g.by],
+    ["frozen", (g) => String((g.frozen || []).length)], ["stopped", (g) => String((g.stopped || []).length)],
+    ["owners", (g) => [...(g.frozen_owners || []).map((o) => o + " frozen"), ...(g.stopped_owners || []).map((o) => o + " stopped")].join(", ") || "-"],
+  ]));
+  const q = p.queued || [];
+  $("s-queued").replaceChildren(q.length
+    ? h("p", { class: "mono" }, q.flatMap((id, i) => [i ? " " : "", h("a", { href: "#/p/" + encodeURIComponent(id), text: id })]))
+    : h("p", { class: "muted", text: "none" }));
 }
 
 function renderPolicy(pol) {
@@ -723,11 +742,9 @@ async function loadSystem() {
   system.loading = true;
   try {
     const [sys, pol] = await Promise.all([api("/system"), api("/policy").catch(() => null)]);
-    renderDoctor(sys.doctor || (sys.checks ? sys : null));
-    renderDaemon(sys.daemon);
-    const pauses = sys.pauses || {};
-    $("s-pauses").replaceChildren(table(pauses.active || (Array.isArray(pauses) ? pauses : [])));
-    $("s-queued").replaceChildren(table(pauses.queued || sys.queued || []));
+    renderDoctor(sys.doctor);
+    renderDaemon(sys.daemon, sys.doctor);
+    renderPauses(sys.pauses);
     renderOwners(sys.owners);
     renderPolicy(pol || sys.policy);
   } catch (err) {
