@@ -41,7 +41,7 @@ struct Supervisor {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(controller: &Controller) -> Result<()> {
+pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()> {
     let index = controller.index();
     let _lock = match index.daemon_lock()? {
         Ok(lock) => lock,
@@ -89,6 +89,7 @@ pub async fn run(controller: &Controller) -> Result<()> {
             sup.schedule(r);
         }
     }
+    let _api = crate::api::start(controller, api).await?;
     notify(&[NotifyState::Ready, NotifyState::Status(&sup.status())]);
     tracing::info!("supervising {}", sup.status());
     let mut usec = 0;

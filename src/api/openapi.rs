@@ -4,7 +4,6 @@
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,7 +24,11 @@ struct ApiDoc;
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
     responses((status = 200, description = "The OpenAPI 3 document", body = Object),
         (status = 401, body = Problem), (status = 403, body = Problem)))]
-async fn openapi_json() {}
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+        std::sync::LazyLock::new(|| router().1);
+    Json(DOC.clone())
+}
 
 /// The API routes and the document that describes them.
 pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -51,15 +54,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The whole application: the API, its document, the pages, the guard.
 pub fn app(state: AppState) -> Router {
-    let (api, doc) = router();
-    let doc = std::sync::Arc::new(doc);
-    api.route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let doc = doc.clone();
-            async move { Json((*doc).clone()) }
-        }),
-    )
+    router()
+        .0
     .fallback(fallback)
     .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::guard))
     .with_state(state)

@@ -2,6 +2,7 @@
 //! Rendering lives in `output`; no logic about processes lives here.
 
 mod output;
+mod web;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -198,8 +199,22 @@ restarts whose delay grows (--restart-max-delay) on systemd before 254, and
 events for systemd's own automatic restarts. It reconciles the index with
 systemd, then tells systemd READY=1 (Type=notify), keeps a STATUS= line
 with counts and sends watchdog heartbeats when WatchdogSec= is set. One
-daemon per index: a second one exits with code 4.")]
-    Daemon,
+daemon per index: a second one exits with code 4.
+
+It serves the HTTP API on a Unix socket ($XDG_RUNTIME_DIR/refine-proc/api.sock),
+and with --listen also on loopback TCP with the browser page (see refine-proc web).")]
+    Daemon(web::DaemonArgs),
+    /// Print (or open) the browser page's URL with a one-time code; or make a token for scripts
+    #[command(after_help = "\
+Examples:
+  refine-proc web                  # http://127.0.0.1:8765/#CODE: open it within two minutes
+  refine-proc web --open
+  refine-proc web --token read     # a token for scripts: curl -H 'Authorization: Bearer TOKEN'
+
+Needs a daemon started with --listen 127.0.0.1:PORT. The code works once and
+becomes a session cookie (HttpOnly, SameSite=Strict); with it the page acts
+as you (`person`), under your policy.")]
+    Web(web::WebArgs),
     /// Start again the `run --persist` processes the user manager took down with it
     #[command(after_help = "\
 Examples:
@@ -745,7 +760,7 @@ struct LogsArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     // The daemon's log goes to the journal: what it does, not only warnings.
-    init_tracing(if matches!(cli.command, Command::Daemon) {
+    init_tracing(if matches!(cli.command, Command::Daemon(_)) {
         "info"
     } else {
         "warn"
@@ -766,6 +781,9 @@ pub fn main() -> i32 {
         .map(Ok)
         .unwrap_or_else(default_state_dir);
     // doctor reports a missing state directory as one of its checks.
+    if let Command::Web(args) = &cli.command {
+        return web::web(args).unwrap_or_else(|e| fail(&e));
+    }
     if let Command::Doctor { json } = cli.command {
         return doctor(state_dir.as_deref(), json);
     }
@@ -1027,7 +1045,7 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             print_outcomes(&[outcome], args.json)
         }
         Command::Policy { command } => policy(&controller, command).await,
-        Command::Daemon => refine_proc::daemon::run(&controller).await.map(|()| 0),
+        Command::Daemon(a) => refine_proc::daemon::run(&controller, a.options()).await.map(|()| 0),
         Command::Resurrect { json } => {
             let done = controller.resurrect().await?;
             if json {
@@ -1054,7 +1072,8 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         Command::RecordExit { .. }
         | Command::Doctor { .. }
         | Command::Completions { .. }
-        | Command::Man { .. } => unreachable!("handled before the index is opened"),
+        | Command::Man { .. }
+        | Command::Web(_) => unreachable!("handled before the index is opened"),
     }
 }
 

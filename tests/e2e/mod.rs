@@ -1,3 +1,4 @@
+mod api;
 mod adopt;
 mod common;
 mod daemon;

@@ -1,0 +1,622 @@
+//! The HTTP API of the daemon, against the real daemon on the real user
+//! manager, with curl as the client (`curl --unix-socket` must work).
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::*;
+use serde_json::{json, Value};
+
+/// curl's own deadline for one request.
+const REQUEST_SECS: &str = "30";
+
+/// The daemon of `env`'s index with its API on a socket in the test's
+/// work directory and on 127.0.0.1:(any port); stopped when dropped.
+struct ApiDaemon {
+    unit: String,
+    socket: PathBuf,
+    url: String,
+}
+
+impl ApiDaemon {
+    fn start(env: &Env) -> ApiDaemon {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unit = format!("rpapi-{}-{n}.service", std::process::id());
+        let dir = env.work_dir().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let socket = dir.join("api.sock");
+        let mut cmd = Command::new("systemd-run");
+        cmd.args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
+            .arg(format!("--setenv=REFINE_PROC_POLICY={}", env.policy_path().display()))
+            .arg(binary())
+            .arg("--state-dir")
+            .arg(env.state_dir())
+            .args(["daemon", "--listen", "127.0.0.1:0", "--socket"])
+            .arg(&socket);
+        // Returns after READY=1, which comes once the socket listens.
+        let out = output(cmd);
+        if out.code != 0 {
+            let log = output({
+                let mut c = Command::new("journalctl");
+                c.args(["--user", "-u", &unit, "--no-pager", "-n", "20"]);
+                c
+            });
+            panic!("the daemon did not start: {}{}\n{}", out.stdout, out.stderr, log.stdout);
+        }
+        let mut d = ApiDaemon {
+            unit,
+            socket,
+            url: String::new(),
+        };
+        let system = d.get("/api/v1/system");
+        assert_eq!(system.status, 200, "{}", system.body);
+        d.url = system.json()["daemon"]["url"].as_str().unwrap().to_string();
+        d
+    }
+
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-i", "--max-time", REQUEST_SECS, "--unix-socket"])
+            .arg(&self.socket);
+        c
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        let mut c = self.curl();
+        c.arg(format!("http://localhost{path}"));
+        resp(c)
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<Value>, headers: &[&str]) -> Resp {
+        let mut c = self.curl();
+        c.args(["-X", method]);
+        for h in headers {
+            c.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary"])
+                .arg(b.to_string());
+        }
+        c.arg(format!("http://localhost{path}"));
+        resp(c)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, Some(body), &[])
+    }
+}
+
+impl Drop for ApiDaemon {
+    fn drop(&mut self) {
+        systemctl(&["stop", &self.unit]);
+    }
+}
+
+/// One HTTP answer.
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+fn resp(c: Command) -> Resp {
+    let out = output(c);
+    assert_eq!(out.code, 0, "curl failed: {}", out.stderr);
+    // Skip interim answers (100 Continue).
+    let mut text = out.stdout.as_str();
+    loop {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        if status == 100 {
+            text = body;
+            continue;
+        }
+        return Resp {
+            status,
+            headers: head.to_string(),
+            body: body.to_string(),
+        };
+    }
+}
+
+/// Checks that the document lists `status` for `method path` (a path of
+/// the document, with `{id}`), and that a problem is problem+json.
+fn documented(doc: &Value, method: &str, path: &str, r: &Resp) {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not in the document");
+    assert!(
+        op["responses"][r.status.to_string()].is_object(),
+        "{method} {path} returned {} which the document does not list: {}",
+        r.status,
+        r.body
+    );
+    if r.status >= 400 {
+        assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+        let p = r.json();
+        assert_eq!(p["status"], r.status, "{}", r.body);
+        assert!(p["detail"].is_string() && p["type"].is_string(), "{}", r.body);
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let doc = d.get("/api/v1/openapi.json");
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let check = |m: &str, p: &str, r: &Resp| documented(&doc, m, p, r);
+
+    // Run: 201 with the record; then the list is what `list --json` says.
+    let work = env.work_dir().display().to_string();
+    let run = d.post(
+        "/api/v1/processes",
+        json!({"command": ["sleep", "600"], "owner": "agent", "label": "api sleeper",
+               "metadata": {"workflow": "wf-api"}, "cwd": work, "limits": {"memory_max": "256M"}}),
+    );
+    check("post", "/api/v1/processes", &run);
+    assert_eq!(run.status, 201, "{}", run.body);
+    let rec = run.json();
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["state"], "running");
+    assert_eq!(rec["limits"]["memory_max"], 256 << 20);
+    assert_eq!(run.header("location"), Some(format!("/api/v1/processes/{id}")));
+    assert_eq!(show(rec["unit"].as_str().unwrap(), "ActiveState"), "active");
+
+    let list = d.get("/api/v1/processes?owner=agent");
+    check("get", "/api/v1/processes", &list);
+    let api_list = list.json();
+    let cli_list: Value = env.ok(&["list", "--json", "--owner", "agent"]).json();
+    assert_eq!(api_list.as_array().unwrap().len(), 1);
+    assert_eq!(keys(&api_list[0]), keys(&cli_list[0]));
+    assert_eq!(api_list[0]["id"], cli_list[0]["id"]);
+    let bad = d.get("/api/v1/processes?owner=robot");
+    check("get", "/api/v1/processes", &bad);
+    assert_eq!(bad.status, 400);
+
+    let one = d.get(&format!("/api/v1/processes/{id}"));
+    check("get", "/api/v1/processes/{id}", &one);
+    let cli_status: Value = env.ok(&["status", "--json", &id]).json();
+    assert_eq!(keys(&one.json()), keys(&cli_status));
+    assert_eq!(one.json()["systemd"]["active_state"], "active");
+    let missing = d.get("/api/v1/processes/zzzzzzzz");
+    check("get", "/api/v1/processes/{id}", &missing);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["exit_code"], 3);
+
+    let act = |action: &str| {
+        let r = d.send("POST", &format!("/api/v1/processes/{id}/{action}"), None, &[]);
+        check("post", "/api/v1/processes/{id}/{action}", &r);
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+        r.json()
+    };
+    assert_eq!(act("pause")[0]["state"], "paused");
+    assert_eq!(show(rec["unit"].as_str().unwrap(), "FreezerState"), "frozen");
+    assert_eq!(act("resume")[0]["state"], "running");
+    let limits = d.post(&format!("/api/v1/processes/{id}/limits"), json!({"memory_max": "512M"}));
+    check("post", "/api/v1/processes/{id}/limits", &limits);
+    assert_eq!(limits.status, 200, "{}", limits.body);
+    assert_eq!(show(rec["unit"].as_str().unwrap(), "MemoryMax"), (512u64 << 20).to_string());
+    let no_limit = d.post(&format!("/api/v1/processes/{id}/limits"), json!({}));
+    check("post", "/api/v1/processes/{id}/limits", &no_limit);
+    assert_eq!(no_limit.status, 422);
+    assert!(no_limit.json()["hint"].is_string());
+    let kill = d.post(&format!("/api/v1/processes/{id}/kill"), json!({"signal": "CONT"}));
+    check("post", "/api/v1/processes/{id}/kill", &kill);
+    assert_eq!(kill.status, 200, "{}", kill.body);
+    let forget_running = d.send("DELETE", &format!("/api/v1/processes/{id}"), None, &[]);
+    check("delete", "/api/v1/processes/{id}", &forget_running);
+    assert_eq!(forget_running.status, 409);
+    let group = d.post("/api/v1/groups/pause", json!({"workflow": "wf-api"}));
+    check("post", "/api/v1/groups/{action}", &group);
+    assert_eq!(group.status, 200, "{}", group.body);
+    let group = d.post("/api/v1/groups/resume", json!({"workflow": "wf-api"}));
+    assert_eq!(group.status, 200, "{}", group.body);
+    let two = d.post("/api/v1/groups/pause", json!({"workflow": "w", "all": true}));
+    check("post", "/api/v1/groups/{action}", &two);
+    assert_eq!(two.status, 422);
+    assert_eq!(act("restart")[0]["id"], id.as_str());
+    assert_eq!(act("stop")[0]["state"], "stopped");
+    let forget = d.send("DELETE", &format!("/api/v1/processes/{id}"), None, &[]);
+    check("delete", "/api/v1/processes/{id}", &forget);
+    assert_eq!(forget.status, 200, "{}", forget.body);
+    assert_eq!(env.cmd(&["status", &id]).code, 3);
+
+    // Bad input: nothing starts, with the core's hint.
+    let typo = d.post("/api/v1/processes", json!({"command": ["no-such-command-x"], "cwd": work}));
+    check("post", "/api/v1/processes", &typo);
+    assert_eq!(typo.status, 422);
+    assert_eq!(typo.json()["exit_code"], 2);
+    let unknown = d.post("/api/v1/processes", json!({"command": ["sleep", "1"], "colour": 1}));
+    check("post", "/api/v1/processes", &unknown);
+    assert_eq!(unknown.status, 422);
+    let syntax = d.send("POST", "/api/v1/processes", None, &["Content-Type: application/json"]);
+    assert!(matches!(syntax.status, 400 | 422), "{}", syntax.status);
+    let adopt = d.post("/api/v1/processes/adopt", json!({"pid": 999_999_999u32}));
+    check("post", "/api/v1/processes/adopt", &adopt);
+    assert_eq!(adopt.status, 404, "{}", adopt.body);
+
+    // Logs and events pages.
+    let talker = d.post(
+        "/api/v1/processes",
+        json!({"command": ["sh", "-c", "for i in 1 2 3; do echo line-$i; done; sleep 600"], "cwd": work}),
+    );
+    let talker = talker.json()["id"].as_str().unwrap().to_string();
+    wait_journal_lines(&format!("refine-user-helper-{talker}"), 3);
+    let logs = d.get(&format!("/api/v1/processes/{talker}/logs?lines=2"));
+    check("get", "/api/v1/processes/{id}/logs", &logs);
+    let page = logs.json();
+    let messages: Vec<&str> = page["entries"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["line-2", "line-3"]);
+    let cursor = page["entries"][0]["cursor"].as_str().unwrap();
+    let after = d.get(&format!("/api/v1/processes/{talker}/logs?after={}", urlencode(cursor)));
+    assert_eq!(after.json()["entries"].as_array().unwrap().len(), 1, "{}", after.body);
+    let bad_cursor = d.get(&format!("/api/v1/processes/{talker}/logs?after=%0a"));
+    check("get", "/api/v1/processes/{id}/logs", &bad_cursor);
+    assert_eq!(bad_cursor.status, 422);
+    let events = d.get(&format!("/api/v1/events?id={talker}"));
+    check("get", "/api/v1/events", &events);
+    let events = events.json();
+    assert_eq!(events["events"][0]["event"]["event"], "started");
+    let next = events["next"].as_str().unwrap();
+    let none_after = d.get(&format!("/api/v1/events?id={talker}&after={next}"));
+    assert_eq!(none_after.json()["events"].as_array().unwrap().len(), 0);
+
+    // The system, the policy.
+    let system = d.get("/api/v1/system");
+    check("get", "/api/v1/system", &system);
+    let system = system.json();
+    assert!(system["doctor"]["checks"].as_array().unwrap().iter().any(|c| c["name"] == "user-bus"));
+    assert_eq!(system["owners"].as_array().unwrap().len(), 7);
+    assert!(system["pauses"]["active"].is_array());
+    let policy = d.get("/api/v1/policy");
+    check("get", "/api/v1/policy", &policy);
+    let cli_policy: Value = env.ok(&["policy", "show", "--json"]).json();
+    assert_eq!(policy.json(), cli_policy);
+    let verdict = d.post("/api/v1/policy/check", json!({"as": "agent", "command": ["sleep", "1"]}));
+    check("post", "/api/v1/policy/check", &verdict);
+    assert_eq!(verdict.status, 200, "{}", verdict.body);
+    assert_eq!(verdict.json()["launch"]["allowed"], true);
+    let nowhere = d.get("/api/v1/nowhere");
+    assert_eq!(nowhere.status, 404);
+    assert_eq!(nowhere.json()["status"], 404);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn api_idempotency_key_a_retried_run_never_starts_a_process_twice() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let body = json!({"command": ["sleep", "600"], "cwd": env.work_dir().display().to_string()});
+    let key = "Idempotency-Key: 9b2f-retry-1";
+    let first = d.send("POST", "/api/v1/processes", Some(body.clone()), &[key]);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = d.send("POST", "/api/v1/processes", Some(body.clone()), &[key]);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    assert_eq!(env.list(&[]).len(), 1, "a retry started a second process");
+    // The same key for another request is refused, and starts nothing.
+    let other = json!({"command": ["sleep", "601"], "cwd": env.work_dir().display().to_string()});
+    let reused = d.send("POST", "/api/v1/processes", Some(other), &[key]);
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(env.list(&[]).len(), 1);
+    // A run refused before anything started frees its key.
+    let bad = json!({"command": ["no-such-command-x"], "cwd": env.work_dir().display().to_string()});
+    let k2 = "Idempotency-Key: 9b2f-retry-2";
+    assert_eq!(d.send("POST", "/api/v1/processes", Some(bad.clone()), &[k2]).status, 422);
+    assert_eq!(d.send("POST", "/api/v1/processes", Some(bad), &[k2]).status, 422);
+}
+
+#[test]
+fn api_a_managed_agent_calling_the_socket_is_refused_exactly_as_its_cli_call() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[actors.agent]\ncommands = [\"/usr/bin/sleep\", \"/bin/sleep\", \"/usr/bin/curl\", \"/bin/sh\", \"/usr/bin/sh\"]\n",
+    )
+    .unwrap();
+    let d = ApiDaemon::start(&env);
+    let victim = env.run(&["--owner", "quality", "--", "sleep", "600"]);
+    let script = format!(
+        r#"S='{sock}'; R='{bin}'
+           c() {{ f=$1; shift; curl -sS --max-time 30 --unix-socket "$S" -o "$f" -w '%{{http_code}}' "$@"; }}
+           c api-run.json -X POST -H 'Content-Type: application/json' \
+             --data-binary '{{"command": ["/usr/bin/true"]}}' http://localhost/api/v1/processes > api-run.code
+           "$R" run -- /usr/bin/true 2> cli-run.err; echo $? > cli-run.code
+           c api-stop.json -X POST http://localhost/api/v1/processes/{victim}/stop > api-stop.code
+           "$R" stop {victim} 2> cli-stop.err; echo $? > cli-stop.code
+           c api-code.json -X POST http://localhost/api/v1/web/code > api-code.code
+           c api-token.json -X POST -H 'Content-Type: application/json' --data-binary '{{"scope": "control"}}' \
+             http://localhost/api/v1/tokens > api-token.code
+           c api-ok.json -X POST -H 'Content-Type: application/json' \
+             --data-binary '{{"command": ["/usr/bin/sleep", "600"], "cwd": "/"}}' http://localhost/api/v1/processes > api-ok.code"#,
+        sock = d.socket.display(),
+        bin = binary().display(),
+        victim = victim.id,
+    );
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let read = |f: &str| std::fs::read_to_string(env.work_dir().join(f)).unwrap_or_default();
+    let problem = |f: &str| -> Value { serde_json::from_str(&read(f)).unwrap_or_else(|_| panic!("{f}: {}", read(f))) };
+    // The same refusal, the same message and exit class, as the CLI's.
+    for (api, cli) in [("api-run", "cli-run"), ("api-stop", "cli-stop")] {
+        assert_eq!(read(&format!("{api}.code")), "403", "{}", read(&format!("{api}.json")));
+        assert_eq!(read(&format!("{cli}.code")).trim(), "7", "{}", read(&format!("{cli}.err")));
+        let p = problem(&format!("{api}.json"));
+        assert_eq!(p["exit_code"], 7);
+        let cli_err = read(&format!("{cli}.err"));
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            cli_err.contains(detail),
+            "the API said {detail:?}, the CLI {cli_err:?}"
+        );
+    }
+    assert_eq!(show(&victim.unit, "ActiveState"), "active");
+    // It cannot become a person through a session or a token.
+    assert_eq!(read("api-code.code"), "403", "{}", read("api-code.json"));
+    assert_eq!(read("api-token.code"), "403", "{}", read("api-token.json"));
+    // What its policy allows, it may do, as its own child.
+    assert_eq!(read("api-ok.code"), "201", "{}", read("api-ok.json"));
+    let child = problem("api-ok.json");
+    assert_eq!(child["owner"], "agent");
+    assert_eq!(child["requested_by"]["parent"], agent.id.as_str());
+    // The refusals are audited with the agent as actor, as the CLI's are.
+    let events: Vec<Value> = std::fs::read_to_string(env.state_dir().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["event"] == "refused")
+        .collect();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events.iter().all(|e| e["actor"] == "agent" && e["caller"] == agent.id.as_str()));
+}
+
+/// A request over TCP to the daemon's listener.
+fn tcp(d: &ApiDaemon, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> Resp {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "-i", "--max-time", REQUEST_SECS, "-X", method]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    c.arg(format!("{}{}", d.url.trim_end_matches('/'), path));
+    resp(c)
+}
+
+#[test]
+fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_refused() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let origin = format!("Origin: {}", d.url.trim_end_matches('/'));
+    let none = tcp(&d, "GET", "/api/v1/processes", &[], None);
+    assert_eq!(none.status, 401, "{}", none.body);
+    assert_eq!(none.header("content-type").as_deref(), Some("application/problem+json"));
+    // DNS rebinding: the attacker's name resolves to 127.0.0.1.
+    let rebound = tcp(&d, "GET", "/", &["Host: attacker.example"], None);
+    assert_eq!(rebound.status, 403);
+    let cross = tcp(&d, "POST", "/api/v1/session", &["Origin: http://attacker.example"], Some(r#"{"code":"x"}"#));
+    assert_eq!(cross.status, 403);
+    // A code from `refine-proc web` (over the socket) makes one session.
+    let web = output({
+        let mut c = env.command(&["web", "--json", "--socket"]);
+        c.arg(&d.socket);
+        c
+    });
+    assert_eq!(web.code, 0, "{}", web.stderr);
+    let web: Value = serde_json::from_str(&web.stdout).unwrap();
+    let code = web["code"].as_str().unwrap();
+    assert_eq!(web["url"].as_str().unwrap(), format!("{}#{code}", d.url));
+    let body = json!({ "code": code }).to_string();
+    let session = tcp(&d, "POST", "/api/v1/session", &[&origin], Some(&body));
+    assert_eq!(session.status, 204, "{}", session.body);
+    let cookie = session.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let spent = tcp(&d, "POST", "/api/v1/session", &[&origin], Some(&body));
+    assert_eq!(spent.status, 401, "a code works once");
+    let jar = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let list = tcp(&d, "GET", "/api/v1/processes", &[&jar], None);
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.header("access-control-allow-origin").is_none());
+    // With the session, a cross-origin change is still refused, and so is
+    // a change without Origin (not from the page).
+    let run = r#"{"command": ["sleep", "600"], "cwd": "/"}"#;
+    let evil = tcp(&d, "POST", "/api/v1/processes", &[&jar, "Origin: http://attacker.example"], Some(run));
+    assert_eq!(evil.status, 403);
+    let blind = tcp(&d, "POST", "/api/v1/processes", &[&jar], Some(run));
+    assert_eq!(blind.status, 403);
+    assert!(env.list(&[]).is_empty(), "a refused request started something");
+    let stream = tcp(&d, "GET", "/api/v1/events?follow=true", &[&jar, "Origin: http://attacker.example"], None);
+    assert_eq!(stream.status, 403);
+    let from_page = tcp(&d, "POST", "/api/v1/processes", &[&jar, &origin], Some(run));
+    assert_eq!(from_page.status, 201, "{}", from_page.body);
+    assert_eq!(from_page.json()["requested_by"]["acting_owner"], Value::Null, "acts as person");
+    // Tokens: read may only read.
+    let token = |scope: &str| {
+        let out = output({
+            let mut c = env.command(&["web", "--token", scope, "--socket"]);
+            c.arg(&d.socket);
+            c
+        });
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        format!("Authorization: Bearer {}", out.stdout.trim())
+    };
+    let read = token("read");
+    assert_eq!(tcp(&d, "GET", "/api/v1/processes", &[&read], None).status, 200);
+    let id = from_page.json()["id"].as_str().unwrap().to_string();
+    let stop = format!("/api/v1/processes/{id}/stop");
+    assert_eq!(tcp(&d, "POST", &stop, &[&read], None).status, 403);
+    let control = token("control");
+    assert_eq!(tcp(&d, "POST", &stop, &[&control], None).status, 200);
+    let mode = std::fs::metadata(env.state_dir().join("api-tokens.json")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    let wrong = tcp(&d, "GET", "/api/v1/processes", &["Authorization: Bearer 00"], None);
+    assert_eq!(wrong.status, 401);
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+/// A stream read by curl -N; the connection closes when dropped.
+struct Stream {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<Sse>,
+}
+
+impl Stream {
+    fn open(d: &ApiDaemon, path: &str, last_id: Option<&str>) -> Stream {
+        let mut c = d.curl();
+        c.args(["-N", "--max-time", "120"]);
+        if let Some(id) = last_id {
+            c.args(["-H", &format!("Last-Event-ID: {id}")]);
+        }
+        c.arg(format!("http://localhost{path}"));
+        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cur = Sse { id: None, event: None, data: String::new() };
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let line = line.trim_end_matches('\r');
+                if line.is_empty() {
+                    if !cur.data.is_empty() || cur.event.is_some() {
+                        let _ = tx.send(cur.clone());
+                    }
+                    cur = Sse { id: None, event: None, data: String::new() };
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    cur.id = Some(v.trim_start().to_string());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    cur.event = Some(v.trim_start().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    cur.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        });
+        Stream { child, rx }
+    }
+
+    /// Events until `done` says so; fails the test after `within`.
+    fn until(&self, within: Duration, mut done: impl FnMut(&Sse) -> bool) -> Vec<Sse> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the stream gave no more within {within:?}; got {got:?}"));
+            let stop = done(&e);
+            got.push(e);
+            if stop {
+                return got;
+            }
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data(e: &Sse) -> Value {
+    serde_json::from_str(&e.data).unwrap_or_else(|_| panic!("not JSON: {e:?}"))
+}
+
+#[test]
+fn api_event_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let first = Stream::open(&d, "/api/v1/events?follow=true", None);
+    let mut started = 0;
+    let ids: Vec<String> = (0..3).map(|_| env.run(&["--", "sleep", "600"]).id).collect();
+    let before = first.until(Duration::from_secs(30), |e| {
+        started += (data(e)["event"] == "started") as usize;
+        started == 3
+    });
+    let last = before.last().unwrap().id.clone().unwrap();
+    drop(first);
+    // While nobody listens.
+    env.run(&["--", "sleep", "601"]);
+    env.ok(&["stop", &ids[0]]);
+    let marker = env.run(&["--label", "marker", "--", "sleep", "602"]);
+    let second = Stream::open(&d, "/api/v1/events?follow=true", Some(&last));
+    let after = second.until(Duration::from_secs(30), |e| {
+        data(e)["event"] == "started" && data(e)["id"] == marker.id.as_str()
+    });
+    let got: Vec<Value> = before.iter().chain(&after).map(data).collect();
+    let file: Vec<Value> = std::fs::read_to_string(env.state_dir().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(file.len() >= got.len());
+    assert_eq!(got, file[..got.len()], "lost or repeated across the reconnect");
+    let all_ids: BTreeSet<&str> = before.iter().chain(&after).filter_map(|e| e.id.as_deref()).collect();
+    assert_eq!(all_ids.len(), got.len(), "every event has its own id");
+    // A filtered stream, and a page, agree with the history.
+    let only = Stream::open(&d, &format!("/api/v1/events?follow=true&id={}", ids[0]), None);
+    let mine = only.until(Duration::from_secs(30), |e| data(e)["event"] == "stopped");
+    assert!(mine.iter().all(|e| data(e)["id"] == ids[0].as_str()));
+}
+
+#[test]
+fn api_log_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let talker = env.run(&["--", "sh", "-c", "for i in $(seq 1 40); do echo n-$i; sleep 0.1; done; sleep 600"]);
+    let path = format!("/api/v1/processes/{}/logs?follow=true&lines=1000", talker.id);
+    let number = |e: &Sse| -> u32 {
+        data(e)["message"].as_str().unwrap().trim_start_matches("n-").parse().unwrap()
+    };
+    let first = Stream::open(&d, &path, None);
+    let before = first.until(Duration::from_secs(30), |e| number(e) >= 10);
+    let last = before.last().unwrap().id.clone().expect("a cursor as the id");
+    drop(first);
+    wait_journal_lines(&format!("refine-user-helper-{}", talker.id), 25);
+    let second = Stream::open(&d, &path, Some(&last));
+    let after = second.until(Duration::from_secs(30), |e| number(e) == 40);
+    let seen: Vec<u32> = before.iter().chain(&after).map(number).collect();
+    assert_eq!(seen, (1..=40).collect::<Vec<_>>(), "lost or repeated across the reconnect");
+}
