@@ -51,7 +51,7 @@ before(async () => {
   page = browser.context.pages()[0] || (await browser.context.newPage());
   page.on("pageerror", (e) => console.error("page error:", e.message));
   // The one-time code signs this browser in; every later page load has the cookie.
-  await page.goto(await daemon.signInUrl());
+  await page.goto(daemon.signInUrl());
   await page.locator("#conn.live").waitFor({ timeout: 10_000 });
 });
 
