@@ -664,7 +664,15 @@ function followLog(id) {
 
 // --- System ---------------------------------------------------------------
 
-const system = { loading: false };
+// Doctor probes the machine: on a busy stream, read the System page at
+// most every 2 s.
+const system = { loading: false, last: 0, timer: null };
+
+function refreshSystem() {
+  const wait = system.last + 2000 - Date.now();
+  if (wait <= 0) return loadSystem();
+  if (!system.timer) system.timer = setTimeout(() => { system.timer = null; loadSystem(); }, wait);
+}
 
 function table(rows, columns) {
   if (!rows || !rows.length) return h("p", { class: "muted", text: "none" });
@@ -740,6 +748,7 @@ function renderPolicy(pol) {
 async function loadSystem() {
   if (system.loading) return;
   system.loading = true;
+  system.last = Date.now();
   try {
     const [sys, pol] = await Promise.all([api("/system"), api("/policy").catch(() => null)]);
     renderDoctor(sys.doctor);
@@ -852,7 +861,7 @@ async function main() {
   window.addEventListener("hashchange", () => { current = route(); });
   live.listeners.add((ids) => {
     if (current === "processes") refreshChanged(ids);
-    else if (current === "system") loadSystem();
+    else if (current === "system") refreshSystem();
     else if (current === "detail" && (ids.has("*") || ids.has(detail.id))) loadDetail();
     if (current !== "processes") list.stale = true;
   });
