@@ -244,24 +244,50 @@ function filterQuery(q) {
   return s ? "?" + s : "";
 }
 
-/** After events: reads again only the records they name when that is
- * enough (a pause, a health change), else the whole list (a start, an end,
- * anything that may move a record in or out of the filtered list). */
+/** After events: reads again only the records they name (a pause, a
+ * health change, a start or an end), else the whole list. Without filters
+ * the list is what `list` shows: every record with --all, else those not
+ * ended (the rule of ListFilter), so a read record is placed by that rule;
+ * with filters, or in the tree, the server decides: the list is read. */
 async function refreshChanged(ids) {
-  if (ids.has("*") || ids.size > 10 || list.loading) return loadList();
+  const filtered = FILTERS.some((f) => list.filters[f]) || list.filters.tree;
+  if (ids.has("*") || ids.size > 10 || list.loading || (filtered && [...ids].some((id) => !list.rows.has(id)))) {
+    return loadList();
+  }
   for (const id of ids) {
-    const row = list.rows.get(id);
-    if (!row) return loadList();
     let rec;
     try {
       rec = await api("/processes/" + encodeURIComponent(id));
-    } catch (_) {
+    } catch (err) {
+      if (err.status === 404 && !filtered) { dropRow(id); continue; }
       return loadList();
     }
-    const moved = ENDED.has(rec.state) !== ENDED.has(row.rec.state) || (list.filters.state && rec.state !== row.rec.state);
-    if (moved) return loadList();
-    if (list.rows.get(id) === row) updateRow(row, rec, row.depth);
+    const row = list.rows.get(id);
+    const member = list.filters.all || !ENDED.has(rec.state);
+    if (filtered && row && (ENDED.has(rec.state) !== ENDED.has(row.rec.state) || (list.filters.state && rec.state !== row.rec.state))) {
+      return loadList();
+    }
+    if (!member) dropRow(id);
+    else if (row) updateRow(row, rec, row.depth);
+    else appendRow(rec);
   }
+  listChanged();
+}
+
+function dropRow(id) {
+  const row = list.rows.get(id);
+  if (!row) return;
+  row.el.remove();
+  list.rows.delete(id);
+  list.order = list.order.filter((x) => x !== id);
+}
+
+function appendRow(rec) {
+  const row = makeRow(rec.id);
+  list.rows.set(rec.id, row);
+  updateRow(row, rec, 0);
+  $("prows").append(row.el);
+  list.order.push(rec.id);
 }
 
 /** The owners the policy knows, for the owner filter. */
@@ -432,7 +458,13 @@ function renderList(recs) {
     i++;
   }
   list.order = ordered.map(([r]) => r.id);
-  $("plist").setAttribute("aria-rowcount", String(list.order.length + 1));
+  listChanged();
+}
+
+/** The count, the empty note, the filter suggestions, the focus. */
+function listChanged() {
+  const recs = list.order.map((id) => list.rows.get(id).rec);
+  $("plist").setAttribute("aria-rowcount", String(recs.length + 1));
   const running = recs.filter((r) => !ENDED.has(r.state)).length;
   setText($("count"), recs.length + " shown, " + running + " not ended");
   $("empty").hidden = recs.length > 0;
