@@ -197,3 +197,37 @@ test("narrow window: the list and the detail stay readable", T, async () => {
   }
   await shot("processes");
 });
+
+test("the filters show what refine-proc list shows for them", T, async () => {
+  run("--owner", "agent", "--label", "filtered-in", "--workflow", "wf-filter", "--session", "s-filter", "--", "sleep", "300");
+  run("--owner", "agent", "--label", "other-workflow", "--workflow", "wf-other", "--", "sleep", "300");
+  for (const [query, args] of [
+    ["owner=agent", ["--owner", "agent"]],
+    ["workflow=wf-filter", ["--workflow", "wf-filter"]],
+    ["session=s-filter", ["--session", "s-filter"]],
+    ["state=running&all=1", ["--state", "running", "--all"]],
+  ]) {
+    const want = JSON.parse(cli("list", "--json", ...args)).map((r) => r.id);
+    await page.goto(daemon.url("#/processes?" + query));
+    await page.waitForFunction((n) => document.querySelectorAll("#prows .prow").length === n && !document.querySelector("#empty:not([hidden])") === (n > 0), want.length);
+    const shown = await page.$$eval("#prows .prow", (els) => els.map((e) => e.dataset.id));
+    assert.deepEqual(shown.sort(), want.sort(), query);
+  }
+});
+
+test("the tree shows a process under the one that launched it", T, async () => {
+  const bin = process.env.REFINE_PROC_BIN;
+  const parent = run("--label", "tree-parent", "--", "sh", "-c",
+    `'${bin}' --state-dir '${daemon.state}' run --label tree-child -- sleep 300; sleep 300`);
+  await page.goto(daemon.url("#/processes?tree=1"));
+  const child = page.locator("#prows .prow").filter({ has: page.locator(".lbl", { hasText: /^tree-child$/ }) });
+  await child.waitFor({ timeout: 10_000 });
+  const childId = await child.getAttribute("data-id");
+  started.push(childId);
+  assert.equal(JSON.parse(cli("status", "--json", childId)).requested_by.parent, parent.id);
+  // Right after its parent, indented.
+  const order = await page.$$eval("#prows .prow", (els) => els.map((e) => e.dataset.id));
+  assert.equal(order.indexOf(childId), order.indexOf(parent.id) + 1);
+  assert.match(await child.locator(".tw").textContent(), /\u2514/);
+  await shot("tree");
+});
