@@ -62,11 +62,24 @@ try {
   t = performance.now();
   await page.locator(`.prow[data-id="${fresh}"]`).waitFor();
   out.new_row_after_cli_run_ms = Math.round(performance.now() - t);
-  // A pause from the page among N: from the click to the row saying so.
-  t = performance.now();
+  // A pause from the page among N: from the click to the row saying so,
+  // timed in the page (Playwright's own checks before a click excluded).
+  await page.evaluate((id) => {
+    window.__bench = {};
+    const row = document.querySelector(`.prow[data-id="${id}"]`);
+    row.addEventListener("click", () => { window.__bench.click = performance.now(); }, true);
+    new MutationObserver(() => {
+      if (row.querySelector(".c-state").textContent === "paused" && !window.__bench.shown) window.__bench.shown = performance.now();
+    }).observe(row, { subtree: true, childList: true, characterData: true });
+  }, fresh);
   await page.locator(`.prow[data-id="${fresh}"] button[data-action="pause"]`).click();
   await page.waitForFunction((id) => document.querySelector(`.prow[data-id="${id}"] .c-state`)?.textContent === "paused", fresh);
-  out.pause_click_to_row_ms = Math.round(performance.now() - t);
+  out.pause_click_to_row_ms = await page.evaluate(() => Math.round(window.__bench.shown - window.__bench.click));
+  // Of which the server's answer to the POST (freezing the unit).
+  Object.assign(out, await page.evaluate((id) => {
+    const last = (suffix) => Math.round(performance.getEntriesByType("resource").filter((e) => e.name.endsWith(suffix)).pop()?.duration ?? -1);
+    return { pause_post_ms: last("/pause"), get_one_ms: last("/processes/" + id) };
+  }, fresh));
   // The keyboard on a long list.
   await page.locator("#prows .prow").first().focus();
   t = performance.now();

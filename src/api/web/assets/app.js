@@ -161,7 +161,7 @@ async function signIn() {
 
 // --- Event stream ---------------------------------------------------------
 
-const live = { source: null, pending: new Set(), timer: null, listeners: new Set() };
+const live = { source: null, pending: new Set(), timer: null, listeners: new Set(), openedAt: Date.now() };
 
 /** The one stream of lifecycle events; reconnects resume by Last-Event-ID
  * (EventSource does that), and after a gap everything is read again. */
@@ -174,7 +174,10 @@ function openEvents() {
     conn.className = "conn live";
     setText(conn, "live");
     conn.title = "event stream open (" + EVENTS_URL + ")";
-    scheduleRefresh(null);
+    // After an outage, read everything again (the first open follows the
+    // page's own first read).
+    if (live.opened) scheduleRefresh(null);
+    live.opened = true;
   };
   es.onerror = () => {
     conn.className = "conn down";
@@ -188,6 +191,10 @@ function openEvents() {
   const onEvent = (msg) => {
     let ev = null;
     try { ev = JSON.parse(msg.data); } catch (_) { return; }
+    // The stream starts with the history: what happened before the page
+    // first read its state is in that state already (2 s of slack for
+    // the clocks; the server is on this machine).
+    if (ev.time && Date.parse(ev.time) < live.openedAt - 2000) return;
     scheduleRefresh(ev);
   };
   es.onmessage = onEvent;
@@ -539,8 +546,9 @@ async function act(rec, action) {
   } catch (err) {
     showError(action + " " + rec.id + " failed", err);
   }
-  // The event stream reports the change; read it now too, for a quick answer.
-  scheduleRefresh({ id: rec.id });
+  // The event stream reports the change too; read it now, for a quick answer.
+  if (current === "processes") refreshChanged(new Set([rec.id]));
+  else scheduleRefresh({ id: rec.id });
   if (back && back.focus) back.focus({ preventScroll: true });
 }
 
