@@ -1443,13 +1443,7 @@ impl Bench {
             c.args(["list", "--json"]);
             c
         };
-        let s = interleave(
-            reps,
-            &mut [
-                &mut || curl("/api/v1/processes"),
-                &mut || rp(),
-            ],
-        );
+        let s = interleave(reps, &mut [&mut || curl("/api/v1/processes"), &mut || rp()]);
         self.row(
             &format!("g list API N={n}"),
             "GET /api/v1/processes (curl)",
@@ -1468,13 +1462,17 @@ impl Bench {
             lat.median, lat.p90, lat.n
         );
         let rss = rss_mib(pid);
-        println!("  daemon RSS with {n} processes and 10 open streams: {rss:.1} MiB (goal < 25 MiB)");
+        println!(
+            "  daemon RSS with {n} processes and 10 open streams: {rss:.1} MiB (goal < 25 MiB)"
+        );
         self.notes.push(format!(
             "(g) event latency median {:.2} ms p90 {:.2} ms over {} state changes; daemon RSS {rss:.1} MiB with {n} processes and 10 open event streams",
             lat.median, lat.p90, lat.n
         ));
         drop(streams);
-        let _ = Command::new("systemctl").args(["--user", "stop", &unit]).status();
+        let _ = Command::new("systemctl")
+            .args(["--user", "stop", &unit])
+            .status();
         if std::env::var_os("WUM_MANAGER_CGROUP").is_none() {
             stop_units(&self.live_units_of(&state));
         }
@@ -1491,7 +1489,12 @@ impl Bench {
             .into_iter()
             .flatten()
             .take(reps)
-            .map(|r| (r["id"].as_str().unwrap_or("").into(), r["unit"].as_str().unwrap_or("").into()))
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or("").into(),
+                    r["unit"].as_str().unwrap_or("").into(),
+                )
+            })
             .collect();
         let mut out = Vec::new();
         for (id, unit) in victims {
@@ -1500,7 +1503,9 @@ impl Bench {
             let arrived = loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match stream.rx.recv_timeout(left) {
-                    Ok((at, e)) if e["id"] == id.as_str() && e["event"] == "failed" => break Some(at),
+                    Ok((at, e)) if e["id"] == id.as_str() && e["event"] == "failed" => {
+                        break Some(at)
+                    }
                     Ok(_) => continue,
                     Err(_) => break None,
                 }
