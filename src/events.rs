@@ -158,11 +158,8 @@ impl std::str::FromStr for EventPos {
     type Err = crate::error::Error;
     fn from_str(s: &str) -> crate::error::Result<EventPos> {
         let bad = || {
-            crate::error::Error::invalid(format!(
-                "{:?} is not an event id",
-                crate::text::escape(s)
-            ))
-            .hint("pass back an id the event stream sent")
+            crate::error::Error::invalid(format!("{:?} is not an event id", crate::text::escape(s)))
+                .hint("pass back an id the event stream sent")
         };
         let (i, o) = s.split_once('-').ok_or_else(bad)?;
         Ok(EventPos {
@@ -303,8 +300,21 @@ mod reader_tests {
         let mut resumed = EventReader::after(d.clone(), last).unwrap();
         assert_eq!(ids(&resumed.read_new().unwrap()), ["e3"]);
         assert_eq!(ids(&again.read_new().unwrap()), ["e3"]);
-        assert!(EventReader::after(d, EventPos { inode: 1, offset: 0 }).is_none());
-        assert_eq!("7-42".parse::<EventPos>().unwrap(), EventPos { inode: 7, offset: 42 });
+        assert!(EventReader::after(
+            d,
+            EventPos {
+                inode: 1,
+                offset: 0
+            }
+        )
+        .is_none());
+        assert_eq!(
+            "7-42".parse::<EventPos>().unwrap(),
+            EventPos {
+                inode: 7,
+                offset: 42
+            }
+        );
         assert!("x".parse::<EventPos>().is_err());
     }
 }

@@ -15,7 +15,19 @@ use crate::error::{Error, Result};
 pub const RECORD_SCHEMA: u32 = 1;
 
 /// Who a process belongs to: a closed set, one systemd slice each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Owner {
     Daemon,
@@ -162,7 +174,9 @@ impl FromStr for State {
 }
 
 /// What kind of systemd unit holds a process.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnitKind {
     /// A transient service refine-proc started (`run`).

@@ -65,8 +65,10 @@ impl Caller {
     /// sessions or make tokens (a managed process would escape its policy).
     pub fn must_be_person_on_socket(&self, what: &str) -> Result<(), Problem> {
         if self.via != Via::Unix {
-            return Err(Problem::forbidden(format!("{what} only over the Unix socket"))
-                .hint("run refine-proc web (or curl --unix-socket) as yourself"));
+            return Err(
+                Problem::forbidden(format!("{what} only over the Unix socket"))
+                    .hint("run refine-proc web (or curl --unix-socket) as yourself"),
+            );
         }
         if let Some(m) = &self.peer.managed {
             return Err(Problem::forbidden(format!(
@@ -108,7 +110,11 @@ pub fn random_secret() -> String {
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Auth {
@@ -169,10 +175,7 @@ impl Auth {
         });
         let bytes = serde_json::to_vec_pretty(&tokens).expect("tokens serialize");
         super::idempotency::write_replace(&self.tokens_path, &bytes).map_err(|e| {
-            crate::error::Error::index(format!(
-                "cannot write {}: {e}",
-                self.tokens_path.display()
-            ))
+            crate::error::Error::index(format!("cannot write {}: {e}", self.tokens_path.display()))
         })?;
         Ok(secret)
     }
@@ -239,10 +242,10 @@ fn is_stream(req: &Request) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let follows = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "follow=true" || kv == "follow=1"));
+    let follows = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "follow=true" || kv == "follow=1")
+    });
     accepts_sse || follows
 }
 
@@ -265,13 +268,15 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
         .hint("connect to http://127.0.0.1:PORT/ as refine-proc web prints it"));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""));
     if let Some(o) = origin {
         if (changes || is_stream(req)) && !auth.origin_ok(o) {
-            return Err(Problem::forbidden(format!(
-                "cross-origin request from {o:?} refused"
-            ))
-            .hint("use the page served by the daemon itself"));
+            return Err(
+                Problem::forbidden(format!("cross-origin request from {o:?} refused"))
+                    .hint("use the page served by the daemon itself"),
+            );
         }
     }
     let path = req.uri().path();
@@ -304,6 +309,27 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
     ))
 }
 
+/// The caller of a Unix socket connection: only the daemon's own uid, and
+/// only a peer whose cgroup could be read (else it could pass for a person).
+pub fn check_unix(
+    daemon_uid: u32,
+    uid: Option<u32>,
+    peer: Option<Peer>,
+) -> Result<Caller, Problem> {
+    match (uid, peer) {
+        (Some(uid), _) if uid != daemon_uid => Err(Problem::forbidden(format!(
+            "uid {uid} may not use the API of uid {daemon_uid}"
+        ))
+        .hint("each user talks to their own daemon")),
+        (Some(_), Some(peer)) if peer.uid == daemon_uid => Ok(Caller {
+            peer,
+            via: Via::Unix,
+        }),
+        _ => Err(Problem::forbidden("cannot establish who is connecting")
+            .hint("the peer's credentials or cgroup could not be read")),
+    }
+}
+
 /// Establishes the caller of every request, or refuses it.
 pub async fn guard(
     State(state): State<AppState>,
@@ -312,24 +338,9 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let caller = match conn {
-        Conn::Unix { uid, peer } => match (uid, peer) {
-            (Some(uid), _) if uid != state.uid => {
-                return Problem::forbidden(format!(
-                    "uid {uid} may not use the API of uid {}",
-                    state.uid
-                ))
-                .hint("each user talks to their own daemon")
-                .into_response()
-            }
-            (Some(_), Some(peer)) => Caller {
-                peer,
-                via: Via::Unix,
-            },
-            _ => {
-                return Problem::forbidden("cannot establish who is connecting")
-                    .hint("the peer's credentials or cgroup could not be read")
-                    .into_response()
-            }
+        Conn::Unix { uid, peer } => match check_unix(state.uid, uid, peer) {
+            Ok(c) => c,
+            Err(p) => return p.into_response(),
         },
         Conn::Tcp { .. } => match check_tcp(&state.auth, &req) {
             Ok(scope) => Caller {
@@ -356,7 +367,10 @@ mod tests {
     use axum::body::Body;
 
     fn auth() -> Auth {
-        Auth::new(Some("127.0.0.1:8123".parse().unwrap()), std::path::Path::new("/nonexistent"))
+        Auth::new(
+            Some("127.0.0.1:8123".parse().unwrap()),
+            std::path::Path::new("/nonexistent"),
+        )
     }
 
     fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
@@ -374,8 +388,11 @@ mod tests {
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[host])).unwrap_err();
         assert_eq!(p.status, 401);
         // DNS rebinding: the attacker's name in Host.
-        let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[("host", "evil.example:8123")]))
-            .unwrap_err();
+        let p = check_tcp(
+            &a,
+            &req("GET", "/api/v1/processes", &[("host", "evil.example:8123")]),
+        )
+        .unwrap_err();
         assert_eq!(p.status, 403);
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[])).unwrap_err();
         assert_eq!(p.status, 403);
@@ -383,7 +400,8 @@ mod tests {
         let evil = ("origin", "http://evil.example");
         let p = check_tcp(&a, &req("POST", "/api/v1/session", &[host, evil])).unwrap_err();
         assert_eq!(p.status, 403);
-        let p = check_tcp(&a, &req("GET", "/api/v1/events?follow=true", &[host, evil])).unwrap_err();
+        let p =
+            check_tcp(&a, &req("GET", "/api/v1/events?follow=true", &[host, evil])).unwrap_err();
         assert_eq!(p.status, 403);
         // The page and the code exchange need no session.
         assert!(check_tcp(&a, &req("GET", "/", &[host])).is_ok());
@@ -404,13 +422,51 @@ mod tests {
             check_tcp(&a, &req("GET", "/api/v1/processes", &[host, cookie])).unwrap(),
             Some(Scope::Control)
         );
-        let p = check_tcp(&a, &req("POST", "/api/v1/processes/x/stop", &[host, cookie])).unwrap_err();
+        let p = check_tcp(
+            &a,
+            &req("POST", "/api/v1/processes/x/stop", &[host, cookie]),
+        )
+        .unwrap_err();
         assert_eq!(p.status, 403);
         let own = ("origin", "http://localhost:8123");
-        assert!(check_tcp(&a, &req("POST", "/api/v1/processes/x/stop", &[host, cookie, own])).is_ok());
+        assert!(check_tcp(
+            &a,
+            &req("POST", "/api/v1/processes/x/stop", &[host, cookie, own])
+        )
+        .is_ok());
         let wrong = ("cookie", "refine_session=00");
         let p = check_tcp(&a, &req("GET", "/api/v1/processes", &[host, wrong])).unwrap_err();
         assert_eq!(p.status, 401);
+    }
+
+    #[test]
+    fn a_peer_of_another_uid_or_of_unknown_cgroup_is_refused() {
+        let me = crate::provenance::uid();
+        let other = me.wrapping_add(1);
+        let peer = Peer::from_pid(me, std::process::id()).unwrap();
+        assert!(check_unix(me, Some(me), Some(peer.clone())).is_ok());
+        let p = check_unix(
+            me,
+            Some(other),
+            Some(Peer {
+                uid: other,
+                ..peer.clone()
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(p.status, 403);
+        assert!(p.detail.contains(&format!("uid {other}")), "{}", p.detail);
+        assert_eq!(check_unix(me, Some(me), None).unwrap_err().status, 403);
+        assert_eq!(check_unix(me, None, Some(peer)).unwrap_err().status, 403);
+        // A managed peer is that managed process, never a person.
+        let text = "0::/user.slice/user@1000.service/refine.slice/refine-agent.slice/refine-agent-abcd2345.service\n";
+        let managed = Peer {
+            uid: me,
+            pid: Some(1),
+            managed: crate::provenance::managed_unit_in_cgroup(text),
+        };
+        let c = check_unix(me, Some(me), Some(managed)).unwrap();
+        assert!(c.must_be_person_on_socket("a session").is_err());
     }
 
     #[test]

@@ -19,7 +19,8 @@ fn json_problem(r: JsonRejection) -> Problem {
     } else {
         "invalid"
     };
-    Problem::new(status, class, r.body_text()).hint("send a JSON body with Content-Type: application/json")
+    Problem::new(status, class, r.body_text())
+        .hint("send a JSON body with Content-Type: application/json")
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -43,7 +44,9 @@ impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for Body<T> {
         if empty {
             return Ok(None);
         }
-        <Body<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
+        <Body<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -58,7 +61,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .await
             .map(|q| Query(q.0))
             .map_err(|r: QueryRejection| {
-                Problem::bad_request(r.body_text()).hint("see /api/v1/openapi.json for the parameters")
+                Problem::bad_request(r.body_text())
+                    .hint("see /api/v1/openapi.json for the parameters")
             })
     }
 }

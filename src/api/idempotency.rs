@@ -187,13 +187,19 @@ mod tests {
             Outcome::Done(id) => assert_eq!(id, "abcd2345"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(claim(dir.path(), "k-1", "{\"x\":1}").unwrap_err().status, 422);
+        assert_eq!(
+            claim(dir.path(), "k-1", "{\"x\":1}").unwrap_err().status,
+            422
+        );
         assert_eq!(claim(dir.path(), "bad key", "{}").unwrap_err().status, 400);
         // A refused run frees its key.
         let Outcome::Claimed(p2) = claim(dir.path(), "k-2", "{}").unwrap() else {
             panic!()
         };
         release(&p2);
-        assert!(matches!(claim(dir.path(), "k-2", "{}").unwrap(), Outcome::Claimed(_)));
+        assert!(matches!(
+            claim(dir.path(), "k-2", "{}").unwrap(),
+            Outcome::Claimed(_)
+        ));
     }
 }

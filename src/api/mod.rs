@@ -71,7 +71,8 @@ impl AppState {
 
     /// The page's address, with `--listen`.
     pub fn url(&self) -> Option<String> {
-        self.listen.map(|a| format!("http://{}/", auth::allowed_hosts(&a)[0]))
+        self.listen
+            .map(|a| format!("http://{}/", auth::allowed_hosts(&a)[0]))
     }
 }
 
@@ -132,7 +133,9 @@ pub async fn start(controller: &Controller, options: Options) -> Result<Server> 
     let mut tasks = Vec::new();
     let socket = unix.is_some().then(|| options.socket.clone());
     if let Some(l) = unix {
-        let make = app.clone().into_make_service_with_connect_info::<server::Conn>();
+        let make = app
+            .clone()
+            .into_make_service_with_connect_info::<server::Conn>();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(l, make).await {
                 tracing::error!("the API on the Unix socket stopped: {e}");
@@ -147,7 +150,10 @@ pub async fn start(controller: &Controller, options: Options) -> Result<Server> 
                 tracing::error!("the API on TCP stopped: {e}");
             }
         }));
-        tracing::info!("API and page on http://{}/", listen.map(|a| a.to_string()).unwrap_or_default());
+        tracing::info!(
+            "API and page on http://{}/",
+            listen.map(|a| a.to_string()).unwrap_or_default()
+        );
     }
     Ok(Server {
         tasks,

@@ -19,9 +19,14 @@ use super::schema::{ActionOutcomeDoc, AdoptedDoc, ListedDoc, StatusDoc};
 use super::AppState;
 use crate::controller::{ListFilter, RunOptions, Selection};
 use crate::error::{Error, ErrorKind};
-use crate::model::{LimitChange, Limits, Metadata, Owner, Record, RestartPolicy, State as RunState};
+use crate::model::{
+    LimitChange, Limits, Metadata, Owner, Record, RestartPolicy, State as RunState,
+};
 use crate::spec::{AdoptSpec, RunSpec};
-use crate::text::{parse_cpu_quota, parse_cpu_weight, parse_limit, parse_seconds, parse_signal, parse_size, parse_tasks};
+use crate::text::{
+    parse_cpu_quota, parse_cpu_weight, parse_limit, parse_seconds, parse_signal, parse_size,
+    parse_tasks,
+};
 
 /// `list`'s filters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -93,7 +98,11 @@ impl LimitsText {
             cpu_weight: self.cpu_weight,
             tasks_max: self.tasks_max,
             runtime_max_sec: self.runtime_max.as_deref().map(parse_seconds).transpose()?,
-            timeout_stop_sec: self.timeout_stop.as_deref().map(parse_seconds).transpose()?,
+            timeout_stop_sec: self
+                .timeout_stop
+                .as_deref()
+                .map(parse_seconds)
+                .transpose()?,
         })
     }
 }
@@ -188,7 +197,9 @@ pub async fn run(
         queue: body.queue,
         ..Default::default()
     };
-    let key = headers.get("idempotency-key").map(|k| k.to_str().unwrap_or(""));
+    let key = headers
+        .get("idempotency-key")
+        .map(|k| k.to_str().unwrap_or(""));
     let Some(key) = key else {
         let record = controller.run(body.spec()?, options).await?;
         return Ok(created(&record));
@@ -211,7 +222,10 @@ pub async fn run(
         }
         Err(e) => {
             // Refused before anything started: the key may be used again.
-            if matches!(e.kind, ErrorKind::Invalid | ErrorKind::Denied | ErrorKind::Unavailable) {
+            if matches!(
+                e.kind,
+                ErrorKind::Invalid | ErrorKind::Denied | ErrorKind::Unavailable
+            ) {
                 idempotency::release(&claimed);
             }
             Err(e.into())
@@ -313,8 +327,12 @@ pub async fn act(
 ) -> ApiResult<Json<Vec<crate::controller::ActionOutcome>>> {
     let action: Action = serde_json::from_value(serde_json::Value::String(action.clone()))
         .map_err(|_| {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no action {:?}", crate::text::escape(&action)))
-                .hint("use stop, kill, restart, pause, resume or limits")
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no action {:?}", crate::text::escape(&action)),
+            )
+            .hint("use stop, kill, restart, pause, resume or limits")
         })?;
     let controller = state.controller(&caller);
     let one = Selection {
@@ -351,7 +369,9 @@ pub async fn kill(
     Path(id): Path<String>,
     body: Option<Body<KillRequest>>,
 ) -> ApiResult<Json<crate::controller::ActionOutcome>> {
-    let signal = body.and_then(|b| b.0.signal).unwrap_or_else(|| "TERM".into());
+    let signal = body
+        .and_then(|b| b.0.signal)
+        .unwrap_or_else(|| "TERM".into());
     let signal = parse_signal(&signal)?;
     Ok(Json(state.controller(&caller).kill(&id, signal).await?))
 }
@@ -398,7 +418,9 @@ pub async fn limits(
     Body(body): Body<LimitsChange>,
 ) -> ApiResult<Json<Record>> {
     let change = body.parse()?;
-    Ok(Json(state.controller(&caller).set_limits(&id, &change).await?))
+    Ok(Json(
+        state.controller(&caller).set_limits(&id, &change).await?,
+    ))
 }
 
 /// A group: exactly one of owner, workflow, session, or all.
@@ -414,13 +436,19 @@ pub struct GroupRequest {
 
 impl GroupRequest {
     fn selection(self) -> crate::Result<Selection> {
-        let n = [self.owner.is_some(), self.workflow.is_some(), self.session.is_some(), self.all]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let n = [
+            self.owner.is_some(),
+            self.workflow.is_some(),
+            self.session.is_some(),
+            self.all,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n != 1 {
-            return Err(Error::invalid("name exactly one group")
-                .hint("send one of {\"owner\": O}, {\"workflow\": W}, {\"session\": S}, {\"all\": true}"));
+            return Err(Error::invalid("name exactly one group").hint(
+                "send one of {\"owner\": O}, {\"workflow\": W}, {\"session\": S}, {\"all\": true}",
+            ));
         }
         Ok(Selection {
             ids: Vec::new(),

@@ -105,8 +105,8 @@ pub fn check_listen(addr: &SocketAddr) -> Result<()> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
-    Err(Error::invalid(format!(
-        "--listen {addr} is not a loopback address"
-    ))
-    .hint("use 127.0.0.1:PORT (or [::1]:PORT); the API is for this machine only"))
+    Err(
+        Error::invalid(format!("--listen {addr} is not a loopback address"))
+            .hint("use 127.0.0.1:PORT (or [::1]:PORT); the API is for this machine only"),
+    )
 }

@@ -39,7 +39,9 @@ fn resume_from(headers: &HeaderMap, after: Option<&str>) -> Option<String> {
 
 fn sse(rx: tokio::sync::mpsc::Receiver<SseEvent>) -> Response {
     let stream = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// The history's filters and where to start.
@@ -81,13 +83,25 @@ pub async fn events(
     let keep = move |e: &Event| {
         id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
             && q.owner.is_none_or(|o| e.owner == Some(o))
-            && q.workflow.as_ref().is_none_or(|w| e.workflow.as_ref() == Some(w))
+            && q.workflow
+                .as_ref()
+                .is_none_or(|w| e.workflow.as_ref() == Some(w))
     };
     let dir = controller.index().dir().to_path_buf();
-    let from = resume_from(&headers, q.after.as_deref().filter(|_| q.follow).or(q.after.as_deref()));
+    let from = resume_from(
+        &headers,
+        q.after
+            .as_deref()
+            .filter(|_| q.follow)
+            .or(q.after.as_deref()),
+    );
     let pos: Option<EventPos> = from.as_deref().map(str::parse).transpose()?;
     // Watched before the first read, so nothing falls in between.
-    let watch = if q.follow { Some(watch_dir(&dir)?) } else { None };
+    let watch = if q.follow {
+        Some(watch_dir(&dir)?)
+    } else {
+        None
+    };
     let (mut reader, gap) = match pos {
         Some(p) => match EventReader::after(dir.clone(), p) {
             Some(r) => (r, false),
@@ -104,7 +118,10 @@ pub async fn events(
         let mut events = Vec::new();
         for (p, e) in read(&mut reader)? {
             if keep(&e) {
-                events.push(PositionedEvent { pos: p.to_string(), event: e });
+                events.push(PositionedEvent {
+                    pos: p.to_string(),
+                    event: e,
+                });
                 if events.len() == limit {
                     break;
                 }
@@ -113,7 +130,9 @@ pub async fn events(
         let next = events.last().map(|e| e.pos.clone()).or(from);
         let mut response = Json(EventPage { events, next }).into_response();
         if gap {
-            response.headers_mut().insert("refine-gap", "true".parse().unwrap());
+            response
+                .headers_mut()
+                .insert("refine-gap", "true".parse().unwrap());
         }
         return Ok(response);
     };
@@ -121,7 +140,9 @@ pub async fn events(
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
         if gap {
-            let note = SseEvent::default().event("gap").data("the position was rotated away: from the oldest event kept");
+            let note = SseEvent::default()
+                .event("gap")
+                .data("the position was rotated away: from the oldest event kept");
             if tx.send(note).await.is_err() {
                 return;
             }
@@ -133,7 +154,11 @@ pub async fn events(
                     continue;
                 }
                 let data = serde_json::to_string(&e).expect("events serialize");
-                if tx.send(SseEvent::default().id(p.to_string()).data(data)).await.is_err() {
+                if tx
+                    .send(SseEvent::default().id(p.to_string()).data(data))
+                    .await
+                    .is_err()
+                {
                     return; // the client went away
                 }
             }
@@ -159,7 +184,10 @@ fn watch_dir(dir: &std::path::Path) -> crate::Result<inotify::EventStream<[u8; 1
     let inotify = Inotify::init().map_err(io)?;
     inotify
         .watches()
-        .add(dir, WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO)
+        .add(
+            dir,
+            WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO,
+        )
         .map_err(io)?;
     inotify.into_event_stream([0u8; 1024]).map_err(io)
 }
@@ -226,7 +254,11 @@ pub async fn logs(
     let stdout = child.stdout.take().expect("piped");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     if !q.follow {
-        let limit = if after.is_some() { q.lines.unwrap_or(1000) } else { u64::MAX };
+        let limit = if after.is_some() {
+            q.lines.unwrap_or(1000)
+        } else {
+            u64::MAX
+        };
         let mut entries = Vec::new();
         while (entries.len() as u64) < limit {
             match lines.next_line().await {
@@ -234,8 +266,13 @@ pub async fn logs(
                 _ => break,
             }
         }
-        let cursor = entries.last().and_then(|e: &crate::journal::LogEntry| e.cursor.clone()).or(after);
-        return Ok(Json(serde_json::json!({ "entries": entries, "cursor": cursor })).into_response());
+        let cursor = entries
+            .last()
+            .and_then(|e: &crate::journal::LogEntry| e.cursor.clone())
+            .or(after);
+        return Ok(
+            Json(serde_json::json!({ "entries": entries, "cursor": cursor })).into_response(),
+        );
     }
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
@@ -259,4 +296,3 @@ pub async fn logs(
     });
     Ok(sse(rx))
 }
-

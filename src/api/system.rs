@@ -1,7 +1,6 @@
 //! The system (doctor, the daemon, owners, pauses), the policy, and the
 //! sessions of the TCP listener.
 
-
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -174,8 +173,12 @@ pub async fn web_code(
 ) -> ApiResult<Json<WebCode>> {
     caller.must_be_person_on_socket("a browser session")?;
     let Some(url) = state.url() else {
-        return Err(Problem::new(StatusCode::CONFLICT, "refused", "the daemon has no TCP listener")
-            .hint("start it with --listen 127.0.0.1:PORT"));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "refused",
+            "the daemon has no TCP listener",
+        )
+        .hint("start it with --listen 127.0.0.1:PORT"));
     };
     let code = state.auth.new_code();
     Ok(Json(WebCode {
@@ -203,17 +206,20 @@ pub async fn session(
     Body(body): Body<SessionRequest>,
 ) -> ApiResult<Response> {
     let Some(secret) = state.auth.exchange(&body.code) else {
-        return Err(Problem::unauthorized("the code is unknown, spent or expired")
-            .hint("run refine-proc web again for a new code"));
+        return Err(
+            Problem::unauthorized("the code is unknown, spent or expired")
+                .hint("run refine-proc web again for a new code"),
+        );
     };
     let cookie = format!(
         "{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_TTL.as_secs()
     );
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("ascii"),
+    );
     Ok(response)
 }
 

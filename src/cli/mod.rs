@@ -1045,7 +1045,9 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             print_outcomes(&[outcome], args.json)
         }
         Command::Policy { command } => policy(&controller, command).await,
-        Command::Daemon(a) => refine_proc::daemon::run(&controller, a.options()).await.map(|()| 0),
+        Command::Daemon(a) => refine_proc::daemon::run(&controller, a.options())
+            .await
+            .map(|()| 0),
         Command::Resurrect { json } => {
             let done = controller.resurrect().await?;
             if json {

@@ -48,7 +48,12 @@ pub struct WebArgs {
 }
 
 /// One request over the socket (HTTP/1.1, closed after the answer).
-fn request(socket: &std::path::Path, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+fn request(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String)> {
     let unreachable = |e: std::io::Error| {
         Error::new(
             refine_proc::ErrorKind::Unavailable,

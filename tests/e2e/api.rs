@@ -31,7 +31,10 @@ impl ApiDaemon {
         let socket = dir.join("api.sock");
         let mut cmd = Command::new("systemd-run");
         cmd.args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
-            .arg(format!("--setenv=REFINE_PROC_POLICY={}", env.policy_path().display()))
+            .arg(format!(
+                "--setenv=REFINE_PROC_POLICY={}",
+                env.policy_path().display()
+            ))
             .arg(binary())
             .arg("--state-dir")
             .arg(env.state_dir())
@@ -45,7 +48,10 @@ impl ApiDaemon {
                 c.args(["--user", "-u", &unit, "--no-pager", "-n", "20"]);
                 c
             });
-            panic!("the daemon did not start: {}{}\n{}", out.stdout, out.stderr, log.stdout);
+            panic!(
+                "the daemon did not start: {}{}\n{}",
+                out.stdout, out.stderr, log.stdout
+            );
         }
         let mut d = ApiDaemon {
             unit,
@@ -149,10 +155,17 @@ fn documented(doc: &Value, method: &str, path: &str, r: &Resp) {
         r.body
     );
     if r.status >= 400 {
-        assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
         let p = r.json();
         assert_eq!(p["status"], r.status, "{}", r.body);
-        assert!(p["detail"].is_string() && p["type"].is_string(), "{}", r.body);
+        assert!(
+            p["detail"].is_string() && p["type"].is_string(),
+            "{}",
+            r.body
+        );
     }
 }
 
@@ -183,7 +196,10 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     let id = rec["id"].as_str().unwrap().to_string();
     assert_eq!(rec["state"], "running");
     assert_eq!(rec["limits"]["memory_max"], 256 << 20);
-    assert_eq!(run.header("location"), Some(format!("/api/v1/processes/{id}")));
+    assert_eq!(
+        run.header("location"),
+        Some(format!("/api/v1/processes/{id}"))
+    );
     assert_eq!(show(rec["unit"].as_str().unwrap(), "ActiveState"), "active");
 
     let list = d.get("/api/v1/processes?owner=agent");
@@ -208,23 +224,40 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     assert_eq!(missing.json()["exit_code"], 3);
 
     let act = |action: &str| {
-        let r = d.send("POST", &format!("/api/v1/processes/{id}/{action}"), None, &[]);
+        let r = d.send(
+            "POST",
+            &format!("/api/v1/processes/{id}/{action}"),
+            None,
+            &[],
+        );
         check("post", "/api/v1/processes/{id}/{action}", &r);
         assert_eq!(r.status, 200, "{action}: {}", r.body);
         r.json()
     };
     assert_eq!(act("pause")[0]["state"], "paused");
-    assert_eq!(show(rec["unit"].as_str().unwrap(), "FreezerState"), "frozen");
+    assert_eq!(
+        show(rec["unit"].as_str().unwrap(), "FreezerState"),
+        "frozen"
+    );
     assert_eq!(act("resume")[0]["state"], "running");
-    let limits = d.post(&format!("/api/v1/processes/{id}/limits"), json!({"memory_max": "512M"}));
+    let limits = d.post(
+        &format!("/api/v1/processes/{id}/limits"),
+        json!({"memory_max": "512M"}),
+    );
     check("post", "/api/v1/processes/{id}/limits", &limits);
     assert_eq!(limits.status, 200, "{}", limits.body);
-    assert_eq!(show(rec["unit"].as_str().unwrap(), "MemoryMax"), (512u64 << 20).to_string());
+    assert_eq!(
+        show(rec["unit"].as_str().unwrap(), "MemoryMax"),
+        (512u64 << 20).to_string()
+    );
     let no_limit = d.post(&format!("/api/v1/processes/{id}/limits"), json!({}));
     check("post", "/api/v1/processes/{id}/limits", &no_limit);
     assert_eq!(no_limit.status, 422);
     assert!(no_limit.json()["hint"].is_string());
-    let kill = d.post(&format!("/api/v1/processes/{id}/kill"), json!({"signal": "CONT"}));
+    let kill = d.post(
+        &format!("/api/v1/processes/{id}/kill"),
+        json!({"signal": "CONT"}),
+    );
     check("post", "/api/v1/processes/{id}/kill", &kill);
     assert_eq!(kill.status, 200, "{}", kill.body);
     let forget_running = d.send("DELETE", &format!("/api/v1/processes/{id}"), None, &[]);
@@ -235,7 +268,10 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     assert_eq!(group.status, 200, "{}", group.body);
     let group = d.post("/api/v1/groups/resume", json!({"workflow": "wf-api"}));
     assert_eq!(group.status, 200, "{}", group.body);
-    let two = d.post("/api/v1/groups/pause", json!({"workflow": "w", "all": true}));
+    let two = d.post(
+        "/api/v1/groups/pause",
+        json!({"workflow": "w", "all": true}),
+    );
     check("post", "/api/v1/groups/{action}", &two);
     assert_eq!(two.status, 422);
     assert_eq!(act("restart")[0]["id"], id.as_str());
@@ -246,14 +282,25 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     assert_eq!(env.cmd(&["status", &id]).code, 3);
 
     // Bad input: nothing starts, with the core's hint.
-    let typo = d.post("/api/v1/processes", json!({"command": ["no-such-command-x"], "cwd": work}));
+    let typo = d.post(
+        "/api/v1/processes",
+        json!({"command": ["no-such-command-x"], "cwd": work}),
+    );
     check("post", "/api/v1/processes", &typo);
     assert_eq!(typo.status, 422);
     assert_eq!(typo.json()["exit_code"], 2);
-    let unknown = d.post("/api/v1/processes", json!({"command": ["sleep", "1"], "colour": 1}));
+    let unknown = d.post(
+        "/api/v1/processes",
+        json!({"command": ["sleep", "1"], "colour": 1}),
+    );
     check("post", "/api/v1/processes", &unknown);
     assert_eq!(unknown.status, 422);
-    let syntax = d.send("POST", "/api/v1/processes", None, &["Content-Type: application/json"]);
+    let syntax = d.send(
+        "POST",
+        "/api/v1/processes",
+        None,
+        &["Content-Type: application/json"],
+    );
     assert!(matches!(syntax.status, 400 | 422), "{}", syntax.status);
     let adopt = d.post("/api/v1/processes/adopt", json!({"pid": 999_999_999u32}));
     check("post", "/api/v1/processes/adopt", &adopt);
@@ -269,11 +316,24 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     let logs = d.get(&format!("/api/v1/processes/{talker}/logs?lines=2"));
     check("get", "/api/v1/processes/{id}/logs", &logs);
     let page = logs.json();
-    let messages: Vec<&str> = page["entries"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages, ["line-2", "line-3"]);
     let cursor = page["entries"][0]["cursor"].as_str().unwrap();
-    let after = d.get(&format!("/api/v1/processes/{talker}/logs?after={}", urlencode(cursor)));
-    assert_eq!(after.json()["entries"].as_array().unwrap().len(), 1, "{}", after.body);
+    let after = d.get(&format!(
+        "/api/v1/processes/{talker}/logs?after={}",
+        urlencode(cursor)
+    ));
+    assert_eq!(
+        after.json()["entries"].as_array().unwrap().len(),
+        1,
+        "{}",
+        after.body
+    );
     let bad_cursor = d.get(&format!("/api/v1/processes/{talker}/logs?after=%0a"));
     check("get", "/api/v1/processes/{id}/logs", &bad_cursor);
     assert_eq!(bad_cursor.status, 422);
@@ -289,14 +349,21 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     let system = d.get("/api/v1/system");
     check("get", "/api/v1/system", &system);
     let system = system.json();
-    assert!(system["doctor"]["checks"].as_array().unwrap().iter().any(|c| c["name"] == "user-bus"));
+    assert!(system["doctor"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "user-bus"));
     assert_eq!(system["owners"].as_array().unwrap().len(), 7);
     assert!(system["pauses"]["active"].is_array());
     let policy = d.get("/api/v1/policy");
     check("get", "/api/v1/policy", &policy);
     let cli_policy: Value = env.ok(&["policy", "show", "--json"]).json();
     assert_eq!(policy.json(), cli_policy);
-    let verdict = d.post("/api/v1/policy/check", json!({"as": "agent", "command": ["sleep", "1"]}));
+    let verdict = d.post(
+        "/api/v1/policy/check",
+        json!({"as": "agent", "command": ["sleep", "1"]}),
+    );
     check("post", "/api/v1/policy/check", &verdict);
     assert_eq!(verdict.status, 200, "{}", verdict.body);
     assert_eq!(verdict.json()["launch"]["allowed"], true);
@@ -333,10 +400,18 @@ fn api_idempotency_key_a_retried_run_never_starts_a_process_twice() {
     assert_eq!(reused.status, 422, "{}", reused.body);
     assert_eq!(env.list(&[]).len(), 1);
     // A run refused before anything started frees its key.
-    let bad = json!({"command": ["no-such-command-x"], "cwd": env.work_dir().display().to_string()});
+    let bad =
+        json!({"command": ["no-such-command-x"], "cwd": env.work_dir().display().to_string()});
     let k2 = "Idempotency-Key: 9b2f-retry-2";
-    assert_eq!(d.send("POST", "/api/v1/processes", Some(bad.clone()), &[k2]).status, 422);
-    assert_eq!(d.send("POST", "/api/v1/processes", Some(bad), &[k2]).status, 422);
+    assert_eq!(
+        d.send("POST", "/api/v1/processes", Some(bad.clone()), &[k2])
+            .status,
+        422
+    );
+    assert_eq!(
+        d.send("POST", "/api/v1/processes", Some(bad), &[k2]).status,
+        422
+    );
 }
 
 #[test]
@@ -369,11 +444,23 @@ fn api_a_managed_agent_calling_the_socket_is_refused_exactly_as_its_cli_call() {
     let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
     wait_gone(&agent.unit);
     let read = |f: &str| std::fs::read_to_string(env.work_dir().join(f)).unwrap_or_default();
-    let problem = |f: &str| -> Value { serde_json::from_str(&read(f)).unwrap_or_else(|_| panic!("{f}: {}", read(f))) };
+    let problem = |f: &str| -> Value {
+        serde_json::from_str(&read(f)).unwrap_or_else(|_| panic!("{f}: {}", read(f)))
+    };
     // The same refusal, the same message and exit class, as the CLI's.
     for (api, cli) in [("api-run", "cli-run"), ("api-stop", "cli-stop")] {
-        assert_eq!(read(&format!("{api}.code")), "403", "{}", read(&format!("{api}.json")));
-        assert_eq!(read(&format!("{cli}.code")).trim(), "7", "{}", read(&format!("{cli}.err")));
+        assert_eq!(
+            read(&format!("{api}.code")),
+            "403",
+            "{}",
+            read(&format!("{api}.json"))
+        );
+        assert_eq!(
+            read(&format!("{cli}.code")).trim(),
+            "7",
+            "{}",
+            read(&format!("{cli}.err"))
+        );
         let p = problem(&format!("{api}.json"));
         assert_eq!(p["exit_code"], 7);
         let cli_err = read(&format!("{cli}.err"));
@@ -400,7 +487,9 @@ fn api_a_managed_agent_calling_the_socket_is_refused_exactly_as_its_cli_call() {
         .filter(|e: &Value| e["event"] == "refused")
         .collect();
     assert_eq!(events.len(), 4, "{events:?}");
-    assert!(events.iter().all(|e| e["actor"] == "agent" && e["caller"] == agent.id.as_str()));
+    assert!(events
+        .iter()
+        .all(|e| e["actor"] == "agent" && e["caller"] == agent.id.as_str()));
 }
 
 /// A request over TCP to the daemon's listener.
@@ -424,11 +513,20 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
     let origin = format!("Origin: {}", d.url.trim_end_matches('/'));
     let none = tcp(&d, "GET", "/api/v1/processes", &[], None);
     assert_eq!(none.status, 401, "{}", none.body);
-    assert_eq!(none.header("content-type").as_deref(), Some("application/problem+json"));
+    assert_eq!(
+        none.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
     // DNS rebinding: the attacker's name resolves to 127.0.0.1.
     let rebound = tcp(&d, "GET", "/", &["Host: attacker.example"], None);
     assert_eq!(rebound.status, 403);
-    let cross = tcp(&d, "POST", "/api/v1/session", &["Origin: http://attacker.example"], Some(r#"{"code":"x"}"#));
+    let cross = tcp(
+        &d,
+        "POST",
+        "/api/v1/session",
+        &["Origin: http://attacker.example"],
+        Some(r#"{"code":"x"}"#),
+    );
     assert_eq!(cross.status, 403);
     // A code from `refine-proc web` (over the socket) makes one session.
     let web = output({
@@ -444,7 +542,10 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
     let session = tcp(&d, "POST", "/api/v1/session", &[&origin], Some(&body));
     assert_eq!(session.status, 204, "{}", session.body);
     let cookie = session.header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let spent = tcp(&d, "POST", "/api/v1/session", &[&origin], Some(&body));
     assert_eq!(spent.status, 401, "a code works once");
     let jar = format!("Cookie: {}", cookie.split(';').next().unwrap());
@@ -454,16 +555,35 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
     // With the session, a cross-origin change is still refused, and so is
     // a change without Origin (not from the page).
     let run = r#"{"command": ["sleep", "600"], "cwd": "/"}"#;
-    let evil = tcp(&d, "POST", "/api/v1/processes", &[&jar, "Origin: http://attacker.example"], Some(run));
+    let evil = tcp(
+        &d,
+        "POST",
+        "/api/v1/processes",
+        &[&jar, "Origin: http://attacker.example"],
+        Some(run),
+    );
     assert_eq!(evil.status, 403);
     let blind = tcp(&d, "POST", "/api/v1/processes", &[&jar], Some(run));
     assert_eq!(blind.status, 403);
-    assert!(env.list(&[]).is_empty(), "a refused request started something");
-    let stream = tcp(&d, "GET", "/api/v1/events?follow=true", &[&jar, "Origin: http://attacker.example"], None);
+    assert!(
+        env.list(&[]).is_empty(),
+        "a refused request started something"
+    );
+    let stream = tcp(
+        &d,
+        "GET",
+        "/api/v1/events?follow=true",
+        &[&jar, "Origin: http://attacker.example"],
+        None,
+    );
     assert_eq!(stream.status, 403);
     let from_page = tcp(&d, "POST", "/api/v1/processes", &[&jar, &origin], Some(run));
     assert_eq!(from_page.status, 201, "{}", from_page.body);
-    assert_eq!(from_page.json()["requested_by"]["acting_owner"], Value::Null, "acts as person");
+    assert_eq!(
+        from_page.json()["requested_by"]["acting_owner"],
+        Value::Null,
+        "acts as person"
+    );
     // Tokens: read may only read.
     let token = |scope: &str| {
         let out = output({
@@ -475,15 +595,27 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
         format!("Authorization: Bearer {}", out.stdout.trim())
     };
     let read = token("read");
-    assert_eq!(tcp(&d, "GET", "/api/v1/processes", &[&read], None).status, 200);
+    assert_eq!(
+        tcp(&d, "GET", "/api/v1/processes", &[&read], None).status,
+        200
+    );
     let id = from_page.json()["id"].as_str().unwrap().to_string();
     let stop = format!("/api/v1/processes/{id}/stop");
     assert_eq!(tcp(&d, "POST", &stop, &[&read], None).status, 403);
     let control = token("control");
     assert_eq!(tcp(&d, "POST", &stop, &[&control], None).status, 200);
     let mode = std::fs::metadata(env.state_dir().join("api-tokens.json")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
-    let wrong = tcp(&d, "GET", "/api/v1/processes", &["Authorization: Bearer 00"], None);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let wrong = tcp(
+        &d,
+        "GET",
+        "/api/v1/processes",
+        &["Authorization: Bearer 00"],
+        None,
+    );
     assert_eq!(wrong.status, 401);
 }
 
@@ -509,11 +641,19 @@ impl Stream {
             c.args(["-H", &format!("Last-Event-ID: {id}")]);
         }
         c.arg(format!("http://localhost{path}"));
-        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut cur = Sse { id: None, event: None, data: String::new() };
+            let mut cur = Sse {
+                id: None,
+                event: None,
+                data: String::new(),
+            };
             for line in std::io::BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
                 let line = line.trim_end_matches('\r');
@@ -521,7 +661,11 @@ impl Stream {
                     if !cur.data.is_empty() || cur.event.is_some() {
                         let _ = tx.send(cur.clone());
                     }
-                    cur = Sse { id: None, event: None, data: String::new() };
+                    cur = Sse {
+                        id: None,
+                        event: None,
+                        data: String::new(),
+                    };
                 } else if let Some(v) = line.strip_prefix("id:") {
                     cur.id = Some(v.trim_start().to_string());
                 } else if let Some(v) = line.strip_prefix("event:") {
@@ -540,10 +684,9 @@ impl Stream {
         let mut got = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let e = self
-                .rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("the stream gave no more within {within:?}; got {got:?}"));
+            let e = self.rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("the stream gave no more within {within:?}; got {got:?}")
+            });
             let stop = done(&e);
             got.push(e);
             if stop {
@@ -570,7 +713,9 @@ fn api_event_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
     let d = ApiDaemon::start(&env);
     let first = Stream::open(&d, "/api/v1/events?follow=true", None);
     let mut started = 0;
-    let ids: Vec<String> = (0..3).map(|_| env.run(&["--", "sleep", "600"]).id).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|_| env.run(&["--", "sleep", "600"]).id)
+        .collect();
     let before = first.until(Duration::from_secs(30), |e| {
         started += (data(e)["event"] == "started") as usize;
         started == 3
@@ -592,11 +737,23 @@ fn api_event_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(file.len() >= got.len());
-    assert_eq!(got, file[..got.len()], "lost or repeated across the reconnect");
-    let all_ids: BTreeSet<&str> = before.iter().chain(&after).filter_map(|e| e.id.as_deref()).collect();
+    assert_eq!(
+        got,
+        file[..got.len()],
+        "lost or repeated across the reconnect"
+    );
+    let all_ids: BTreeSet<&str> = before
+        .iter()
+        .chain(&after)
+        .filter_map(|e| e.id.as_deref())
+        .collect();
     assert_eq!(all_ids.len(), got.len(), "every event has its own id");
     // A filtered stream, and a page, agree with the history.
-    let only = Stream::open(&d, &format!("/api/v1/events?follow=true&id={}", ids[0]), None);
+    let only = Stream::open(
+        &d,
+        &format!("/api/v1/events?follow=true&id={}", ids[0]),
+        None,
+    );
     let mine = only.until(Duration::from_secs(30), |e| data(e)["event"] == "stopped");
     assert!(mine.iter().all(|e| data(e)["id"] == ids[0].as_str()));
 }
@@ -605,18 +762,40 @@ fn api_event_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
 fn api_log_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
     let env = Env::new();
     let d = ApiDaemon::start(&env);
-    let talker = env.run(&["--", "sh", "-c", "for i in $(seq 1 40); do echo n-$i; sleep 0.1; done; sleep 600"]);
-    let path = format!("/api/v1/processes/{}/logs?follow=true&lines=1000", talker.id);
+    let talker = env.run(&[
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 1 40); do echo n-$i; sleep 0.1; done; sleep 600",
+    ]);
+    let path = format!(
+        "/api/v1/processes/{}/logs?follow=true&lines=1000",
+        talker.id
+    );
     let number = |e: &Sse| -> u32 {
-        data(e)["message"].as_str().unwrap().trim_start_matches("n-").parse().unwrap()
+        data(e)["message"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("n-")
+            .parse()
+            .unwrap()
     };
     let first = Stream::open(&d, &path, None);
     let before = first.until(Duration::from_secs(30), |e| number(e) >= 10);
-    let last = before.last().unwrap().id.clone().expect("a cursor as the id");
+    let last = before
+        .last()
+        .unwrap()
+        .id
+        .clone()
+        .expect("a cursor as the id");
     drop(first);
     wait_journal_lines(&format!("refine-user-helper-{}", talker.id), 25);
     let second = Stream::open(&d, &path, Some(&last));
     let after = second.until(Duration::from_secs(30), |e| number(e) == 40);
     let seen: Vec<u32> = before.iter().chain(&after).map(number).collect();
-    assert_eq!(seen, (1..=40).collect::<Vec<_>>(), "lost or repeated across the reconnect");
+    assert_eq!(
+        seen,
+        (1..=40).collect::<Vec<_>>(),
+        "lost or repeated across the reconnect"
+    );
 }

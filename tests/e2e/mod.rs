@@ -1,5 +1,5 @@
-mod api;
 mod adopt;
+mod api;
 mod common;
 mod daemon;
 mod doctor;
