@@ -231,3 +231,27 @@ test("the tree shows a process under the one that launched it", T, async () => {
   assert.match(await child.locator(".tw").textContent(), /\u2514/);
   await shot("tree");
 });
+
+test("the pages run under their Content-Security-Policy without a violation", T, async () => {
+  const other = await launch();
+  try {
+    const p = other.context.pages()[0] || (await other.context.newPage());
+    await other.context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(e.violatedDirective + " " + e.blockedURI));
+    });
+    const res = await p.goto(daemon.signInUrl());
+    const csp = res.headers()["content-security-policy"] || "";
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    await p.locator("#conn.live").waitFor({ timeout: 10_000 });
+    for (const [hash, ready] of [["#/processes?tree=1", "#conn.live"], ["#/system", "#s-doctor [data-check]"]]) {
+      await p.goto(daemon.url(hash));
+      await p.locator(ready).first().waitFor({ timeout: 10_000 });
+      assert.deepEqual(await p.evaluate(() => window.__violations), [], hash);
+    }
+  } finally {
+    await other.close();
+  }
+});
