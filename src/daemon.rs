@@ -326,10 +326,13 @@ async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, resul
     }
     let acted = match spec.on_unhealthy {
         OnUnhealthy::None => return,
-        OnUnhealthy::Restart => controller.restart(id).await.map(|_| {
+        OnUnhealthy::Restart => as_daemon(controller, &r).restart(id).await.map(|_| {
             let _ = index.save_health(id, &HealthState::new(Timestamp::now()));
         }),
-        OnUnhealthy::Stop => controller.stop(&[id.to_string()]).await.map(drop),
+        OnUnhealthy::Stop => as_daemon(controller, &r)
+            .stop(&[id.to_string()])
+            .await
+            .map(drop),
     };
     match acted {
         Ok(()) => tracing::info!("{id} is unhealthy: {}", spec.on_unhealthy.as_str()),
@@ -339,6 +342,12 @@ async fn on_probe(controller: &Controller, sup: &mut Supervisor, id: &str, resul
             e.message
         ),
     }
+}
+
+/// The daemon acting on a record: on behalf of its launcher, bound by the
+/// launch's policy, audited as `daemon`.
+fn as_daemon(controller: &Controller, r: &Record) -> Controller {
+    controller.on_behalf_of(crate::controller::Caller::daemon_for(r))
 }
 
 /// Whether the daemon, not systemd, restarts this ended record now.
@@ -378,7 +387,7 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
             .insert(id.to_string(), Instant::now() + Duration::from_secs(delay));
         return;
     }
-    match controller.restart(id).await {
+    match as_daemon(controller, &r).restart(id).await {
         Ok(_) => {
             sup.streak.insert(id.to_string(), n + 1);
             sup.recent

@@ -296,7 +296,10 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         },
     });
 
-    let notes = vec![journald.rate_limit_note(major)];
+    let mut notes = vec![journald.rate_limit_note(major)];
+    if let Some(s) = &systemd {
+        notes.extend(path_note(s.manager_path().await.ok().flatten()));
+    }
     Report::new(checks, notes)
 }
 
@@ -395,6 +398,27 @@ fn lingering_check() -> Check {
             format!("loginctl enable-linger {user}"),
         )
     }
+}
+
+/// A warning when the user manager's PATH lacks the directory of this
+/// refine-proc (`~/.cargo/bin` usually is not on it): the processes
+/// refine-proc starts get it appended, other units do not.
+fn path_note(manager_path: Option<String>) -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let path = manager_path.unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d == dir) {
+        return None;
+    }
+    let dir = dir.display();
+    Some(format!(
+        "warning: the user manager's PATH ({}) lacks {dir}, where this refine-proc is. \
+         Processes refine-proc starts get it appended (unless --env PATH= is given); other \
+         units the manager starts do not find refine-proc. To give every unit it: \
+         mkdir -p ~/.config/environment.d && echo 'PATH=$PATH:{dir}' > \
+         ~/.config/environment.d/50-refine-proc.conf, then log in again.",
+        crate::text::escape(&path)
+    ))
 }
 
 /// journald's settings that matter here, from journald.conf and its drop-ins.

@@ -1,8 +1,9 @@
 //! Fault injection for the crash tests: with `REFINE_PROC_FAULT=POINT` in
 //! its environment, refine-proc SIGKILLs itself when it reaches POINT, as a
 //! crash or an OOM kill would end it there. The points, in `run`'s order:
-//! `before-index-write`, `after-index-write` (record and journal entry
-//! written, systemd not asked), `after-start-request` (systemd accepted the
+//! `before-index-write`, `after-journal-entry` (the journal holds the
+//! start, the index nothing yet), `after-index-write` (record and journal
+//! entry written, systemd not asked), `after-start-request` (systemd accepted the
 //! unit, the start job is not awaited), `after-start` (the record says
 //! running, nothing printed). Unset (the normal case) it costs one read of
 //! the environment.

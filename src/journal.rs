@@ -27,7 +27,28 @@ pub struct LogQuery {
     pub lines: Option<u64>,
     /// Anything journalctl's --since accepts ("-1h", "2026-11-20 10:00", ...).
     pub since: Option<String>,
+    /// Only lines after this journald cursor (resuming a page or a stream).
+    pub after_cursor: Option<String>,
     pub follow: bool,
+}
+
+impl LogQuery {
+    /// The lines of these records' processes (services by their syslog
+    /// identifier, scopes by unit), written by `uid`.
+    pub fn of_records(records: &[crate::model::Record], uid: u32) -> LogQuery {
+        let (scopes, services): (Vec<_>, Vec<_>) = records
+            .iter()
+            .partition(|r| r.kind == crate::model::UnitKind::Scope);
+        LogQuery {
+            identifiers: services
+                .iter()
+                .map(|r| r.unit.trim_end_matches(".service").to_string())
+                .collect(),
+            units: scopes.iter().map(|r| r.unit.clone()).collect(),
+            uid: Some(uid),
+            ..Default::default()
+        }
+    }
 }
 
 /// The uid whose lines `refine-proc logs` reads: the caller's own.
@@ -56,6 +77,9 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     }
     if let Some(since) = &query.since {
         args.push(format!("--since={since}"));
+    }
+    if let Some(cursor) = &query.after_cursor {
+        args.push(format!("--after-cursor={cursor}"));
     }
     if query.follow {
         args.push("--follow".to_string());
@@ -505,6 +529,7 @@ mod tests {
             lines: Some(20),
             since: Some("-1h; rm -rf /".into()),
             follow: true,
+            ..Default::default()
         };
         let args = journalctl_args(&q, "cat");
         assert!(args.contains(&"--output=cat".to_string()));

@@ -16,10 +16,12 @@ pub mod par;
 pub mod pauses;
 pub mod policy;
 pub mod procfs;
+pub mod run_request;
 pub mod provenance;
 pub mod spec;
 pub mod systemd;
 pub mod text;
+pub mod unitexec;
 pub mod usage;
 
 pub use controller::{Controller, ListFilter, Listed, RunOptions, Selection, Status};

@@ -190,9 +190,50 @@ pub fn descendants(root: u32, processes: &[Stat]) -> Vec<u32> {
     out
 }
 
+/// The processes of a cgroup (a path as systemd's ControlGroup names it)
+/// and of the cgroups below it, on cgroup2 (unified, or the `unified` part
+/// of a hybrid system). None when it cannot be read there.
+pub fn cgroup_processes(cgroup: &str) -> Option<Vec<u32>> {
+    let rel = cgroup.trim_start_matches('/');
+    // The root would be every process of the system.
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let dir = [crate::usage::CGROUP_MOUNT, "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(|root| std::path::Path::new(root).join(rel))
+        .find(|d| d.join("cgroup.procs").is_file())?;
+    let mut pids = Vec::new();
+    let mut todo = vec![dir];
+    while let Some(dir) = todo.pop() {
+        // A cgroup removed meanwhile has no processes left.
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            todo.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    Some(pids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kill_never_reads_the_root_cgroup() {
+        // "" (a unit whose processes are gone) or "/" would list every
+        // process of the system.
+        for root in ["", "/", "//", "/a/../..", "/../x"] {
+            assert_eq!(cgroup_processes(root), None, "{root:?}");
+        }
+    }
 
     fn st(pid: u32, ppid: u32) -> Stat {
         Stat {

@@ -3,6 +3,8 @@
 //! properties by pure functions (unit-tested without systemd).
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,7 @@ use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
 use crate::text::escape;
+use crate::unitexec;
 
 /// Longest label, metadata value or `--meta` value accepted, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -68,10 +71,49 @@ pub struct Launch {
     pub health: Option<HealthSpec>,
 }
 
+/// Where a caller runs: what resolves a command without a slash (PATH) and
+/// a launch without `cwd` (its working directory). A surface serving other
+/// processes reads them from the caller, not from itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerEnv {
+    pub cwd: Option<PathBuf>,
+    pub path: Option<OsString>,
+}
+
+impl CallerEnv {
+    /// This process's working directory and PATH.
+    pub fn of_this_process() -> CallerEnv {
+        CallerEnv {
+            cwd: std::env::current_dir().ok(),
+            path: std::env::var_os("PATH"),
+        }
+    }
+
+    /// Another process's, read from /proc (same uid): its cwd link and the
+    /// PATH of its initial environment.
+    pub fn of_pid(pid: u32) -> CallerEnv {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let path = std::fs::read(format!("/proc/{pid}/environ"))
+            .ok()
+            .and_then(|env| {
+                env.split(|b| *b == 0)
+                    .find_map(|kv| kv.strip_prefix(b"PATH=").map(|v| v.to_vec()))
+            })
+            .map(std::os::unix::ffi::OsStringExt::from_vec);
+        CallerEnv { cwd, path }
+    }
+}
+
 impl RunSpec {
     /// Validates everything that can be checked without systemd; the only
     /// outside facts read are the caller's PATH, cwd and the file system.
     pub fn validate(self) -> Result<Launch> {
+        self.validate_in(&CallerEnv::of_this_process())
+    }
+
+    /// [`RunSpec::validate`] for a caller elsewhere: its working directory
+    /// (the default `cwd`) and PATH (to find the program) come from `env`.
+    pub fn validate_in(self, env: &CallerEnv) -> Result<Launch> {
         let Some(program) = self.command.first() else {
             return Err(Error::invalid("no command given")
                 .hint("put the command after --, e.g. refine-proc run -- sleep 60"));
@@ -83,11 +125,15 @@ impl RunSpec {
             ))
             .hint("pass large input through a file instead of arguments"));
         }
+        if let Some(n) = self.command.iter().position(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "argument {n} of the command contains a NUL byte, which no program can receive"
+            )));
+        }
         let cwd = match self.cwd {
             Some(dir) => dir,
-            None => std::env::current_dir().map_err(|e| {
-                Error::invalid(format!("cannot read the current directory: {e}"))
-                    .hint("pass --cwd DIR")
+            None => env.cwd.clone().ok_or_else(|| {
+                Error::invalid("cannot tell the caller's current directory").hint("pass --cwd DIR")
             })?,
         };
         // systemd wants a normalized absolute path (no `..`).
@@ -101,7 +147,8 @@ impl RunSpec {
                 .hint("pass an existing directory to --cwd"))
             }
         };
-        let executable = resolve_executable(program, &cwd)?;
+        let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
+        check_executable_format(&executable, &cwd, binfmt_misc_in_use())?;
 
         let label = match self.label {
             Some(l) => l,
@@ -497,7 +544,7 @@ fn check_env_name(name: &str) -> Result<()> {
 
 /// Finds the program as a shell would, so a typo fails here, before systemd
 /// is asked for anything (systemd-run does the same).
-fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
+fn resolve_executable(program: &str, cwd: &Path, path: Option<&OsStr>) -> Result<PathBuf> {
     let not_found = || {
         Error::invalid(format!("command not found: {}", escape(program)))
             .hint("check the spelling, give an absolute path, or fix PATH")
@@ -508,8 +555,7 @@ fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![cwd.join(program)]
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+        path.map(|p| std::env::split_paths(p).map(|d| d.join(program)).collect())
             .unwrap_or_default()
     };
     let mut not_executable = None;
@@ -530,6 +576,67 @@ fn resolve_executable(program: &str, cwd: &Path) -> Result<PathBuf> {
         .hint(format!("make it executable: chmod +x {}", path.display()))),
         None => Err(not_found()),
     }
+}
+
+/// Refuses a file the kernel will not execute, where that can be told in
+/// advance: a `#!` line naming no executable interpreter, or (without
+/// binfmt_misc handlers) neither ELF nor `#!`. systemd's start job now
+/// ends once refine-proc's `exec-unit` runs, so such a failure would show
+/// only afterwards, as status 203.
+fn check_executable_format(path: &Path, cwd: &Path, binfmt_misc: bool) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    // An execute-only binary cannot be read: the kernel decides.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    let shown = escape(&path.display().to_string());
+    let run_with = format!(
+        "or run it with its interpreter: refine-proc run -- sh {}",
+        path.display()
+    );
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .find(|t| !t.is_empty())
+            .map(|t| cwd.join(std::ffi::OsStr::from_bytes(t)));
+        let runnable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        return match interpreter {
+            Some(i) if runnable(&i) => Ok(()),
+            Some(i) => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names {}, which is not an executable file",
+                escape(&i.display().to_string())
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+            None => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names no interpreter"
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+        };
+    }
+    if binfmt_misc {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{shown} cannot be executed: it is neither a program (ELF) nor a script with a #! line"
+    ))
+    .hint(format!("add a #! line such as #!/bin/sh, {run_with}")))
+}
+
+/// Whether the kernel has binfmt_misc handlers, which execute other formats.
+fn binfmt_misc_in_use() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+    })
 }
 
 /// One D-Bus property value, as data (converted to a zvariant at the edge).
@@ -635,22 +742,26 @@ pub fn backoff_delay(delay: u64, max: u64, n: u32) -> u64 {
         .min(max.max(delay))
 }
 
-/// An argument systemd passes on verbatim: it expands `$VAR` in ExecStart=
-/// argv, and turns `$$` into `$`.
-pub fn escape_dollars(arg: &str) -> String {
-    arg.replace('$', "$$")
-}
-
-/// The argument as given, from ExecStart= as systemd stores it.
-pub fn unescape_dollars(arg: &str) -> String {
-    arg.replace("$$", "$")
+/// `ExecStart=`: refine-proc's `exec-unit`, which executes the command
+/// it decodes in its own process. The process finds refine-proc on PATH
+/// unless `--env PATH=` says otherwise.
+fn exec_start(launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+    let command = unitexec::UnitCommand {
+        executable: launch.executable.clone().into_os_string(),
+        argv: launch.command.iter().map(Into::into).collect(),
+        add_own_dir_to_path: !launch.environment.contains_key("PATH"),
+    };
+    let mut argv = vec!["refine-proc".to_string(), unitexec::EXEC_UNIT.to_string()];
+    argv.extend(command.encode());
+    (hook.program.display().to_string(), argv, false)
 }
 
 /// What the controller gives every unit it starts: the exit hook, and the
 /// index and policy that the unit's own requests go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitContext {
-    /// Absolute path of the refine-proc binary systemd runs after each exit.
+    /// Absolute path of the refine-proc binary systemd runs to start the
+    /// command (`exec-unit`) and after each exit (`record-exit`).
     pub program: PathBuf,
     /// The index directory, passed explicitly so the hook never guesses.
     pub state_dir: PathBuf,
@@ -724,27 +835,20 @@ pub fn service_properties(
             Prop::Str(launch.cwd.display().to_string()),
         ),
         ("Environment", Prop::Strs(env)),
-        // Not ExecStartEx with no-env-expand: systemd 252 writes that to the
-        // transient unit file under a key its own parser rejects, so after a
-        // daemon-reload the unit had no ExecStart and no exit hook. Plain
-        // ExecStart expands $VAR, so every `$` is doubled: arguments stay data.
-        (
-            "ExecStart",
-            Prop::Exec(vec![(
-                launch.executable.display().to_string(),
-                launch.command.iter().map(|a| escape_dollars(a)).collect(),
-                false,
-            )]),
-        ),
+        // The command and the index directory reach systemd only as hex,
+        // which its unit-file quoting leaves alone: a daemon-reload reads
+        // other text back changed (`;` as `\;`, `$$` as `\$\$`), and every
+        // later start would run another command (see crate::unitexec).
+        ("ExecStart", Prop::Exec(vec![exec_start(launch, hook)])),
         (
             "ExecStopPost",
             Prop::Exec(vec![(
                 hook.program.display().to_string(),
                 vec![
                     "refine-proc".into(),
-                    "--state-dir".into(),
-                    escape_dollars(&hook.state_dir.display().to_string()),
                     "record-exit".into(),
+                    unitexec::INDEX_HEX.into(),
+                    unitexec::hex(hook.state_dir.as_os_str().as_bytes()),
                     id.into(),
                 ],
                 // ignore-failure
@@ -901,6 +1005,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_the_kernel_will_not_execute_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let check = |p: &Path, binfmt| check_executable_format(p, dir.path(), binfmt);
+        assert!(check(Path::new("/bin/sh"), false).is_ok(), "ELF");
+        assert!(check(&file("ok", b"#!/bin/sh\nexit 0\n"), false).is_ok());
+        assert!(check(&file("args", b"#!  /bin/sh -e\n"), false).is_ok());
+        file("interp", b"#!/bin/sh\n");
+        assert!(check(&file("relative", b"#!interp\n"), false).is_ok());
+        let e = check(&file("bad", b"#!/no/such/python\n"), false).unwrap_err();
+        assert!(e.message.contains("/no/such/python"), "{e}");
+        assert!(check(&file("empty-line", b"#!\n"), false).is_err());
+        let plain = file("plain", b"echo hi\n");
+        let e = check(&plain, false).unwrap_err();
+        assert!(e.hint.as_deref().unwrap().contains("#!/bin/sh"), "{e}");
+        assert!(check(&plain, true).is_ok(), "binfmt_misc may run it");
+    }
+
+    #[test]
     fn rejects_bad_directories_env_names_and_huge_text() {
         let mut s = spec(&["true"]);
         s.cwd = Some("/no/such/dir".into());
@@ -937,10 +1065,23 @@ mod tests {
         let Prop::Exec(exec) = get("ExecStart") else {
             panic!()
         };
-        // `$` doubled, which systemd's expansion turns back into one `$`.
-        assert_eq!(exec[0].1, vec!["echo", "$$HOME", "a\nb", "'\""]);
-        let back: Vec<String> = exec[0].1.iter().map(|a| unescape_dollars(a)).collect();
+        // Only hex after `exec-unit`: nothing systemd could rewrite.
+        assert_eq!(exec[0].0, "/usr/bin/refine-proc");
+        assert_eq!(exec[0].1[..2], ["refine-proc", "exec-unit"]);
+        assert!(exec[0].1[2..]
+            .iter()
+            .all(|a| a.bytes().all(|b| b.is_ascii_hexdigit())));
+        let back = crate::unitexec::command_of_exec_start(&exec[0].1).unwrap();
         assert_eq!(back, vec!["echo", "$HOME", "a\nb", "'\""]);
+        let Prop::Exec(hook) = get("ExecStopPost") else {
+            panic!()
+        };
+        assert_eq!(hook[0].1[1..3], ["record-exit", crate::unitexec::INDEX_HEX]);
+        assert_eq!(hook[0].1[4], "abcd2345");
+        let dir = crate::unitexec::unhex(&hook[0].1[3]).unwrap();
+        assert_eq!(dir, b"/home/u/.local/state/refine-proc");
+        let e = spec(&["echo", "a\0b"]).validate().unwrap_err();
+        assert!(e.message.contains("NUL"), "{e}");
         assert_eq!(
             get("Description"),
             Prop::Str("evil\\n\\u{1b}[2Jlabel (refine-proc user-helper)".into())

@@ -38,6 +38,8 @@ trait Manager {
         aux: Vec<(&str, Vec<(&str, Value<'_>)>)>,
     ) -> zbus::Result<OwnedObjectPath>;
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(name = "GetUnitByPID")]
+    fn get_unit_by_pid(&self, pid: u32) -> zbus::Result<OwnedObjectPath>;
     /// Loads a unit file (if any) and returns its path; LoadState tells
     /// whether it exists. Unused units are unloaded again by systemd.
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
@@ -73,6 +75,9 @@ trait Manager {
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+    /// The environment the manager gives every unit (PATH=..., ...).
+    #[zbus(property)]
+    fn environment(&self) -> zbus::Result<Vec<String>>;
     /// The manager's own cgroup, e.g. `/user.slice/user-1000.slice/user@1000.service`:
     /// the subtree it may move processes within, and where usage is read.
     #[zbus(property)]
@@ -246,6 +251,19 @@ impl Systemd {
             .await
             .map_err(|e| dbus_error("read the manager's cgroup", "", e))?;
         Ok(Some(cg).filter(|c| c.starts_with('/')))
+    }
+
+    /// The PATH the manager gives its units, if it sets one.
+    pub async fn manager_path(&self) -> Result<Option<String>> {
+        let env = self
+            .manager
+            .environment()
+            .await
+            .map_err(|e| dbus_error("read the manager's environment", "", e))?;
+        Ok(env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .map(String::from))
     }
 
     /// The major version of the running systemd (252 for "252.39-1~deb12u2").
@@ -490,12 +508,82 @@ impl Systemd {
         wait_job(jobs, &job, &action, STOP_TIMEOUT).await
     }
 
-    /// Sends a signal to every process of the unit.
+    /// Sends a signal to every process of the unit but its control
+    /// process: while a service stops, that is the exit hook
+    /// (`ExecStopPost=`), which `KillUnit(whom="all")` would signal too, so
+    /// a second `kill` lost the exit. The main process gets it from systemd
+    /// (`whom="main"`); the others from here, from a list of the cgroup's
+    /// processes taken before the main process is signalled (the hook,
+    /// which its end starts, is not on it). Scopes have no control process.
     pub async fn kill(&self, unit: &str, signal: i32) -> Result<()> {
-        self.manager
-            .kill_unit(unit, "all", signal)
+        let action = format!("signal {unit}");
+        let fail = |e| dbus_error(&action, unit, e);
+        let path = self
+            .unit_path(unit)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("cannot {action}: {unit} is not loaded")))?;
+        let others = if unit.ends_with(".service") {
+            self.other_processes(unit, path).await
+        } else {
+            None
+        };
+        let Some((main, cgroup, others)) = others else {
+            return self
+                .manager
+                .kill_unit(unit, "all", signal)
+                .await
+                .map_err(fail);
+        };
+        if main != 0 {
+            match self.manager.kill_unit(unit, "main", signal).await {
+                // It ended meanwhile, as a process does that is signalled twice.
+                Err(e) if error_name(&e).as_deref() == Some(NO_SUCH_PROCESS) => {}
+                r => r.map_err(fail)?,
+            }
+        }
+        for pid in others {
+            // By pid, from the list, as systemd's own cgroup kill does; a
+            // pid that left the unit's cgroup since (ended, its number
+            // reused) is not signalled.
+            let still_there =
+                crate::procfs::cgroup(pid).is_ok_and(|cg| crate::procfs::is_within(&cg, &cgroup));
+            if still_there {
+                // SAFETY: kill has no memory preconditions.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, signal);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The service's main pid (0: none), its cgroup and the other processes
+    /// in it except its control process (none once the cgroup is gone);
+    /// None when they cannot be read.
+    async fn other_processes(
+        &self,
+        unit: &str,
+        path: OwnedObjectPath,
+    ) -> Option<(u32, String, Vec<u32>)> {
+        let props = self.properties(path).await.ok()?;
+        let mut s = props
+            .get_all("org.freedesktop.systemd1.Service")
             .await
-            .map_err(|e| dbus_error(&format!("signal {unit}"), unit, e))
+            .ok()?;
+        let main: u32 = take(&mut s, "MainPID").unwrap_or(0);
+        let control: u32 = take(&mut s, "ControlPID").unwrap_or(0);
+        let cgroup: String = take(&mut s, "ControlGroup").unwrap_or_default();
+        // Empty once the unit's processes are gone. Nothing but the unit's
+        // own cgroup is read: "" or "/" would be every process there is.
+        if cgroup.is_empty() {
+            return Some((main, cgroup, Vec::new()));
+        }
+        if !cgroup.ends_with(&format!("/{unit}")) {
+            return None;
+        }
+        let mut pids = crate::procfs::cgroup_processes(&cgroup)?;
+        pids.retain(|p| *p != main && *p != control && *p != 0);
+        Some((main, cgroup, pids))
     }
 
     /// Freezes (or thaws) a unit through the cgroup freezer. systemd sets
@@ -540,6 +628,21 @@ impl Systemd {
             Ok(p) => Ok(Some(p)),
             Err(e) if is_no_such_unit(&e) => Ok(None),
             Err(e) => Err(dbus_error(&format!("look up {unit}"), unit, e)),
+        }
+    }
+
+    /// The unit a process belongs to, as the manager sees its cgroup (not
+    /// as the process sees it: a cgroup namespace cannot change this).
+    /// None when it belongs to none of this manager's units.
+    pub async fn unit_of_pid(&self, pid: u32) -> Result<Option<String>> {
+        match self.retrying(|| self.manager.get_unit_by_pid(pid)).await {
+            Ok(path) => Ok(unit_name_of_path(path.as_str())),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.NoUnitForPID" =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(dbus_error(&format!("look up the unit of pid {pid}"), "", e)),
         }
     }
 
@@ -666,14 +769,11 @@ impl Systemd {
             n_restarts: take(&mut s, "NRestarts").unwrap_or_default(),
             control_group: take::<String>(&mut s, "ControlGroup").filter(|c| !c.is_empty()),
             environment: take(&mut s, "Environment").unwrap_or_default(),
+            // The command exec-unit runs, not exec-unit's hex.
             exec_argv: exec
                 .into_iter()
                 .next()
-                .map(|e| {
-                    e.1.iter()
-                        .map(|a| crate::spec::unescape_dollars(a))
-                        .collect()
-                })
+                .and_then(|e| crate::unitexec::command_of_exec_start(&e.1))
                 .unwrap_or_default(),
             working_directory: take::<String>(&mut s, "WorkingDirectory").filter(|d| !d.is_empty()),
             memory_current: take(&mut s, "MemoryCurrent").and_then(tracked),
@@ -682,6 +782,9 @@ impl Systemd {
         }))
     }
 }
+
+/// KillUnit's answer when the process to signal is gone.
+const NO_SUCH_PROCESS: &str = "org.freedesktop.systemd1.NoSuchProcess";
 
 /// How long to wait for a manager that left the bus (daemon-reexec) to
 /// come back before giving up.
@@ -894,5 +997,23 @@ mod tests {
             None
         );
         assert_eq!(unit_name_of_path("/elsewhere/x"), None);
+    }
+}
+
+#[cfg(test)]
+mod unit_path_tests {
+    #[test]
+    fn a_unit_object_path_decodes_to_its_name() {
+        assert_eq!(
+            super::unit_name_of_path(
+                "/org/freedesktop/systemd1/unit/refine_2dagent_2dabcd2345_2eservice"
+            )
+            .as_deref(),
+            Some("refine-agent-abcd2345.service")
+        );
+        assert_eq!(
+            super::unit_name_of_path("/org/freedesktop/systemd1/unit/bad_zz"),
+            None
+        );
     }
 }

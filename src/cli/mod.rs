@@ -6,6 +6,7 @@ mod web;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -116,7 +117,10 @@ Examples:
     #[command(after_help = "\
 Examples:
   refine-proc stop k3x9p2qa
-  refine-proc stop k3x9p2qa m4n5p6q7")]
+  refine-proc stop k3x9p2qa m4n5p6q7
+  refine-proc stop --tree k3x9p2qa        # and every process it launched
+  refine-proc stop --workflow wf-42
+  refine-proc stop --all")]
     Stop(StopArgs),
     /// Send a signal to all processes of one managed process
     #[command(after_help = "\
@@ -311,7 +315,13 @@ Examples:
     },
     /// Record the exit of a unit (run by systemd as ExecStopPost)
     #[command(hide = true)]
-    RecordExit { id: String },
+    RecordExit {
+        id: String,
+        /// The index directory in hex (what the unit's ExecStopPost= passes:
+        /// systemd may rewrite other text in a unit file)
+        #[arg(long, hide = true, value_name = "HEX")]
+        index_hex: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -713,8 +723,25 @@ struct EventsArgs {
 #[derive(Args, Debug)]
 struct StopArgs {
     /// Record ids (or unique prefixes), or unit names
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["owner", "workflow", "session", "all"])]
     ids: Vec<String>,
+    /// Every running process of this owner
+    #[arg(long, conflicts_with_all = ["ids", "workflow", "session", "all"])]
+    owner: Option<String>,
+    /// Every running process of this workflow
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "session", "all"])]
+    workflow: Option<String>,
+    /// Every running process of this session
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ids", "all"])]
+    session: Option<String>,
+    /// Every running managed process (and the queued runs)
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    /// Also every running process they launched, transitively (as `list
+    /// --tree` draws them), children first
+    #[arg(long)]
+    tree: bool,
+    /// Print the outcomes as JSON
     #[arg(long)]
     json: bool,
 }
@@ -758,6 +785,19 @@ struct LogsArgs {
 }
 
 pub fn main() -> i32 {
+    // A unit's ExecStart=: executes its command in this process, before
+    // anything else is set up (see refine_proc::unitexec).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(2).collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == refine_proc::unitexec::EXEC_UNIT)
+    {
+        let chunks: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return refine_proc::unitexec::exec_unit(&chunks);
+    }
     let cli = Cli::parse();
     // The daemon's log goes to the journal: what it does, not only warnings.
     init_tracing(if matches!(cli.command, Command::Daemon(_)) {
@@ -775,9 +815,18 @@ pub fn main() -> i32 {
         Command::Man { dir } => return exit_of(man(dir.as_deref())),
         _ => {}
     }
-    let state_dir = cli
-        .state_dir
-        .clone()
+    let hook_dir = match &cli.command {
+        Command::RecordExit {
+            index_hex: Some(hex),
+            ..
+        } => match refine_proc::unitexec::unhex(hex) {
+            Some(dir) => Some(PathBuf::from(std::ffi::OsString::from_vec(dir))),
+            None => return fail(&Error::invalid("--index-hex is not hex")),
+        },
+        _ => None,
+    };
+    let state_dir = hook_dir
+        .or_else(|| cli.state_dir.clone())
         .map(Ok)
         .unwrap_or_else(default_state_dir);
     // doctor reports a missing state directory as one of its checks.
@@ -792,7 +841,7 @@ pub fn main() -> i32 {
         Err(e) => return fail(&e),
     };
     // The exit hook runs under systemd after every exit: no bus, no runtime.
-    if let Command::RecordExit { id } = &cli.command {
+    if let Command::RecordExit { id, .. } = &cli.command {
         let env: BTreeMap<String, String> = std::env::vars_os()
             .map(|(k, v)| {
                 (
@@ -965,7 +1014,14 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         }
         Command::Logs(args) => logs(&controller, args).await,
         Command::Stop(args) => {
-            let outcomes = controller.stop(&args.ids).await?;
+            let selection = refine_proc::Selection {
+                ids: args.ids,
+                owner: args.owner.as_deref().map(str::parse).transpose()?,
+                workflow: args.workflow,
+                session: args.session,
+                all: args.all,
+            };
+            let outcomes = controller.stop_selection(&selection, args.tree).await?;
             print_outcomes(&outcomes, args.json)
         }
         Command::Events(args) => {
@@ -1300,6 +1356,7 @@ async fn logs(controller: &Controller, args: LogsArgs) -> Result<i32> {
         lines: args.lines,
         since: args.since,
         follow: args.follow,
+        ..Default::default()
     };
     let spawn_error = |e: std::io::Error| {
         Error::systemd(format!("cannot run journalctl: {e}"))

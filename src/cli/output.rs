@@ -428,7 +428,7 @@ pub fn outcomes(outcomes: &[ActionOutcome]) -> Result<()> {
                 "{} {}: {} (now {})\n",
                 o.id,
                 o.unit,
-                o.outcome.replace('-', " "),
+                o.outcome.as_str().replace('-', " "),
                 o.state
             )
         })

@@ -1,0 +1,478 @@
+//! The pause and queue engine: `pause`, `resume`, group pauses that hold
+//! `run`, and the queued runs they release.
+
+use super::*;
+
+impl Controller {
+    /// Pauses processes through the cgroup freezer (FreezeUnit), each one
+    /// by itself, and records which `pause` froze it, so that a group's
+    /// `resume` thaws exactly what that group's `pause` did.
+    pub async fn pause(&self, target: &Selection) -> Result<Vec<ActionOutcome>> {
+        self.set_paused(target, true).await
+    }
+
+    /// Resumes what `pause` froze: for ids, those processes; for a group,
+    /// only the processes that group's pause froze (one paused on its own
+    /// stays paused).
+    pub async fn resume(&self, target: &Selection) -> Result<Vec<ActionOutcome>> {
+        self.set_paused(target, false).await
+    }
+
+    pub(super) async fn set_paused(
+        &self,
+        target: &Selection,
+        pause: bool,
+    ) -> Result<Vec<ActionOutcome>> {
+        let action = if pause { "pause" } else { "resume" };
+        let tag = target.tag();
+        let group = target.ids.is_empty();
+        let requester = self.requester().await?;
+        let plan = requester.policy.pause_all();
+        let mut records = Vec::new();
+        if group {
+            let filter = ListFilter {
+                owner: target.owner,
+                workflow: target.workflow.clone(),
+                session: target.session.clone(),
+                ..Default::default()
+            };
+            records = self.list(&filter).await?.0;
+            records.retain(|r| r.state != State::Queued);
+            if !pause {
+                // What this group's pause stopped has no unit to list.
+                let stopped = self.pauses()?.get(&tag).map(|p| p.stopped.clone());
+                for id in stopped.unwrap_or_default() {
+                    if let Loaded::Found(r) = self.index.load(&id)? {
+                        if !records.iter().any(|x| x.id == r.id) {
+                            let (mut r, info) = self.load(&r.id, &mut Vec::new()).await?;
+                            refresh(&mut r, info.as_ref());
+                            records.push(r);
+                        }
+                    }
+                }
+            }
+        } else {
+            for arg in &target.ids {
+                let id = self.resolve(arg)?;
+                let (mut r, info) = self.load(&id, &mut Vec::new()).await?;
+                refresh(&mut r, info.as_ref());
+                records.push(r);
+            }
+        }
+        if group {
+            self.authorize_group(action, target).await?;
+            let exempt = self.caller_and_ancestors().await?;
+            records.retain(|r| !exempt.contains(&r.id));
+        } else if pause {
+            let exempt = self.caller_and_ancestors().await?;
+            if let Some(r) = records.iter().find(|r| exempt.contains(&r.id)) {
+                return Err(Error::refused(format!(
+                    "{} is the process asking, or one that launched it: pausing it would freeze the caller",
+                    r.id
+                )));
+            }
+        }
+        let treatment = |r: &Record| {
+            if target.all && pause {
+                plan.treatment(r.owner)
+            } else {
+                PauseTreatment::Freeze
+            }
+        };
+        // All allowed, or nothing changes.
+        for r in records
+            .iter()
+            .filter(|r| treatment(r) != PauseTreatment::KeepRunning)
+        {
+            self.authorize(action, r).await?;
+        }
+        // What this pause is about to freeze (not what it froze before).
+        let mut to_freeze: Vec<String> = Vec::new();
+        if pause && group {
+            // Persisted first, and what will be stopped too: a `run`
+            // racing with this pause is held, and a crash halfway leaves
+            // what resume needs.
+            let by = requester.actor.key().to_string();
+            let to_stop: Vec<String> = records
+                .iter()
+                .filter(|r| !r.state.is_ended() && treatment(r) == PauseTreatment::Stop)
+                .map(|r| r.id.clone())
+                .collect();
+            to_freeze = records
+                .iter()
+                .filter(|r| {
+                    !r.state.is_ended()
+                        && r.paused_by.is_none()
+                        && treatment(r) == PauseTreatment::Freeze
+                })
+                .map(|r| r.id.clone())
+                .collect();
+            self.index.update_pauses(|p| {
+                if p.get(&tag).is_none() {
+                    p.active.push(GroupPause {
+                        selector: tag.clone(),
+                        since: Timestamp::now(),
+                        by,
+                        frozen_owners: if target.all {
+                            plan.freeze.clone()
+                        } else {
+                            vec![]
+                        },
+                        stopped_owners: if target.all {
+                            plan.stop.clone()
+                        } else {
+                            vec![]
+                        },
+                        stopped: vec![],
+                        frozen: vec![],
+                    });
+                }
+                for id in &to_stop {
+                    add_stopped(p, &tag, id);
+                }
+                // What it is about to freeze, so that a crash halfway
+                // leaves what resume needs; trimmed below to what froze.
+                for id in &to_freeze {
+                    add_frozen(p, &tag, id);
+                }
+            })?;
+            self.emit(Event::new("paused").with("by", &tag).with("group", true));
+        }
+        let systemd = self.systemd().await?;
+        // Resuming one group leaves frozen what another pause in force
+        // still holds: it passes to that pause (as if that one froze it).
+        let others: Vec<GroupPause> = if pause || !group {
+            Vec::new()
+        } else {
+            let (pauses, _) = self.index.pauses()?;
+            pauses
+                .active
+                .into_iter()
+                .filter(|p| p.selector != tag)
+                .collect()
+        };
+        let still_held = |r: &Record| {
+            others
+                .iter()
+                .find(|p| {
+                    p.holds(r.owner, &r.metadata)
+                        && (p.selector != "all" || p.frozen_owners.contains(&r.owner))
+                })
+                .map(|p| p.selector.clone())
+        };
+        let mut handed_over: Vec<(String, String)> = Vec::new();
+        let records: Vec<Record> = records
+            .into_iter()
+            .filter(|r| {
+                let frozen_by_this = r.paused_by.as_deref() == Some(tag.as_str());
+                match still_held(r).filter(|_| frozen_by_this && !r.state.is_ended()) {
+                    Some(other) => {
+                        handed_over.push((r.id.clone(), other));
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        let changes = records.into_iter().map(|r| {
+            let tag = tag.clone();
+            let treatment = treatment(&r);
+            let id = r.id.clone();
+            let change = async move {
+                if r.state == State::Queued {
+                    // No unit yet: the pause that holds it decides.
+                    return Ok(outcome(&r, Outcome::IsQueued));
+                }
+                let by_group = tag != "id";
+                // Stopped by this group's pause: its resume starts it again.
+                if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(&tag)
+                {
+                    let launch = Self::launch_of(&r)?;
+                    let started = self.start_anew(r, &launch).await?;
+                    self.emit(started_event(&started).with("resumed_by", &tag));
+                    return Ok(outcome(&started, Outcome::StartedAgain));
+                }
+                if r.state.is_ended() {
+                    return Ok(outcome(&r, Outcome::WasNotRunning));
+                }
+                match (pause, treatment, r.paused_by.as_deref()) {
+                    (true, PauseTreatment::KeepRunning, _) => {
+                        return Ok(outcome(&r, Outcome::KeepsRunning))
+                    }
+                    (true, _, Some(_)) => return Ok(outcome(&r, Outcome::WasPaused)),
+                    (true, PauseTreatment::Stop, None) => {
+                        return self.stop_for_pause(r, &tag).await;
+                    }
+                    (false, _, None) if r.state != State::Paused => {
+                        return Ok(outcome(&r, Outcome::WasNotPaused))
+                    }
+                    // Paused on its own (or by another group): a group's
+                    // resume leaves it as it is.
+                    (false, _, Some(by)) if by_group && by != tag => {
+                        return Ok(outcome(&r, Outcome::StaysPaused))
+                    }
+                    _ => {}
+                }
+                systemd.set_frozen(&r.unit, pause).await?;
+                // A group notes what it froze once for all in pauses.json;
+                // a process paused by id, in its record.
+                // (A record paused by an older refine-proc holds it itself.)
+                let in_record = || {
+                    matches!(self.index.load(&r.id), Ok(Loaded::Found(ref s)) if s.paused_by.is_some())
+                };
+                let mut r = if by_group && (pause || !in_record()) {
+                    r
+                } else {
+                    let updated = self.index.update(&r.id, |rec| {
+                        rec.paused_by = pause.then(|| tag.clone());
+                    })?;
+                    updated.unwrap_or(r)
+                };
+                r.paused_by = pause.then(|| tag.clone());
+                r.state = if pause { State::Paused } else { State::Running };
+                present(&mut r);
+                let what = if pause {
+                    Outcome::Paused
+                } else {
+                    Outcome::Resumed
+                };
+                self.emit(Event::about(what.as_str(), &r).with("by", &tag));
+                Ok(outcome(&r, what))
+            };
+            async move { (id, change.await) }
+        });
+        let results = futures_util::future::join_all(changes).await;
+        let group_ids = |what: Outcome| -> Vec<String> {
+            results
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.outcome == what))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        if group {
+            let (paused, resumed) = (group_ids(Outcome::Paused), group_ids(Outcome::Resumed));
+            self.index.update_pauses(|p| {
+                if pause {
+                    // Of what it was about to freeze, keep what froze; what
+                    // this pause held before stays (its outcome is
+                    // `was-paused`, not `paused`).
+                    if let Some(g) = p.active.iter_mut().find(|g| g.selector == tag) {
+                        g.frozen
+                            .retain(|id| !to_freeze.contains(id) || paused.contains(id));
+                    }
+                } else {
+                    for id in &resumed {
+                        p.unfreeze(id);
+                    }
+                    for (id, other) in &handed_over {
+                        p.unfreeze(id);
+                        add_frozen(p, other, id);
+                    }
+                }
+            })?;
+        } else {
+            // Resumed by id: no group holds it frozen any more.
+            let resumed = group_ids(Outcome::Resumed);
+            let (pauses, _) = self.index.pauses()?;
+            if !pause && resumed.iter().any(|id| pauses.frozen_by(id).is_some()) {
+                self.index.update_pauses(|p| {
+                    for id in &resumed {
+                        p.unfreeze(id);
+                    }
+                })?;
+            }
+        }
+        let mut outcomes = Vec::with_capacity(results.len() + handed_over.len());
+        for (_, r) in results {
+            outcomes.push(r?);
+        }
+        for (id, other) in &handed_over {
+            if let Loaded::Found(r) = self.index.load(id)? {
+                let mut r = *r;
+                r.state = State::Paused;
+                r.paused_by = Some(other.clone());
+                outcomes.push(outcome(&r, Outcome::StaysPaused));
+            }
+        }
+        if !pause && group {
+            outcomes.extend(self.lift_pause(&tag).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Stops a process for `pause --all` and marks it to be started again
+    /// by the matching resume.
+    pub(super) async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
+        let systemd = self.systemd().await?;
+        if let Some(info) = systemd.service_info(&r.unit).await? {
+            self.request_stop(&r.id, &info)?;
+            let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
+            systemd.stop_within(&r.unit, timeout).await?;
+        }
+        self.index
+            .update(&r.id, |rec| rec.paused_by = Some(tag.to_string()))?;
+        let r = self.refetch(r).await?;
+        self.emit(
+            Event::about("paused", &r)
+                .with("by", tag)
+                .with("stopped", true),
+        );
+        Ok(outcome(&r, Outcome::StoppedUntilResume))
+    }
+
+    /// Ends a group's persisted pause, then starts the queued runs no
+    /// other pause holds.
+    pub(super) async fn lift_pause(&self, tag: &str) -> Result<Vec<ActionOutcome>> {
+        let (pauses, lifted) = self.index.update_pauses(|p| {
+            let before = p.active.len();
+            p.active.retain(|x| x.selector != tag);
+            before != p.active.len()
+        })?;
+        if lifted {
+            self.emit(Event::new("resumed").with("by", tag).with("group", true));
+        }
+        let mut outcomes = Vec::new();
+        let mut done = Vec::new();
+        for id in &pauses.queued {
+            let record = match self.index.load(id)? {
+                Loaded::Found(r) if r.state == State::Queued => *r,
+                // Forgotten or already started: drop it from the queue.
+                _ => {
+                    done.push(id.clone());
+                    continue;
+                }
+            };
+            if pauses.holding(record.owner, &record.metadata).is_some() {
+                continue;
+            }
+            done.push(id.clone());
+            let launch = Self::launch_of(&record)?;
+            let started = self.start_anew(record, &launch).await?;
+            self.emit(started_event(&started).with("queued", true));
+            outcomes.push(outcome(&started, Outcome::StartedFromQueue));
+        }
+        if !done.is_empty() {
+            self.index
+                .update_pauses(|p| p.queued.retain(|id| !done.contains(id)))?;
+        }
+        Ok(outcomes)
+    }
+
+    /// A new run of a record is not frozen, whatever froze the last one.
+    pub(super) fn forget_group_freeze(&self, id: &str) -> Result<()> {
+        if self.index.pauses()?.0.frozen_by(id).is_some() {
+            self.index.update_pauses(|p| p.unfreeze(id))?;
+        }
+        Ok(())
+    }
+
+    /// The group pause in force that holds a process of this owner and
+    /// metadata, if any.
+    pub fn held_by_pause(&self, owner: Owner, metadata: &Metadata) -> Result<Option<GroupPause>> {
+        let (pauses, warning) = self.index.pauses()?;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        Ok(pauses.holding(owner, metadata).cloned())
+    }
+
+    /// The group pauses in force and the queued records.
+    pub fn pauses(&self) -> Result<Pauses> {
+        Ok(self.index.pauses()?.0)
+    }
+
+    /// Records a run held by a pause as `queued`; the resume that lifts
+    /// the last pause holding it starts it.
+    pub(super) fn queue(
+        &self,
+        launch: &Launch,
+        requested_by: RequestedBy,
+        held: &GroupPause,
+    ) -> Result<Record> {
+        let record = store_fresh(&self.index, |id| Record {
+            state: State::Queued,
+            started_at: None,
+            paused_by: Some(held.selector.clone()),
+            ..new_record(id, launch, requested_by.clone())
+        })?;
+        self.index
+            .update_pauses(|p| p.queued.push(record.id.clone()))?;
+        self.emit(Event::about("queued", &record).with("held_by", &held.selector));
+        Ok(record)
+    }
+
+    /// A run that started while a pause was being made: treat it as the
+    /// pause treated its group.
+    pub(super) async fn hold_late_start(
+        &self,
+        record: Record,
+        held: &GroupPause,
+    ) -> Result<Record> {
+        let systemd = self.systemd().await?;
+        if held.selector == "all" && held.stopped_owners.contains(&record.owner) {
+            self.index
+                .update_pauses(|p| add_stopped(p, "all", &record.id))?;
+            if let Some(info) = systemd.service_info(&record.unit).await? {
+                self.request_stop(&record.id, &info)?;
+                systemd.stop(&record.unit).await?;
+            }
+            self.index
+                .update(&record.id, |r| r.paused_by = Some("all".into()))?;
+        } else {
+            systemd.set_frozen(&record.unit, true).await?;
+            self.index
+                .update_pauses(|p| add_frozen(p, &held.selector, &record.id))?;
+            self.emit(Event::about("paused", &record).with("by", &held.selector));
+        }
+        self.refetch(record).await
+    }
+}
+
+/// What a pause holds, in words: "owner agent", "workflow wf-1", ...
+pub(super) fn held_what(held: &GroupPause, owner: Owner, metadata: &Metadata) -> String {
+    match held.selector.split_once(':') {
+        Some(("workflow", _)) => format!(
+            "workflow {}",
+            escape(metadata.workflow.as_deref().unwrap_or_default())
+        ),
+        Some(("session", _)) => format!(
+            "session {}",
+            escape(metadata.session.as_deref().unwrap_or_default())
+        ),
+        _ => format!("owner {owner}"),
+    }
+}
+
+/// The resume flags that lift a pause: `--owner agent`, `--all`, ...
+pub(super) fn selector_flag(selector: &str) -> String {
+    match selector.split_once(':') {
+        Some((kind, value)) => format!("--{kind} {}", escape(value)),
+        None => "--all".into(),
+    }
+}
+
+/// Notes in the pause `tag` that it froze record `id`.
+pub(super) fn add_frozen(pauses: &mut Pauses, tag: &str, id: &str) {
+    if let Some(p) = pauses.active.iter_mut().find(|p| p.selector == tag) {
+        if !p.frozen.iter().any(|s| s == id) {
+            p.frozen.push(id.to_string());
+        }
+    }
+}
+
+/// A running record frozen by a group pause shows it: the pause notes
+/// what it froze in pauses.json, not in each record.
+pub(super) fn with_group_pauses(record: &mut Record, pauses: &Pauses) {
+    if record.paused_by.is_none() && !record.state.is_ended() {
+        record.paused_by = pauses.frozen_by(&record.id).map(String::from);
+    }
+}
+
+/// Notes in the pause `tag` that it stopped record `id`.
+pub(super) fn add_stopped(pauses: &mut Pauses, tag: &str, id: &str) {
+    if let Some(p) = pauses.active.iter_mut().find(|p| p.selector == tag) {
+        if !p.stopped.iter().any(|s| s == id) {
+            p.stopped.push(id.to_string());
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Building records and the journal entries and events that go with them.
+
+use super::*;
+
+/// The name systemd gives a spawn failure exit status (see systemd.exec(5)).
+pub(super) fn spawn_failure_name(code: i32) -> &'static str {
+    match code {
+        200 => "/CHDIR: the working directory is not accessible",
+        203 => "/EXEC: the program could not be executed",
+        216 => "/GROUP",
+        217 => "/USER",
+        _ => "",
+    }
+}
+
+/// Stores the record of a new launch under a fresh id.
+pub(super) fn store_new_record(
+    index: &Index,
+    launch: &Launch,
+    requested_by: RequestedBy,
+) -> Result<Record> {
+    // The journal's start entry first: a run killed in between leaves no
+    // record, never one that no entry shows was not started.
+    store_fresh(index, |id| {
+        let record = new_record(id, launch, requested_by.clone());
+        if matches!(index.load(&record.id), Ok(Loaded::Missing)) {
+            journal_start(index, &record);
+            crate::fault::point("after-journal-entry");
+        }
+        record
+    })
+}
+
+/// The request a record describes: what `restart` and `resurrect` start
+/// again.
+pub(super) fn spec_of(record: &Record) -> RunSpec {
+    RunSpec {
+        command: record.command.clone(),
+        owner: Some(record.owner),
+        label: Some(record.label.clone()),
+        details: record.details.clone(),
+        metadata: record.metadata.clone(),
+        cwd: record.cwd.as_ref().map(PathBuf::from),
+        environment: record.environment.clone(),
+        limits: record.limits.clone(),
+        restart: record.restart.policy,
+        restart_timing: record.restart.timing.clone(),
+        ready: record.ready.clone(),
+        persist: record.persist,
+        health: record.health.clone(),
+    }
+}
+
+/// The record of a new launch under `id`, starting.
+pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
+    let unit = unit_name(launch.owner, &id);
+    Record {
+        schema: RECORD_SCHEMA,
+        logs: Logs {
+            journal: journal_command(&unit),
+        },
+        id,
+        unit,
+        kind: UnitKind::Service,
+        owner: launch.owner,
+        label: launch.label.clone(),
+        details: launch.details.clone(),
+        command: launch.command.clone(),
+        cwd: Some(launch.cwd.display().to_string()),
+        environment: launch.environment.clone(),
+        metadata: launch.metadata.clone(),
+        requested_by: requested_by.clone(),
+        pid: None,
+        state: State::Starting,
+        started_at: Some(Timestamp::now()),
+        ended_at: None,
+        exit_code: None,
+        exit_signal: None,
+        result: None,
+        exit_source: None,
+        limits: launch.limits.clone(),
+        restart: Restart {
+            policy: launch.restart,
+            timing: launch.restart_timing.clone(),
+            by: launch.restart_by,
+            last_failure: None,
+            count: 0,
+        },
+        runs_ended: 0,
+        stop_requested_for: None,
+        last_exit_invocation: None,
+        paused_by: None,
+        ready: launch.ready.clone(),
+        persist: launch.persist,
+        resurrected_from: None,
+        resurrected_as: None,
+        launcher: crate::procfs::identity(std::process::id()),
+        recovered_from: None,
+        health: launch.health.clone(),
+    }
+}
+
+/// The record of an adopted process, before systemd has moved it.
+pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record {
+    let unit = scope_name(a.owner, &id);
+    Record {
+        schema: RECORD_SCHEMA,
+        logs: Logs {
+            journal: journal_command(&unit),
+        },
+        id,
+        unit,
+        kind: UnitKind::Scope,
+        owner: a.owner,
+        label: a.label.clone(),
+        details: a.details.clone(),
+        command: a.command.clone(),
+        cwd: a.cwd.clone(),
+        environment: Default::default(),
+        metadata: a.metadata.clone(),
+        requested_by,
+        pid: Some(a.pid),
+        state: State::Starting,
+        started_at: Some(Timestamp::now()),
+        ended_at: None,
+        exit_code: None,
+        exit_signal: None,
+        result: None,
+        exit_source: None,
+        limits: Default::default(),
+        restart: Default::default(),
+        runs_ended: 0,
+        stop_requested_for: None,
+        last_exit_invocation: None,
+        paused_by: None,
+        ready: None,
+        persist: false,
+        resurrected_from: None,
+        resurrected_as: None,
+        launcher: crate::procfs::identity(std::process::id()),
+        recovered_from: None,
+        health: None,
+    }
+}
+
+/// Stores a new record under a fresh id (`make` builds it for an id). The
+/// record exists before the unit, so the exit hook always finds it,
+/// however fast the process ends.
+pub(super) fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record> {
+    loop {
+        let record = make(new_id());
+        match index.create(&record) {
+            Ok(()) => return Ok(record),
+            Err(e) if e.message.contains("already exists") => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes the start of a run to the journal, with its record (without the
+/// values of its environment, which stay in the private index): what
+/// `recover` rebuilds ended runs from when the index is gone. Best effort.
+pub(super) fn journal_start(index: &Index, r: &Record) {
+    let mut public = r.clone();
+    let env_keys: Vec<String> = public.environment.keys().cloned().collect();
+    public.environment.clear();
+    let json = serde_json::to_string(&public).expect("records serialize");
+    let dir = index.dir().display().to_string();
+    let sent = crate::journal::send(&[
+        ("MESSAGE", &format!("{}: start requested", r.unit)),
+        ("SYSLOG_IDENTIFIER", crate::journal::OWN_IDENTIFIER),
+        ("PRIORITY", "6"),
+        ("REFINE_EVENT", "start"),
+        ("REFINE_ID", &r.id),
+        ("REFINE_UNIT", &r.unit),
+        ("REFINE_PROC_STATE_DIR", &dir),
+        ("REFINE_ENV_KEYS", &env_keys.join(",")),
+        ("REFINE_RECORD", &json),
+    ]);
+    if let Err(e) = sent {
+        tracing::debug!("cannot write the start to the journal: {e}");
+    }
+}
+
+/// The start of a run, dated when refine-proc started it.
+pub(super) fn started_event(r: &Record) -> Event {
+    let mut event = Event::about("started", r).with("pid", r.pid);
+    if let Some(at) = r.started_at {
+        event.time = at;
+    }
+    event
+}
+
+pub(super) fn outcome(r: &Record, what: Outcome) -> ActionOutcome {
+    ActionOutcome {
+        id: r.id.clone(),
+        unit: r.unit.clone(),
+        outcome: what,
+        state: r.state,
+    }
+}
+
+/// The journalctl command a person can paste to read a unit's output. The
+/// syslog identifier is attached by journald to every line, even of a
+/// process that exits at once. A scope's processes have no identifier of
+/// ours: their lines are found by the unit journald reads from /proc.
+pub fn journal_command(unit: &str) -> String {
+    if unit.ends_with(".scope") {
+        return format!("journalctl _SYSTEMD_USER_UNIT={unit}");
+    }
+    format!("journalctl -t {}", unit.trim_end_matches(".service"))
+}
+
+pub(super) fn default_hook_program() -> PathBuf {
+    if let Some(p) = std::env::var_os("REFINE_PROC_HOOK") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "refine-proc") {
+            return exe;
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("refine-proc"))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("refine-proc"))
+}
