@@ -25,6 +25,12 @@
 //!   (g) `refine-proc run --owner agent -- sleep 600` with a policy that
 //!       confines the agent (`confine = true`)  vs  the same unconfined
 //!       (BENCH_RUNS runs each)
+//!   (h) the HTTP API of the daemon with N running processes:
+//!       `curl --unix-socket S /api/v1/processes` vs `refine-proc list --json`;
+//!       the time from a unit's state change in systemd (its
+//!       ExecMainExitTimestampMonotonic after a SIGKILL) to the event on an
+//!       open `/api/v1/events?follow=true` stream; the daemon's RSS with 10
+//!       open streams
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -47,6 +53,8 @@
 //!   BENCH_DAEMON_IDLE     (f) seconds of idle measured [30; quick 10]
 //!   BENCH_DAEMON_HEALTH   (f) give each process a health check (`true`) probed
 //!                         every this many seconds [0: none]
+//!   BENCH_API_PROCS       (g) running processes [1000; quick 200]
+//!   BENCH_API_REPS        (g) list runs per side, and state changes timed [20; quick 5]
 //!   BENCH_KEEP=1          keep the temporary state directories
 //!
 //! Why (c) pauses: journald rate-limits logging (RateLimitBurst=10000 per
@@ -136,6 +144,9 @@ fn main() {
     }
     if b.cfg.wants('b') {
         b.case_b();
+    }
+    if b.cfg.wants('h') {
+        b.case_h();
     }
     b.finish(started.elapsed());
 }
@@ -1449,6 +1460,133 @@ impl Bench {
         println!();
     }
 
+    // (h) -----------------------------------------------------------------
+    fn case_h(&mut self) {
+        let n = env_num("BENCH_API_PROCS", if self.cfg.quick { 200 } else { 1000 });
+        let reps = env_num("BENCH_API_REPS", if self.cfg.quick { 5 } else { 20 }).max(1);
+        println!("(h) the HTTP API with {n} running processes, {reps} runs each");
+        let state = self.state_dir("h");
+        let socket = self.root.join("g-api").join("api.sock");
+        let unit = format!("rpbench-api-{}.service", std::process::id());
+        let started = Command::new("systemd-run")
+            .args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
+            .arg(&self.bin)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .current_dir(&self.root)
+            .status()
+            .unwrap_or_else(|e| die(&format!("systemd-run: {e}")));
+        if !started.success() {
+            die("(g) the daemon did not start");
+        }
+        let t = Instant::now();
+        self.start_sleepers(&state, n);
+        println!("  started {n} in {:.1} s", t.elapsed().as_secs_f64());
+        let curl = |path: &str| {
+            let mut c = Command::new("curl");
+            c.args(["-sS", "-f", "--max-time", "60", "--unix-socket"])
+                .arg(&socket)
+                .arg(format!("http://localhost{path}"));
+            c
+        };
+        let listed: Value = serde_json::from_str(&capture(&mut curl("/api/v1/processes")))
+            .unwrap_or_else(|e| die(&format!("(g) bad JSON from the API: {e}")));
+        let count = listed.as_array().map_or(0, Vec::len);
+        let rp = || {
+            let mut c = self.rp(&state);
+            c.args(["list", "--json"]);
+            c
+        };
+        let s = interleave(reps, &mut [&mut || curl("/api/v1/processes"), &mut || rp()]);
+        self.row(
+            &format!("g list API N={n}"),
+            "GET /api/v1/processes (curl)",
+            "refine-proc list --json",
+            &s,
+            [0, 1],
+            Some(1.0),
+        );
+        self.invalidate_last_if(count != n);
+        let pid = main_pid(&unit);
+        let streams: Vec<_> = (0..10).map(|_| spawn_stream(&socket)).collect();
+        let latencies = self.event_latencies(&state, &streams[0], reps);
+        let lat = Stats::of(&latencies);
+        println!(
+            "  state change in systemd -> event on the stream: median {:.2} ms, p90 {:.2} ms ({} samples; goal: median < 20 ms)",
+            lat.median, lat.p90, lat.n
+        );
+        let rss = rss_mib(pid);
+        println!(
+            "  daemon RSS with {n} processes and 10 open streams: {rss:.1} MiB (goal < 25 MiB)"
+        );
+        self.notes.push(format!(
+            "(g) event latency median {:.2} ms p90 {:.2} ms over {} state changes; daemon RSS {rss:.1} MiB with {n} processes and 10 open event streams",
+            lat.median, lat.p90, lat.n
+        ));
+        drop(streams);
+        let _ = Command::new("systemctl")
+            .args(["--user", "stop", &unit])
+            .status();
+        if std::env::var_os("WUM_MANAGER_CGROUP").is_none() {
+            stop_units(&self.live_units_of(&state));
+        }
+        println!();
+    }
+
+    /// SIGKILLs `reps` sleepers one at a time and times, for each, systemd's
+    /// exit timestamp (CLOCK_MONOTONIC) to the arrival of its event.
+    fn event_latencies(&self, state: &Path, stream: &EventStream, reps: usize) -> Vec<Duration> {
+        let listed: Value = serde_json::from_str(&capture(self.rp(state).args(["list", "--json"])))
+            .unwrap_or_else(|e| die(&format!("(g) bad JSON: {e}")));
+        let victims: Vec<(String, String)> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(reps)
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or("").into(),
+                    r["unit"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, unit) in victims {
+            capture(Command::new("systemctl").args(["--user", "kill", "-s", "KILL", &unit]));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let arrived = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match stream.rx.recv_timeout(left) {
+                    Ok((at, e)) if e["id"] == id.as_str() && e["event"] == "failed" => {
+                        break Some(at)
+                    }
+                    Ok(_) => continue,
+                    Err(_) => break None,
+                }
+            };
+            let Some(arrived) = arrived else {
+                die(&format!("(g) no event for {id} within 30 s"));
+            };
+            let exited: u64 = capture(Command::new("systemctl").args([
+                "--user",
+                "show",
+                "-p",
+                "ExecMainExitTimestampMonotonic",
+                "--value",
+                &unit,
+            ]))
+            .trim()
+            .parse()
+            .unwrap_or(0);
+            if exited > 0 && arrived >= exited {
+                out.push(Duration::from_micros(arrived - exited));
+            }
+        }
+        out
+    }
+
     // summary -------------------------------------------------------------
     fn finish(mut self, total: Duration) {
         // Cases ran in the order a, c, d, b; report them as a, b, c, d.
@@ -1526,4 +1664,73 @@ impl Bench {
             }
         }
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds, as systemd's `*TimestampMonotonic`.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+fn main_pid(unit: &str) -> u32 {
+    capture(Command::new("systemctl").args(["--user", "show", "-p", "MainPID", "--value", unit]))
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| die("no daemon pid"))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |k| k / 1024.0)
+}
+
+/// An open event stream: each event with the time it arrived.
+struct EventStream {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<(u64, Value)>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_stream(socket: &Path) -> EventStream {
+    use std::io::BufRead;
+    let mut child = Command::new("curl")
+        .args(["-sS", "-N", "--unix-socket"])
+        .arg(socket)
+        .arg("http://localhost/api/v1/events?follow=true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| die(&format!("cannot run curl: {e}")));
+    let out = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data:") {
+                let at = monotonic_usec();
+                if let Ok(v) = serde_json::from_str(data.trim()) {
+                    if tx.send((at, v)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    EventStream { child, rx }
 }

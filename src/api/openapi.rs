@@ -144,7 +144,7 @@ async fn fallback(req: Request) -> Response {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+                HeaderValue::from_static(super::web::CONTENT_SECURITY_POLICY),
             );
             r
         }

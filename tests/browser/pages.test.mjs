@@ -1,0 +1,257 @@
+// The browser pages in a real headless Chromium against the real daemon on
+// the real user manager (tests/run starts this inside its sandbox):
+//   node --test tests/browser/
+// Needs REFINE_PROC_BIN (the binary under test) and a reachable user
+// manager. Without /usr/bin/chromium every test is reported as skipped.
+// REFINE_BROWSER_SHOTS=DIR also saves screenshots of the pages there.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { chromiumMissing, launch } from "./chromium.mjs";
+import { startDaemon } from "./daemon.mjs";
+
+const missing = chromiumMissing() || (process.env.REFINE_PROC_BIN ? null : "REFINE_PROC_BIN is not set (run through tests/run)");
+const T = { timeout: 60_000, skip: missing || false };
+const SHOTS = process.env.REFINE_BROWSER_SHOTS;
+
+let daemon, browser, page;
+const started = [];
+
+function cli(...args) {
+  return daemon.cli(...args);
+}
+function run(...args) {
+  const rec = JSON.parse(cli("run", "--json", ...args));
+  started.push(rec.id);
+  return rec;
+}
+function systemd(unit, prop) {
+  return execFileSync("systemctl", ["--user", "show", "-p", prop, "--value", unit], { encoding: "utf8" }).trim();
+}
+const row = (id) => page.locator(`#prows .prow[data-id="${id}"]`);
+const rowState = (id) => row(id).locator(".c-state");
+
+async function shot(name) {
+  if (SHOTS) await page.screenshot({ path: path.join(SHOTS, name + ".png"), fullPage: true });
+}
+
+/** The Processes page, signed in, with its event stream open. */
+async function openProcesses() {
+  await page.goto(daemon.url("#/processes"));
+  await page.locator("#conn.live").waitFor({ timeout: 10_000 });
+}
+
+before(async () => {
+  if (missing) return;
+  daemon = await startDaemon();
+  ({ browser } = { browser: await launch() });
+  page = browser.context.pages()[0] || (await browser.context.newPage());
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  // The one-time code signs this browser in; every later page load has the cookie.
+  await page.goto(daemon.signInUrl());
+  await page.locator("#conn.live").waitFor({ timeout: 10_000 });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (daemon) {
+    for (const id of started) {
+      try { cli("stop", id); } catch (_) { /* already ended */ }
+    }
+    daemon.stop();
+  }
+});
+
+test("the page shows a process started from the CLI within a second", T, async () => {
+  await openProcesses();
+  const rec = run("--label", "started-from-cli", "--", "sleep", "300");
+  const t0 = performance.now();
+  await row(rec.id).waitFor({ timeout: 1000 });
+  const ms = performance.now() - t0;
+  console.log(`row of ${rec.id} shown ${ms.toFixed(0)} ms after run returned`);
+  assert.equal(await rowState(rec.id).textContent(), "running");
+  assert.equal(await row(rec.id).locator(".c-label .lbl").textContent(), "started-from-cli");
+});
+
+test("pause, resume and stop from the page act on systemd", T, async () => {
+  await openProcesses();
+  const rec = run("--label", "acted-on-from-page", "--", "sleep", "300");
+  await row(rec.id).waitFor({ timeout: 5000 });
+
+  await row(rec.id).locator('button[data-action="pause"]').click();
+  await page.waitForFunction((id) => document.querySelector(`.prow[data-id="${id}"] .c-state`)?.textContent === "paused", rec.id);
+  assert.equal(systemd(rec.unit, "FreezerState"), "frozen");
+  assert.equal(JSON.parse(cli("status", "--json", rec.id)).state, "paused");
+  await shot("processes-paused");
+
+  await row(rec.id).locator('button[data-action="resume"]').click();
+  await page.waitForFunction((id) => document.querySelector(`.prow[data-id="${id}"] .c-state`)?.textContent === "running", rec.id);
+  assert.equal(systemd(rec.unit, "FreezerState"), "running");
+  assert.equal(JSON.parse(cli("status", "--json", rec.id)).state, "running");
+
+  // Stopping asks first; cancelling leaves it running.
+  await row(rec.id).locator('button[data-action="stop"]').click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.locator('#confirm button[value="cancel"]').click();
+  assert.equal(systemd(rec.unit, "ActiveState"), "active");
+  await row(rec.id).locator('button[data-action="stop"]').click();
+  await page.locator("#confirm-ok").click();
+  // The list shows processes that have not ended: the stopped one leaves it.
+  await row(rec.id).waitFor({ state: "detached", timeout: 10_000 });
+  assert.notEqual(systemd(rec.unit, "ActiveState"), "active");
+  assert.equal(JSON.parse(cli("status", "--json", rec.id)).state, "stopped");
+});
+
+test("the keyboard moves between rows and pauses the focused one", T, async () => {
+  await openProcesses();
+  const rec = run("--label", "paused-by-keyboard", "--", "sleep", "300");
+  await row(rec.id).waitFor({ timeout: 5000 });
+  await row(rec.id).focus();
+  await page.keyboard.press("p");
+  await page.waitForFunction((id) => document.querySelector(`.prow[data-id="${id}"] .c-state`)?.textContent === "paused", rec.id);
+  assert.equal(systemd(rec.unit, "FreezerState"), "frozen");
+  await page.keyboard.press("p");
+  await page.waitForFunction((id) => document.querySelector(`.prow[data-id="${id}"] .c-state`)?.textContent === "running", rec.id);
+  assert.equal(systemd(rec.unit, "FreezerState"), "running");
+  await page.keyboard.press("Enter");
+  await page.locator("#view-detail:not([hidden]) #d-record dt").first().waitFor();
+  assert.match(await page.locator("#d-title").textContent(), new RegExp(rec.id));
+});
+
+test("the log view follows new lines", T, async () => {
+  const fifo = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "refine-web-")), "next-line");
+  execFileSync("mkfifo", [fifo]);
+  // The process prints one line, then the line the test sends it, on demand.
+  const rec = run("--label", "log-follower", "--", "sh", "-c", `echo first-line; read x < '${fifo}'; echo "$x"; sleep 300`);
+  await page.goto(daemon.url("#/p/" + rec.id));
+  const log = page.locator("#d-log");
+  await log.getByText("first-line").waitFor({ timeout: 10_000 });
+  const fresh = "line-sent-after-the-page-opened-" + process.pid;
+  fs.writeFileSync(fifo, fresh + "\n");
+  await log.getByText(fresh).waitFor({ timeout: 5000 });
+  assert.equal(await log.getByText("first-line").count(), 1, "a line was repeated");
+  await page.locator("#d-events").getByText("started").first().waitFor();
+  await shot("detail");
+});
+
+test("the System page shows doctor's checks with their fixes", T, async () => {
+  const doctor = JSON.parse(daemon.cliAllowFail("doctor", "--json"));
+  await page.goto(daemon.url("#/system"));
+  await page.locator("#s-doctor [data-check]").first().waitFor({ timeout: 10_000 });
+  const shown = await page.$$eval("#s-doctor [data-check]", (els) =>
+    els.map((e) => ({ name: e.dataset.check, status: e.querySelector(".state").textContent, fix: e.querySelector(".fix")?.textContent || null })));
+  assert.deepEqual(shown.map((c) => c.name), doctor.checks.map((c) => c.name));
+  for (const c of doctor.checks) {
+    const s = shown.find((x) => x.name === c.name);
+    // Checks that depend on time (the daemon's own) may move between reads.
+    if (c.name !== "daemon") assert.equal(s.status, c.status, c.name);
+    if (c.fix && c.name !== "daemon") assert.equal(s.fix, c.fix, c.name);
+  }
+  await shot("system");
+});
+
+test("a hostile label is shown as text, never run", T, async () => {
+  await openProcesses();
+  const label = `<img src=x onerror="window.__pwned=1">`;
+  const rec = run("--label", label, "--", "sleep", "300");
+  await row(rec.id).waitFor({ timeout: 5000 });
+  assert.equal(await row(rec.id).locator(".c-label .lbl").textContent(), label);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(await row(rec.id).locator("img").count(), 0);
+});
+
+test("without a session the page says how to get one", T, async () => {
+  const other = await launch();
+  try {
+    const p = other.context.pages()[0] || (await other.context.newPage());
+    await p.goto(daemon.url("#/processes"));
+    await p.locator("#banner:not([hidden])").waitFor({ timeout: 10_000 });
+    assert.match(await p.locator("#banner").textContent(), /refine-proc web/);
+    assert.equal(await p.locator("#prows .prow").count(), 0);
+  } finally {
+    await other.close();
+  }
+});
+
+test("narrow window: the list and the detail stay readable", T, async () => {
+  for (let i = 0; i < 3; i++) run("--owner", "agent", "--label", "narrow-" + i, "--workflow", "wf-narrow", "--", "sleep", "300");
+  await page.setViewportSize({ width: 400, height: 800 });
+  try {
+    await openProcesses();
+    await page.locator("#prows .prow").nth(2).waitFor();
+    // Nothing wider than the window: no sideways scrolling.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the list is ${overflow}px wider than a 400px window`);
+    await shot("narrow");
+    const id = await page.locator("#prows .prow").first().getAttribute("data-id");
+    await page.goto(daemon.url("#/p/" + id));
+    await page.locator("#d-record dt").first().waitFor();
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `the detail is ${wide}px wider than a 400px window`);
+    await shot("narrow-detail");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+  await shot("processes");
+});
+
+test("the filters show what refine-proc list shows for them", T, async () => {
+  run("--owner", "agent", "--label", "filtered-in", "--workflow", "wf-filter", "--session", "s-filter", "--", "sleep", "300");
+  run("--owner", "agent", "--label", "other-workflow", "--workflow", "wf-other", "--", "sleep", "300");
+  for (const [query, args] of [
+    ["owner=agent", ["--owner", "agent"]],
+    ["workflow=wf-filter", ["--workflow", "wf-filter"]],
+    ["session=s-filter", ["--session", "s-filter"]],
+    ["state=running&all=1", ["--state", "running", "--all"]],
+  ]) {
+    const want = JSON.parse(cli("list", "--json", ...args)).map((r) => r.id);
+    await page.goto(daemon.url("#/processes?" + query));
+    await page.waitForFunction((n) => document.querySelectorAll("#prows .prow").length === n && !document.querySelector("#empty:not([hidden])") === (n > 0), want.length);
+    const shown = await page.$$eval("#prows .prow", (els) => els.map((e) => e.dataset.id));
+    assert.deepEqual(shown.sort(), want.sort(), query);
+  }
+});
+
+test("the tree shows a process under the one that launched it", T, async () => {
+  const bin = process.env.REFINE_PROC_BIN;
+  const parent = run("--label", "tree-parent", "--", "sh", "-c",
+    `'${bin}' --state-dir '${daemon.state}' run --label tree-child -- sleep 300; sleep 300`);
+  await page.goto(daemon.url("#/processes?tree=1"));
+  const child = page.locator("#prows .prow").filter({ has: page.locator(".lbl", { hasText: /^tree-child$/ }) });
+  await child.waitFor({ timeout: 10_000 });
+  const childId = await child.getAttribute("data-id");
+  started.push(childId);
+  assert.equal(JSON.parse(cli("status", "--json", childId)).requested_by.parent, parent.id);
+  // Right after its parent, indented.
+  const order = await page.$$eval("#prows .prow", (els) => els.map((e) => e.dataset.id));
+  assert.equal(order.indexOf(childId), order.indexOf(parent.id) + 1);
+  assert.match(await child.locator(".tw").textContent(), /\u2514/);
+  await shot("tree");
+});
+
+test("the pages run under their Content-Security-Policy without a violation", T, async () => {
+  const other = await launch();
+  try {
+    const p = other.context.pages()[0] || (await other.context.newPage());
+    await other.context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(e.violatedDirective + " " + e.blockedURI));
+    });
+    const res = await p.goto(daemon.signInUrl());
+    const csp = res.headers()["content-security-policy"] || "";
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    await p.locator("#conn.live").waitFor({ timeout: 10_000 });
+    for (const [hash, ready] of [["#/processes?tree=1", "#conn.live"], ["#/system", "#s-doctor [data-check]"]]) {
+      await p.goto(daemon.url(hash));
+      await p.locator(ready).first().waitFor({ timeout: 10_000 });
+      assert.deepEqual(await p.evaluate(() => window.__violations), [], hash);
+    }
+  } finally {
+    await other.close();
+  }
+});
