@@ -108,23 +108,6 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     args
 }
 
-/// The query for the output of `records` (the caller's own lines):
-/// services by their syslog identifier, scopes by their unit.
-pub fn query_for(records: &[crate::model::Record]) -> LogQuery {
-    let (scopes, services): (Vec<_>, Vec<_>) = records
-        .iter()
-        .partition(|r| r.kind == crate::model::UnitKind::Scope);
-    LogQuery {
-        identifiers: services
-            .iter()
-            .map(|r| r.unit.trim_end_matches(".service").to_string())
-            .collect(),
-        units: scopes.iter().map(|r| r.unit.clone()).collect(),
-        uid: Some(current_uid()),
-        ..Default::default()
-    }
-}
-
 /// Checks a journald cursor given back by a client before it becomes one
 /// argument of journalctl (`--after-cursor=`): visible ASCII, bounded.
 pub fn check_cursor(cursor: &str) -> crate::error::Result<()> {

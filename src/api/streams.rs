@@ -233,7 +233,10 @@ pub async fn logs(
     if let Some(c) = &after {
         crate::journal::check_cursor(c)?;
     }
-    let mut query = crate::journal::query_for(std::slice::from_ref(&record));
+    let mut query = crate::journal::LogQuery::of_records(
+        std::slice::from_ref(&record),
+        crate::journal::current_uid(),
+    );
     query.since = q.since.clone();
     query.follow = q.follow;
     if after.is_none() {
