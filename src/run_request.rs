@@ -266,8 +266,14 @@ mod tests {
             memory_max: Some("lots".into()),
             ..Default::default()
         };
-        assert!(r.into_spec().unwrap_err().message.starts_with("memory_max:"));
-        let typo = serde_json::from_value::<RunRequest>(serde_json::json!({"command": ["true"], "ownr": "agent"}));
+        assert!(r
+            .into_spec()
+            .unwrap_err()
+            .message
+            .starts_with("memory_max:"));
+        let typo = serde_json::from_value::<RunRequest>(
+            serde_json::json!({"command": ["true"], "ownr": "agent"}),
+        );
         assert!(typo.unwrap_err().to_string().contains("ownr"));
     }
 }

@@ -91,7 +91,10 @@ impl Controller {
         };
         if page.lines.is_empty() {
             if let Some(wait) = request.wait {
-                if let Some(first) = self.next_line(&record, request.after.clone(), wait, None).await? {
+                if let Some(first) = self
+                    .next_line(&record, request.after.clone(), wait, None)
+                    .await?
+                {
                     // Whatever else arrived with it makes the page.
                     let rest = PageRequest {
                         after: first.cursor.clone(),
@@ -150,7 +153,12 @@ impl Controller {
 
     /// Waits until a process ends, becomes healthy or prints a matching
     /// line, at most `timeout`.
-    pub async fn wait_until(&self, arg: &str, until: Until, timeout: Duration) -> Result<WaitOutcome> {
+    pub async fn wait_until(
+        &self,
+        arg: &str,
+        until: Until,
+        timeout: Duration,
+    ) -> Result<WaitOutcome> {
         let record = self.record(arg).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         let name = match until {
@@ -169,7 +177,9 @@ impl Controller {
             Until::Exit => {
                 if !record.state.is_ended() {
                     let systemd = self.systemd().await?;
-                    let gone = tokio::time::timeout_at(deadline, systemd.wait_until_gone(&record.unit)).await;
+                    let gone =
+                        tokio::time::timeout_at(deadline, systemd.wait_until_gone(&record.unit))
+                            .await;
                     if gone.is_err() {
                         let now = self.status(&record.id).await?.record;
                         return Ok(done(now, false, None, Some("timeout")));
@@ -238,7 +248,8 @@ fn read_page(query: &LogQuery, limit: usize) -> Result<(Vec<LogEntry>, bool)> {
     let mut lines = Vec::new();
     let mut more = false;
     for line in reader.lines() {
-        let line = line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
+        let line =
+            line.map_err(|e| Error::systemd(format!("cannot read journalctl output: {e}")))?;
         let Some(entry) = crate::journal::parse_entry(&line) else {
             continue;
         };
