@@ -66,7 +66,17 @@ pub struct AppState {
 impl AppState {
     /// A controller that acts for this request's caller.
     pub fn controller(&self, caller: &auth::Caller) -> Controller {
-        self.base.for_peer(caller.peer.clone())
+        if caller.peer.pid.is_some() {
+            return self.base.for_peer(caller.peer.clone());
+        }
+        // A person with a session has no process whose PATH and cwd
+        // resolve commands: the daemon's (the user manager's) and home.
+        let mut person = crate::controller::Caller::person(caller.peer.uid);
+        person.env = crate::spec::CallerEnv {
+            cwd: crate::provenance::home_dir(),
+            path: std::env::var_os("PATH"),
+        };
+        self.base.on_behalf_of(person)
     }
 
     /// The page's address, with `--listen`.

@@ -111,8 +111,8 @@ impl LimitsText {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// argv. `argv[0]` without a slash is looked up in the daemon's PATH
-    /// (the user manager's): give an absolute path to be sure.
+    /// argv. `argv[0]` without a slash is looked up in the caller's PATH
+    /// (a socket peer's own; for a browser session the daemon's).
     pub command: Vec<String>,
     pub owner: Option<Owner>,
     pub label: Option<String>,

@@ -154,6 +154,21 @@ pub async fn policy_check(
     Ok(Json(requester.policy.verdict(actor, request.as_ref())).into_response())
 }
 
+/// Refuses a caller the core resolves to a managed process (systemd's
+/// view of its pid, which a cgroup namespace cannot hide), beyond the
+/// cgroup read at accept time.
+async fn not_managed(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
+    let controller = state.controller(caller);
+    if let Some(m) = &controller.requester().await?.caller {
+        return Err(Problem::forbidden(format!(
+            "{what}: refused to the managed process {} ({})",
+            m.id, m.owner
+        ))
+        .hint("a managed process acts under its own policy, never as a person"));
+    }
+    Ok(())
+}
+
 /// A one-time code for the browser page.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct WebCode {
@@ -172,6 +187,7 @@ pub async fn web_code(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<WebCode>> {
     caller.must_be_person_on_socket("a browser session")?;
+    not_managed(&state, &caller, "a browser session").await?;
     let Some(url) = state.url() else {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -249,6 +265,7 @@ pub async fn token(
     Body(body): Body<TokenRequest>,
 ) -> ApiResult<Response> {
     caller.must_be_person_on_socket("a token")?;
+    not_managed(&state, &caller, "a token").await?;
     let token = state.auth.new_token(body.scope)?;
     let out = TokenResponse {
         token,
