@@ -1391,7 +1391,8 @@ mod tests {
             text.contains("ExecStopPost=+-\"/usr/bin/refine-proc\""),
             "{text}"
         );
-        assert!(text.contains("\"record-exit\" \"abcd2345\""), "{text}");
+        assert!(text.contains("\"record-exit\" \"--index-hex\""), "{text}");
+        assert!(text.trim_end().ends_with("\"abcd2345\""), "{text}");
     }
 
     #[test]
