@@ -388,4 +388,8 @@ attempt preload "$R" run --env LD_PRELOAD=/tmp/evil.so -- /usr/bin/true"#,
         );
     }
     assert_eq!(read(w, "preload.rc").trim(), "7");
+    // The daemon acted for the agent: the child is its own, and stopped.
+    let child: Rec = serde_json::from_str(&read(w, "run.out")).unwrap();
+    assert_eq!(child.owner, "agent");
+    assert_ne!(env.status(&child.id).state, "running");
 }
