@@ -20,7 +20,8 @@ use crate::model::Owner;
 pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 
 /// The resources a running process's cgroup uses now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// CPU time of all its processes, microseconds (`cpu.stat` usage_usec).
     pub cpu_usec: Option<u64>,

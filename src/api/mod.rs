@@ -86,10 +86,38 @@ impl AppState {
     }
 }
 
+/// The file in the index directory that names the socket the daemon of
+/// that index serves: a CLI that cannot reach the user bus (a confined
+/// unit) finds its daemon there, whatever `--socket` it was given.
+pub const SOCKET_FILE: &str = "api.socket";
+
+/// The socket of the daemon of the index in `dir`, as its [`SOCKET_FILE`]
+/// names it (None without a daemon that wrote one).
+pub fn socket_of(dir: &std::path::Path) -> Option<PathBuf> {
+    std::fs::read_to_string(dir.join(SOCKET_FILE))
+        .ok()
+        .map(|s| PathBuf::from(s.trim_end_matches('\n')))
+        .filter(|p| p.is_absolute())
+}
+
+/// Writes [`SOCKET_FILE`] atomically (a temporary file, fsynced, renamed,
+/// the directory fsynced): a reader never sees half a path.
+fn write_socket_file(dir: &std::path::Path, socket: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{SOCKET_FILE}.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{}\n", socket.display()).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SOCKET_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The running listeners; dropping it stops them and removes the socket.
 pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket: Option<PathBuf>,
+    /// The [`SOCKET_FILE`] written for `socket`.
+    socket_file: Option<PathBuf>,
     /// The TCP listener's address (the port chosen for `:0`).
     pub listen: Option<SocketAddr>,
 }
@@ -101,6 +129,9 @@ impl Drop for Server {
         }
         if let Some(s) = &self.socket {
             let _ = std::fs::remove_file(s);
+        }
+        if let Some(f) = &self.socket_file {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -153,6 +184,18 @@ pub async fn start(controller: &Controller, options: Options) -> Result<Server> 
         }));
         tracing::info!("API on {}", options.socket.display());
     }
+    let dir = controller.index().dir();
+    let socket_file = match &socket {
+        Some(s) => match write_socket_file(dir, s) {
+            Ok(()) => Some(dir.join(SOCKET_FILE)),
+            Err(e) => {
+                // Only confined callers need it; the others use the bus.
+                tracing::warn!("cannot write {}: {e}", dir.join(SOCKET_FILE).display());
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(l) = tcp {
         let make = app.into_make_service_with_connect_info::<server::Conn>();
         tasks.push(tokio::spawn(async move {
@@ -168,6 +211,7 @@ pub async fn start(controller: &Controller, options: Options) -> Result<Server> 
     Ok(Server {
         tasks,
         socket,
+        socket_file,
         listen,
     })
 }

@@ -3,6 +3,7 @@
 
 mod logs;
 mod output;
+mod remote;
 mod web;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,9 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use refine_proc::controller::{default_state_dir, ActionOutcome, ListFilter, RunOptions};
+use refine_proc::controller::{
+    default_state_dir, ActionOutcome, ListFilter, Listed, Request, Response, RunOptions, Status,
+};
 use refine_proc::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{LimitChange, Limits, Metadata, UnitKind};
@@ -1040,30 +1043,25 @@ fn daemon_pid(dir: &std::path::Path) -> Option<u32> {
 
 /// Runs one command; returns the process exit code.
 async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
+    // Before the index is opened: a confined caller may not write it.
+    if let Some(socket) = remote::socket_for(&state_dir) {
+        return by_socket(&socket, command).await;
+    }
     let controller = Controller::open(&state_dir)?;
     match command {
         Command::Run(args) => {
-            let options = RunOptions {
-                wait: args.wait,
-                queue: args.queue,
-                wait_ready: args.wait_ready,
-            };
             let (json, wait) = (args.json, args.wait);
-            let spec = run_spec(*args)?;
-            let record = controller.run(spec, options).await?;
+            let request = run_request(*args)?;
+            let record = match controller.handle(request).await?.response {
+                Response::Record(r) => *r,
+                other => unreachable!("run answers a record, not {other:?}"),
+            };
             if record.health.is_some() && daemon_pid(controller.index().dir()).is_none() {
                 output::warnings(&[format!(
                     "no refine-proc daemon runs for this index, so nothing probes the health check (its health stays starting) and --on-unhealthy does nothing; {DAEMON_FIX}"
                 )]);
             }
-            if json {
-                output::json(&record)?;
-            } else if wait {
-                output::finished(&record)?;
-            } else {
-                output::started(&record)?;
-            }
-            Ok(if wait { exit_code_of(&record) } else { 0 })
+            print_run(&record, json, wait)
         }
         Command::Adopt(args) => {
             let json = args.json;
@@ -1077,15 +1075,12 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             Ok(0)
         }
         Command::List(args) => {
-            let filter = ListFilter {
-                all: args.all,
-                owner: args.owner.as_deref().map(str::parse).transpose()?,
-                workflow: args.workflow,
-                session: args.session,
-                gap: args.gap,
-                state: args.state.as_deref().map(str::parse::<State>).transpose()?,
+            let filter = list_filter(&args)?;
+            let answer = controller.handle(Request::List(filter)).await?;
+            let (listed, mut warnings) = match answer.response {
+                Response::Listed(l) => (l, answer.warnings),
+                other => unreachable!("list answers records, not {other:?}"),
             };
-            let (listed, mut warnings) = controller.list_with_usage(&filter).await?;
             let checked = listed.iter().filter(|l| l.health_status.is_some()).count();
             let unprobed = checked > 0 && daemon_pid(controller.index().dir()).is_none();
             if unprobed {
@@ -1094,17 +1089,17 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                     if checked == 1 { "" } else { "es" }
                 ));
             }
-            output::warnings(&warnings);
-            if args.json {
-                output::json(&listed)?;
-            } else {
-                output::table(&listed, args.all, args.tree, unprobed)?;
-            }
-            Ok(0)
+            print_list(&listed, &warnings, &args, unprobed)
         }
         Command::Set(args) => set(&controller, args).await,
         Command::Status(args) => {
-            let mut status = controller.status(&args.id).await?;
+            let request = Request::Status {
+                id: args.id.clone(),
+            };
+            let mut status = match controller.handle(request).await?.response {
+                Response::Status(s) => *s,
+                other => unreachable!("status answers a status, not {other:?}"),
+            };
             if status.health.is_some()
                 && !status.record.state.is_ended()
                 && daemon_pid(controller.index().dir()).is_none()
@@ -1113,13 +1108,7 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
                     "no refine-proc daemon runs for this index, so nothing probes its health check: its health is what was last stored; {DAEMON_FIX}"
                 ));
             }
-            output::warnings(&status.warnings);
-            if args.json {
-                output::json(&status)?;
-            } else {
-                output::status(&status)?;
-            }
-            Ok(0)
+            print_status(&status, args.json)
         }
         Command::Logs(args) => logs(&controller, args).await,
         Command::Stop(args) => {
@@ -1293,6 +1282,128 @@ async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> 
                 0
             })
         }
+    }
+}
+
+fn list_filter(args: &ListArgs) -> Result<ListFilter> {
+    Ok(ListFilter {
+        all: args.all,
+        owner: args.owner.as_deref().map(str::parse).transpose()?,
+        workflow: args.workflow.clone(),
+        session: args.session.clone(),
+        gap: args.gap.clone(),
+        state: args.state.as_deref().map(str::parse::<State>).transpose()?,
+    })
+}
+
+/// `run`'s arguments as the core's request.
+fn run_request(args: RunArgs) -> Result<Request> {
+    let options = RunOptions {
+        wait: args.wait,
+        queue: args.queue,
+        wait_ready: args.wait_ready,
+    };
+    Ok(Request::Run {
+        spec: run_spec(args)?,
+        options,
+    })
+}
+
+fn print_run(record: &Record, json: bool, wait: bool) -> Result<i32> {
+    if json {
+        output::json(record)?;
+    } else if wait {
+        output::finished(record)?;
+    } else {
+        output::started(record)?;
+    }
+    Ok(if wait { exit_code_of(record) } else { 0 })
+}
+
+fn print_list(
+    listed: &[Listed],
+    warnings: &[String],
+    args: &ListArgs,
+    unprobed: bool,
+) -> Result<i32> {
+    output::warnings(warnings);
+    if args.json {
+        output::json(listed)?;
+    } else {
+        output::table(listed, args.all, args.tree, unprobed)?;
+    }
+    Ok(0)
+}
+
+fn print_status(status: &Status, json: bool) -> Result<i32> {
+    output::warnings(&status.warnings);
+    if json {
+        output::json(status)?;
+    } else {
+        output::status(status)?;
+    }
+    Ok(0)
+}
+
+/// A command sent to the daemon over its API socket (see `remote`): the
+/// same printers and exit codes as in process.
+async fn by_socket(socket: &std::path::Path, command: Command) -> Result<i32> {
+    let unsupported = |what: &str| {
+        Err(Error::invalid(format!(
+            "{what} is not available through the daemon's API socket"
+        ))
+        .hint("run, list, status, logs ID and stop IDS are; run it outside the sandbox"))
+    };
+    match command {
+        Command::Run(args) => {
+            let (json, wait) = (args.json, args.wait);
+            let answer = remote::handle(socket, run_request(*args)?).await?;
+            output::warnings(&answer.warnings);
+            match answer.response {
+                Response::Record(r) => print_run(&r, json, wait),
+                other => unreachable!("run answers a record, not {other:?}"),
+            }
+        }
+        Command::List(args) => {
+            let filter = list_filter(&args)?;
+            let answer = remote::handle(socket, Request::List(filter)).await?;
+            match answer.response {
+                Response::Listed(l) => print_list(&l, &answer.warnings, &args, false),
+                other => unreachable!("list answers records, not {other:?}"),
+            }
+        }
+        Command::Status(args) => {
+            let answer = remote::handle(socket, Request::Status { id: args.id }).await?;
+            match answer.response {
+                Response::Status(s) => print_status(&s, args.json),
+                other => unreachable!("status answers a status, not {other:?}"),
+            }
+        }
+        Command::Stop(args) => {
+            if args.ids.is_empty() || args.tree {
+                return unsupported("stop --owner/--workflow/--session/--all/--tree");
+            }
+            let answer = remote::handle(socket, Request::Stop { ids: args.ids }).await?;
+            match answer.response {
+                Response::Outcomes(o) => print_outcomes(&o, args.json),
+                other => unreachable!("stop answers outcomes, not {other:?}"),
+            }
+        }
+        Command::Logs(args) => {
+            let plain = !args.follow
+                && !args.json
+                && args.output == "cat"
+                && args.since.is_none()
+                && args.until.is_none();
+            let Some(id) = args.id.filter(|_| plain) else {
+                return unsupported("logs other than `logs ID [--lines N]`");
+            };
+            let entries = remote::logs(socket, &id, args.lines).await?;
+            let text: String = entries.iter().map(|e| format!("{}\n", e.message)).collect();
+            output::io_result(std::io::stdout().write_all(text.as_bytes()))?;
+            Ok(0)
+        }
+        _ => unsupported("this command"),
     }
 }
 

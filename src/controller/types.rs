@@ -17,7 +17,7 @@ pub struct Status {
 }
 
 /// A record as `list` shows it: with what its cgroup uses now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Listed {
     #[serde(flatten)]
     pub record: Record,
@@ -26,7 +26,7 @@ pub struct Listed {
     /// Where a running process with a health check stands: the state its
     /// probes stored, `starting` before the first. None (and absent from
     /// JSON) without a check, while queued, or once the process has ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
 }
 
@@ -43,7 +43,7 @@ pub struct ListFilter {
 }
 
 /// What a stop, kill, restart, pause or resume did to one process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ActionOutcome {
     pub id: String,
     pub unit: String,

@@ -282,15 +282,61 @@ fn doctor_starts_a_confined_probe_unit_and_says_what_remains() {
     assert!(detail.contains("PrivatePIDs="), "{detail}");
 }
 
-// The escapes that go through refine-proc from inside a confined unit need
-// the daemon's API socket: inside the sandbox the user bus is gone, so
-// refine-proc there cannot establish its caller (it fails closed today).
+// The escapes that go through refine-proc from inside a confined unit: the
+// user bus is gone there, so refine-proc finds the daemon's API socket (the
+// index names it) and the daemon establishes the caller from the socket's
+// peer credentials.
+
+/// The daemon of `env`'s index, its API on a socket in the work directory;
+/// stopped when dropped.
+struct Daemon {
+    unit: String,
+}
+
+impl Daemon {
+    fn start(env: &Env) -> Daemon {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unit = format!("rpconfine-{}-{n}.service", std::process::id());
+        let dir = env.work_dir().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let mut cmd = std::process::Command::new("systemd-run");
+        cmd.args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
+            .arg(format!(
+                "--setenv=REFINE_PROC_POLICY={}",
+                env.policy_path().display()
+            ))
+            .arg(binary())
+            .arg("--state-dir")
+            .arg(env.state_dir())
+            .args(["daemon", "--socket"])
+            .arg(dir.join("api.sock"));
+        // Returns after READY=1, which comes once the socket listens.
+        let out = output(cmd);
+        assert_eq!(
+            out.code, 0,
+            "the daemon did not start: {}{}",
+            out.stdout, out.stderr
+        );
+        assert!(
+            env.state_dir().join("api.socket").exists(),
+            "the daemon did not name its socket in the index"
+        );
+        Daemon { unit }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        systemctl(&["stop", &self.unit]);
+    }
+}
 
 #[test]
-#[ignore = "needs the API socket (issue 11)"]
 fn a_confined_agent_in_a_new_cgroup_namespace_cannot_stop_a_persons_process() {
     let env = Env::new();
     confine_agent(&env, env.work_dir());
+    let _daemon = Daemon::start(&env);
     let victim = env.run(&["--owner", "target-app", "--", "sleep", "600"]);
     let script = attempts(&format!(
         "attempt stop unshare --user --map-current-user --cgroup \"$R\" stop {}",
@@ -303,10 +349,10 @@ fn a_confined_agent_in_a_new_cgroup_namespace_cannot_stop_a_persons_process() {
 }
 
 #[test]
-#[ignore = "needs the API socket (issue 11)"]
 fn a_confined_agent_that_tries_to_move_its_cgroup_cannot_stop_a_persons_process() {
     let env = Env::new();
     confine_agent(&env, env.work_dir());
+    let _daemon = Daemon::start(&env);
     let victim = env.run(&["--owner", "target-app", "--", "sleep", "600"]);
     let script = attempts(&format!(
         "cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)\nmkdir \"$cg/../../escape\"; echo $$ > \"$cg/../../escape/cgroup.procs\"\nattempt stop \"$R\" stop {}",
@@ -319,10 +365,10 @@ fn a_confined_agent_that_tries_to_move_its_cgroup_cannot_stop_a_persons_process(
 }
 
 #[test]
-#[ignore = "needs the API socket (issue 11)"]
 fn a_confined_agent_starts_reads_and_stops_its_confined_child_through_refine_proc() {
     let env = Env::new();
     confine_agent(&env, env.work_dir());
+    let _daemon = Daemon::start(&env);
     let script = attempts(
         r#"attempt run "$R" run --json -- sleep 600
 id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' run.out | head -1)
@@ -342,4 +388,8 @@ attempt preload "$R" run --env LD_PRELOAD=/tmp/evil.so -- /usr/bin/true"#,
         );
     }
     assert_eq!(read(w, "preload.rc").trim(), "7");
+    // The daemon acted for the agent: the child is its own, and stopped.
+    let child: Rec = serde_json::from_str(&read(w, "run.out")).unwrap();
+    assert_eq!(child.owner, "agent");
+    assert_ne!(env.status(&child.id).state, "running");
 }
