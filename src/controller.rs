@@ -2597,12 +2597,14 @@ fn spec_of(record: &Record) -> RunSpec {
         ready: record.ready.clone(),
         persist: record.persist,
         health: record.health.clone(),
+        pty: crate::pty::options_of(record),
     }
 }
 
 /// The record of a new launch under `id`, starting.
 fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
     let unit = unit_name(launch.owner, &id);
+    let pty = launch.pty.as_ref().map(|p| p.record(&id));
     Record {
         schema: RECORD_SCHEMA,
         logs: Logs {
@@ -2628,6 +2630,7 @@ fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record 
         result: None,
         exit_source: None,
         limits: launch.limits.clone(),
+        pty,
         restart: Restart {
             policy: launch.restart,
             timing: launch.restart_timing.clone(),
@@ -2677,6 +2680,7 @@ fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record
         result: None,
         exit_source: None,
         limits: Default::default(),
+        pty: None,
         restart: Default::default(),
         runs_ended: 0,
         stop_requested_for: None,
@@ -3070,6 +3074,7 @@ fn record_from_environment(
         result: None,
         exit_source: None,
         limits: Default::default(),
+        pty: None,
         restart: Default::default(),
         logs: Logs {
             journal: journal_command(unit),

@@ -16,6 +16,7 @@ pub mod pauses;
 pub mod policy;
 pub mod procfs;
 pub mod provenance;
+pub mod pty;
 pub mod spec;
 pub mod systemd;
 pub mod text;

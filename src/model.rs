@@ -560,6 +560,10 @@ pub struct Record {
     pub exit_source: Option<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// A terminal session (`run --pty`): where its socket is. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<crate::pty::PtyRecord>,
     #[serde(default)]
     pub restart: Restart,
     #[serde(default)]

@@ -44,6 +44,8 @@ pub struct RunSpec {
     pub persist: bool,
     /// The health check the daemon runs while it runs.
     pub health: Option<HealthSpec>,
+    /// Run on a pseudo-terminal held by `refine-proc pty-hold` (`run --pty`).
+    pub pty: Option<crate::pty::PtyOptions>,
 }
 
 /// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
@@ -66,6 +68,7 @@ pub struct Launch {
     pub ready: Option<crate::model::ReadySpec>,
     pub persist: bool,
     pub health: Option<HealthSpec>,
+    pub pty: Option<crate::pty::PtyLaunch>,
 }
 
 impl RunSpec {
@@ -130,6 +133,7 @@ impl RunSpec {
         }
         let mut restart_timing = self.restart_timing;
         check_restart(self.restart, &mut restart_timing)?;
+        let pty = self.pty.as_ref().map(|p| p.validate()).transpose()?;
         Ok(Launch {
             executable,
             command: self.command,
@@ -146,6 +150,7 @@ impl RunSpec {
             ready: self.ready,
             persist: self.persist,
             health: self.health,
+            pty,
         })
     }
 }
@@ -587,6 +592,20 @@ fn unit_type(launch: &Launch) -> &'static str {
     }
 }
 
+/// The main command: the program itself, or with `--pty` the holder
+/// (this binary's `pty-hold`) in front of it.
+fn exec_start(id: &str, launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+    let (path, argv) = match &launch.pty {
+        None => (launch.executable.clone(), launch.command.clone()),
+        Some(pty) => (
+            hook.program.clone(),
+            pty.hold_argv(id, &launch.executable, &launch.command),
+        ),
+    };
+    let argv = argv.iter().map(|a| escape_dollars(a)).collect();
+    (path.display().to_string(), argv, false)
+}
+
 /// How systemd restarts the process. With growing delays, systemd 254's
 /// RestartSteps= does it; where the daemon does it instead, systemd does
 /// not restart at all (the daemon starts it again).
@@ -728,14 +747,7 @@ pub fn service_properties(
         // transient unit file under a key its own parser rejects, so after a
         // daemon-reload the unit had no ExecStart and no exit hook. Plain
         // ExecStart expands $VAR, so every `$` is doubled: arguments stay data.
-        (
-            "ExecStart",
-            Prop::Exec(vec![(
-                launch.executable.display().to_string(),
-                launch.command.iter().map(|a| escape_dollars(a)).collect(),
-                false,
-            )]),
-        ),
+        ("ExecStart", Prop::Exec(vec![exec_start(id, launch, hook)])),
         (
             "ExecStopPost",
             Prop::Exec(vec![(
