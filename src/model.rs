@@ -691,6 +691,7 @@ mod tests {
             result: None,
             exit_source: None,
             limits: Default::default(),
+            pty: None,
             restart: Restart {
                 policy,
                 ..Default::default()

@@ -13,6 +13,7 @@ mod logs;
 mod ownership;
 mod packaging;
 mod pause;
+mod pty;
 mod recover;
 mod regressions;
 mod restarts;
