@@ -83,6 +83,10 @@ fn winsize(rows: u16, cols: u16) -> libc::winsize {
     }
 }
 
+/// The test's model of its terminal and every byte written to it, and
+/// the signal of a change.
+type Seen = Arc<(Mutex<(vt100::Parser, Vec<u8>)>, Condvar)>;
+
 /// A terminal the test owns, with `refine-proc attach` running in it; what
 /// the client draws goes through a vt100 model of the test's own.
 struct Terminal {
@@ -90,7 +94,7 @@ struct Terminal {
     pid: i32,
     /// The client's exit code, sent by the thread that waits for it.
     exit: mpsc::Receiver<i32>,
-    seen: Arc<(Mutex<(vt100::Parser, Vec<u8>)>, Condvar)>,
+    seen: Seen,
 }
 
 impl Terminal {
