@@ -22,6 +22,10 @@
 //!   (f) the daemon's resident memory and CPU time: idle, while 1,000
 //!       processes start under its watch, and 30 s later with nothing
 //!       happening (flat memory, CPU near zero)
+//!   (g) terminal sessions (`run --pty` + `attach`) vs tmux: throughput,
+//!       keystroke echo, attach time, memory per session (see benches/pty.rs;
+//!       BENCH_PTY_MB, BENCH_PTY_REPS, BENCH_PTY_KEYS, BENCH_PTY_ATTACHES,
+//!       BENCH_PTY_SESSIONS)
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -70,6 +74,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+
+mod pty;
 
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 
@@ -127,6 +133,9 @@ fn main() {
     }
     if b.cfg.wants('f') {
         b.case_f();
+    }
+    if b.cfg.wants('g') {
+        b.case_g();
     }
     if b.cfg.wants('b') {
         b.case_b();

@@ -10,6 +10,25 @@ use tokio::net::UnixStream;
 use super::proto::{self, Exit, Hello, Mode, Screen};
 use crate::error::{Error, Result};
 
+/// How long a holder may take to answer beyond what was asked (a frozen
+/// holder, paused behind refine-proc's back, never answers).
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// Reads the one answer to a request, within `limit`.
+async fn answer(s: &mut UnixStream, socket: &Path, limit: Duration) -> Result<proto::Frame> {
+    match tokio::time::timeout(limit, proto::read_frame(s)).await {
+        Err(_) => Err(Error::refused(format!(
+            "the terminal session at {} did not answer within {}",
+            socket.display(),
+            humantime::format_duration(limit)
+        ))
+        .hint("it may be paused (refine-proc resume ID) or stuck (refine-proc status ID)")),
+        Ok(Err(e)) => Err(unreachable(socket, e)),
+        Ok(Ok(None)) => Err(unreachable(socket, "it closed without answering")),
+        Ok(Ok(Some(f))) => Ok(f),
+    }
+}
+
 /// How long a client waits for a session's socket to appear (a session
 /// that has just been started, or restarted by systemd).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,10 +109,7 @@ pub async fn screen(socket: &Path, wait_for: Option<&str>, timeout: Duration) ->
     hello.wait_for = wait_for.map(str::to_string);
     hello.timeout_ms = Some(timeout.as_millis() as u64);
     let mut s = open(socket, &hello).await?;
-    let f = proto::read_frame(&mut s)
-        .await
-        .map_err(|e| unreachable(socket, e))?
-        .ok_or_else(|| unreachable(socket, "it closed without answering"))?;
+    let f = answer(&mut s, socket, timeout + ANSWER_GRACE).await?;
     match f.kind {
         proto::SCREEN => serde_json::from_slice(&f.payload)
             .map_err(|e| unreachable(socket, format!("unreadable screen: {e}"))),
@@ -125,11 +141,11 @@ pub async fn send(socket: &Path, bytes: &[u8]) -> Result<()> {
     proto::write_frame(&mut s, proto::INPUT, bytes)
         .await
         .map_err(|e| unreachable(socket, e))?;
-    match proto::read_frame(&mut s).await {
-        Ok(Some(f)) if f.kind == proto::DONE => Ok(()),
-        Ok(Some(f)) if f.kind == proto::ERROR => Err(holder_error(&f.payload)),
-        Ok(_) => Err(unreachable(socket, "it closed without answering")),
-        Err(e) => Err(unreachable(socket, e)),
+    let f = answer(&mut s, socket, ANSWER_GRACE).await?;
+    match f.kind {
+        proto::DONE => Ok(()),
+        proto::ERROR => Err(holder_error(&f.payload)),
+        _ => Err(unreachable(socket, "unexpected answer")),
     }
 }
 

@@ -87,6 +87,8 @@ struct Client {
     closed: Cell<bool>,
     size: Cell<Option<(u16, u16)>>,
     wake: Notify,
+    /// Its writer ended (all sent, or the connection broke).
+    done: Notify,
 }
 
 impl Client {
@@ -284,9 +286,7 @@ async fn finish(session: &Shared, exit: &Exit) {
     };
     let flushed = async {
         for c in clients {
-            while !c.queue.borrow().is_empty() {
-                tokio::task::yield_now().await;
-            }
+            c.done.notified().await;
         }
     };
     let _ = tokio::time::timeout(FLUSH_AT_EXIT, flushed).await;
@@ -647,6 +647,7 @@ async fn serve_attached(
         closed: Cell::new(false),
         size: Cell::new(hello.rows.zip(hello.cols)),
         wake: Notify::new(),
+        done: Notify::new(),
     });
     let id = {
         let mut s = session.borrow_mut();
@@ -703,13 +704,21 @@ async fn serve_attached(
     if s.lease == Some(id) {
         s.lease = None;
     }
-    client.closed.set(true);
-    client.wake.notify_one();
     drop(s);
-    writer.abort();
+    // The peer is gone: nothing more to send; the writer ends on its own.
+    client.closed.set(true);
+    client.queue.borrow_mut().clear();
+    client.wake.notify_one();
+    drop(writer);
 }
 
-async fn write_client(session: Shared, client: Rc<Client>, mut w: OwnedWriteHalf) {
+async fn write_client(session: Shared, client: Rc<Client>, w: OwnedWriteHalf) {
+    send_to_client(&session, &client, w).await;
+    // A stored permit: a waiter that comes later still sees it.
+    client.done.notify_one();
+}
+
+async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf) {
     use tokio::io::AsyncWriteExt as _;
     let mut batch = Vec::new();
     loop {

@@ -235,6 +235,13 @@ pub async fn socket_of(controller: &crate::Controller, arg: &str) -> Result<Path
         ))
         .hint(format!("its output is in refine-proc logs {}", record.id)));
     }
+    if record.state == crate::State::Paused {
+        return Err(Error::refused(format!(
+            "the terminal session {} is paused: a frozen session neither prints nor reads",
+            record.id
+        ))
+        .hint(format!("resume it first: refine-proc resume {}", record.id)));
+    }
     Ok(PathBuf::from(&pty.socket))
 }
 
