@@ -22,7 +22,7 @@ async fn answer(s: &mut UnixStream, socket: &Path, limit: Duration) -> Result<pr
             socket.display(),
             humantime::format_duration(limit)
         ))
-        .hint("it may be paused (refine-proc resume ID) or stuck (refine-proc status ID)")),
+        .hint("it may be paused (frozen) or stuck: see refine-proc status ID; what was sent reaches it if it resumes")),
         Ok(Err(e)) => Err(unreachable(socket, e)),
         Ok(Ok(None)) => Err(unreachable(socket, "it closed without answering")),
         Ok(Ok(Some(f))) => Ok(f),

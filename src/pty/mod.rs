@@ -218,9 +218,10 @@ pub(crate) fn private_dir(dir: &Path) -> Result<()> {
 }
 
 /// The socket of the terminal session an argument names (id, prefix or
-/// unit name), from its record.
+/// unit name), from its record, with its live state from systemd: a
+/// session paused (frozen) would queue the request until it is resumed.
 pub async fn socket_of(controller: &crate::Controller, arg: &str) -> Result<PathBuf> {
-    let record = controller.record(arg).await?;
+    let record = controller.status(arg).await?.record;
     let Some(pty) = &record.pty else {
         return Err(Error::refused(format!(
             "{} is not a terminal session",

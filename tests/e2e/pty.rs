@@ -383,3 +383,37 @@ fn pty_session_survives_sigkill_of_the_daemon_and_of_its_client() {
     assert_eq!(again.wait_exit(), 0);
     assert_eq!(env.status(&r.id).state, "running");
 }
+
+#[test]
+fn pty_paused_session_is_refused_with_a_hint_and_stop_hangs_up_an_interactive_shell() {
+    let env = Env::new();
+    // An interactive bash ignores SIGTERM: stop must still end it at once
+    // (the holder hangs the terminal up, as a closed window does).
+    let r = start(&env, &["bash", "--norc", "-i"]);
+    env.ok(&["send", &r.id, "echo on$((1+1))\n"]);
+    screen(&env, &r.id, "on2");
+    env.ok(&["pause", &r.id]);
+    let out = env.cmd(&["send", &r.id, "x"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("paused") && out.stderr.contains("refine-proc resume"),
+        "{}",
+        out.stderr
+    );
+    env.ok(&["resume", &r.id]);
+    env.ok(&["send", &r.id, "echo back$((1+1))\n"]);
+    screen(&env, &r.id, "back2");
+    let t = Instant::now();
+    env.ok(&["stop", &r.id]);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let rec = env.status(&r.id);
+    assert!(rec.state == "stopped" || rec.state == "failed", "{rec:?}");
+    assert!(
+        rec.exit_code.is_some() || rec.exit_signal.is_some(),
+        "{rec:?}"
+    );
+}
