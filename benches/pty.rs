@@ -169,14 +169,10 @@ fn rss_kib(pid: u32) -> f64 {
 /// A text file of `mb` MiB: numbered printable lines of 100 bytes.
 fn text_file(path: &Path, mb: u64) {
     let mut f = std::io::BufWriter::new(File::create(path).unwrap());
+    let tail = &"abcdefghijklmnopqrstuvwxyz0123456789".repeat(3)[..88];
     let mut line = 0u64;
     while line * 100 < mb << 20 {
-        writeln!(
-            f,
-            "{line:>10} {}",
-            "abcdefghijklmnopqrstuvwxyz0123456789".repeat(3)[..88].to_string()
-        )
-        .unwrap();
+        writeln!(f, "{line:>10} {tail}").unwrap();
         line += 1;
     }
     f.flush().unwrap();
