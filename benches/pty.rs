@@ -43,7 +43,8 @@ struct Term {
 }
 
 impl Term {
-    fn spawn(mut cmd: Command) -> Term {
+    /// Starts `cmd` on a new terminal, watching for `marker` from the start.
+    fn spawn(mut cmd: Command, marker: Option<&[u8]>) -> Term {
         let (mut m, mut s) = (-1, -1);
         let ws = libc::winsize {
             ws_row: 24,
@@ -77,6 +78,7 @@ impl Term {
         drop(cmd);
         let master = File::from(m);
         let watch: Arc<(Mutex<Watch>, Condvar)> = Arc::default();
+        watch.0.lock().unwrap().want = marker.map(<[u8]>::to_vec);
         let (mut r, w) = (master.try_clone().unwrap(), watch.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 1 << 16];
@@ -209,10 +211,10 @@ impl Tmux {
         ]);
     }
 
-    fn attach(&self, name: &str) -> Term {
+    fn attach(&self, name: &str, marker: Option<&[u8]>) -> Term {
         let mut c = self.cmd();
         c.args(["attach-session", "-t", name]);
-        Term::spawn(c)
+        Term::spawn(c, marker)
     }
 }
 
@@ -236,10 +238,10 @@ impl Bench {
             .to_string()
     }
 
-    fn attach(&self, state: &Path, id: &str) -> Term {
+    fn attach(&self, state: &Path, id: &str, marker: Option<&[u8]>) -> Term {
         let mut c = self.rp(state);
         c.args(["attach", id]);
-        Term::spawn(c)
+        Term::spawn(c, marker)
     }
 
     pub(super) fn case_g(&mut self) {
@@ -273,8 +275,8 @@ impl Bench {
         // Throughput, then keystroke echo, in the same two sessions.
         let ours_id = self.pty_session(&state, &cat);
         tmux.new_session("cat", &cat);
-        let mut ours = self.attach(&state, &ours_id);
-        let mut base = tmux.attach("cat");
+        let mut ours = self.attach(&state, &ours_id, None);
+        let mut base = tmux.attach("cat", None);
         ours.wait_output();
         base.wait_output();
         let limit = Duration::from_secs(600);
@@ -367,13 +369,12 @@ impl Bench {
         let mut s = vec![Vec::new(), Vec::new()];
         for i in 0..attaches * 2 {
             let start = Instant::now();
+            let last: &[u8] = b"line 10000";
             let (t, side) = if i % 2 == 0 {
-                (self.attach(&state, &ours_ids[0]), 0)
+                (self.attach(&state, &ours_ids[0], Some(last)), 0)
             } else {
-                (tmux.attach("lines0"), 1)
+                (tmux.attach("lines0", Some(last)), 1)
             };
-            // Armed as soon as it exists; its first draw is read after this.
-            t.arm(b"line 10000");
             t.wait("attach", Duration::from_secs(20));
             s[side].push(start.elapsed());
         }
