@@ -80,6 +80,12 @@ pub struct RunRequest {
     pub health_start_period: Option<String>,
     /// none, restart or stop.
     pub on_unhealthy: Option<String>,
+    /// Run on a pseudo-terminal that outlives every client (a terminal
+    /// session: send, screen and attach reach it).
+    pub pty: bool,
+    /// The terminal's size until a client attaches, "ROWSxCOLS" (default
+    /// 24x80); needs `pty`.
+    pub pty_size: Option<String>,
 }
 
 impl RunRequest {
@@ -104,6 +110,7 @@ impl RunRequest {
             .transpose()
             .map_err(field("owner"))?;
         let health = self.health_spec()?;
+        let pty = self.pty_options()?;
         Ok(RunSpec {
             owner,
             label: self.label,
@@ -150,8 +157,27 @@ impl RunRequest {
                 .transpose()?,
             persist: self.persist,
             health,
+            pty,
             command: self.command,
         })
+    }
+
+    /// The terminal session the fields ask for, checked; None without one.
+    fn pty_options(&self) -> Result<Option<crate::pty::PtyOptions>> {
+        if !self.pty {
+            return match self.pty_size {
+                Some(_) => Err(Error::invalid("pty_size needs a terminal session")
+                    .hint("add \"pty\": true, or drop pty_size")),
+                None => Ok(None),
+            };
+        }
+        let size = self.pty_size.as_deref().map(crate::pty::parse_size);
+        let size = size.transpose().map_err(|mut e| {
+            e.message = format!("pty_size: {}", e.message);
+            e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
+            e
+        })?;
+        Ok(Some(crate::pty::PtyOptions { size }))
     }
 
     /// The health check the fields give, checked; None without one.
