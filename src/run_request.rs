@@ -164,20 +164,7 @@ impl RunRequest {
 
     /// The terminal session the fields ask for, checked; None without one.
     fn pty_options(&self) -> Result<Option<crate::pty::PtyOptions>> {
-        if !self.pty {
-            return match self.pty_size {
-                Some(_) => Err(Error::invalid("pty_size needs a terminal session")
-                    .hint("add \"pty\": true, or drop pty_size")),
-                None => Ok(None),
-            };
-        }
-        let size = self.pty_size.as_deref().map(crate::pty::parse_size);
-        let size = size.transpose().map_err(|mut e| {
-            e.message = format!("pty_size: {}", e.message);
-            e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
-            e
-        })?;
-        Ok(Some(crate::pty::PtyOptions { size }))
+        pty_options(self.pty, self.pty_size.as_deref())
     }
 
     /// The health check the fields give, checked; None without one.
@@ -302,4 +289,23 @@ mod tests {
         );
         assert!(typo.unwrap_err().to_string().contains("ownr"));
     }
+}
+
+/// `pty` and `pty_size` of a request body, checked: None without a
+/// terminal session.
+pub fn pty_options(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
+    if !pty {
+        return match pty_size {
+            Some(_) => Err(Error::invalid("pty_size needs a terminal session")
+                .hint("add \"pty\": true, or drop pty_size")),
+            None => Ok(None),
+        };
+    }
+    let size = pty_size.map(crate::pty::parse_size).transpose();
+    let size = size.map_err(|mut e| {
+        e.message = format!("pty_size: {}", e.message);
+        e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
+        e
+    })?;
+    Ok(Some(crate::pty::PtyOptions { size }))
 }
