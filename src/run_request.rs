@@ -252,6 +252,25 @@ pub fn restart_timing(
     })
 }
 
+/// `pty` and `pty_size` of a request body, checked: None without a
+/// terminal session.
+pub fn pty_options(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
+    if !pty {
+        return match pty_size {
+            Some(_) => Err(Error::invalid("pty_size needs a terminal session")
+                .hint("add \"pty\": true, or drop pty_size")),
+            None => Ok(None),
+        };
+    }
+    let size = pty_size.map(crate::pty::parse_size).transpose();
+    let size = size.map_err(|mut e| {
+        e.message = format!("pty_size: {}", e.message);
+        e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
+        e
+    })?;
+    Ok(Some(crate::pty::PtyOptions { size }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,23 +308,21 @@ mod tests {
         );
         assert!(typo.unwrap_err().to_string().contains("ownr"));
     }
-}
 
-/// `pty` and `pty_size` of a request body, checked: None without a
-/// terminal session.
-pub fn pty_options(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
-    if !pty {
-        return match pty_size {
-            Some(_) => Err(Error::invalid("pty_size needs a terminal session")
-                .hint("add \"pty\": true, or drop pty_size")),
-            None => Ok(None),
+    #[test]
+    fn pty_and_pty_size_start_a_terminal_session_and_bad_ones_are_refused() {
+        let r = RunRequest {
+            command: vec!["sh".into()],
+            pty: true,
+            pty_size: Some("40x120".into()),
+            ..Default::default()
         };
+        assert_eq!(r.into_spec().unwrap().pty.unwrap().size, Some((40, 120)));
+        let e = pty_options(true, Some("40")).unwrap_err();
+        assert!(e.message.starts_with("pty_size: "), "{e}");
+        assert!(e.hint.unwrap().contains("40x120"));
+        let e = pty_options(false, Some("40x120")).unwrap_err();
+        assert!(e.hint.unwrap().contains("\"pty\": true"));
+        assert!(pty_options(false, None).unwrap().is_none());
     }
-    let size = pty_size.map(crate::pty::parse_size).transpose();
-    let size = size.map_err(|mut e| {
-        e.message = format!("pty_size: {}", e.message);
-        e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
-        e
-    })?;
-    Ok(Some(crate::pty::PtyOptions { size }))
 }
