@@ -39,8 +39,9 @@
 //! - A client that cannot keep up gets a fresh screen when it catches up
 //!   instead of every byte, as tmux redraws a slow client.
 //!
-//! Entry points for every surface (CLI, HTTP API, MCP):
-//! [`socket_of`] (an id to its socket), [`client::screen`],
+//! Entry points for every surface (CLI, HTTP API, MCP): the controller's
+//! `send_keys`, `screen` and `session_socket` (policy, then an id to its
+//! socket through [`live_socket`]), then [`client::screen`],
 //! [`client::send`], [`client::attach`] (a stream of events and a sender;
 //! a WebSocket bridge forwards frames both ways), and [`tty::attach_terminal`].
 
