@@ -31,6 +31,10 @@
 //!       ExecMainExitTimestampMonotonic after a SIGKILL) to the event on an
 //!       open `/api/v1/events?follow=true` stream; the daemon's RSS with 10
 //!       open streams
+//!   (i) terminal sessions (`run --pty` + `attach`) vs tmux: throughput,
+//!       keystroke echo, attach time, memory per session (see benches/pty.rs;
+//!       BENCH_PTY_MB, BENCH_PTY_REPS, BENCH_PTY_KEYS, BENCH_PTY_ATTACHES,
+//!       BENCH_PTY_SESSIONS)
 //!
 //! Environment:
 //!   REFINE_PROC_BIN       the refine-proc binary [default: this build's]
@@ -81,6 +85,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+
+mod pty;
 
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 
@@ -147,6 +153,9 @@ fn main() {
     }
     if b.cfg.wants('h') {
         b.case_h();
+    }
+    if b.cfg.wants('i') {
+        b.case_i();
     }
     b.finish(started.elapsed());
 }

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod probe_cgroup;
 pub mod procfs;
 pub mod provenance;
+pub mod pty;
 pub mod run_request;
 pub mod spec;
 pub mod systemd;

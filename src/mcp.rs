@@ -105,6 +105,29 @@ pub struct KillArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct SendArgs {
+    /// The terminal session (a process started with `pty: true`).
+    pub id: String,
+    /// Typed as is; "\n" is Enter.
+    pub text: Option<String>,
+    /// Keys after the text, e.g. "Enter", "C-c", "Up", "Tab", "F1".
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenArgs {
+    /// The terminal session (a process started with `pty: true`).
+    pub id: String,
+    /// Answer once this text shows on the screen.
+    pub wait_for: Option<String>,
+    /// How long to wait for it, e.g. "30s" (default 10s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LogsArgs {
     pub id: String,
     /// Continue after this cursor (a previous page's `next_cursor`).
@@ -304,6 +327,35 @@ impl McpServer {
     )]
     async fn restart(&self, Parameters(a): Parameters<IdArgs>) -> CallToolResult {
         self.call("outcomes", Request::Restart { id: a.id }).await
+    }
+
+    #[tool(
+        description = "Type into a terminal session (a process run with `pty: true`): `text` as typed (\"\\n\" is Enter), then `keys` such as \"Enter\", \"C-c\", \"Up\". Read the result with `screen`.",
+        annotations(destructive_hint = false, idempotent_hint = false)
+    )]
+    async fn send(&self, Parameters(a): Parameters<SendArgs>) -> CallToolResult {
+        let sent = self
+            .controller
+            .send_keys(&a.id, a.text.as_deref(), &a.keys)
+            .await;
+        answer("sent", sent.map(|()| true))
+    }
+
+    #[tool(
+        description = "The visible screen of a terminal session (a process run with `pty: true`): its rows as text, the cursor and the size; with wait_for, once that text shows (within timeout, default 10s).",
+        annotations(read_only_hint = true, idempotent_hint = true)
+    )]
+    async fn screen(&self, Parameters(a): Parameters<ScreenArgs>) -> CallToolResult {
+        let timeout = match a.timeout.as_deref().map(|t| duration("timeout", t)) {
+            None => Duration::from_secs(10),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => return failed(e),
+        };
+        let wait_for = a.wait_for.as_deref();
+        answer(
+            "screen",
+            self.controller.screen(&a.id, wait_for, timeout).await,
+        )
     }
 
     #[tool(

@@ -574,6 +574,10 @@ pub struct Record {
     pub exit_source: Option<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// A terminal session (`run --pty`): where its socket is. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<crate::pty::PtyRecord>,
     #[serde(default)]
     pub restart: Restart,
     #[serde(default)]
@@ -710,6 +714,7 @@ mod tests {
             result: None,
             exit_source: None,
             limits: Default::default(),
+            pty: None,
             restart: Restart {
                 policy,
                 ..Default::default()

@@ -80,6 +80,12 @@ pub struct RunRequest {
     pub health_start_period: Option<String>,
     /// none, restart or stop.
     pub on_unhealthy: Option<String>,
+    /// Run on a pseudo-terminal that outlives every client (a terminal
+    /// session: send, screen and attach reach it).
+    pub pty: bool,
+    /// The terminal's size until a client attaches, "ROWSxCOLS" (default
+    /// 24x80); needs `pty`.
+    pub pty_size: Option<String>,
 }
 
 impl RunRequest {
@@ -104,6 +110,7 @@ impl RunRequest {
             .transpose()
             .map_err(field("owner"))?;
         let health = self.health_spec()?;
+        let pty = self.pty_options()?;
         Ok(RunSpec {
             owner,
             label: self.label,
@@ -150,8 +157,14 @@ impl RunRequest {
                 .transpose()?,
             persist: self.persist,
             health,
+            pty,
             command: self.command,
         })
+    }
+
+    /// The terminal session the fields ask for, checked; None without one.
+    fn pty_options(&self) -> Result<Option<crate::pty::PtyOptions>> {
+        pty_options(self.pty, self.pty_size.as_deref())
     }
 
     /// The health check the fields give, checked; None without one.
@@ -239,6 +252,25 @@ pub fn restart_timing(
     })
 }
 
+/// `pty` and `pty_size` of a request body, checked: None without a
+/// terminal session.
+pub fn pty_options(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
+    if !pty {
+        return match pty_size {
+            Some(_) => Err(Error::invalid("pty_size needs a terminal session")
+                .hint("add \"pty\": true, or drop pty_size")),
+            None => Ok(None),
+        };
+    }
+    let size = pty_size.map(crate::pty::parse_size).transpose();
+    let size = size.map_err(|mut e| {
+        e.message = format!("pty_size: {}", e.message);
+        e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
+        e
+    })?;
+    Ok(Some(crate::pty::PtyOptions { size }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +307,22 @@ mod tests {
             serde_json::json!({"command": ["true"], "ownr": "agent"}),
         );
         assert!(typo.unwrap_err().to_string().contains("ownr"));
+    }
+
+    #[test]
+    fn pty_and_pty_size_start_a_terminal_session_and_bad_ones_are_refused() {
+        let r = RunRequest {
+            command: vec!["sh".into()],
+            pty: true,
+            pty_size: Some("40x120".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.into_spec().unwrap().pty.unwrap().size, Some((40, 120)));
+        let e = pty_options(true, Some("40")).unwrap_err();
+        assert!(e.message.starts_with("pty_size: "), "{e}");
+        assert!(e.hint.unwrap().contains("40x120"));
+        let e = pty_options(false, Some("40x120")).unwrap_err();
+        assert!(e.hint.unwrap().contains("\"pty\": true"));
+        assert!(pty_options(false, None).unwrap().is_none());
     }
 }

@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub persist: bool,
     /// The health check the daemon runs while it runs.
     pub health: Option<HealthSpec>,
+    /// Run on a pseudo-terminal held by `refine-proc pty-hold` (`run --pty`).
+    pub pty: Option<crate::pty::PtyOptions>,
 }
 
 /// A checked [`RunSpec`]: absolute executable, existing directory, sane text.
@@ -69,6 +71,7 @@ pub struct Launch {
     pub ready: Option<crate::model::ReadySpec>,
     pub persist: bool,
     pub health: Option<HealthSpec>,
+    pub pty: Option<crate::pty::PtyLaunch>,
 }
 
 /// Where a caller runs: what resolves a command without a slash (PATH) and
@@ -177,6 +180,7 @@ impl RunSpec {
         }
         let mut restart_timing = self.restart_timing;
         check_restart(self.restart, &mut restart_timing)?;
+        let pty = self.pty.as_ref().map(|p| p.validate()).transpose()?;
         Ok(Launch {
             executable,
             command: self.command,
@@ -193,6 +197,7 @@ impl RunSpec {
             ready: self.ready,
             persist: self.persist,
             health: self.health,
+            pty,
         })
     }
 }
@@ -754,10 +759,25 @@ pub fn backoff_delay(delay: u64, max: u64, n: u32) -> u64 {
 /// `ExecStart=`: refine-proc's `exec-unit`, which executes the command
 /// it decodes in its own process. The process finds refine-proc on PATH
 /// unless `--env PATH=` says otherwise.
-fn exec_start(launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+fn exec_start(id: &str, launch: &Launch, hook: &UnitContext) -> (String, Vec<String>, bool) {
+    // With `--pty` the holder (this binary's `pty-hold`) runs in front of
+    // the program, encoded the same way: its argv survives a reload too.
+    let (executable, argv) = match &launch.pty {
+        None => (
+            launch.executable.clone().into_os_string(),
+            launch.command.iter().map(Into::into).collect(),
+        ),
+        Some(pty) => (
+            hook.program.clone().into_os_string(),
+            pty.hold_argv(id, &launch.executable, &launch.command)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        ),
+    };
     let command = unitexec::UnitCommand {
-        executable: launch.executable.clone().into_os_string(),
-        argv: launch.command.iter().map(Into::into).collect(),
+        executable,
+        argv,
         add_own_dir_to_path: !launch.environment.contains_key("PATH"),
     };
     let mut argv = vec!["refine-proc".to_string(), unitexec::EXEC_UNIT.to_string()];
@@ -887,7 +907,7 @@ pub fn service_properties(
         // which its unit-file quoting leaves alone: a daemon-reload reads
         // other text back changed (`;` as `\;`, `$$` as `\$\$`), and every
         // later start would run another command (see crate::unitexec).
-        ("ExecStart", Prop::Exec(vec![exec_start(launch, hook)])),
+        ("ExecStart", Prop::Exec(vec![exec_start(id, launch, hook)])),
         (
             "ExecStopPost",
             Prop::Exec(vec![(
@@ -1191,6 +1211,34 @@ mod tests {
         let mut s = spec(&["true"]);
         s.label = Some("x".repeat(MAX_TEXT + 1));
         assert!(s.validate().unwrap_err().message.contains("--label"));
+    }
+
+    #[test]
+    fn pty_holder_exec_start_was_plain_text_systemd_rewrote_at_reload() {
+        let mut l = spec(&["sh", "-c", "echo $$; a;b", "\\;"])
+            .validate()
+            .unwrap();
+        l.pty = Some(crate::pty::PtyLaunch {
+            rows: 24,
+            cols: 80,
+            dir: "/run/user/1000/refine-proc/pty".into(),
+        });
+        let props = service_properties("abcd2345", &l, &hook());
+        let Some((_, Prop::Exec(exec))) = props.iter().find(|(n, _)| *n == "ExecStart") else {
+            panic!()
+        };
+        assert_eq!(exec[0].1[..2], ["refine-proc", "exec-unit"]);
+        assert!(exec[0].1[2..]
+            .iter()
+            .all(|a| a.bytes().all(|b| b.is_ascii_hexdigit())));
+        let c = crate::unitexec::UnitCommand::decode(&exec[0].1[2..]).unwrap();
+        assert_eq!(c.executable, "/usr/bin/refine-proc");
+        let argv: Vec<_> = c.argv.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(argv[..2], ["refine-proc", "pty-hold"]);
+        assert_eq!(argv[argv.len() - 4..], ["sh", "-c", "echo $$; a;b", "\\;"]);
+        // What a rebuilt record says it runs: the user's command.
+        let back = crate::unitexec::command_of_exec_start(&exec[0].1).unwrap();
+        assert_eq!(back, ["sh", "-c", "echo $$; a;b", "\\;"]);
     }
 
     #[test]

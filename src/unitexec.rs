@@ -120,12 +120,26 @@ impl UnitCommand {
 pub fn command_of_exec_start(argv: &[String]) -> Option<Vec<String>> {
     match argv {
         [_, sub, chunks @ ..] if sub == EXEC_UNIT => UnitCommand::decode(chunks).ok().map(|c| {
-            c.argv
+            let argv: Vec<String> = c
+                .argv
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
-                .collect()
+                .collect();
+            without_pty_holder(argv)
         }),
         _ => Some(argv.iter().map(|a| a.replace("$$", "$")).collect()),
+    }
+}
+
+/// The user's argv of a `--pty` unit, whose encoded command is
+/// `refine-proc pty-hold OPTIONS -- EXE ARGV...` (see crate::pty).
+fn without_pty_holder(argv: Vec<String>) -> Vec<String> {
+    let holder = argv.first().map(String::as_str) == Some("refine-proc")
+        && argv.get(1).map(String::as_str) == Some(crate::pty::HOLD_COMMAND);
+    match argv.iter().position(|a| a == "--") {
+        // After `--`: the executable, then argv (argv[0] included).
+        Some(end) if holder && argv.len() > end + 2 => argv[end + 2..].to_vec(),
+        _ => argv,
     }
 }
 

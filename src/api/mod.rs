@@ -13,6 +13,7 @@ pub mod problem;
 pub mod processes;
 pub mod schema;
 pub mod server;
+pub mod sessions;
 pub mod streams;
 pub mod system;
 pub mod web;

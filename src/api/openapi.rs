@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::Problem;
-use super::{processes, streams, system, AppState};
+use super::{processes, sessions, streams, system, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -98,6 +98,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(processes::kill))
         .routes(routes!(processes::limits))
         .routes(routes!(processes::group))
+        .routes(routes!(sessions::send))
+        .routes(routes!(sessions::screen))
         .routes(routes!(streams::logs))
         .routes(routes!(streams::events))
         .routes(routes!(system::system))

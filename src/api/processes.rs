@@ -132,6 +132,16 @@ pub struct RunRequest {
     pub queue: bool,
     #[serde(default)]
     pub persist: bool,
+    /// Run on a pseudo-terminal that outlives every client (a terminal
+    /// session: send, screen and attach reach it).
+    // Left out of the idempotency key's canonical body when unset, so keys
+    // claimed before sessions existed still match their retries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pty: bool,
+    /// The terminal's size until a client attaches, "ROWSxCOLS" [default:
+    /// 24x80]; needs `pty`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pty_size: Option<String>,
 }
 
 impl RunRequest {
@@ -149,6 +159,7 @@ impl RunRequest {
                 Error::invalid("you have no home directory to run in").hint("pass cwd")
             })?,
         };
+        let pty = crate::run_request::pty_options(self.pty, self.pty_size.as_deref())?;
         Ok(RunSpec {
             command: self.command,
             owner: self.owner,
@@ -163,6 +174,7 @@ impl RunRequest {
                 None => RestartPolicy::default(),
             },
             persist: self.persist,
+            pty,
             ..Default::default()
         })
     }

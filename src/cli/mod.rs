@@ -3,6 +3,7 @@
 
 mod logs;
 mod output;
+mod pty;
 mod remote;
 mod web;
 
@@ -339,6 +340,32 @@ Examples:
         #[arg(long, hide = true, value_name = "HEX")]
         index_hex: Option<String>,
     },
+    /// Use a terminal session from this terminal: its screen, then live
+    #[command(after_help = "\
+Examples:
+  refine-proc run --pty --label repl -- python3
+  refine-proc attach k3x9p2qa                  # Ctrl-\\ detaches
+  refine-proc attach --read-only k3x9p2qa      # watch while another client writes
+  refine-proc attach --take k3x9p2qa           # take the keyboard over
+  refine-proc attach --detach-keys ctrl-p,ctrl-q k3x9p2qa")]
+    Attach(pty::AttachArgs),
+    /// Type into a terminal session (a newline is Enter; --key for control keys)
+    #[command(after_help = "\
+Examples:
+  refine-proc send k3x9p2qa $'bob\\n'
+  refine-proc send k3x9p2qa bob --key Enter
+  refine-proc send k3x9p2qa --key C-c")]
+    Send(pty::SendArgs),
+    /// Print the visible screen of a terminal session
+    #[command(after_help = "\
+Examples:
+  refine-proc screen k3x9p2qa
+  refine-proc screen k3x9p2qa --json
+  refine-proc screen k3x9p2qa --wait-for 'name?' --timeout 30s")]
+    Screen(pty::ScreenArgs),
+    /// Hold a terminal session (run by systemd as ExecStart with run --pty)
+    #[command(name = "pty-hold", hide = true)]
+    PtyHold(pty::HoldArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -474,6 +501,8 @@ struct RunArgs {
     persist: bool,
     #[command(flatten)]
     health: HealthArgs,
+    #[command(flatten)]
+    pty: pty::PtyRunArgs,
     /// Print the record as JSON
     #[arg(long)]
     json: bool,
@@ -872,6 +901,10 @@ pub fn main() -> i32 {
         Command::Man { dir } => return exit_of(man(dir.as_deref())),
         _ => {}
     }
+    // The holder needs no index and no bus: only its terminal and socket.
+    if let Command::PtyHold(args) = cli.command {
+        return pty::hold(args);
+    }
     let hook_dir = match &cli.command {
         Command::RecordExit {
             index_hex: Some(hex),
@@ -1231,7 +1264,11 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Attach(args) => pty::attach(&controller, args).await,
+        Command::Send(args) => pty::send(&controller, args).await,
+        Command::Screen(args) => pty::screen(&controller, args).await,
         Command::RecordExit { .. }
+        | Command::PtyHold(_)
         | Command::Doctor { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
@@ -1474,6 +1511,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec> {
             .transpose()?,
         persist: a.persist,
         health: a.health.spec()?,
+        pty: a.pty.options()?,
     })
 }
 

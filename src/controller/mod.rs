@@ -7,6 +7,7 @@ mod limits;
 mod logs;
 mod lookup;
 mod pause;
+mod pty;
 mod reconcile;
 mod records;
 mod recover;

@@ -246,6 +246,7 @@ pub(super) fn record_from_environment(
         result: None,
         exit_source: None,
         limits: Default::default(),
+        pty: None,
         restart: Default::default(),
         logs: Logs {
             journal: journal_command(unit),

@@ -48,12 +48,14 @@ pub(super) fn spec_of(record: &Record) -> RunSpec {
         ready: record.ready.clone(),
         persist: record.persist,
         health: record.health.clone(),
+        pty: crate::pty::options_of(record),
     }
 }
 
 /// The record of a new launch under `id`, starting.
 pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
     let unit = unit_name(launch.owner, &id);
+    let pty = launch.pty.as_ref().map(|p| p.record(&id));
     Record {
         schema: RECORD_SCHEMA,
         logs: Logs {
@@ -79,6 +81,7 @@ pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy)
         result: None,
         exit_source: None,
         limits: launch.limits.clone(),
+        pty,
         restart: Restart {
             policy: launch.restart,
             timing: launch.restart_timing.clone(),
@@ -128,6 +131,7 @@ pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy
         result: None,
         exit_source: None,
         limits: Default::default(),
+        pty: None,
         restart: Default::default(),
         runs_ended: 0,
         stop_requested_for: None,

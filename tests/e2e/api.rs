@@ -799,3 +799,61 @@ fn api_log_stream_resumes_from_last_event_id_losing_and_repeating_nothing() {
         "lost or repeated across the reconnect"
     );
 }
+
+#[test]
+fn api_terminal_session_send_and_screen_answer_a_prompt_as_documented() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let doc = d.get("/api/v1/openapi.json").json();
+    let check = |m: &str, p: &str, r: &Resp| documented(&doc, m, p, r);
+    let work = env.work_dir().display().to_string();
+    let script = "printf 'name? '; read n; echo \"hello $n\"; sleep 600";
+    let run = d.post(
+        "/api/v1/processes",
+        json!({"command": ["sh", "-c", script], "pty": true, "pty_size": "30x100", "cwd": work}),
+    );
+    assert_eq!(run.status, 201, "{}", run.body);
+    let id = run.json()["id"].as_str().unwrap().to_string();
+    assert!(run.json()["pty"]["socket"].is_string(), "{}", run.body);
+
+    let screen = d.get(&format!(
+        "/api/v1/processes/{id}/screen?wait_for=name%3F&timeout=20s"
+    ));
+    check("get", "/api/v1/processes/{id}/screen", &screen);
+    assert_eq!(screen.status, 200, "{}", screen.body);
+    let s = screen.json();
+    assert_eq!(
+        (s["rows"].as_u64(), s["cols"].as_u64()),
+        (Some(30), Some(100))
+    );
+    // The same JSON as `screen --json`.
+    let cli: Value = env.ok(&["screen", "--json", &id]).json();
+    assert_eq!(keys(&s), keys(&cli));
+
+    let path = format!("/api/v1/processes/{id}/send");
+    let bad = d.post(&path, json!({"keys": ["NoSuchKey"]}));
+    check("post", "/api/v1/processes/{id}/send", &bad);
+    // An unknown key parses but does not fit: 422, like an unknown owner.
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.json()["hint"].as_str().unwrap().contains("C-a"));
+    let sent = d.post(&path, json!({"text": "bob $HOME;`id`", "keys": ["Enter"]}));
+    check("post", "/api/v1/processes/{id}/send", &sent);
+    assert_eq!(sent.status, 204, "{}", sent.body);
+    let after = d.get(&format!(
+        "/api/v1/processes/{id}/screen?wait_for=hello%20bob&timeout=20s"
+    ));
+    assert_eq!(after.status, 200, "{}", after.body);
+    let lines: Vec<String> = serde_json::from_value(after.json()["lines"].clone()).unwrap();
+    assert!(
+        lines.iter().any(|l| l == "hello bob $HOME;`id`"),
+        "{lines:?}"
+    );
+
+    // Not a session: refused, with the hint.
+    let plain = env.run(&["--", "sleep", "600"]);
+    let r = d.get(&format!("/api/v1/processes/{}/screen", plain.id));
+    check("get", "/api/v1/processes/{id}/screen", &r);
+    assert_eq!(r.status, 409, "{}", r.body);
+    env.ok(&["kill", &id]);
+    env.ok(&["kill", &plain.id]);
+}

@@ -6,12 +6,12 @@ use super::common::*;
 
 /// The daemon of `env`'s index as a transient Type=notify service with a
 /// watchdog; stopped when dropped.
-struct Daemon {
-    unit: String,
+pub(super) struct Daemon {
+    pub(super) unit: String,
 }
 
 impl Daemon {
-    fn start(env: &Env) -> Daemon {
+    pub(super) fn start(env: &Env) -> Daemon {
         Daemon::start_with_policy(env, &env.policy_path())
     }
 

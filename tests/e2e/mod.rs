@@ -17,6 +17,7 @@ mod logs;
 mod ownership;
 mod packaging;
 mod pause;
+mod pty;
 mod recover;
 mod regressions;
 mod restarts;

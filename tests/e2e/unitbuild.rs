@@ -66,7 +66,7 @@ fn ok_in(state: &Path, cwd: &Path, args: &[&str]) -> Out {
 }
 
 /// Every class of character systemd's unit-file quoting treats specially.
-const HOSTILE: &[&str] = &[
+pub(super) const HOSTILE: &[&str] = &[
     "a;b",
     "cost $5",
     "$$",

@@ -1,0 +1,42 @@
+//! Terminal sessions (`run --pty`) as every surface reaches them: typing
+//! into one is acting on it (authorized like `kill`), its screen is a read
+//! like `status`. The CLI, the HTTP API and the MCP server call these.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::pty::{self, client, proto::Screen};
+
+impl Controller {
+    /// Types `text` (a newline is Enter), then each key (`Enter`, `C-c`,
+    /// ...), into the session `arg` names. Bad keys are refused before
+    /// anything is sent.
+    pub async fn send_keys(&self, arg: &str, text: Option<&str>, keys: &[String]) -> Result<()> {
+        let bytes = pty::send_bytes(text, keys)?;
+        let socket = self.session_socket(arg, true).await?;
+        client::send(&socket, &bytes).await
+    }
+
+    /// The visible screen of the session `arg` names; with `wait_for`,
+    /// once that text shows (within `timeout`).
+    pub async fn screen(
+        &self,
+        arg: &str,
+        wait_for: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Screen> {
+        let socket = self.session_socket(arg, false).await?;
+        client::screen(&socket, wait_for, timeout).await
+    }
+
+    /// The socket of a live, unpaused session, checked against the
+    /// requester's `act_on` when it would `act` (write to it).
+    pub async fn session_socket(&self, arg: &str, act: bool) -> Result<PathBuf> {
+        let record = self.status(arg).await?.record;
+        if act {
+            self.authorize("send input to", &record).await?;
+        }
+        pty::live_socket(&record)
+    }
+}

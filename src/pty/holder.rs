@@ -1,0 +1,752 @@
+//! The holder: the unit's main process when it runs with `--pty`. It owns
+//! the master side of the terminal, runs the command on the slave side,
+//! keeps the screen model, serves clients on the session socket and writes
+//! the output, as text, to its stdout (the unit's journal).
+//!
+//! Single-threaded (tokio current-thread): one event loop, no locks; the
+//! journal writer is a thread of its own so a slow journald never slows
+//! the program (its lines are dropped, and counted, instead).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{oneshot, Notify};
+
+use super::proto::{self, Cursor, Exit, Hello, Mode, Screen};
+use super::strip::Stripper;
+use crate::error::{Error, Result};
+
+/// Lines of scrollback the screen model keeps (tmux's default history).
+pub const SCROLLBACK: usize = 2000;
+/// Output queued for one client before it counts as lagging: it then gets
+/// a fresh screen when it catches up instead of every byte (as tmux
+/// redraws a slow client), so no client can hold the program back.
+const CLIENT_QUEUE: usize = 4 << 20;
+/// Chunks queued for the journal writer before output is dropped from the
+/// journal (never from the screen or the clients).
+const JOURNAL_QUEUE: usize = 256;
+/// Input queued for the program and not yet read by it.
+const INPUT_QUEUE: usize = 1 << 20;
+/// How long clients get to read the end of the session before it closes.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
+/// What the holder runs, and where it listens.
+#[derive(Clone, Debug)]
+pub struct HoldOptions {
+    pub socket: PathBuf,
+    pub rows: u16,
+    pub cols: u16,
+    /// Absolute path of the program.
+    pub executable: PathBuf,
+    /// Its argv, argv\[0\] included.
+    pub argv: Vec<String>,
+}
+
+/// Runs the session to its end and returns how the program ended.
+pub fn hold(opts: HoldOptions) -> Result<Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::systemd(format!("cannot start the holder's runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(opts))
+}
+
+/// Exits the way the program did: the same code, or the same signal, so
+/// the unit's record reads like the program's own.
+pub fn exit_like(exit: &Exit) -> ! {
+    if let (None, Some(sig)) = (exit.code, exit.signal) {
+        // SAFETY: restoring the default action and raising a signal at
+        // ourselves; nothing runs after it but the default action.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::kill(libc::getpid(), sig);
+        }
+    }
+    std::process::exit(exit.status())
+}
+
+struct Client {
+    read_only: bool,
+    /// Encoded frames waiting for the socket.
+    queue: RefCell<VecDeque<Rc<[u8]>>>,
+    queued: Cell<usize>,
+    /// It lagged: its queue was dropped and it gets a snapshot instead.
+    resync: Cell<bool>,
+    closed: Cell<bool>,
+    size: Cell<Option<(u16, u16)>>,
+    wake: Notify,
+    /// Its writer ended (all sent, or the connection broke).
+    done: Notify,
+}
+
+impl Client {
+    fn push(&self, frame: Rc<[u8]>) {
+        if self.resync.get() || self.closed.get() {
+            return;
+        }
+        if self.queued.get() + frame.len() > CLIENT_QUEUE {
+            self.queue.borrow_mut().clear();
+            self.queued.set(0);
+            self.resync.set(true);
+        } else {
+            self.queued.set(self.queued.get() + frame.len());
+            self.queue.borrow_mut().push_back(frame);
+        }
+        self.wake.notify_one();
+    }
+}
+
+struct Waiter {
+    text: String,
+    reply: oneshot::Sender<Screen>,
+}
+
+struct Session {
+    parser: vt100::Parser,
+    clients: BTreeMap<u64, Rc<Client>>,
+    next_client: u64,
+    lease: Option<u64>,
+    waiters: Vec<Waiter>,
+    input: VecDeque<u8>,
+    master: Rc<AsyncFd<OwnedFd>>,
+    journal: Option<mpsc::SyncSender<Vec<u8>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+type Shared = Rc<RefCell<Session>>;
+
+fn frame(kind: u8, payload: &[u8]) -> Rc<[u8]> {
+    let mut buf = Vec::with_capacity(5 + payload.len());
+    proto::encode(&mut buf, kind, payload);
+    buf.into()
+}
+
+impl Session {
+    fn output(&mut self, chunk: &[u8]) {
+        self.parser.process(chunk);
+        if let Some(j) = &self.journal {
+            if j.try_send(chunk.to_vec()).is_err() {
+                self.dropped
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if !self.clients.is_empty() {
+            let f = frame(proto::OUTPUT, chunk);
+            for c in self.clients.values() {
+                c.push(f.clone());
+            }
+        }
+        if !self.waiters.is_empty() {
+            let contents = self.parser.screen().contents();
+            let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+                .into_iter()
+                .partition(|w| contents.contains(&w.text));
+            self.waiters = wait;
+            for w in done {
+                let _ = w.reply.send(self.screen());
+            }
+        }
+    }
+
+    fn screen(&self) -> Screen {
+        let s = self.parser.screen();
+        let (rows, cols) = s.size();
+        let (row, col) = s.cursor_position();
+        Screen {
+            lines: s
+                .rows(0, cols.get())
+                .map(|l| l.trim_end().to_string())
+                .collect(),
+            cursor: Cursor { row, col },
+            rows: rows.get(),
+            cols: cols.get(),
+        }
+    }
+
+    /// Escape sequences that draw the screen as it is on a blank terminal.
+    fn snapshot(&self) -> Rc<[u8]> {
+        let mut s = String::from("\x1b[0m\x1b[H\x1b[2J");
+        s.push_str(&self.parser.screen().state_formatted());
+        frame(proto::SNAPSHOT, s.as_bytes())
+    }
+
+    fn resize(&mut self, rows: u16, cols: u16) {
+        let (Some(r), Some(c)) = (
+            std::num::NonZeroU16::new(rows),
+            std::num::NonZeroU16::new(cols),
+        ) else {
+            return;
+        };
+        if self.parser.screen().size() == (r, c) {
+            return;
+        }
+        set_window(self.master.get_ref().as_raw_fd(), rows, cols);
+        self.parser.set_size(r, c);
+    }
+
+    /// Gives the write lease to `id` (taking it from its holder).
+    fn grant(&mut self, id: u64) {
+        if self.lease == Some(id) {
+            return;
+        }
+        if let Some(old) = self.lease.and_then(|o| self.clients.get(&o)) {
+            old.push(frame(proto::LEASE, &[0]));
+        }
+        self.lease = Some(id);
+        if let Some(c) = self.clients.get(&id).cloned() {
+            c.push(frame(proto::LEASE, &[1]));
+            if let Some((r, cols)) = c.size.get() {
+                self.resize(r, cols);
+            }
+        }
+    }
+}
+
+async fn run(opts: HoldOptions) -> Result<Exit> {
+    let listener = listen(&opts.socket)?;
+    let (master, slave) = open_pty(opts.rows, opts.cols)?;
+    let mut child = spawn(&opts, slave)?;
+    // SAFETY: the fd is owned by the AsyncFd and closed only with it.
+    let master = Rc::new(
+        unsafe { AsyncFd::register(master) }
+            .map_err(|e| Error::systemd(format!("cannot watch the terminal: {e}")))?,
+    );
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (journal, journal_thread) = journal_writer(dropped.clone());
+    let (rows, cols) = (
+        std::num::NonZeroU16::new(opts.rows).unwrap_or(vt100::Parser::DEFAULT_ROWS),
+        std::num::NonZeroU16::new(opts.cols).unwrap_or(vt100::Parser::DEFAULT_COLS),
+    );
+    let session: Shared = Rc::new(RefCell::new(Session {
+        parser: vt100::Parser::new(rows, cols, SCROLLBACK),
+        clients: BTreeMap::new(),
+        next_client: 0,
+        lease: None,
+        waiters: Vec::new(),
+        input: VecDeque::new(),
+        master: master.clone(),
+        journal: Some(journal),
+        dropped,
+    }));
+    let input_wake = Rc::new(Notify::new());
+    let pid = child.id().map(|p| p as i32);
+
+    let reader = tokio::task::spawn_local(read_master(session.clone()));
+    let writer = tokio::task::spawn_local(write_master(session.clone(), input_wake.clone()));
+    let acceptor = tokio::task::spawn_local(accept(listener, session.clone(), input_wake.clone()));
+    let hangup = tokio::task::spawn_local(hang_up_on_stop(master.clone(), pid));
+
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Error::systemd(format!("cannot wait for the program: {e}")))?;
+    // What it printed before it ended is in the terminal's buffer: read it
+    // all before saying it ended.
+    drain_master(&session);
+    reader.abort();
+    writer.abort();
+    acceptor.abort();
+    hangup.abort();
+    let _ = std::fs::remove_file(&opts.socket);
+
+    use std::os::unix::process::ExitStatusExt as _;
+    let exit = Exit {
+        code: status.code(),
+        signal: status.signal(),
+    };
+    finish(&session, &exit).await;
+    drop(session);
+    let _ = journal_thread.join();
+    Ok(exit)
+}
+
+/// Tells every client how it ended and gives them a moment to read it.
+async fn finish(session: &Shared, exit: &Exit) {
+    let clients: Vec<Rc<Client>> = {
+        let mut s = session.borrow_mut();
+        s.journal = None;
+        let f = frame(proto::EXIT, &serde_json::to_vec(exit).unwrap_or_default());
+        for c in s.clients.values() {
+            c.push(f.clone());
+            c.closed.set(true);
+        }
+        s.clients.values().cloned().collect()
+    };
+    let flushed = async {
+        for c in clients {
+            c.done.notified().await;
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH_AT_EXIT, flushed).await;
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::systemd(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Binds the session socket in its private directory. It is bound under a
+/// temporary name and renamed, so a client never finds it before it listens.
+fn listen(socket: &Path) -> Result<UnixListener> {
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Error::invalid("the session socket has no directory"))?;
+    super::private_dir(dir)?;
+    let tmp = socket.with_extension("sock.new");
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(|e| io_err("listen on", &tmp, e))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io_err("restrict", &tmp, e))?;
+    std::fs::rename(&tmp, socket).map_err(|e| io_err("publish", socket, e))?;
+    Ok(listener)
+}
+
+fn set_window(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+/// A new terminal: (master, slave), both close-on-exec; the master does
+/// not block.
+fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd)> {
+    let ws = libc::winsize {
+        ws_row: rows.max(1),
+        ws_col: cols.max(1),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: openpty writes two fds; the name buffer and termios are null.
+    let rc = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    if rc != 0 {
+        return Err(Error::systemd(format!(
+            "cannot open a pseudo-terminal: {}",
+            std::io::Error::last_os_error()
+        ))
+        .hint("check that /dev/pts is mounted and /dev/ptmx is usable"));
+    }
+    // SAFETY: openpty returned two fds that nothing else owns.
+    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+    for fd in [m.as_raw_fd(), s.as_raw_fd()] {
+        // SAFETY: plain fcntl on fds we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: as above.
+    unsafe {
+        let fl = libc::fcntl(m.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(m.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    Ok((m, s))
+}
+
+/// Starts the program on the slave side, as the leader of a new session
+/// whose controlling terminal it is (what a terminal emulator does).
+fn spawn(opts: &HoldOptions, slave: OwnedFd) -> Result<tokio::process::Child> {
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map_err(|e| Error::systemd(format!("cannot share the terminal: {e}")))
+    };
+    let mut cmd = std::process::Command::new(&opts.executable);
+    cmd.arg0(opts.argv.first().map(String::as_str).unwrap_or_default())
+        .args(opts.argv.iter().skip(1))
+        .stdin(dup(&slave)?)
+        .stdout(dup(&slave)?)
+        .stderr(slave);
+    if std::env::var_os("TERM").is_none() {
+        cmd.env("TERM", "xterm-256color");
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    tokio::process::Command::from(cmd).spawn().map_err(|e| {
+        Error::systemd(format!(
+            "cannot start {}: {e}",
+            crate::text::escape(&opts.executable.display().to_string())
+        ))
+    })
+}
+
+/// Reads what the program prints until the terminal closes.
+async fn read_master(session: Shared) {
+    let master = session.borrow().master.clone();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let Ok(mut guard) = master.readable().await else {
+            return;
+        };
+        match guard.try_io(|fd| read_fd(fd.get_ref().as_raw_fd(), &mut buf)) {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => session.borrow_mut().output(&buf[..n]),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Reads what is left in the terminal without waiting.
+fn drain_master(session: &Shared) {
+    let fd = session.borrow().master.get_ref().as_raw_fd();
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = read_fd(fd, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        session.borrow_mut().output(&buf[..n]);
+    }
+}
+
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: reading into a buffer we own, of its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes queued input to the program as fast as it reads it.
+async fn write_master(session: Shared, wake: Rc<Notify>) {
+    let master = session.borrow().master.clone();
+    loop {
+        if session.borrow().input.is_empty() {
+            wake.notified().await;
+            continue;
+        }
+        let Ok(mut guard) = master.writable().await else {
+            return;
+        };
+        let res = guard.try_io(|fd| {
+            let s = session.borrow();
+            let (a, _) = s.input.as_slices();
+            // SAFETY: writing from a slice we borrow, of its length.
+            let n = unsafe { libc::write(fd.get_ref().as_raw_fd(), a.as_ptr().cast(), a.len()) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match res {
+            Ok(Ok(n)) => {
+                session.borrow_mut().input.drain(..n);
+            }
+            Ok(Err(_)) => return,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// On stop (SIGTERM, SIGINT, SIGHUP) the terminal hangs up, as when a
+/// terminal window closes: an interactive shell ignores SIGTERM but ends
+/// on SIGHUP. The holder itself waits for the program to end.
+async fn hang_up_on_stop(master: Rc<AsyncFd<OwnedFd>>, pid: Option<i32>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
+        // SAFETY: signalling process groups; tcgetpgrp reads the terminal.
+        unsafe {
+            let fg = libc::tcgetpgrp(master.get_ref().as_raw_fd());
+            for group in [pid, (fg > 0).then_some(fg)].into_iter().flatten() {
+                libc::kill(-group, libc::SIGHUP);
+                libc::kill(-group, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+/// The journal writer: terminal output as text lines on stdout.
+fn journal_writer(
+    dropped: Arc<AtomicU64>,
+) -> (mpsc::SyncSender<Vec<u8>>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(JOURNAL_QUEUE);
+    let thread = std::thread::spawn(move || {
+        let mut strip = Stripper::default();
+        let mut out = Vec::new();
+        let stdout = std::io::stdout();
+        let mut w = stdout.lock();
+        while let Ok(chunk) = rx.recv() {
+            strip.feed(&chunk, &mut out);
+            let lost = dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                out.extend_from_slice(
+                    format!("[refine-proc: {lost} bytes of terminal output not logged: the journal was slower than the program]\n")
+                        .as_bytes(),
+                );
+            }
+            if !out.is_empty() && w.write_all(&out).and_then(|_| w.flush()).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        strip.finish(&mut out);
+        let _ = w.write_all(&out).and_then(|_| w.flush());
+    });
+    (tx, thread)
+}
+
+async fn accept(listener: UnixListener, session: Shared, input_wake: Rc<Notify>) {
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        // The directory is private already; the peer's uid is checked too,
+        // so a socket passed on by mistake still admits only its user.
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == me => {}
+            _ => continue,
+        }
+        tokio::task::spawn_local(serve(stream, session.clone(), input_wake.clone()));
+    }
+}
+
+async fn serve(stream: UnixStream, session: Shared, input_wake: Rc<Notify>) {
+    let (mut r, mut w) = stream.into_split();
+    let hello = match proto::read_frame(&mut r).await {
+        Ok(Some(f)) if f.kind == proto::HELLO => serde_json::from_slice::<Hello>(&f.payload).ok(),
+        _ => None,
+    };
+    let Some(hello) = hello.filter(|h| h.version == proto::VERSION) else {
+        let _ = proto::write_frame(
+            &mut w,
+            proto::ERROR,
+            format!(
+                "this session speaks version {} of the terminal protocol: use the refine-proc that started it",
+                proto::VERSION
+            )
+            .as_bytes(),
+        )
+        .await;
+        return;
+    };
+    match hello.mode {
+        Mode::Screen => serve_screen(&hello, &session, &mut w).await,
+        Mode::Send => {
+            if let Ok(Some(f)) = proto::read_frame(&mut r).await {
+                if f.kind == proto::INPUT {
+                    let reply = queue_input(&session, &input_wake, &f.payload);
+                    let _ = match reply {
+                        Ok(()) => proto::write_frame(&mut w, proto::DONE, b"").await,
+                        Err(e) => proto::write_frame(&mut w, proto::ERROR, e.as_bytes()).await,
+                    };
+                }
+            }
+        }
+        Mode::Attach | Mode::ReadOnly | Mode::Take => {
+            serve_attached(hello, session, input_wake, r, w).await
+        }
+    }
+}
+
+fn queue_input(session: &Shared, wake: &Notify, bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut s = session.borrow_mut();
+    if s.input.len() + bytes.len() > INPUT_QUEUE {
+        return Err("the program is not reading its input: more than 1 MiB is waiting".into());
+    }
+    s.input.extend(bytes);
+    wake.notify_one();
+    Ok(())
+}
+
+async fn serve_screen(hello: &Hello, session: &Shared, w: &mut OwnedWriteHalf) {
+    let screen = match &hello.wait_for {
+        None => Ok(session.borrow().screen()),
+        Some(text) => {
+            let rx = {
+                let mut s = session.borrow_mut();
+                let now = s.screen();
+                if now.lines.iter().any(|l| l.contains(text.as_str()))
+                    || s.parser.screen().contents().contains(text.as_str())
+                {
+                    Ok(now)
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    s.waiters.push(Waiter {
+                        text: text.clone(),
+                        reply: tx,
+                    });
+                    Err(rx)
+                }
+            };
+            match rx {
+                Ok(now) => Ok(now),
+                Err(rx) => {
+                    let limit = Duration::from_millis(hello.timeout_ms.unwrap_or(10_000));
+                    match tokio::time::timeout(limit, rx).await {
+                        Ok(Ok(screen)) => Ok(screen),
+                        _ => Err(session.borrow().screen()),
+                    }
+                }
+            }
+        }
+    };
+    let _ = match screen {
+        Ok(s) => {
+            proto::write_frame(
+                w,
+                proto::SCREEN,
+                &serde_json::to_vec(&s).unwrap_or_default(),
+            )
+            .await
+        }
+        // Timed out: the screen as it is, so the caller sees what is there.
+        Err(s) => {
+            proto::write_frame(w, proto::ERROR, &serde_json::to_vec(&s).unwrap_or_default()).await
+        }
+    };
+}
+
+async fn serve_attached(
+    hello: Hello,
+    session: Shared,
+    input_wake: Rc<Notify>,
+    mut r: tokio::net::unix::OwnedReadHalf,
+    w: OwnedWriteHalf,
+) {
+    let client = Rc::new(Client {
+        read_only: hello.mode == Mode::ReadOnly,
+        queue: RefCell::new(VecDeque::new()),
+        queued: Cell::new(0),
+        resync: Cell::new(false),
+        closed: Cell::new(false),
+        size: Cell::new(hello.rows.zip(hello.cols)),
+        wake: Notify::new(),
+        done: Notify::new(),
+    });
+    let id = {
+        let mut s = session.borrow_mut();
+        let id = s.next_client;
+        s.next_client += 1;
+        s.clients.insert(id, client.clone());
+        let wants = match hello.mode {
+            Mode::Take => true,
+            Mode::Attach => s.lease.is_none(),
+            _ => false,
+        };
+        // The lease first: it may resize the screen the snapshot draws.
+        if wants {
+            s.grant(id);
+        } else {
+            client.push(frame(proto::LEASE, &[0]));
+        }
+        let snap = s.snapshot();
+        // The snapshot goes before anything queued after it.
+        client.queue.borrow_mut().push_front(snap);
+        client.wake.notify_one();
+        id
+    };
+    let writer = tokio::task::spawn_local(write_client(session.clone(), client.clone(), w));
+    while let Ok(Some(f)) = proto::read_frame(&mut r).await {
+        if client.read_only {
+            continue;
+        }
+        let mut s = session.borrow_mut();
+        match f.kind {
+            proto::INPUT => {
+                if s.lease.is_none() {
+                    s.grant(id);
+                }
+                if s.lease == Some(id) {
+                    drop(s);
+                    let _ = queue_input(&session, &input_wake, &f.payload);
+                }
+            }
+            proto::RESIZE => {
+                if let Some((rows, cols)) = proto::parse_resize(&f.payload) {
+                    client.size.set(Some((rows, cols)));
+                    if s.lease == Some(id) {
+                        s.resize(rows, cols);
+                    }
+                }
+            }
+            proto::TAKE => s.grant(id),
+            _ => {}
+        }
+    }
+    let mut s = session.borrow_mut();
+    s.clients.remove(&id);
+    if s.lease == Some(id) {
+        s.lease = None;
+    }
+    drop(s);
+    // The peer is gone: nothing more to send; the writer ends on its own.
+    client.closed.set(true);
+    client.queue.borrow_mut().clear();
+    client.wake.notify_one();
+    drop(writer);
+}
+
+async fn write_client(session: Shared, client: Rc<Client>, w: OwnedWriteHalf) {
+    send_to_client(&session, &client, w).await;
+    // A stored permit: a waiter that comes later still sees it.
+    client.done.notify_one();
+}
+
+async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut batch = Vec::new();
+    loop {
+        if client.resync.replace(false) {
+            batch.extend_from_slice(&session.borrow().snapshot());
+        }
+        {
+            let mut q = client.queue.borrow_mut();
+            while let Some(f) = q.pop_front() {
+                batch.extend_from_slice(&f);
+                if batch.len() >= 256 * 1024 {
+                    break;
+                }
+            }
+            client.queued.set(q.iter().map(|f| f.len()).sum());
+        }
+        if batch.is_empty() {
+            if client.closed.get() {
+                return;
+            }
+            client.wake.notified().await;
+            continue;
+        }
+        if w.write_all(&batch).await.is_err() {
+            client.closed.set(true);
+            client.queue.borrow_mut().clear();
+            return;
+        }
+        batch.clear();
+    }
+}

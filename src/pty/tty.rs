@@ -1,0 +1,155 @@
+//! `attach` from a terminal: raw mode, the window size followed, the
+//! detach keys, the screen drawn first and the live stream after it.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use tokio::io::unix::AsyncFd;
+
+use super::client::{self, AttachOptions, Event};
+use super::keys::DetachMatcher;
+use super::proto::Exit;
+use crate::error::{Error, Result};
+
+/// How an attach from a terminal ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The user pressed the detach keys; the session runs on.
+    Detached,
+    /// The program ended.
+    Exited(Exit),
+    /// The session closed the connection without a word (its unit stopped).
+    Closed,
+}
+
+/// Puts the terminal back as it was, whatever ends the attach.
+struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enter(fd: RawFd) -> Result<RawMode> {
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is the caller's terminal.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return Err(Error::invalid("attach needs a terminal on its standard input")
+                .hint("run it in a terminal, or use refine-proc screen ID and send ID TEXT from scripts"));
+        }
+        let mut raw = saved;
+        // SAFETY: cfmakeraw edits the copy.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) };
+        Ok(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring the settings read in enter().
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// The terminal's size, (rows, cols).
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills one winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Opens the terminal on stdin anew: a file description of our own, so
+/// making it non-blocking does not change the shell's.
+fn own_stdin() -> Result<AsyncFd<OwnedFd>> {
+    let path = c"/proc/self/fd/0";
+    // SAFETY: opening a path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::invalid(format!(
+            "cannot read the terminal: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the fd is owned by the AsyncFd and closed only with it.
+    unsafe { AsyncFd::register(fd) }
+        .map_err(|e| Error::invalid(format!("cannot watch the terminal: {e}")))
+}
+
+fn write_out(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|_| out.flush());
+}
+
+/// Attaches the calling terminal to the session until detach or its end.
+pub async fn attach_terminal(socket: &Path, opts: AttachOptions, detach: Vec<u8>) -> Result<Ended> {
+    let stdin = std::io::stdin().as_raw_fd();
+    let raw = RawMode::enter(stdin)?;
+    let input = own_stdin()?;
+    let size = window_size(std::io::stdout().as_raw_fd()).or_else(|| window_size(stdin));
+    let attached = client::attach(socket, AttachOptions { size, ..opts }).await?;
+    let (mut events, mut sender) = (attached.events, attached.sender);
+    // The alternate screen, as tmux: detaching gives back the shell's screen.
+    write_out(b"\x1b[?1049h");
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| Error::invalid(format!("cannot follow the window size: {e}")))?;
+    let mut matcher = DetachMatcher::new(detach);
+    let mut buf = vec![0u8; 16 * 1024];
+    let ended = loop {
+        tokio::select! {
+            ev = events.next() => match ev? {
+                Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&b),
+                Some(Event::Lease(_)) => {}
+                Some(Event::Exit(e)) => break Ended::Exited(e),
+                None => break Ended::Closed,
+            },
+            ready = input.readable() => {
+                let mut guard = ready.map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
+                let n = match guard.try_io(|fd| read(fd.get_ref().as_raw_fd(), &mut buf)) {
+                    Ok(Ok(0)) => break Ended::Detached,
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Err(Error::invalid(format!("cannot read the terminal: {e}"))),
+                    Err(_would_block) => continue,
+                };
+                let (pass, detached) = matcher.feed(&buf[..n]);
+                if !pass.is_empty() && !opts.read_only {
+                    sender.input(&pass).await?;
+                }
+                if detached {
+                    break Ended::Detached;
+                }
+            }
+            _ = winch.recv() => {
+                if let Some((rows, cols)) = window_size(stdin) {
+                    sender.resize(rows, cols).await?;
+                }
+            }
+        }
+    };
+    // Leave the session's modes behind (keypad, mouse, cursor, colours).
+    write_out(
+        b"\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1006l\x1b[?2004l\x1b>\x1b[?1l\x1b[?1049l",
+    );
+    drop(raw);
+    Ok(ended)
+}
+
+fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: reading into a buffer we own, of its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
