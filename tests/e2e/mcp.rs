@@ -19,7 +19,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(90);
 /// and the SDK's client talking to it.
 struct Session {
     client: RunningService<RoleClient, ()>,
-    child: tokio::process::Child,
+    /// The server as a child of the test (none: it runs in a unit).
+    child: Option<tokio::process::Child>,
 }
 
 impl Session {
@@ -34,11 +35,24 @@ impl Session {
         let mut child = cmd.spawn().expect("spawn refine-proc mcp");
         let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take().unwrap();
+        let mut s = Session::over(stdout, stdin).await;
+        s.child = Some(child);
+        s
+    }
+
+    async fn over<R, W>(from_server: R, to_server: W) -> Session
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let client =
-            ().serve((stdout, stdin))
+            ().serve((from_server, to_server))
                 .await
                 .expect("the MCP handshake with refine-proc mcp");
-        Session { client, child }
+        Session {
+            client,
+            child: None,
+        }
     }
 
     /// A tool call that the protocol carried (a tool error is a result).
@@ -62,10 +76,11 @@ impl Session {
         }
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         let _ = self.client.cancel().await;
+        let Some(mut child) = self.child else { return };
         // Closing stdin ends the server; it must exit on its own.
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .expect("refine-proc mcp exits when its client goes away")
             .unwrap();
@@ -407,4 +422,64 @@ fn mcp_actor_rejects_an_unknown_owner_before_serving() {
         out.stderr
     );
     assert!(out.stdout.is_empty(), "nothing on the protocol's stdout");
+}
+
+#[test]
+fn mcp_server_inside_an_agent_unit_is_that_agent_bound_by_its_policy() {
+    let env = Env::new();
+    agent_may_sleep_only(&env);
+    let dir = env.work_dir();
+    for fifo in ["in.fifo", "out.fifo"] {
+        let path = std::ffi::CString::new(dir.join(fifo).to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    // The server is the agent's managed process; its --actor cannot change
+    // that (a managed caller keeps its own policy).
+    let server = env.run(&[
+        "--owner",
+        "agent",
+        "--label",
+        "mcp server",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "exec '{}' mcp --actor quality < in.fifo > out.fifo",
+            super::common::binary().display()
+        ),
+    ]);
+    // The shell opens in.fifo, then out.fifo: open them in that order, on
+    // a thread, so that a server that never opens them fails the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (i, o) = (dir.join("in.fifo"), dir.join("out.fifo"));
+    std::thread::spawn(move || {
+        let to = std::fs::OpenOptions::new().write(true).open(i).unwrap();
+        let _ = tx.send((to, std::fs::File::open(o).unwrap()));
+    });
+    let (to_server, from_server) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server in the unit opens its fifos");
+    block_on(async {
+        let to_server = tokio::net::unix::pipe::Sender::from_file(to_server).unwrap();
+        let from_server = tokio::net::unix::pipe::Receiver::from_file(from_server).unwrap();
+        let s = Session::over(from_server, to_server).await;
+        let refused = s.call("run", json!({"command": ["echo", "hi"]})).await;
+        assert_refused(&refused, &env);
+        let child = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        assert_eq!(child["owner"], "agent", "{child}");
+        let id = child["id"].as_str().unwrap().to_string();
+        let status = s.ok("status", json!({"id": id})).await;
+        assert_eq!(
+            status["requested_by"]["parent"], server.id,
+            "the server's unit is the launcher: {status}"
+        );
+        // Its own child: act_on allows the stop.
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        s.close().await;
+    });
+    // Closing its stdin ends the server, and so its unit.
+    super::common::wait_gone(&server.unit);
+    let rec = env.status(&server.id);
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}");
 }
