@@ -483,3 +483,12 @@ fn mcp_server_inside_an_agent_unit_is_that_agent_bound_by_its_policy() {
     let rec = env.status(&server.id);
     assert_eq!(rec.exit_code, Some(0), "{rec:?}");
 }
+
+#[test]
+fn mcp_help_has_examples_and_the_actor_rule() {
+    let env = Env::new();
+    let out = env.ok(&["mcp", "--help"]);
+    assert!(out.stdout.contains("Examples:"), "{}", out.stdout);
+    assert!(out.stdout.contains("--actor agent"), "{}", out.stdout);
+    assert!(out.stdout.contains("never raise"), "{}", out.stdout);
+}
