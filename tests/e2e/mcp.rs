@@ -492,3 +492,70 @@ fn mcp_help_has_examples_and_the_actor_rule() {
     assert!(out.stdout.contains("--actor agent"), "{}", out.stdout);
     assert!(out.stdout.contains("never raise"), "{}", out.stdout);
 }
+
+#[test]
+fn mcp_resources_are_a_process_record_and_its_logs() {
+    let env = Env::new();
+    block_on(async {
+        let s = Session::start(&env, &[]).await;
+        let templates = s.client.list_all_resource_templates().await.unwrap();
+        let templates = serde_json::to_value(&templates).unwrap();
+        let t = templates.to_string();
+        assert!(t.contains("refine-proc://process/{id}\""), "{t}");
+        assert!(t.contains("refine-proc://process/{id}/logs"), "{t}");
+        let rec = s
+            .ok(
+                "run",
+                json!({"command": ["sh", "-c", "echo resource-line; exec sleep 600"]}),
+            )
+            .await;
+        let id = rec["id"].as_str().unwrap().to_string();
+        s.ok(
+            "wait",
+            json!({"id": id, "until": "log", "pattern": "resource-line", "timeout": "20s"}),
+        )
+        .await;
+        let listed = serde_json::to_value(s.client.list_all_resources().await.unwrap()).unwrap();
+        let record_uri = format!("refine-proc://process/{id}");
+        let logs_uri = format!("{record_uri}/logs");
+        for uri in [&record_uri, &logs_uri] {
+            assert!(
+                listed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["uri"] == uri.as_str()),
+                "{uri} listed: {listed}"
+            );
+        }
+        let read = |uri: String| async {
+            let r = s
+                .client
+                .read_resource(rmcp::model::ReadResourceRequestParams::new(uri))
+                .await
+                .expect("resources/read");
+            let r = serde_json::to_value(r).unwrap();
+            let text = r["contents"][0]["text"].as_str().expect("text").to_string();
+            serde_json::from_str::<Value>(&text).expect("JSON text")
+        };
+        let record = read(record_uri).await;
+        assert_eq!(record["id"], id.as_str(), "{record}");
+        assert_eq!(record["state"], "running", "{record}");
+        let logs = read(logs_uri).await;
+        assert!(
+            logs["lines"].to_string().contains("resource-line"),
+            "{logs}"
+        );
+        assert!(logs.get("next_cursor").is_some(), "{logs}");
+        // An unknown process: a protocol error, not a crash.
+        let missing = s
+            .client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "refine-proc://process/zzzzzzzz",
+            ))
+            .await;
+        assert!(missing.is_err(), "{missing:?}");
+        s.ok("stop", json!({"id": id})).await;
+        s.close().await;
+    });
+}
