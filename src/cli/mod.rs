@@ -11,9 +11,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use refine_proc::controller::{
-    default_state_dir, ActionOutcome, Caller, ListFilter, RunOptions,
-};
+use refine_proc::controller::{default_state_dir, ActionOutcome, Caller, ListFilter, RunOptions};
 use refine_proc::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::model::{LimitChange, Limits, Metadata, UnitKind};
