@@ -16,8 +16,13 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use rmcp::model::{
+    CallToolResult, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -174,6 +179,14 @@ pub struct PolicyCheckArgs {
     pub actor: Option<String>,
     /// A launch to check, as `run` takes it (optional).
     pub launch: Option<RunRequest>,
+}
+
+/// Where the resources live: `refine-proc://process/ID[/logs]`.
+const URI_PREFIX: &str = "refine-proc://process/";
+
+/// A protocol result from its JSON (the SDK's structs are non-exhaustive).
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> std::result::Result<T, ErrorData> {
+    serde_json::from_value(v).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 /// A result as the CLI's `--json` prints it.
@@ -466,10 +479,102 @@ impl McpServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .build();
+        ServerConfig::new(capabilities).with_instructions(
             "refine-proc: run, watch and control processes as transient systemd user units. \
              Start with `list`; `run` takes `command` as an array of strings; `wait` and \
-             `logs` follow a process; refusals name the policy rule and file.",
+             `logs` follow a process; refusals name the policy rule and file. \
+             Resources: refine-proc://process/ID (the record) and \
+             refine-proc://process/ID/logs (the last lines).",
         )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourceTemplatesResult, ErrorData> {
+        from_json(json!({"resourceTemplates": [
+            {"uriTemplate": format!("{URI_PREFIX}{{id}}"), "name": "process",
+             "description": "A managed process's status: its record, systemd's view, usage, health", "mimeType": "application/json"},
+            {"uriTemplate": format!("{URI_PREFIX}{{id}}/logs"), "name": "process-logs",
+             "description": "The last 200 lines of a process's output, with next_cursor for the logs tool", "mimeType": "application/json"},
+        ]}))
+    }
+
+    /// The running processes, each as its record and its logs.
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourcesResult, ErrorData> {
+        let listed = self
+            .controller
+            .handle(Request::List(ListFilter::default()))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        let listed = serde_json::to_value(listed.response).unwrap_or(Value::Null);
+        let mut resources = Vec::new();
+        for p in listed.as_array().into_iter().flatten() {
+            let (Some(id), label) = (p["id"].as_str(), p["label"].as_str().unwrap_or("")) else {
+                continue;
+            };
+            resources.push(json!({"uri": format!("{URI_PREFIX}{id}"), "name": format!("{id} {label}"), "mimeType": "application/json"}));
+            resources.push(json!({"uri": format!("{URI_PREFIX}{id}/logs"), "name": format!("{id} logs"), "mimeType": "application/json"}));
+        }
+        from_json(json!({ "resources": resources }))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri;
+        let not_found =
+            |why: String| ErrorData::resource_not_found(why, Some(json!({ "uri": uri })));
+        let Some(rest) = uri.strip_prefix(URI_PREFIX) else {
+            return Err(not_found(format!(
+                "not a refine-proc resource; use {URI_PREFIX}ID or {URI_PREFIX}ID/logs"
+            )));
+        };
+        let value = match rest.split_once('/') {
+            None => self
+                .controller
+                .handle(Request::Status { id: rest.into() })
+                .await
+                .map(|a| serde_json::to_value(a.response)),
+            Some((id, "logs")) => {
+                let page = PageRequest {
+                    after: None,
+                    tail: Some(200),
+                    limit: Some(200),
+                    wait: None,
+                };
+                self.controller
+                    .log_page(id, &page)
+                    .await
+                    .map(serde_json::to_value)
+            }
+            Some(_) => {
+                return Err(not_found(format!(
+                    "unknown resource; use {URI_PREFIX}ID or {URI_PREFIX}ID/logs"
+                )))
+            }
+        };
+        let value = value
+            .map_err(|e| match e.kind {
+                crate::error::ErrorKind::NotFound => not_found(e.message),
+                // A refusal keeps its rule and file (in the hint).
+                _ => ErrorData::invalid_params(e.message, Some(json!({ "hint": e.hint }))),
+            })?
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let result: ReadResourceResult = from_json(json!({"contents": [
+            {"uri": uri, "mimeType": "application/json", "text": value.to_string()}
+        ]}))?;
+        Ok(result.into())
     }
 }

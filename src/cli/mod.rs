@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use refine_proc::controller::{
-    default_state_dir, ActionOutcome, ListFilter, Listed, Request, Response, RunOptions, Status,
+    default_state_dir, ActionOutcome, Caller, ListFilter, Listed, Request, Response, RunOptions,
+    Status,
 };
 use refine_proc::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
@@ -233,6 +234,23 @@ Needs a daemon started with --listen 127.0.0.1:PORT. The code works once and
 becomes a session cookie (HttpOnly, SameSite=Strict); with it the page acts
 as you (`person`), under your policy.")]
     Web(web::WebArgs),
+    /// Serve the Model Context Protocol on stdio: these commands as tools for an AI agent
+    #[command(after_help = "\
+Examples:
+  refine-proc mcp                  # what an agent harness starts (see the README's MCP server)
+  refine-proc mcp --actor agent    # every tool call bound by the agent owner's policy
+
+Tools: list, status, run, stop, kill, restart, pause, resume, logs, wait,
+events, policy_check; results are the JSON of the matching --json output.
+The caller is established as for the CLI: started inside a managed unit,
+the server is that managed process, bound by its policy, and --actor is
+ignored (it can only lower a person's power, never raise it). Logging goes
+to stderr; stdout carries only the protocol.")]
+    Mcp {
+        /// Act as this bounded owner (agent, quality, ...) instead of as yourself (person)
+        #[arg(long, value_name = "OWNER")]
+        actor: Option<String>,
+    },
     /// Start again the `run --persist` processes the user manager took down with it
     #[command(after_help = "\
 Examples:
@@ -1076,6 +1094,9 @@ fn daemon_pid(dir: &std::path::Path) -> Option<u32> {
 
 /// Runs one command; returns the process exit code.
 async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
+    if let Command::Mcp { actor } = &command {
+        return mcp(actor.as_deref(), &state_dir).await;
+    }
     // Before the index is opened: a confined caller may not write it.
     if let Some(socket) = remote::socket_for(&state_dir) {
         return by_socket(&socket, command).await;
@@ -1272,8 +1293,28 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
         | Command::Doctor { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
-        | Command::Web(_) => unreachable!("handled before the index is opened"),
+        | Command::Web(_)
+        | Command::Mcp { .. } => unreachable!("handled before the index is opened"),
     }
+}
+
+/// `mcp [--actor OWNER]`: the owner is checked before the index is opened.
+async fn mcp(actor: Option<&str>, state_dir: &std::path::Path) -> Result<i32> {
+    let lower_to = actor
+        .map(|a| {
+            a.parse::<Owner>().map_err(|mut e| {
+                e.message = format!("--actor: {}", e.message);
+                e
+            })
+        })
+        .transpose()?;
+    let mut controller = Controller::open(state_dir)?;
+    if let Some(owner) = lower_to {
+        // A managed caller ignores this: its own policy binds it.
+        controller = controller.on_behalf_of(Caller::this_process().lowered_to(owner));
+    }
+    refine_proc::mcp::serve_stdio(controller).await?;
+    Ok(0)
 }
 
 async fn policy(controller: &Controller, command: PolicyCommand) -> Result<i32> {

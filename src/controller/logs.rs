@@ -122,8 +122,15 @@ impl Controller {
     ) -> Result<Option<LogEntry>> {
         let mut query = LogQuery::of_records(std::slice::from_ref(record), self.caller.uid);
         query.follow = true;
-        // Without a cursor from the start: a line printed before the wait
+        // Without a cursor, from the run's start (journalctl --follow alone
+        // shows only the last 10 lines): a line printed before the wait
         // counts too.
+        if after.is_none() {
+            let start = record
+                .started_at
+                .and_then(|t| t.0.duration_since(std::time::UNIX_EPOCH).ok());
+            query.since = Some(format!("@{}", start.map_or(0, |d| d.as_secs())));
+        }
         query.after_cursor = after;
         let mut child = tokio::process::Command::from(crate::journal::command(&query, "json"))
             .stdout(Stdio::piped())

@@ -14,6 +14,7 @@ mod index;
 mod lifecycle;
 mod limits;
 mod logs;
+mod mcp;
 mod ownership;
 mod packaging;
 mod pause;
