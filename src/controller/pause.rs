@@ -305,7 +305,7 @@ impl Controller {
     pub(super) async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
         let systemd = self.systemd().await?;
         if let Some(info) = systemd.service_info(&r.unit).await? {
-            self.request_stop(&r.id, &info)?;
+            self.request_stop(&r.id, &info).await?;
             let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
             systemd.stop_within(&r.unit, timeout).await?;
         }
@@ -413,7 +413,7 @@ impl Controller {
             self.index
                 .update_pauses(|p| add_stopped(p, "all", &record.id))?;
             if let Some(info) = systemd.service_info(&record.unit).await? {
-                self.request_stop(&record.id, &info)?;
+                self.request_stop(&record.id, &info).await?;
                 systemd.stop(&record.unit).await?;
             }
             self.index
