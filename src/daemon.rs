@@ -23,9 +23,9 @@ use crate::controller::{Controller, ListFilter};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::follow::Tracker;
-use crate::systemd::UnitChange;
 use crate::health::{HealthState, HealthStatus, OnUnhealthy, ProbeResult};
 use crate::model::{Failure, Record, RestartBy, RestartPolicy, State, Timestamp};
+use crate::systemd::UnitChange;
 
 /// systemd's DefaultStartLimitBurst= and DefaultStartLimitIntervalSec=:
 /// the start limit of a run without `--restart-limit`.
