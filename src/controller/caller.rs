@@ -12,7 +12,7 @@ pub struct Caller {
     pub uid: u32,
     /// The calling process (None for the daemon's own actions).
     pub pid: Option<u32>,
-    /// `PID:STARTTIME` (see [`crate::procfs::identity`]), so that a reused
+    /// `PID:STARTTIME` (as `procfs::identity` reads it), so that a reused
     /// pid is not taken for it.
     pub identity: Option<String>,
     /// What resolves its commands: its cwd and PATH.
