@@ -34,6 +34,6 @@ pub mod unitexec;
 pub mod usage;
 
 pub use controller::{Controller, ListFilter, Listed, RunOptions, Selection, Status};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Field, Result};
 pub use model::{Owner, Record, State};
 pub use spec::{AdoptSpec, RunSpec};
