@@ -25,6 +25,7 @@ use crate::events::Event;
 use crate::follow::Tracker;
 use crate::health::{HealthState, HealthStatus, OnUnhealthy, ProbeResult};
 use crate::model::{Failure, Record, RestartBy, RestartPolicy, State, Timestamp};
+use crate::systemd::UnitChange;
 
 /// systemd's DefaultStartLimitBurst= and DefaultStartLimitIntervalSec=:
 /// the start limit of a run without `--restart-limit`.
@@ -156,10 +157,49 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
     let mut usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
         .then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(100)));
-    let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
+    // Issue 9: the watchdog is fed from its own task and signals are
+    // answered outside the loop, because the loop awaits its actions (a
+    // stop waits for the index lock, which another process may hold for
+    // seconds). The daemon's index writes on those paths are async
+    // (`Index::*_async`, on the blocking pool), so its executor stays free:
+    // the watchdog then proves the executor is alive, which is what it is
+    // for, and a stalled executor still starves it. This is simpler than a
+    // multi-thread runtime with `block_in_place` (the runtime is the CLI's,
+    // current-thread for every command) and holds for every await point.
+    let feeder = watchdog.map(|period| {
+        tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(period);
+            loop {
+                heartbeat.tick().await;
+                notify(&[NotifyState::Watchdog]);
+            }
+        })
+    });
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let supervise = supervise(controller, &mut sup, &mut tracker, &mut changes);
+    // A signal drops the loop at its await point; an index write already
+    // handed to the blocking pool still runs to its end.
+    let ended = tokio::select! {
+        ended = supervise => ended,
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    };
+    if let Some(feeder) = feeder {
+        feeder.abort();
+    }
+    notify(&[NotifyState::Stopping]);
+    ended
+}
+
+/// The supervision loop: unit changes, due restarts and probes, results.
+async fn supervise(
+    controller: &Controller,
+    sup: &mut Supervisor,
+    tracker: &mut Tracker,
+    changes: &mut (impl futures_util::Stream<Item = UnitChange> + Unpin),
+) -> Result<()> {
+    let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
     loop {
         let next_due = sup.due.values().chain(sup.probes.values()).min().copied();
         let due = async {
@@ -190,7 +230,7 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
                     sup.due.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
                 for id in ready {
                     sup.due.remove(&id);
-                    restart_now(controller, &mut sup, &id).await;
+                    restart_now(controller, sup, &id).await;
                 }
                 sup.save(controller);
                 let probes: Vec<String> =
@@ -203,18 +243,11 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
             }
             Some((id, result)) = results.recv() => {
                 sup.probing.remove(&id);
-                on_probe(controller, &mut sup, &id, result).await;
+                on_probe(controller, sup, &id, result).await;
                 sup.save(controller);
             }
-            _ = heartbeat.tick(), if watchdog.is_some() => {
-                notify(&[NotifyState::Watchdog]);
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
         }
     }
-    notify(&[NotifyState::Stopping]);
-    Ok(())
 }
 
 impl Supervisor {
@@ -551,7 +584,7 @@ async fn give_up_unhealthy(controller: &Controller, sup: &mut Supervisor, r: &Re
     }
     sup.running.remove(id);
     sup.probes.remove(id);
-    let marked = controller.index().update(id, |cur| {
+    let marked = controller.index().update_async(id, |cur| {
         if !cur.state.is_ended() {
             return; // a new run started meanwhile: it stands
         }
@@ -564,7 +597,7 @@ async fn give_up_unhealthy(controller: &Controller, sup: &mut Supervisor, r: &Re
             result: cur.result.clone(),
         });
     });
-    match marked {
+    match marked.await {
         Ok(Some(cur)) if cur.result.as_deref() == Some(GAVE_UP) => {
             sup.gave_up(controller, &cur, Why::Unhealthy);
         }

@@ -58,6 +58,61 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    /// The input the error is about, if one is: surfaces name it their
+    /// own way (the CLI its flag, the API its JSON field), while `hint`
+    /// keeps the CLI's wording (its stderr text is a contract).
+    pub field: Option<Field>,
+}
+
+/// An input of a request that an error can be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    Command,
+    Cwd,
+    Label,
+    Env,
+    CpuWeight,
+    Ready,
+    Restart,
+    RestartDelay,
+    RestartMaxDelay,
+    RestartLimit,
+}
+
+impl Field {
+    /// How the CLI names it: its flag (the command goes after `--`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Field::Command => "--",
+            Field::Cwd => "--cwd",
+            Field::Label => "--label",
+            Field::Env => "--env",
+            Field::CpuWeight => "--cpu-weight",
+            Field::Ready => "--ready",
+            Field::Restart => "--restart",
+            Field::RestartDelay => "--restart-delay",
+            Field::RestartMaxDelay => "--restart-max-delay",
+            Field::RestartLimit => "--restart-limit",
+        }
+    }
+
+    /// How the HTTP API and the MCP tools name it: its JSON field (of
+    /// `RunRequest`).
+    pub fn json_field(self) -> &'static str {
+        match self {
+            Field::Command => "command",
+            Field::Cwd => "cwd",
+            Field::Label => "label",
+            Field::Env => "env",
+            Field::CpuWeight => "cpu_weight",
+            Field::Ready => "ready",
+            Field::Restart => "restart",
+            Field::RestartDelay => "restart_delay",
+            Field::RestartMaxDelay => "restart_max_delay",
+            Field::RestartLimit => "restart_limit",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,6 +123,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            field: None,
         }
     }
 
@@ -94,6 +150,12 @@ impl Error {
     /// Adds the fix to the error.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Names the input the error is about ([`Error::field`]).
+    pub fn about(mut self, field: Field) -> Self {
+        self.field = Some(field);
         self
     }
 

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Field, Result};
 use crate::health::HealthSpec;
 use crate::model::{LimitChange, LimitValue, Limits, Metadata, Owner, RestartPolicy};
 use crate::procfs;
@@ -119,24 +119,29 @@ impl RunSpec {
     pub fn validate_in(self, env: &CallerEnv) -> Result<Launch> {
         let Some(program) = self.command.first() else {
             return Err(Error::invalid("no command given")
-                .hint("put the command after --, e.g. refine-proc run -- sleep 60"));
+                .hint("put the command after --, e.g. refine-proc run -- sleep 60")
+                .about(Field::Command));
         };
         let total: usize = self.command.iter().map(|a| a.len() + 1).sum();
         if total > MAX_COMMAND {
             return Err(Error::invalid(format!(
                 "command line is {total} bytes, more than the {MAX_COMMAND} accepted"
             ))
-            .hint("pass large input through a file instead of arguments"));
+            .hint("pass large input through a file instead of arguments")
+            .about(Field::Command));
         }
         if let Some(n) = self.command.iter().position(|a| a.contains('\0')) {
             return Err(Error::invalid(format!(
                 "argument {n} of the command contains a NUL byte, which no program can receive"
-            )));
+            ))
+            .about(Field::Command));
         }
         let cwd = match self.cwd {
             Some(dir) => dir,
             None => env.cwd.clone().ok_or_else(|| {
-                Error::invalid("cannot tell the caller's current directory").hint("pass --cwd DIR")
+                Error::invalid("cannot tell the caller's current directory")
+                    .hint("pass --cwd DIR")
+                    .about(Field::Cwd)
             })?,
         };
         // systemd wants a normalized absolute path (no `..`).
@@ -147,7 +152,8 @@ impl RunSpec {
                     "working directory {} does not exist or is not a directory",
                     escape(&cwd.display().to_string())
                 ))
-                .hint("pass an existing directory to --cwd"))
+                .hint("pass an existing directory to --cwd")
+                .about(Field::Cwd))
             }
         };
         let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
@@ -176,7 +182,8 @@ impl RunSpec {
             && self.health.is_none()
         {
             return Err(Error::invalid("--ready health needs a health check")
-                .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify"));
+                .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify")
+                .about(Field::Ready));
         }
         let mut restart_timing = self.restart_timing;
         check_restart(self.restart, &mut restart_timing)?;
@@ -438,7 +445,9 @@ fn check_identity(label: &str, details: Option<&str>, m: &Metadata) -> Result<()
 fn check_label(label: &str) -> Result<()> {
     check_text("--label", label, MAX_TEXT)?;
     if label.trim().is_empty() {
-        return Err(Error::invalid("--label is empty").hint("give a short name for the process"));
+        return Err(Error::invalid("--label is empty")
+            .hint("give a short name for the process")
+            .about(Field::Label));
     }
     Ok(())
 }
@@ -488,7 +497,8 @@ fn check_limits(l: &Limits) -> Result<()> {
         .cpu_weight
         .filter(|w| !crate::model::CPU_WEIGHT_RANGE.contains(w))
     {
-        return out_of_range("--cpu-weight", w).map_err(|e: Error| e.hint("use 1 to 10000"));
+        return out_of_range("--cpu-weight", w)
+            .map_err(|e: Error| e.hint("use 1 to 10000").about(Field::CpuWeight));
     }
     if let Some(p) = l
         .cpu_quota_percent
@@ -521,7 +531,8 @@ fn check_env_name(name: &str) -> Result<()> {
             "invalid environment variable name {:?}",
             escape(name)
         ))
-        .hint("names use letters, digits and _, and do not start with a digit"));
+        .hint("names use letters, digits and _, and do not start with a digit")
+        .about(Field::Env));
     }
     // systemd gives the exit hook these; a unit's Environment= would
     // override them and forge the recorded exit.
@@ -536,13 +547,15 @@ fn check_env_name(name: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "environment variable {name} is reserved: systemd sets it to report exits"
         ))
-        .hint("choose another name"));
+        .hint("choose another name")
+        .about(Field::Env));
     }
     if name.starts_with("REFINE_") {
         return Err(Error::invalid(format!(
             "environment variable {name} is reserved: refine-proc sets REFINE_* itself"
         ))
-        .hint("use --meta KEY=VALUE for extra metadata"));
+        .hint("use --meta KEY=VALUE for extra metadata")
+        .about(Field::Env));
     }
     Ok(())
 }
@@ -553,6 +566,7 @@ fn resolve_executable(program: &str, cwd: &Path, path: Option<&OsStr>) -> Result
     let not_found = || {
         Error::invalid(format!("command not found: {}", escape(program)))
             .hint("check the spelling, give an absolute path, or fix PATH")
+            .about(Field::Command)
     };
     if program.is_empty() {
         return Err(not_found());
@@ -677,7 +691,8 @@ fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> 
         return Err(Error::invalid(
             "--restart-delay, --restart-max-delay and --restart-limit need a restart policy",
         )
-        .hint("add --restart on-failure (or always)"));
+        .hint("add --restart on-failure (or always)")
+        .about(Field::Restart));
     }
     if t.max_delay_sec.is_some() && t.delay_sec.is_none() {
         t.delay_sec = Some(1);
@@ -687,13 +702,15 @@ fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> 
             return Err(Error::invalid(format!(
                 "--restart-max-delay ({m}s) is shorter than --restart-delay ({d}s)"
             ))
-            .hint("the delays grow from --restart-delay up to --restart-max-delay"));
+            .hint("the delays grow from --restart-delay up to --restart-max-delay")
+            .about(Field::RestartMaxDelay));
         }
     }
     if t.limit_burst == Some(0) {
         return Err(
             Error::invalid("--restart-limit must allow at least 1 start")
-                .hint("e.g. --restart-limit 5/10min"),
+                .hint("e.g. --restart-limit 5/10min")
+                .about(Field::RestartLimit),
         );
     }
     Ok(())
@@ -1048,6 +1065,35 @@ pub fn limit_properties(change: &LimitChange) -> Vec<(&'static str, Prop)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_error_names_its_input_for_every_surface() {
+        let no_cwd = CallerEnv {
+            cwd: None,
+            path: None,
+        };
+        let spec = |command: &[&str]| RunSpec {
+            command: command.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        };
+        let e = spec(&["true"]).validate_in(&no_cwd).unwrap_err();
+        assert_eq!(e.field, Some(Field::Cwd));
+        assert_eq!(
+            (Field::Cwd.flag(), Field::Cwd.json_field()),
+            ("--cwd", "cwd")
+        );
+        // The CLI's words stay as they were.
+        assert_eq!(e.hint.as_deref(), Some("pass --cwd DIR"));
+        let e = spec(&[]).validate_in(&no_cwd).unwrap_err();
+        assert_eq!(e.field, Some(Field::Command));
+        let e = RunSpec {
+            cwd: Some("/".into()),
+            ..spec(&["no-such-program-refine"])
+        }
+        .validate_in(&no_cwd)
+        .unwrap_err();
+        assert_eq!(e.field, Some(Field::Command), "{e}");
+    }
 
     fn spec(cmd: &[&str]) -> RunSpec {
         RunSpec {

@@ -12,7 +12,7 @@ pub struct Caller {
     pub uid: u32,
     /// The calling process (None for the daemon's own actions).
     pub pid: Option<u32>,
-    /// `PID:STARTTIME` (see [`crate::procfs::identity`]), so that a reused
+    /// `PID:STARTTIME` (as `procfs::identity` reads it), so that a reused
     /// pid is not taken for it.
     pub identity: Option<String>,
     /// What resolves its commands: its cwd and PATH.
@@ -360,16 +360,10 @@ impl Controller {
     pub(super) async fn authorize(&self, action: &str, target: &Record) -> Result<()> {
         let requester = self.requester().await?;
         let rules = requester.policy.rules(requester.actor);
-        let caller = requester.caller.as_ref();
-        let descends = |ancestor: &str| self.descends_from(target, ancestor);
-        let allowed = match rules.act_on {
-            Reach::All => true,
-            Reach::SameOwner => {
-                matches!(requester.actor, Actor::Managed(o) if o == target.owner)
-                    || caller.is_some_and(|c| descends(&c.id))
-            }
-            Reach::Descendants => caller.is_some_and(|c| descends(&c.id)),
-        };
+        let caller = requester.caller.as_ref().map(|c| c.id.as_str());
+        let allowed = may_act_on(rules.act_on, requester.actor, caller, target, |id| {
+            self.parent_of(id)
+        });
         if allowed {
             return Ok(());
         }
@@ -398,14 +392,7 @@ impl Controller {
     pub(super) async fn authorize_group(&self, action: &str, target: &Selection) -> Result<()> {
         let requester = self.requester().await?;
         let rules = requester.policy.rules(requester.actor);
-        let allowed = match rules.act_on {
-            Reach::All => true,
-            Reach::SameOwner => matches!(
-                (requester.actor, target),
-                (Actor::Managed(own), Selection { owner: Some(o), workflow: None, session: None, all: false, .. }) if own == *o
-            ),
-            Reach::Descendants => false,
-        };
+        let allowed = may_act_on_group(rules.act_on, requester.actor, target);
         if allowed {
             return Ok(());
         }
@@ -443,24 +430,15 @@ impl Controller {
 
     /// Whether `ancestor` started `record`, directly or through children.
     pub(super) fn descends_from(&self, record: &Record, ancestor: &str) -> bool {
-        let mut current = record.clone();
-        // Bounded: a corrupt parent chain cannot loop forever.
-        for _ in 0..64 {
-            if current.id == ancestor {
-                return true;
-            }
-            let Some(parent) = current.requested_by.parent.clone() else {
-                return false;
-            };
-            if parent == ancestor {
-                return true;
-            }
-            match self.index.load(&parent) {
-                Ok(Loaded::Found(r)) => current = *r,
-                _ => return false,
-            }
+        descends(record, ancestor, |id| self.parent_of(id))
+    }
+
+    /// The process that launched record `id`, as its stored record says.
+    fn parent_of(&self, id: &str) -> Option<String> {
+        match self.index.load(id) {
+            Ok(Loaded::Found(r)) => r.requested_by.parent,
+            _ => None,
         }
-        false
     }
 
     /// Appends a refusal to the event log (best effort: the refusal itself
@@ -516,5 +494,189 @@ impl Controller {
         // `run` writes its start: order by when things happened.
         events.sort_by_key(|e| e.time);
         Ok((events, skipped))
+    }
+}
+
+// The decisions of authorization, pure: the index is reached only through
+// `parent_of` (who launched a record), so they are unit-tested without
+// systemd or an index.
+
+/// Whether `ancestor` started `record`, directly or through children;
+/// `parent_of` gives the launcher of a stored record.
+pub(super) fn descends(
+    record: &Record,
+    ancestor: &str,
+    parent_of: impl Fn(&str) -> Option<String>,
+) -> bool {
+    if record.id == ancestor {
+        return true;
+    }
+    let mut next = record.requested_by.parent.clone();
+    // Bounded: a corrupt parent chain cannot loop forever.
+    for _ in 0..64 {
+        let Some(parent) = next else { return false };
+        if parent == ancestor {
+            return true;
+        }
+        next = parent_of(&parent);
+    }
+    false
+}
+
+/// Whether an actor with reach `reach`, running as the managed process
+/// `caller` (None: outside any), may act on `target`.
+pub(super) fn may_act_on(
+    reach: Reach,
+    actor: Actor,
+    caller: Option<&str>,
+    target: &Record,
+    parent_of: impl Fn(&str) -> Option<String>,
+) -> bool {
+    let descends = || caller.is_some_and(|c| descends(target, c, &parent_of));
+    match reach {
+        Reach::All => true,
+        Reach::SameOwner => matches!(actor, Actor::Managed(o) if o == target.owner) || descends(),
+        Reach::Descendants => descends(),
+    }
+}
+
+/// Whether reach `reach` covers every process a group action on `target`
+/// touches, now and later: `all` any group; `same-owner` only `--owner`
+/// of its own owner; `descendants` none.
+pub(super) fn may_act_on_group(reach: Reach, actor: Actor, target: &Selection) -> bool {
+    match reach {
+        Reach::All => true,
+        Reach::SameOwner => matches!(
+            (actor, target),
+            (Actor::Managed(own), Selection { owner: Some(o), workflow: None, session: None, all: false, .. }) if own == *o
+        ),
+        Reach::Descendants => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Owner;
+
+    /// A record `id` of `owner`, launched by `parent`.
+    fn record(id: &str, owner: &str, parent: Option<&str>) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": id, "unit": format!("refine-{owner}-{id}.service"),
+            "owner": owner, "state": "running"
+        }))
+        .unwrap();
+        r.requested_by.parent = parent.map(Into::into);
+        r
+    }
+
+    /// A launch tree: a started b, b started c; d has no parent.
+    fn parent_of(id: &str) -> Option<String> {
+        match id {
+            "b" => Some("a".into()),
+            "c" => Some("b".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_record_descends_from_itself_and_every_launcher_up_its_chain() {
+        let c = record("c", "agent", Some("b"));
+        assert!(descends(&c, "c", parent_of));
+        assert!(descends(&c, "b", parent_of));
+        assert!(descends(&c, "a", parent_of));
+        assert!(!descends(&c, "d", parent_of));
+        assert!(!descends(&record("d", "agent", None), "a", parent_of));
+    }
+
+    #[test]
+    fn a_corrupt_parent_chain_that_loops_ends_as_not_descending() {
+        let looped = |id: &str| Some(if id == "x" { "y" } else { "x" }.to_string());
+        assert!(!descends(&record("x", "agent", Some("y")), "z", looped));
+    }
+
+    #[test]
+    fn descendants_reach_only_what_the_caller_launched_transitively() {
+        let agent = Actor::Managed(Owner::Agent);
+        let c = record("c", "agent", Some("b"));
+        assert!(may_act_on(
+            Reach::Descendants,
+            agent,
+            Some("a"),
+            &c,
+            parent_of
+        ));
+        assert!(!may_act_on(
+            Reach::Descendants,
+            agent,
+            Some("d"),
+            &c,
+            parent_of
+        ));
+        // A person is no managed process: it descends from nothing.
+        assert!(!may_act_on(
+            Reach::Descendants,
+            Actor::Person,
+            None,
+            &c,
+            parent_of
+        ));
+    }
+
+    #[test]
+    fn same_owner_reaches_its_owner_and_its_descendants_and_all_reaches_all() {
+        let agent = Actor::Managed(Owner::Agent);
+        let mine = record("d", "agent", None);
+        let theirs = record("c", "quality", Some("b"));
+        assert!(may_act_on(
+            Reach::SameOwner,
+            agent,
+            Some("x"),
+            &mine,
+            parent_of
+        ));
+        assert!(!may_act_on(
+            Reach::SameOwner,
+            agent,
+            Some("x"),
+            &theirs,
+            parent_of
+        ));
+        assert!(may_act_on(
+            Reach::SameOwner,
+            agent,
+            Some("a"),
+            &theirs,
+            parent_of
+        ));
+        assert!(may_act_on(
+            Reach::All,
+            Actor::Person,
+            None,
+            &theirs,
+            parent_of
+        ));
+    }
+
+    #[test]
+    fn a_group_is_covered_only_by_all_or_by_same_owner_for_its_own_owner() {
+        let agent = Actor::Managed(Owner::Agent);
+        let own = Selection {
+            owner: Some(Owner::Agent),
+            ..Default::default()
+        };
+        let narrower = Selection {
+            workflow: Some("ci".into()),
+            ..own.clone()
+        };
+        let everything = Selection {
+            all: true,
+            ..Default::default()
+        };
+        assert!(may_act_on_group(Reach::SameOwner, agent, &own));
+        assert!(!may_act_on_group(Reach::SameOwner, agent, &narrower));
+        assert!(!may_act_on_group(Reach::SameOwner, Actor::Person, &own));
+        assert!(!may_act_on_group(Reach::Descendants, agent, &own));
+        assert!(may_act_on_group(Reach::All, agent, &everything));
     }
 }

@@ -151,15 +151,7 @@ impl Controller {
                 .filter(|p| p.selector != tag)
                 .collect()
         };
-        let still_held = |r: &Record| {
-            others
-                .iter()
-                .find(|p| {
-                    p.holds(r.owner, &r.metadata)
-                        && (p.selector != "all" || p.frozen_owners.contains(&r.owner))
-                })
-                .map(|p| p.selector.clone())
-        };
+        let still_held = |r: &Record| held_elsewhere(&others, r);
         let mut handed_over: Vec<(String, String)> = Vec::new();
         let records: Vec<Record> = records
             .into_iter()
@@ -179,39 +171,17 @@ impl Controller {
             let treatment = treatment(&r);
             let id = r.id.clone();
             let change = async move {
-                if r.state == State::Queued {
-                    // No unit yet: the pause that holds it decides.
-                    return Ok(outcome(&r, Outcome::IsQueued));
-                }
                 let by_group = tag != "id";
-                // Stopped by this group's pause: its resume starts it again.
-                if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(&tag)
-                {
-                    let launch = Self::launch_of(&r)?;
-                    let started = self.start_anew(r, &launch).await?;
-                    self.emit(started_event(&started).with("resumed_by", &tag));
-                    return Ok(outcome(&started, Outcome::StartedAgain));
-                }
-                if r.state.is_ended() {
-                    return Ok(outcome(&r, Outcome::WasNotRunning));
-                }
-                match (pause, treatment, r.paused_by.as_deref()) {
-                    (true, PauseTreatment::KeepRunning, _) => {
-                        return Ok(outcome(&r, Outcome::KeepsRunning))
+                match pause_step(pause, &tag, treatment, &r) {
+                    PauseStep::Leave(what) => return Ok(outcome(&r, what)),
+                    PauseStep::StartAgain => {
+                        let launch = Self::launch_of(&r)?;
+                        let started = self.start_anew(r, &launch).await?;
+                        self.emit(started_event(&started).with("resumed_by", &tag));
+                        return Ok(outcome(&started, Outcome::StartedAgain));
                     }
-                    (true, _, Some(_)) => return Ok(outcome(&r, Outcome::WasPaused)),
-                    (true, PauseTreatment::Stop, None) => {
-                        return self.stop_for_pause(r, &tag).await;
-                    }
-                    (false, _, None) if r.state != State::Paused => {
-                        return Ok(outcome(&r, Outcome::WasNotPaused))
-                    }
-                    // Paused on its own (or by another group): a group's
-                    // resume leaves it as it is.
-                    (false, _, Some(by)) if by_group && by != tag => {
-                        return Ok(outcome(&r, Outcome::StaysPaused))
-                    }
-                    _ => {}
+                    PauseStep::Stop => return self.stop_for_pause(r, &tag).await,
+                    PauseStep::SetFrozen => {}
                 }
                 systemd.set_frozen(&r.unit, pause).await?;
                 // A group notes what it froze once for all in pauses.json;
@@ -305,7 +275,7 @@ impl Controller {
     pub(super) async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
         let systemd = self.systemd().await?;
         if let Some(info) = systemd.service_info(&r.unit).await? {
-            self.request_stop(&r.id, &info)?;
+            self.request_stop(&r.id, &info).await?;
             let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
             systemd.stop_within(&r.unit, timeout).await?;
         }
@@ -413,7 +383,7 @@ impl Controller {
             self.index
                 .update_pauses(|p| add_stopped(p, "all", &record.id))?;
             if let Some(info) = systemd.service_info(&record.unit).await? {
-                self.request_stop(&record.id, &info)?;
+                self.request_stop(&record.id, &info).await?;
                 systemd.stop(&record.unit).await?;
             }
             self.index
@@ -426,6 +396,64 @@ impl Controller {
         }
         self.refetch(record).await
     }
+}
+
+/// What a pause or resume does to one record of its selection (the pure
+/// part of the pause engine: unit-tested without systemd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PauseStep {
+    /// Nothing to do; the outcome says why.
+    Leave(Outcome),
+    /// Stopped by this group's pause: its resume starts it again.
+    StartAgain,
+    /// `pause --all` stops it, as the pause policy says for its owner.
+    Stop,
+    /// Freeze (pause) or thaw (resume) its unit.
+    SetFrozen,
+}
+
+/// The step for record `r` when `tag` (`id` for a pause by id, else the
+/// group's selector) pauses or resumes it, with `treatment` the pause
+/// policy's for its owner (always `Freeze` but for `pause --all`).
+pub(super) fn pause_step(
+    pause: bool,
+    tag: &str,
+    treatment: PauseTreatment,
+    r: &Record,
+) -> PauseStep {
+    // No unit yet: the pause that holds it decides.
+    if r.state == State::Queued {
+        return PauseStep::Leave(Outcome::IsQueued);
+    }
+    let by_group = tag != "id";
+    if !pause && r.state.is_ended() && by_group && r.paused_by.as_deref() == Some(tag) {
+        return PauseStep::StartAgain;
+    }
+    if r.state.is_ended() {
+        return PauseStep::Leave(Outcome::WasNotRunning);
+    }
+    match (pause, treatment, r.paused_by.as_deref()) {
+        (true, PauseTreatment::KeepRunning, _) => PauseStep::Leave(Outcome::KeepsRunning),
+        (true, _, Some(_)) => PauseStep::Leave(Outcome::WasPaused),
+        (true, PauseTreatment::Stop, None) => PauseStep::Stop,
+        (false, _, None) if r.state != State::Paused => PauseStep::Leave(Outcome::WasNotPaused),
+        // Paused on its own (or by another group): a group's resume leaves
+        // it as it is.
+        (false, _, Some(by)) if by_group && by != tag => PauseStep::Leave(Outcome::StaysPaused),
+        _ => PauseStep::SetFrozen,
+    }
+}
+
+/// Which other pause in force, if any, still holds `r` frozen when one
+/// group resumes: `all` holds only the owners it froze.
+pub(super) fn held_elsewhere(others: &[GroupPause], r: &Record) -> Option<String> {
+    others
+        .iter()
+        .find(|p| {
+            p.holds(r.owner, &r.metadata)
+                && (p.selector != "all" || p.frozen_owners.contains(&r.owner))
+        })
+        .map(|p| p.selector.clone())
 }
 
 /// What a pause holds, in words: "owner agent", "workflow wf-1", ...
@@ -474,5 +502,104 @@ pub(super) fn add_stopped(pauses: &mut Pauses, tag: &str, id: &str) {
         if !p.stopped.iter().any(|s| s == id) {
             p.stopped.push(id.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: State, paused_by: Option<&str>) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "abcd2345", "unit": "refine-agent-abcd2345.service",
+            "owner": "agent", "state": "running"
+        }))
+        .unwrap();
+        r.state = state;
+        r.paused_by = paused_by.map(Into::into);
+        r
+    }
+
+    fn group(selector: &str, frozen_owners: Vec<Owner>) -> GroupPause {
+        GroupPause {
+            selector: selector.into(),
+            since: Timestamp::now(),
+            by: "person".into(),
+            frozen_owners,
+            stopped_owners: vec![],
+            stopped: vec![],
+            frozen: vec![],
+        }
+    }
+
+    const FREEZE: PauseTreatment = PauseTreatment::Freeze;
+
+    #[test]
+    fn a_pause_freezes_what_runs_and_leaves_what_is_queued_ended_or_paused() {
+        let step = |r: &Record| pause_step(true, "owner:agent", FREEZE, r);
+        assert_eq!(step(&record(State::Running, None)), PauseStep::SetFrozen);
+        let queued = record(State::Queued, None);
+        assert_eq!(step(&queued), PauseStep::Leave(Outcome::IsQueued));
+        let ended = record(State::Exited, None);
+        assert_eq!(step(&ended), PauseStep::Leave(Outcome::WasNotRunning));
+        let paused = record(State::Paused, Some("id"));
+        assert_eq!(step(&paused), PauseStep::Leave(Outcome::WasPaused));
+    }
+
+    #[test]
+    fn pause_all_follows_the_pause_policy_for_each_owner() {
+        let running = record(State::Running, None);
+        let keep = pause_step(true, "all", PauseTreatment::KeepRunning, &running);
+        assert_eq!(keep, PauseStep::Leave(Outcome::KeepsRunning));
+        let stop = pause_step(true, "all", PauseTreatment::Stop, &running);
+        assert_eq!(stop, PauseStep::Stop);
+    }
+
+    #[test]
+    fn a_resume_thaws_what_its_pause_froze_and_starts_again_what_it_stopped() {
+        let frozen = record(State::Paused, Some("owner:agent"));
+        let thaw = pause_step(false, "owner:agent", FREEZE, &frozen);
+        assert_eq!(thaw, PauseStep::SetFrozen);
+        let stopped = record(State::Stopped, Some("all"));
+        assert_eq!(
+            pause_step(false, "all", FREEZE, &stopped),
+            PauseStep::StartAgain
+        );
+        // Resumed by id, a stopped record is not started.
+        let by_id = record(State::Stopped, Some("id"));
+        let step = pause_step(false, "id", FREEZE, &by_id);
+        assert_eq!(step, PauseStep::Leave(Outcome::WasNotRunning));
+    }
+
+    #[test]
+    fn a_group_resume_leaves_what_another_pause_froze() {
+        let other = record(State::Paused, Some("workflow:ci"));
+        let step = pause_step(false, "owner:agent", FREEZE, &other);
+        assert_eq!(step, PauseStep::Leave(Outcome::StaysPaused));
+        // A resume by id thaws it whoever froze it.
+        assert_eq!(
+            pause_step(false, "id", FREEZE, &other),
+            PauseStep::SetFrozen
+        );
+        let running = record(State::Running, None);
+        let step = pause_step(false, "owner:agent", FREEZE, &running);
+        assert_eq!(step, PauseStep::Leave(Outcome::WasNotPaused));
+    }
+
+    #[test]
+    fn a_resumed_record_passes_to_another_pause_that_still_holds_it() {
+        let r = record(State::Paused, Some("owner:agent"));
+        let others = [group("owner:quality", vec![]), group("all", vec![])];
+        // `all` holds only the owners it froze.
+        assert_eq!(held_elsewhere(&others, &r), None);
+        let others = [group("all", vec![Owner::Agent])];
+        assert_eq!(held_elsewhere(&others, &r).as_deref(), Some("all"));
+        let mut in_ci = r.clone();
+        in_ci.metadata.workflow = Some("ci".into());
+        let others = [group("workflow:ci", vec![])];
+        assert_eq!(
+            held_elsewhere(&others, &in_ci).as_deref(),
+            Some("workflow:ci")
+        );
     }
 }

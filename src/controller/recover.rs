@@ -83,83 +83,23 @@ impl Controller {
                 }
             }
             let h = history.get(&unit).cloned().unwrap_or_default();
-            let from_journal = h
-                .start
-                .clone()
-                .and_then(|v| serde_json::from_value::<Record>(v).ok());
             let info = if names.contains(&unit) {
                 systemd.service_info(&unit).await?
             } else {
                 None
             };
-            let record = match info {
-                Some(info) if unit.ends_with(".service") => {
-                    let env: BTreeMap<String, String> = info
-                        .environment
-                        .iter()
-                        .filter_map(|e| e.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                    // Only this index's units; others share the manager.
-                    if env.get("REFINE_ID") != Some(&id)
-                        || env.get("REFINE_PROC_STATE_DIR") != Some(&index_dir)
-                    {
-                        continue;
-                    }
-                    let live = record_from_environment(&id, &unit, &env, &info);
-                    match from_journal {
-                        Some(mut r) if r.id == id && r.unit == unit => {
-                            // Who it is from the journal; what it does now from systemd.
-                            r.environment = live.environment;
-                            r.state = live.state;
-                            r.pid = live.pid;
-                            r.launcher = None;
-                            r.recovered_from = Some("systemd+journal".into());
-                            r
-                        }
-                        _ => live,
-                    }
-                }
-                Some(info) => {
-                    // A scope keeps no environment: only its start entry in
-                    // the journal says it is this index's.
-                    if !in_journal.contains(&unit) {
-                        continue;
-                    }
-                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
-                        not_rebuilt(
-                            "an adopted process: a scope keeps no environment, and the \
-                                     journal holds no start entry for it"
-                                .into(),
-                        );
-                        continue;
-                    };
-                    r.launcher = None;
-                    r.recovered_from = Some("systemd+journal".into());
-                    reconcile(&mut r, Some(&info.state));
-                    r
-                }
-                // Only the journal can say an ended run was this index's (a
-                // unit listed a moment ago may be another index's, now gone).
-                None if !in_journal.contains(&unit) => continue,
-                None => {
-                    let forgot_after_start = forgotten
-                        .get(&id)
-                        .is_some_and(|t| h.start_at.is_none_or(|s| *t >= s));
-                    if h.forgotten() || forgot_after_start {
-                        continue; // `forget` dropped it on purpose
-                    }
-                    let Some(mut r) = from_journal.filter(|r| r.id == id && r.unit == unit) else {
-                        not_rebuilt("the journal holds no start entry for it".into());
-                        continue;
-                    };
-                    if !h.env_keys.is_empty() {
-                        // Its --env values stayed in the lost index: starting it
-                        // again without them would not be the same process.
-                        r.command.clear();
-                    }
-                    close_from_journal(&mut r, &h);
-                    r
+            let seen = Seen {
+                history: &h,
+                live: info.as_ref(),
+                in_journal: in_journal.contains(&unit),
+                forgotten_at: forgotten.get(&id).copied(),
+            };
+            let record = match rebuild(&id, &unit, &index_dir, seen) {
+                Rebuild::Record(r) => *r,
+                Rebuild::NotOurs => continue,
+                Rebuild::Cannot(reason) => {
+                    not_rebuilt(reason);
+                    continue;
                 }
             };
             match self.index.create_or_load(record) {
@@ -178,5 +118,243 @@ impl Controller {
             .rebuilt
             .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
         Ok(recovery)
+    }
+}
+
+/// What `recover` knows of one lost unit of the index.
+#[derive(Clone, Copy)]
+pub(super) struct Seen<'a> {
+    /// What the journal tells about it.
+    pub history: &'a crate::journal::UnitHistory,
+    /// Its unit, if systemd still has it loaded.
+    pub live: Option<&'a ServiceInfo>,
+    /// Whether the journal names it as this index's.
+    pub in_journal: bool,
+    /// When the event history says its record was forgotten.
+    pub forgotten_at: Option<Timestamp>,
+}
+
+/// What `recover` concludes for one lost record.
+#[derive(Debug)]
+pub(super) enum Rebuild {
+    /// The record to store.
+    Record(Box<Record>),
+    /// Not this index's (another index shares the manager), or forgotten
+    /// on purpose: nothing to say.
+    NotOurs,
+    /// This index's, but it cannot be rebuilt, for this reason.
+    Cannot(String),
+}
+
+/// The pure part of `recover`: the record that units and journal history
+/// rebuild for `id` of `unit` in the index at `index_dir` (unit-tested
+/// without systemd or a journal).
+pub(super) fn rebuild(id: &str, unit: &str, index_dir: &str, seen: Seen) -> Rebuild {
+    let h = seen.history;
+    let from_journal = h
+        .start
+        .clone()
+        .and_then(|v| serde_json::from_value::<Record>(v).ok())
+        .filter(|r| r.id == id && r.unit == unit);
+    match seen.live {
+        Some(info) if unit.ends_with(".service") => {
+            let env: BTreeMap<String, String> = info
+                .environment
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            // Only this index's units; others share the manager.
+            if env.get("REFINE_ID").map(String::as_str) != Some(id)
+                || env.get("REFINE_PROC_STATE_DIR").map(String::as_str) != Some(index_dir)
+            {
+                return Rebuild::NotOurs;
+            }
+            let live = record_from_environment(id, unit, &env, info);
+            Rebuild::Record(Box::new(match from_journal {
+                Some(mut r) => {
+                    // Who it is from the journal; what it does now from systemd.
+                    r.environment = live.environment;
+                    r.state = live.state;
+                    r.pid = live.pid;
+                    r.launcher = None;
+                    r.recovered_from = Some("systemd+journal".into());
+                    r
+                }
+                None => live,
+            }))
+        }
+        Some(info) => {
+            // A scope keeps no environment: only its start entry in the
+            // journal says it is this index's.
+            if !seen.in_journal {
+                return Rebuild::NotOurs;
+            }
+            let Some(mut r) = from_journal else {
+                return Rebuild::Cannot(
+                    "an adopted process: a scope keeps no environment, and the \
+                     journal holds no start entry for it"
+                        .into(),
+                );
+            };
+            r.launcher = None;
+            r.recovered_from = Some("systemd+journal".into());
+            reconcile(&mut r, Some(&info.state));
+            Rebuild::Record(Box::new(r))
+        }
+        // Only the journal can say an ended run was this index's (a unit
+        // listed a moment ago may be another index's, now gone).
+        None if !seen.in_journal => Rebuild::NotOurs,
+        None => {
+            let forgot_after_start = seen
+                .forgotten_at
+                .is_some_and(|t| h.start_at.is_none_or(|s| t >= s));
+            if h.forgotten() || forgot_after_start {
+                return Rebuild::NotOurs; // `forget` dropped it on purpose
+            }
+            let Some(mut r) = from_journal else {
+                return Rebuild::Cannot("the journal holds no start entry for it".into());
+            };
+            if !h.env_keys.is_empty() {
+                // Its --env values stayed in the lost index: starting it
+                // again without them would not be the same process.
+                r.command.clear();
+            }
+            close_from_journal(&mut r, h);
+            Rebuild::Record(Box::new(r))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{JournalExit, UnitHistory};
+    use crate::systemd::UnitState;
+
+    const ID: &str = "abcd2345";
+    const UNIT: &str = "refine-agent-abcd2345.service";
+    const DIR: &str = "/state/refine";
+
+    /// The journal's start entry of ID, as `run` writes it.
+    fn started(at: Timestamp) -> UnitHistory {
+        UnitHistory {
+            seen_by_manager: true,
+            start: Some(serde_json::json!({
+                "id": ID, "unit": UNIT, "owner": "agent", "state": "starting",
+                "label": "from the journal", "command": ["sleep", "600"],
+                "started_at": at,
+            })),
+            start_at: Some(at),
+            ..Default::default()
+        }
+    }
+
+    fn live(env: &[&str]) -> ServiceInfo {
+        ServiceInfo {
+            state: UnitState {
+                active_state: "active".into(),
+                sub_state: "running".into(),
+                freezer_state: Some("running".into()),
+            },
+            main_pid: Some(42),
+            environment: env.iter().map(|e| e.to_string()).collect(),
+            exec_argv: vec!["sleep".into(), "600".into()],
+            ..Default::default()
+        }
+    }
+
+    fn seen<'a>(h: &'a UnitHistory, live: Option<&'a ServiceInfo>) -> Seen<'a> {
+        Seen {
+            history: h,
+            live,
+            in_journal: true,
+            forgotten_at: None,
+        }
+    }
+
+    fn rebuilt(r: Rebuild) -> Record {
+        match r {
+            Rebuild::Record(r) => *r,
+            other => panic!("not rebuilt: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_running_service_is_rebuilt_from_the_journal_with_its_state_from_systemd() {
+        let h = started(Timestamp::now());
+        let info = live(&["REFINE_ID=abcd2345", "REFINE_PROC_STATE_DIR=/state/refine"]);
+        let r = rebuilt(rebuild(ID, UNIT, DIR, seen(&h, Some(&info))));
+        assert_eq!(r.label, "from the journal");
+        assert_eq!(r.state, State::Running);
+        assert_eq!(r.recovered_from.as_deref(), Some("systemd+journal"));
+        // Without its start entry, the unit's environment alone rebuilds it.
+        let none = UnitHistory::default();
+        let r = rebuilt(rebuild(ID, UNIT, DIR, seen(&none, Some(&info))));
+        assert_eq!(r.recovered_from.as_deref(), Some("systemd"));
+    }
+
+    #[test]
+    fn a_unit_of_another_index_is_not_ours() {
+        let h = started(Timestamp::now());
+        let info = live(&["REFINE_ID=abcd2345", "REFINE_PROC_STATE_DIR=/other"]);
+        let r = rebuild(ID, UNIT, DIR, seen(&h, Some(&info)));
+        assert!(matches!(r, Rebuild::NotOurs), "{r:?}");
+        // An ended run the journal does not name as this index's.
+        let s = Seen {
+            in_journal: false,
+            ..seen(&h, None)
+        };
+        assert!(matches!(rebuild(ID, UNIT, DIR, s), Rebuild::NotOurs));
+    }
+
+    #[test]
+    fn an_ended_run_is_closed_with_the_exit_the_journal_holds_else_lost() {
+        let at = Timestamp::now();
+        let mut h = started(at);
+        let r = rebuilt(rebuild(ID, UNIT, DIR, seen(&h, None)));
+        assert_eq!(r.state, State::Lost);
+        assert_eq!(r.recovered_from.as_deref(), Some("journal"));
+        h.exits.push(JournalExit {
+            result: "exit-code".into(),
+            code: Some(3),
+            signal: None,
+            at: Some(at),
+            invocation: None,
+        });
+        let r = rebuilt(rebuild(ID, UNIT, DIR, seen(&h, None)));
+        assert_eq!((r.state, r.exit_code), (State::Failed, Some(3)));
+        assert_eq!(r.exit_source.as_deref(), Some("journal"));
+    }
+
+    #[test]
+    fn a_run_forgotten_after_its_start_stays_forgotten() {
+        let at = Timestamp::now();
+        let h = started(at);
+        let s = Seen {
+            forgotten_at: Some(at),
+            ..seen(&h, None)
+        };
+        assert!(matches!(rebuild(ID, UNIT, DIR, s), Rebuild::NotOurs));
+    }
+
+    #[test]
+    fn a_run_whose_env_values_were_lost_is_not_startable_again() {
+        let mut h = started(Timestamp::now());
+        h.env_keys = vec!["TOKEN".into()];
+        let r = rebuilt(rebuild(ID, UNIT, DIR, seen(&h, None)));
+        assert!(r.command.is_empty(), "{:?}", r.command);
+    }
+
+    #[test]
+    fn a_scope_without_its_start_entry_cannot_be_rebuilt() {
+        let scope = "refine-agent-abcd2345.scope";
+        let info = live(&[]);
+        let none = UnitHistory::default();
+        let r = rebuild(ID, scope, DIR, seen(&none, Some(&info)));
+        assert!(
+            matches!(r, Rebuild::Cannot(ref why) if why.contains("adopted")),
+            "{r:?}"
+        );
     }
 }

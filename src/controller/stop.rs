@@ -106,18 +106,21 @@ impl Controller {
                 reconcile(&mut r, None);
                 return Ok(outcome(&r, Outcome::WasNotRunning));
             };
-            self.request_stop(&record.id, &info)?;
+            self.request_stop(&record.id, &info).await?;
             let timeout = Duration::from_secs(record.limits.timeout_stop_sec.unwrap_or(0));
             systemd.stop_within(&record.unit, timeout).await?;
             if record.kind == UnitKind::Scope {
                 // No exit hook runs for a scope: the end is recorded here.
-                let update = self.index.update(&record.id, |r| {
-                    if !r.state.is_ended() {
-                        r.state = State::Stopped;
-                        r.ended_at = Some(Timestamp::now());
-                        r.paused_by = None;
-                    }
-                });
+                let update = self
+                    .index
+                    .update_async(&record.id, |r| {
+                        if !r.state.is_ended() {
+                            r.state = State::Stopped;
+                            r.ended_at = Some(Timestamp::now());
+                            r.paused_by = None;
+                        }
+                    })
+                    .await;
                 crate::index::or_warn(update, &format!("that {} was stopped", record.id));
                 // A service's end is recorded by its exit hook, with the exit.
                 self.emit(Event::about("stopped", &record));
@@ -132,10 +135,15 @@ impl Controller {
 
     /// Marks the unit's current run as ended on request, so its exit is
     /// recorded as `stopped` (and only that run's).
-    pub(super) fn request_stop(&self, id: &str, info: &ServiceInfo) -> Result<()> {
+    /// Async: the daemon stops unhealthy processes, and must not stall
+    /// its executor while another process holds the index lock (issue 9).
+    pub(super) async fn request_stop(&self, id: &str, info: &ServiceInfo) -> Result<()> {
         let invocation = info.invocation_id.clone();
         // A full disk must not keep a process running (issue 10.8).
-        let update = self.index.update(id, |r| r.stop_requested_for = invocation);
+        let update = self
+            .index
+            .update_async(id, |r| r.stop_requested_for = invocation)
+            .await;
         crate::index::or_warn(update, &format!("that {id} is being stopped"));
         Ok(())
     }
@@ -163,7 +171,7 @@ impl Controller {
         ];
         let ending = ends.contains(&signal);
         if ending {
-            self.request_stop(&id, &info)?;
+            self.request_stop(&id, &info).await?;
         }
         if let Err(e) = self.systemd().await?.kill(&record.unit, signal).await {
             if ending {
@@ -203,7 +211,7 @@ impl Controller {
         let systemd = self.systemd().await?;
         if let Some(info) = info {
             // The exit this causes is ours, not a failure.
-            self.request_stop(&id, &info)?;
+            self.request_stop(&id, &info).await?;
             systemd.restart(&record.unit).await?;
             let pid = systemd.exec_main_pid(&record.unit).await?;
             self.forget_group_freeze(&id)?;

@@ -806,10 +806,6 @@ fn a_daemon_restart_is_checked_against_the_launchs_policy_not_the_daemons() {
 }
 
 #[test]
-#[ignore = "issue 9: passes once both (a) the stop path's index writes use \
-            Index::update_async (request_stop) and (b) the daemon feeds its watchdog \
-            from its own task, not from the select loop that awaits on_probe/stop; \
-            run with --ignored"]
 fn the_daemon_keeps_feeding_its_watchdog_while_another_process_holds_the_index_lock() {
     let env = Env::new();
     // Healthy until `trip` exists in its directory; then the daemon stops
