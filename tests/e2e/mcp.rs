@@ -119,7 +119,7 @@ fn mcp_lists_tools_with_schemas_and_annotations() {
         };
         // (name, read_only, destructive, idempotent) as src/mcp.rs sets them;
         // None: the hint is not given (the protocol's default applies).
-        let expected: [(&str, bool, Option<bool>, bool); 12] = [
+        let expected: [(&str, bool, Option<bool>, bool); 14] = [
             ("list", true, None, true),
             ("status", true, None, true),
             ("run", false, Some(false), false),
@@ -132,6 +132,8 @@ fn mcp_lists_tools_with_schemas_and_annotations() {
             ("wait", true, None, true),
             ("events", true, None, true),
             ("policy_check", true, None, true),
+            ("send", false, Some(false), false),
+            ("screen", true, None, true),
         ];
         assert_eq!(tools.len(), expected.len(), "{tools:?}");
         for (name, read_only, destructive, idempotent) in expected {
@@ -164,7 +166,9 @@ fn mcp_lists_tools_with_schemas_and_annotations() {
         for arg in ["id", "until", "pattern", "timeout"] {
             assert!(wait["properties"].get(arg).is_some(), "{wait}");
         }
-        for tool in ["status", "kill", "restart", "logs", "wait"] {
+        for tool in [
+            "status", "kill", "restart", "logs", "wait", "send", "screen",
+        ] {
             let schema = &find(tool)["inputSchema"];
             assert!(schema["properties"].get("id").is_some(), "{tool}: {schema}");
         }
