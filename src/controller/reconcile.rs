@@ -217,14 +217,8 @@ pub(super) fn record_from_environment(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let label = get("REFINE_LABEL").unwrap_or_else(|| info.description.clone());
     let mut record = Record {
-        schema: RECORD_SCHEMA,
-        id: id.to_string(),
-        unit: unit.to_string(),
-        kind: UnitKind::Service,
-        owner,
-        label: get("REFINE_LABEL").unwrap_or_else(|| info.description.clone()),
-        details: None,
         command: info.exec_argv.clone(),
         cwd: info.working_directory.clone(),
         environment,
@@ -236,32 +230,12 @@ pub(super) fn record_from_environment(
             runner: get("REFINE_RUNNER"),
             extra: Default::default(),
         },
-        requested_by: Default::default(),
         pid: info.main_pid,
         state: State::Running,
         started_at: info.active_enter_usec.and_then(Timestamp::from_usec),
-        ended_at: None,
-        exit_code: None,
-        exit_signal: None,
-        result: None,
-        exit_source: None,
-        limits: Default::default(),
-        pty: None,
-        restart: Default::default(),
-        logs: Logs {
-            journal: journal_command(unit),
-        },
-        runs_ended: 0,
-        stop_requested_for: None,
-        last_exit_invocation: None,
-        paused_by: None,
-        ready: None,
         persist: get("REFINE_PERSIST").is_some_and(|v| v == "1"),
-        resurrected_from: None,
-        resurrected_as: None,
-        launcher: None,
         recovered_from: Some("systemd".into()),
-        health: None,
+        ..base_record(id.to_string(), UnitKind::Service, owner, label)
     };
     crate::spec::restore_from_environment(env, &mut record);
     reconcile(

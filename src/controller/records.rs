@@ -52,10 +52,14 @@ pub(super) fn spec_of(record: &Record) -> RunSpec {
     }
 }
 
-/// The record of a new launch under `id`, starting.
-pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
-    let unit = unit_name(launch.owner, &id);
-    let pty = launch.pty.as_ref().map(|p| p.record(&id));
+/// A record of `kind` with every other field at its empty value: the one
+/// base the constructors of each kind (launch, adoption, rebuild) start
+/// from, so that a new field has one default.
+pub(super) fn base_record(id: String, kind: UnitKind, owner: Owner, label: String) -> Record {
+    let unit = match kind {
+        UnitKind::Service => unit_name(owner, &id),
+        UnitKind::Scope => scope_name(owner, &id),
+    };
     Record {
         schema: RECORD_SCHEMA,
         logs: Logs {
@@ -63,68 +67,18 @@ pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy)
         },
         id,
         unit,
-        kind: UnitKind::Service,
-        owner: launch.owner,
-        label: launch.label.clone(),
-        details: launch.details.clone(),
-        command: launch.command.clone(),
-        cwd: Some(launch.cwd.display().to_string()),
-        environment: launch.environment.clone(),
-        metadata: launch.metadata.clone(),
-        requested_by: requested_by.clone(),
+        kind,
+        owner,
+        label,
+        details: None,
+        command: Vec::new(),
+        cwd: None,
+        environment: Default::default(),
+        metadata: Default::default(),
+        requested_by: Default::default(),
         pid: None,
         state: State::Starting,
-        started_at: Some(Timestamp::now()),
-        ended_at: None,
-        exit_code: None,
-        exit_signal: None,
-        result: None,
-        exit_source: None,
-        limits: launch.limits.clone(),
-        pty,
-        restart: Restart {
-            policy: launch.restart,
-            timing: launch.restart_timing.clone(),
-            by: launch.restart_by,
-            last_failure: None,
-            count: 0,
-        },
-        runs_ended: 0,
-        stop_requested_for: None,
-        last_exit_invocation: None,
-        paused_by: None,
-        ready: launch.ready.clone(),
-        persist: launch.persist,
-        resurrected_from: None,
-        resurrected_as: None,
-        launcher: crate::procfs::identity(std::process::id()),
-        recovered_from: None,
-        health: launch.health.clone(),
-    }
-}
-
-/// The record of an adopted process, before systemd has moved it.
-pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record {
-    let unit = scope_name(a.owner, &id);
-    Record {
-        schema: RECORD_SCHEMA,
-        logs: Logs {
-            journal: journal_command(&unit),
-        },
-        id,
-        unit,
-        kind: UnitKind::Scope,
-        owner: a.owner,
-        label: a.label.clone(),
-        details: a.details.clone(),
-        command: a.command.clone(),
-        cwd: a.cwd.clone(),
-        environment: Default::default(),
-        metadata: a.metadata.clone(),
-        requested_by,
-        pid: Some(a.pid),
-        state: State::Starting,
-        started_at: Some(Timestamp::now()),
+        started_at: None,
         ended_at: None,
         exit_code: None,
         exit_signal: None,
@@ -141,9 +95,52 @@ pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy
         persist: false,
         resurrected_from: None,
         resurrected_as: None,
-        launcher: crate::procfs::identity(std::process::id()),
+        launcher: None,
         recovered_from: None,
         health: None,
+    }
+}
+
+/// The record of a new launch under `id`, starting.
+pub(super) fn new_record(id: String, launch: &Launch, requested_by: RequestedBy) -> Record {
+    let pty = launch.pty.as_ref().map(|p| p.record(&id));
+    Record {
+        details: launch.details.clone(),
+        command: launch.command.clone(),
+        cwd: Some(launch.cwd.display().to_string()),
+        environment: launch.environment.clone(),
+        metadata: launch.metadata.clone(),
+        requested_by,
+        started_at: Some(Timestamp::now()),
+        limits: launch.limits.clone(),
+        pty,
+        restart: Restart {
+            policy: launch.restart,
+            timing: launch.restart_timing.clone(),
+            by: launch.restart_by,
+            last_failure: None,
+            count: 0,
+        },
+        ready: launch.ready.clone(),
+        persist: launch.persist,
+        launcher: crate::procfs::identity(std::process::id()),
+        health: launch.health.clone(),
+        ..base_record(id, UnitKind::Service, launch.owner, launch.label.clone())
+    }
+}
+
+/// The record of an adopted process, before systemd has moved it.
+pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy) -> Record {
+    Record {
+        details: a.details.clone(),
+        command: a.command.clone(),
+        cwd: a.cwd.clone(),
+        metadata: a.metadata.clone(),
+        requested_by,
+        pid: Some(a.pid),
+        started_at: Some(Timestamp::now()),
+        launcher: crate::procfs::identity(std::process::id()),
+        ..base_record(id, UnitKind::Scope, a.owner, a.label.clone())
     }
 }
 
