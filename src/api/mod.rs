@@ -16,6 +16,7 @@ pub mod server;
 pub mod sessions;
 pub mod streams;
 pub mod system;
+pub mod terminal;
 pub mod web;
 
 use std::net::SocketAddr;

@@ -358,6 +358,23 @@ impl Controller {
     /// Refuses unless the requester may act on `target` (its policy's
     /// `act_on`: its descendants by default for a managed process).
     pub(super) async fn authorize(&self, action: &str, target: &Record) -> Result<()> {
+        match self.act_on_denial(action, target).await? {
+            None => Ok(()),
+            Some(error) => {
+                self.record_refusal(action, Some(&target.id), &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Why the requester may not act on `target`, or None when it may;
+    /// nothing recorded (a terminal viewer is told it watches read-only,
+    /// and a refusal is audited only once it tries to type).
+    pub(super) async fn act_on_denial(
+        &self,
+        action: &str,
+        target: &Record,
+    ) -> Result<Option<Error>> {
         let requester = self.requester().await?;
         let rules = requester.policy.rules(requester.actor);
         let caller = requester.caller.as_ref().map(|c| c.id.as_str());
@@ -365,7 +382,7 @@ impl Controller {
             self.parent_of(id)
         });
         if allowed {
-            return Ok(());
+            return Ok(None);
         }
         let reach = match rules.act_on {
             Reach::Descendants => "its own descendants",
@@ -380,8 +397,7 @@ impl Controller {
                 rules.actor, target.id, target.owner
             ),
         );
-        self.record_refusal(action, Some(&target.id), &error);
-        Err(error)
+        Ok(Some(error))
     }
 
     /// Refuses a group action (pause, resume or stop of `--owner`,

@@ -19,6 +19,7 @@ mod types;
 
 pub use caller::{Caller, Origin, Requester};
 pub use logs::{LogPage, PageRequest, Until, WaitOutcome, MAX_PAGE};
+pub use pty::TerminalAccess;
 pub use reconcile::reconcile;
 pub use records::journal_command;
 pub use request::{

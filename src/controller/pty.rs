@@ -1,6 +1,8 @@
 //! Terminal sessions (`run --pty`) as every surface reaches them: typing
 //! into one is acting on it (authorized like `kill`), its screen is a read
 //! like `status`. The CLI, the HTTP API and the MCP server call these.
+//! A terminal view (the API's WebSocket) is both: anyone who may read
+//! watches; only who may act types.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +10,41 @@ use std::time::Duration;
 use super::*;
 use crate::pty::{self, client, proto::Screen};
 
+/// ACTION as refusals record it: the same as `send`'s.
+const SEND_INPUT: &str = "send input to";
+
+/// What a terminal viewer may do with a session, as the core decided.
+#[derive(Debug)]
+pub struct TerminalAccess {
+    /// The record's id.
+    pub id: String,
+    /// The live session's socket.
+    pub socket: PathBuf,
+    /// Why this requester may not type (None: it may).
+    pub read_only: Option<Error>,
+}
+
 impl Controller {
+    /// Opens a terminal view of the session `arg` names: a read like
+    /// `screen`; whether it may also type is decided here, as `send` is,
+    /// but not refused (nor audited) until it tries (see
+    /// [`Controller::refused_input`]).
+    pub async fn terminal(&self, arg: &str) -> Result<TerminalAccess> {
+        let record = self.status(arg).await?.record;
+        let socket = pty::live_socket(&record)?;
+        let read_only = self.act_on_denial(SEND_INPUT, &record).await?;
+        Ok(TerminalAccess {
+            id: record.id,
+            socket,
+            read_only,
+        })
+    }
+
+    /// Audits a read-only viewer's attempt to type (as `send`'s refusal).
+    pub fn refused_input(&self, access: &TerminalAccess, error: &Error) {
+        self.record_refusal(SEND_INPUT, Some(&access.id), error);
+    }
+
     /// Types `text` (a newline is Enter), then each key (`Enter`, `C-c`,
     /// ...), into the session `arg` names. Bad keys are refused before
     /// anything is sent.
@@ -35,7 +71,7 @@ impl Controller {
     pub async fn session_socket(&self, arg: &str, act: bool) -> Result<PathBuf> {
         let record = self.status(arg).await?.record;
         if act {
-            self.authorize("send input to", &record).await?;
+            self.authorize(SEND_INPUT, &record).await?;
         }
         pty::live_socket(&record)
     }
