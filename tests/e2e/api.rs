@@ -857,3 +857,310 @@ fn api_terminal_session_send_and_screen_answer_a_prompt_as_documented() {
     env.ok(&["kill", &id]);
     env.ok(&["kill", &plain.id]);
 }
+
+/// A terminal WebSocket (`GET /api/v1/processes/{id}/terminal`) as a
+/// client sees it: what it drew and the control messages it got.
+struct Term<S> {
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    /// Every binary frame's bytes, in order.
+    output: Vec<u8>,
+    /// Every text frame, parsed.
+    messages: Vec<Value>,
+    /// The close frame's code and reason, once closed.
+    closed: Option<(u16, String)>,
+}
+
+/// How long a terminal test waits for one thing to show.
+const TERM_WAIT: Duration = Duration::from_secs(20);
+
+/// Opens the terminal of `path` on `stream` with `headers`; the HTTP
+/// status and body when the upgrade is refused.
+async fn open_term<S>(
+    stream: S,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Term<S>, (u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::client_async(req, stream).await {
+        Ok((ws, _)) => Ok(Term {
+            ws,
+            output: Vec::new(),
+            messages: Vec::new(),
+            closed: None,
+        }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err((
+            r.status().as_u16(),
+            String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(e) => panic!("the WebSocket handshake failed: {e}"),
+    }
+}
+
+impl<S> Term<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    /// Reads until `done` holds, within [`TERM_WAIT`].
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        use futures_util::StreamExt as _;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + TERM_WAIT;
+        while !done(self) {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
+            match next {
+                Err(_) => panic!(
+                    "no {what} within {TERM_WAIT:?}: drew {:?}, said {:?}, closed {:?}",
+                    String::from_utf8_lossy(&self.output),
+                    self.messages,
+                    self.closed
+                ),
+                Ok(Some(Ok(Message::Binary(b)))) => self.output.extend_from_slice(&b),
+                Ok(Some(Ok(Message::Text(t)))) => self
+                    .messages
+                    .push(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    self.closed = Some(f.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    }))
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => {
+                    assert!(done(self), "closed before {what}: {:?}", self.closed);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn until_drawn(&mut self, text: &str) {
+        self.until(&format!("{text:?} drawn"), |t| {
+            String::from_utf8_lossy(&t.output).contains(text)
+        })
+        .await
+    }
+
+    /// The first message named `key`, once one came.
+    async fn message(&mut self, key: &str) -> Value {
+        self.until(&format!("a {key} message"), |t| {
+            t.messages.iter().any(|m| m.get(key).is_some())
+        })
+        .await;
+        let found = self.messages.iter().find(|m| m.get(key).is_some());
+        found.unwrap()[key].clone()
+    }
+
+    async fn send(&mut self, m: tokio_tungstenite::tungstenite::Message) {
+        use futures_util::SinkExt as _;
+        self.ws.send(m).await.expect("send to the terminal");
+    }
+}
+
+/// Runs `f` on a fresh runtime, bounded: every terminal test has a timeout.
+fn within<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .expect("the terminal test timed out")
+    })
+}
+
+/// A browser session's cookie header, for a code from `refine-proc web`.
+fn session_cookie(env: &Env, d: &ApiDaemon) -> String {
+    let web = output({
+        let mut c = env.command(&["web", "--json", "--socket"]);
+        c.arg(&d.socket);
+        c
+    });
+    assert_eq!(web.code, 0, "{}", web.stderr);
+    let web: Value = serde_json::from_str(&web.stdout).unwrap();
+    let body = json!({ "code": web["code"] }).to_string();
+    let origin = format!("Origin: {}", d.url.trim_end_matches('/'));
+    let session = tcp(d, "POST", "/api/v1/session", &[&origin], Some(&body));
+    assert_eq!(session.status, 204, "{}", session.body);
+    let cookie = session.header("set-cookie").unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// Starts `sh -c SCRIPT` as a terminal session.
+fn start_session(env: &Env, script: &str) -> Rec {
+    env.run(&["--pty", "--", "sh", "-c", script])
+}
+
+#[test]
+fn api_terminal_websocket_shows_the_screen_first_then_types_and_a_reconnect_redraws() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "printf 'name? '; read x; echo got:$x; sleep 600");
+    env.ok(&["screen", &s.id, "--wait-for", "name?", "--timeout", "20s"]);
+    let url = format!("ws://localhost/api/v1/processes/{}/terminal", s.id);
+    within(async {
+        use tokio_tungstenite::tungstenite::Message;
+        let sock = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let mut t = open_term(sock, &url, &[]).await.unwrap();
+        // The screen first: the prompt printed before anyone connected.
+        let hello = t.message("hello").await;
+        assert_eq!(hello["write"], true, "{hello}");
+        assert_eq!(hello["id"], s.id.as_str());
+        assert_eq!(
+            (hello["rows"].as_u64(), hello["cols"].as_u64()),
+            (Some(24), Some(80))
+        );
+        assert!(hello.get("read_only").is_none(), "{hello}");
+        t.until_drawn("name?").await;
+        assert!(
+            t.messages[0].get("hello").is_some(),
+            "hello first: {:?}",
+            t.messages
+        );
+        // Hostile text is data: the shell reads it as a line.
+        t.send(Message::binary(b"bob $HOME;`id`\r".to_vec())).await;
+        t.until_drawn("got:bob $HOME;`id`").await;
+        // A bad control message is refused, the view stays.
+        t.send(Message::text(r#"{"exec":"sh"}"#)).await;
+        let refused = t.message("refused").await;
+        assert_eq!(refused["status"], 400, "{refused}");
+        t.send(Message::text(r#"{"resize":{"rows":30,"cols":100}}"#))
+            .await;
+        drop(t);
+        // A reconnect (a browser refresh) draws the screen again.
+        let sock = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let mut again = open_term(sock, &url, &[]).await.unwrap();
+        let hello = again.message("hello").await;
+        assert_eq!(
+            (hello["rows"].as_u64(), hello["cols"].as_u64()),
+            (Some(30), Some(100)),
+            "the resize reached the session"
+        );
+        again.until_drawn("got:bob").await;
+        again.until_drawn("name?").await;
+        // The program's end closes the view normally, after an exit message.
+        env.ok(&["kill", &s.id]);
+        again.until("the close", |t| t.closed.is_some()).await;
+        assert_eq!(again.closed.as_ref().unwrap().0, 1000, "{:?}", again.closed);
+        assert!(
+            again.messages.iter().any(|m| m.get("exit").is_some()),
+            "{:?}",
+            again.messages
+        );
+    });
+    // Not a WebSocket: a problem with a hint, as documented.
+    let doc = d.get("/api/v1/openapi.json").json();
+    let plain = d.get(&format!("/api/v1/processes/{}/terminal", s.id));
+    documented(&doc, "get", "/api/v1/processes/{id}/terminal", &plain);
+    assert_eq!(plain.status, 400, "{}", plain.body);
+    assert!(plain.json()["hint"].as_str().unwrap().contains("WebSocket"));
+}
+
+#[test]
+fn api_terminal_websocket_on_tcp_needs_a_session_and_the_page_origin_and_a_read_token_only_watches()
+{
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "read x; echo got:$x; sleep 600");
+    let addr = d
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let url = format!("ws://{addr}/api/v1/processes/{}/terminal", s.id);
+    let origin = d.url.trim_end_matches('/').to_string();
+    let cookie = session_cookie(&env, &d);
+    let read = output({
+        let mut c = env.command(&["web", "--token", "read", "--socket"]);
+        c.arg(&d.socket);
+        c
+    });
+    assert_eq!(read.code, 0, "{}", read.stderr);
+    let bearer = format!("Bearer {}", read.stdout.trim());
+    within(async {
+        use tokio_tungstenite::tungstenite::Message;
+        let connect = || tokio::net::TcpStream::connect(addr.clone());
+        // No session: 401; a session but another origin: 403 (a hijack
+        // from another page, which the browser gives the cookie).
+        let none = open_term(connect().await.unwrap(), &url, &[("origin", &origin)]).await;
+        assert_eq!(none.err().map(|e| e.0), Some(401));
+        let evil = open_term(
+            connect().await.unwrap(),
+            &url,
+            &[("cookie", &cookie), ("origin", "http://attacker.example")],
+        )
+        .await;
+        let (status, body) = evil.err().expect("a cross-origin upgrade refused");
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("cross-origin"), "{body}");
+        let blind = open_term(connect().await.unwrap(), &url, &[("cookie", &cookie)]).await;
+        assert_eq!(
+            blind.err().map(|e| e.0),
+            Some(403),
+            "a cookie without Origin"
+        );
+        // A read token watches: its input is refused, and never typed.
+        let mut viewer = open_term(
+            connect().await.unwrap(),
+            &url,
+            &[("authorization", &bearer)],
+        )
+        .await
+        .unwrap();
+        let hello = viewer.message("hello").await;
+        assert_eq!(hello["write"], false, "{hello}");
+        assert!(
+            hello["read_only"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("read"),
+            "{hello}"
+        );
+        viewer.send(Message::binary(b"intruder\r".to_vec())).await;
+        let refused = viewer.message("refused").await;
+        assert_eq!(refused["status"], 403, "{refused}");
+        assert!(
+            refused["hint"]
+                .as_str()
+                .unwrap()
+                .contains("--token control"),
+            "{refused}"
+        );
+        // The page's origin with the cookie types.
+        let mut page = open_term(
+            connect().await.unwrap(),
+            &url,
+            &[("cookie", &cookie), ("origin", &origin)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.message("hello").await["write"], true);
+        page.send(Message::text(json!({"input": "friend\r"}).to_string()))
+            .await;
+        page.until_drawn("got:friend").await;
+        // The viewer sees it too, and the intruder's line never arrived.
+        viewer.until_drawn("got:friend").await;
+        let drawn = String::from_utf8_lossy(&viewer.output).into_owned();
+        assert!(!drawn.contains("got:intruder"), "{drawn}");
+    });
+    let screen: Value = env.ok(&["screen", "--json", &s.id]).json();
+    assert!(!screen.to_string().contains("intruder"), "{screen}");
+    // The refused input is audited, once.
+    let refusals: Vec<Value> = std::fs::read_to_string(env.state_dir().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["event"] == "refused" && e["action"] == "send input to")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    env.ok(&["kill", &s.id]);
+}
