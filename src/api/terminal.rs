@@ -210,7 +210,7 @@ impl Bridge {
                 },
                 message = self.ws.recv() => match message {
                     Some(Ok(m)) => {
-                        if self.from_client(m).await.is_err() {
+                        if self.on_message(m).await.is_err() {
                             break None;
                         }
                     }
@@ -235,7 +235,7 @@ impl Bridge {
     }
 
     /// One message from the client. Err: the WebSocket broke.
-    async fn from_client(&mut self, message: Message) -> Result<(), axum::Error> {
+    async fn on_message(&mut self, message: Message) -> Result<(), axum::Error> {
         let control = match message {
             Message::Binary(b) => return self.input(&b).await,
             Message::Text(t) => serde_json::from_str::<Control>(t.as_str()),
