@@ -35,6 +35,32 @@ const ASSETS: &[Asset] = &[
     asset!("/assets/app.css", "app.css", "text/css; charset=utf-8"),
     asset!("/assets/app.js", "app.js", "text/javascript; charset=utf-8"),
     asset!("/assets/icon.svg", "icon.svg", "image/svg+xml"),
+    // xterm.js, unchanged from npm: see assets/vendor/README.md.
+    asset!(
+        "/assets/vendor/xterm.js",
+        "vendor/xterm.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "/assets/vendor/addon-fit.js",
+        "vendor/addon-fit.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "/assets/vendor/xterm.css",
+        "vendor/xterm.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!(
+        "/assets/vendor/LICENSE",
+        "vendor/LICENSE",
+        "text/plain; charset=utf-8"
+    ),
+    asset!(
+        "/assets/vendor/LICENSE.addon-fit",
+        "vendor/LICENSE.addon-fit",
+        "text/plain; charset=utf-8"
+    ),
 ];
 
 /// The page or asset served at `path` (the request path, without query),

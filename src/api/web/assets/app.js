@@ -560,6 +560,8 @@ function openDetail(id) { location.hash = "#/p/" + encodeURIComponent(id); }
 
 function closeDetailStreams() {
   for (const k of ["events", "logs"]) if (detail[k]) { detail[k].close(); detail[k] = null; }
+  closeTerminal();
+  term.id = null;
 }
 
 function showDetail(id) {
@@ -653,8 +655,7 @@ function renderDetail(rec) {
     ["warnings", rec.warnings && rec.warnings.length ? rec.warnings.join("; ") : undefined],
   ]);
   setText($("d-json"), JSON.stringify(rec, null, 2));
-  // Issue 14: a `run --pty` session gets a terminal here.
-  $("d-terminal").hidden = !rec.pty;
+  showTerminal(rec);
 }
 
 /** The process's events: the history, then live (its own stream). */
@@ -700,6 +701,160 @@ function followLog(id) {
     if (follow) box.scrollTop = box.scrollHeight;
   };
   es.onmessage = onLine;
+}
+
+// --- Processes: a session's terminal (run --pty) ----------------------------
+//
+// xterm.js over GET /processes/ID/terminal, a WebSocket: binary frames are
+// the terminal's bytes (the first draws the current screen, so a reload
+// shows it again), text frames JSON messages (hello, lease, refused,
+// exit). Keys go back as binary frames only when the hello says `write`.
+
+const TERM_VENDOR = "/assets/vendor/";
+const term = { id: null, xt: null, fit: null, ws: null, write: false, held: false, ended: false, timer: null, tries: 0 };
+const encoder = new TextEncoder();
+let xtermLoading = null;
+
+function loadVendor(tag, attrs) {
+  return new Promise((resolve, reject) => {
+    const el = h(tag, attrs);
+    el.onload = resolve;
+    el.onerror = () => reject(new Error("cannot load " + (attrs.src || attrs.href)));
+    document.head.append(el);
+  });
+}
+
+/** xterm.js, loaded the first time a session is shown. */
+function loadXterm() {
+  xtermLoading ||= Promise.all([
+    loadVendor("link", { rel: "stylesheet", href: TERM_VENDOR + "xterm.css" }),
+    loadVendor("script", { src: TERM_VENDOR + "xterm.js" }),
+  ]).then(() => loadVendor("script", { src: TERM_VENDOR + "addon-fit.js" }));
+  return xtermLoading;
+}
+
+function termState(text, bad) {
+  const el = $("d-termstate");
+  setText(el, text);
+  el.classList.toggle("bad", !!bad);
+}
+
+/**
+ * Opens xterm.js in `box`. It draws with <style> elements, which the
+ * page's CSP (style-src 'self') refuses: while it opens, they are made
+ * inert <template>s whose rules a constructed style sheet (CSSOM, which
+ * CSP does not govern) mirrors, instead of weakening the policy.
+ */
+function openXterm(box) {
+  const sheet = new CSSStyleSheet();
+  document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+  const mirror = () => sheet.replaceSync([...box.querySelectorAll("template[data-xterm-style]")].map((t) => t.textContent).join("\n"));
+  new MutationObserver(mirror).observe(box, { subtree: true, childList: true, characterData: true });
+  const xt = new Terminal({
+    fontFamily: getComputedStyle(document.body).getPropertyValue("--mono"), fontSize: 13, scrollback: 2000,
+    theme: { background: "#0d1117", foreground: "#e6edf3", cursor: "#4493f8" },
+  });
+  const fit = new FitAddon.FitAddon();
+  xt.loadAddon(fit);
+  const createElement = document.createElement;
+  document.createElement = function (tag, options) {
+    if (String(tag).toLowerCase() !== "style") return createElement.call(document, tag, options);
+    const t = createElement.call(document, "template");
+    t.dataset.xtermStyle = "";
+    return t;
+  };
+  try { xt.open(box); } finally { document.createElement = createElement; }
+  mirror();
+  // Ctrl-\ leaves the terminal, as it detaches `refine-proc attach`.
+  xt.attachCustomKeyEventHandler((e) => {
+    if (e.type === "keydown" && e.ctrlKey && e.key === "\\") { xt.blur(); $("d-log").focus(); return false; }
+    return true;
+  });
+  xt.onData((d) => { if (term.write && term.ws && term.ws.readyState === WebSocket.OPEN) term.ws.send(encoder.encode(d)); });
+  window.addEventListener("resize", () => { clearTimeout(term.resizing); term.resizing = setTimeout(fitTerminal, 150); });
+  return { xt, fit };
+}
+
+/** A writer sizes the session to the box; a viewer draws at its size. */
+function fitTerminal() {
+  if (!term.xt || !term.write || $("d-terminal").hidden) return;
+  const d = term.fit.proposeDimensions();
+  if (!d || !(d.cols >= 2 && d.rows >= 2)) return;
+  const size = { rows: Math.min(d.rows, 1000), cols: Math.min(d.cols, 1000) };
+  if (size.rows !== term.xt.rows || size.cols !== term.xt.cols) term.xt.resize(size.cols, size.rows);
+  if (term.ws && term.ws.readyState === WebSocket.OPEN) term.ws.send(JSON.stringify({ resize: size }));
+}
+
+function closeTerminal() {
+  clearTimeout(term.timer);
+  term.timer = null;
+  if (term.ws) { const ws = term.ws; term.ws = null; ws.close(1000); }
+}
+
+/** Shows the terminal of `rec`, connecting when its session is live. */
+async function showTerminal(rec) {
+  $("d-terminal").hidden = !rec.pty;
+  if (!rec.pty) { if (term.id === rec.id) closeTerminal(); return; }
+  if (term.id !== rec.id) { closeTerminal(); term.id = rec.id; term.ended = false; term.tries = 0; if (term.xt) term.xt.reset(); }
+  if (term.ws || term.timer || term.ended) return;
+  if (ENDED.has(rec.state)) { if (!term.ended) termState("the session has ended: its output is in the log"); return; }
+  if (rec.state === "paused") { termState("paused: a frozen session neither prints nor reads (resume it)"); return; }
+  try { await loadXterm(); } catch (err) { termState(err.message, true); return; }
+  if (!term.xt) Object.assign(term, openXterm($("d-term")));
+  if (detail.id === rec.id && !term.ws && !term.timer) connectTerminal(rec.id);
+}
+
+function connectTerminal(id) {
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + API + "/processes/" + encodeURIComponent(id) + "/terminal";
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  term.ws = ws;
+  termState("connecting");
+  ws.onmessage = (m) => {
+    if (term.ws !== ws) return;
+    if (typeof m.data !== "string") { term.xt.write(new Uint8Array(m.data)); return; }
+    let msg;
+    try { msg = JSON.parse(m.data); } catch (_) { return; }
+    if (msg.hello) onTermHello(msg.hello);
+    else if (msg.lease) { term.held = msg.lease.held; termLease(); }
+    else if (msg.refused) termState("refused: " + msg.refused.detail + (msg.refused.hint ? " (" + msg.refused.hint + ")" : ""), true);
+    else if (msg.exit) {
+      term.ended = true;
+      const e = msg.exit;
+      termState("the program ended" + (e.signal ? " (signal " + e.signal + ")" : e.code !== null && e.code !== undefined ? " (exit code " + e.code + ")" : ""));
+    }
+  };
+  ws.onclose = () => {
+    if (term.ws !== ws) return;
+    term.ws = null;
+    $("d-take").hidden = true;
+    if (term.ended || detail.id !== id) return;
+    // Refused (ended, paused) or broken: read the record again, then retry.
+    termState("disconnected: reconnecting", true);
+    const wait = Math.min(1000 * 2 ** term.tries++, 10000);
+    term.timer = setTimeout(() => { term.timer = null; if (detail.id === id) loadDetail(); }, wait);
+  };
+}
+
+function onTermHello(hello) {
+  term.tries = 0;
+  term.write = hello.write;
+  term.xt.reset();
+  term.xt.options.disableStdin = !hello.write;
+  $("d-term").classList.toggle("read-only", !hello.write);
+  if (hello.write) {
+    termState("live");
+    fitTerminal();
+  } else {
+    term.xt.resize(hello.cols, hello.rows);
+    termState("read-only: " + (hello.read_only ? hello.read_only.detail : "input is not allowed"));
+  }
+}
+
+function termLease() {
+  const other = term.write && !term.held;
+  $("d-take").hidden = !other;
+  if (term.write) termState(other ? "watching: another client holds the keyboard (typing takes it once free)" : "live");
 }
 
 // --- System ---------------------------------------------------------------
@@ -841,6 +996,8 @@ function onFiltersChanged() {
 }
 
 function onKey(e) {
+  // Every key in the terminal is the program's.
+  if (e.target.closest && e.target.closest("#d-term")) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   const tag = (e.target.tagName || "").toLowerCase();
   if (document.querySelector("dialog[open]")) return;
@@ -855,7 +1012,7 @@ function onKey(e) {
   else if (k === "Escape" && current === "detail") history.length > 1 ? history.back() : (location.hash = "#/processes");
   else if (current === "detail" && detail.rec && "psR".includes(k)) {
     keyAction(detail.rec, k);
-  } else if (current === "processes") {
+  } else if (current === "detail" && k === "t" && term.xt && !$("d-terminal").hidden) term.xt.focus(); else if (current === "processes") {
     const i = list.order.indexOf(list.focusId);
     if (k === "j" || k === "ArrowDown") focusRow(document.activeElement?.dataset?.id ? i + 1 : i);
     else if (k === "k" || k === "ArrowUp") focusRow(i - 1);
@@ -893,6 +1050,7 @@ async function main() {
   f.addEventListener("reset", () => setTimeout(onFiltersChanged, 0));
   f.addEventListener("submit", (e) => { e.preventDefault(); onFiltersChanged(); });
   $("help-btn").addEventListener("click", () => $("help").showModal());
+  $("d-take").addEventListener("click", () => { if (term.ws) term.ws.send(JSON.stringify({ take: {} })); term.xt.focus(); });
   $("prows").addEventListener("click", (e) => {
     const row = e.target.closest(".prow");
     if (row) { list.focusId = row.dataset.id; fixFocus(); row.focus({ preventScroll: true }); }
