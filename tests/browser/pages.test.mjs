@@ -255,3 +255,45 @@ test("the pages run under their Content-Security-Policy without a violation", T,
     await other.close();
   }
 });
+
+test("the terminal of a run --pty session shows its output, takes typed input and redraws after a reload", T, async () => {
+  const rec = run("--pty", "--label", "pty-prompt", "--", "sh", "-c", "printf 'name? '; read x; echo got:$x; sleep 100");
+  cli("screen", rec.id, "--wait-for", "name?", "--timeout", "20s");
+  const other = await launch();
+  try {
+    const p = other.context.pages()[0] || (await other.context.newPage());
+    await other.context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(e.violatedDirective + " " + e.blockedURI));
+    });
+    p.on("pageerror", (e) => console.error("page error:", e.message));
+    await p.goto(daemon.signInUrl());
+    await p.locator("#conn.live").waitFor({ timeout: 10_000 });
+    await p.goto(daemon.url("#/p/" + rec.id));
+    const rows = p.locator("#d-term .xterm-rows");
+    // The screen first: the prompt was printed before the page connected.
+    await rows.filter({ hasText: "name?" }).waitFor({ timeout: 10_000 });
+    await p.locator("#d-termstate", { hasText: "live" }).waitFor({ timeout: 10_000 });
+    // By keyboard: t focuses the terminal, then the keys are the program's.
+    await p.locator("#d-record dt").first().click();
+    await p.keyboard.press("t");
+    await p.keyboard.type("web user");
+    await p.keyboard.press("Enter");
+    await rows.filter({ hasText: "got:web user" }).waitFor({ timeout: 10_000 });
+    assert.match(JSON.parse(cli("screen", "--json", rec.id)).lines.join("\n"), /got:web user/);
+    // Ctrl-\ leaves the terminal; the page's keys work again.
+    await p.keyboard.press("Control+Backslash");
+    assert.equal(await p.evaluate(() => document.activeElement.id), "d-log");
+    if (SHOTS) await p.screenshot({ path: path.join(SHOTS, "terminal.png"), fullPage: true });
+    // A reload (a new connection) draws the screen again.
+    await p.reload();
+    await rows.filter({ hasText: "got:web user" }).waitFor({ timeout: 10_000 });
+    assert.deepEqual(await p.evaluate(() => window.__violations), [], "CSP violations");
+    // The program's end is said, and the view stays.
+    cli("kill", rec.id);
+    await p.locator("#d-termstate", { hasText: /ended/ }).waitFor({ timeout: 10_000 });
+    assert.match(await rows.textContent(), /got:web user/);
+  } finally {
+    await other.close();
+  }
+});
