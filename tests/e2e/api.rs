@@ -1164,3 +1164,90 @@ fn api_terminal_websocket_on_tcp_needs_a_session_and_the_page_origin_and_a_read_
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     env.ok(&["kill", &s.id]);
 }
+
+/// A WebSocket client small enough to run as a managed process: opens
+/// the terminal at URL_PATH on the Unix socket SOCK, writes the hello to
+/// hello.json, types "intruder" and writes the answer to refused.json.
+const WS_AGENT: &str = r#"
+import base64, json, os, socket, sys
+sock_path, url_path = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sock_path)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (url_path, key)).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, buf = buf.split(b"\r\n\r\n", 1)
+assert head.startswith(b"HTTP/1.1 101"), head
+def read(n):
+    global buf
+    while len(buf) < n:
+        chunk = s.recv(65536)
+        assert chunk, "closed"
+        buf += chunk
+    out, buf = buf[:n], buf[n:]
+    return out
+def frame():
+    b0, b1 = read(2)
+    n = b1 & 127
+    if n == 126: n = int.from_bytes(read(2), "big")
+    elif n == 127: n = int.from_bytes(read(8), "big")
+    return b0 & 15, read(n)
+def text():
+    while True:
+        op, data = frame()
+        if op == 1: return json.loads(data)
+        assert op != 8, ("closed", data)
+json.dump(text(), open("hello.json", "w"))
+payload, mask = b"intruder\r", os.urandom(4)
+s.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
+while True:
+    m = text()
+    if "refused" in m:
+        json.dump(m, open("refused.json", "w"))
+        break
+"#;
+
+#[test]
+fn api_terminal_websocket_a_managed_agent_outside_its_act_on_only_watches() {
+    let env = Env::new();
+    std::fs::write(
+        env.policy_path(),
+        "[actors.agent]\ncommands = [\"/usr/bin/python3\"]\n",
+    )
+    .unwrap();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "read x; echo got:$x; sleep 600");
+    let url_path = format!("/api/v1/processes/{}/terminal", s.id);
+    let socket = d.socket.display().to_string();
+    let agent = env.run(&[
+        "--owner",
+        "agent",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        WS_AGENT,
+        &socket,
+        &url_path,
+    ]);
+    wait_gone(&agent.unit);
+    let read = |f: &str| -> Value {
+        let text = std::fs::read_to_string(env.work_dir().join(f)).unwrap_or_else(|e| {
+            let log = env.cmd(&["logs", &agent.id]);
+            panic!("{f}: {e}; the agent said: {}{}", log.stdout, log.stderr)
+        });
+        serde_json::from_str(&text).unwrap()
+    };
+    // Its policy (act_on: its descendants) lets it read the session, not type.
+    let hello = read("hello.json");
+    assert_eq!(hello["hello"]["write"], false, "{hello}");
+    let why = hello["hello"]["read_only"]["detail"].as_str().unwrap();
+    assert!(why.contains("send input to"), "{why}");
+    let refused = read("refused.json");
+    assert_eq!(refused["refused"]["status"], 403, "{refused}");
+    assert_eq!(refused["refused"]["exit_code"], 7, "{refused}");
+    let screen: Value = env.ok(&["screen", "--json", &s.id]).json();
+    assert!(!screen.to_string().contains("intruder"), "{screen}");
+    env.ok(&["kill", &s.id]);
+}
