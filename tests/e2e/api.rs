@@ -911,7 +911,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     /// Reads until `done` holds, within [`TERM_WAIT`].
-    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         use futures_util::StreamExt as _;
         use tokio_tungstenite::tungstenite::Message;
         let deadline = tokio::time::Instant::now() + TERM_WAIT;
@@ -942,9 +942,17 @@ where
         }
     }
 
+    /// Reads until `text` was drawn (searching only what is new each time:
+    /// a flood must not make the test client the bottleneck).
     async fn until_drawn(&mut self, text: &str) {
-        self.until(&format!("{text:?} drawn"), |t| {
-            String::from_utf8_lossy(&t.output).contains(text)
+        let needle = text.as_bytes().to_vec();
+        let mut from = 0;
+        self.until(&format!("{text:?} drawn"), move |t| {
+            let found = t.output[from..]
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice());
+            from = t.output.len().saturating_sub(needle.len());
+            found
         })
         .await
     }
@@ -1010,6 +1018,7 @@ fn api_terminal_websocket_shows_the_screen_first_then_types_and_a_reconnect_redr
     within(async {
         use tokio_tungstenite::tungstenite::Message;
         let sock = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let t0 = Instant::now();
         let mut t = open_term(sock, &url, &[]).await.unwrap();
         // The screen first: the prompt printed before anyone connected.
         let hello = t.message("hello").await;
@@ -1021,14 +1030,20 @@ fn api_terminal_websocket_shows_the_screen_first_then_types_and_a_reconnect_redr
         );
         assert!(hello.get("read_only").is_none(), "{hello}");
         t.until_drawn("name?").await;
+        let drawn = t0.elapsed();
         assert!(
             t.messages[0].get("hello").is_some(),
             "hello first: {:?}",
             t.messages
         );
         // Hostile text is data: the shell reads it as a line.
+        let t1 = Instant::now();
         t.send(Message::binary(b"bob $HOME;`id`\r".to_vec())).await;
         t.until_drawn("got:bob $HOME;`id`").await;
+        println!(
+            "terminal: connected and drew the screen in {drawn:?}; a line typed came back in {:?}",
+            t1.elapsed()
+        );
         // A bad control message is refused, the view stays.
         t.send(Message::text(r#"{"exec":"sh"}"#)).await;
         let refused = t.message("refused").await;
@@ -1249,5 +1264,37 @@ fn api_terminal_websocket_a_managed_agent_outside_its_act_on_only_watches() {
     assert_eq!(refused["refused"]["exit_code"], 7, "{refused}");
     let screen: Value = env.ok(&["screen", "--json", &s.id]).json();
     assert!(!screen.to_string().contains("intruder"), "{screen}");
+    env.ok(&["kill", &s.id]);
+}
+
+#[test]
+fn api_terminal_websocket_a_flood_of_output_is_drawn_to_its_end() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "read x; seq 1 300000; echo flood-done; sleep 600");
+    let url = format!("ws://localhost/api/v1/processes/{}/terminal", s.id);
+    within(async {
+        use tokio_tungstenite::tungstenite::Message;
+        let sock = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let mut t = open_term(sock, &url, &[]).await.unwrap();
+        t.message("hello").await;
+        let t0 = Instant::now();
+        t.send(Message::binary(b"go\r".to_vec())).await;
+        // Whatever was skipped for a slow reader, the end is drawn.
+        t.until_drawn("flood-done").await;
+        println!(
+            "terminal: 300,000 lines ({} bytes drawn) through the WebSocket in {:?}",
+            t.output.len(),
+            t0.elapsed()
+        );
+    });
+    env.ok(&[
+        "screen",
+        &s.id,
+        "--wait-for",
+        "flood-done",
+        "--timeout",
+        "5s",
+    ]);
     env.ok(&["kill", &s.id]);
 }
