@@ -3,8 +3,8 @@
 // the real daemon (inside a user manager, e.g. the test sandbox:
 //   tests/sandbox/with-user-manager --user refine-test -- \
 //     env REFINE_PROC_BIN=$PWD/target/debug/refine-proc TMPDIR=... node tests/browser/screenshots.mjs DIR
-// Writes processes.png, tree.png, detail.png, system.png, narrow.png and
-// narrow-detail.png.
+// Writes processes.png, tree.png, detail.png, system.png, narrow.png,
+// narrow-detail.png and terminal.png (a run --pty session's terminal).
 import path from "node:path";
 import { launch, chromiumMissing } from "./chromium.mjs";
 import { startDaemon } from "./daemon.mjs";
@@ -34,6 +34,8 @@ try {
   for (let i = 1; i <= 3; i++) run("--label", `build ${i}`, "--", "sh", "-c", `echo building; exit ${i - 1}`);
   run("--label", "agent runner", "--", "sh", "-c", `'${bin}' --state-dir '${daemon.state}' run --label 'spawned by runner' -- sleep 900; sleep 900`);
   for (let i = 1; i <= 3; i++) run("--owner", "agent", "--label", `idle ${i}`, "--workflow", "wf-44", "--", "sleep", "1200");
+  const shell = run("--pty", "--label", "interactive shell", "--", "sh", "-c",
+    "printf '\\033[1;32mready\\033[0m> '; while read l; do printf 'you said \\033[33m%s\\033[0m\\n> ' \"$l\"; done");
   const paused = run("--owner", "agent", "--label", "paused job", "--", "sleep", "1000");
   daemon.cli("pause", paused.id);
   const page = browser.context.pages()[0] || (await browser.context.newPage());
@@ -53,6 +55,14 @@ try {
   await page.goto(daemon.url("#/system"));
   await page.locator("#s-doctor [data-check]").first().waitFor();
   await page.screenshot({ path: path.join(out, "system.png"), fullPage: true });
+  await page.goto(daemon.url("#/p/" + shell.id));
+  await page.locator("#d-term .xterm-rows", { hasText: "ready" }).waitFor();
+  await page.keyboard.press("t");
+  await page.keyboard.type("hello from the page");
+  await page.keyboard.press("Enter");
+  await page.locator("#d-term .xterm-rows", { hasText: "you said hello" }).waitFor();
+  await page.locator("#d-terminal").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(out, "terminal.png") });
   await page.setViewportSize({ width: 400, height: 820 });
   await page.goto(daemon.url("#/processes"));
   await page.waitForTimeout(800);

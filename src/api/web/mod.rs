@@ -143,6 +143,32 @@ mod tests {
         );
     }
 
+    /// The terminal's xterm.js is served from the binary (no CDN), as
+    /// JavaScript, with its licence, and the page loads it from there.
+    #[test]
+    fn vendored_xterm_is_served_with_its_licence() {
+        for (p, mime) in [
+            ("/assets/vendor/xterm.js", "text/javascript"),
+            ("/assets/vendor/addon-fit.js", "text/javascript"),
+            ("/assets/vendor/xterm.css", "text/css"),
+            ("/assets/vendor/LICENSE", "text/plain"),
+            ("/assets/vendor/LICENSE.addon-fit", "text/plain"),
+        ] {
+            let (bytes, m) = asset(p).unwrap_or_else(|| panic!("{p} not served"));
+            assert!(m.starts_with(mime) && !bytes.is_empty(), "{p}: {m}");
+        }
+        assert!(text("/assets/vendor/LICENSE").contains("The xterm.js authors"));
+        assert!(text("/assets/vendor/xterm.js").contains("e.Terminal="));
+        let js = text("/assets/app.js");
+        assert!(js.contains(r#"TERM_VENDOR = "/assets/vendor/""#));
+        for f in ["xterm.js", "addon-fit.js", "xterm.css"] {
+            assert!(
+                js.contains(&format!("TERM_VENDOR + \"{f}\"")),
+                "app.js does not load {f}"
+            );
+        }
+    }
+
     /// API strings (labels, commands, log lines) are hostile data: the
     /// script must never parse them as HTML.
     #[test]
