@@ -269,17 +269,21 @@ test("the terminal of a run --pty session shows its output, takes typed input an
     p.on("pageerror", (e) => console.error("page error:", e.message));
     await p.goto(daemon.signInUrl());
     await p.locator("#conn.live").waitFor({ timeout: 10_000 });
+    const t0 = performance.now();
     await p.goto(daemon.url("#/p/" + rec.id));
     const rows = p.locator("#d-term .xterm-rows");
     // The screen first: the prompt was printed before the page connected.
     await rows.filter({ hasText: "name?" }).waitFor({ timeout: 10_000 });
+    const drawn = performance.now() - t0;
     await p.locator("#d-termstate", { hasText: "live" }).waitFor({ timeout: 10_000 });
     // By keyboard: t focuses the terminal, then the keys are the program's.
     await p.locator("#d-record dt").first().click();
     await p.keyboard.press("t");
     await p.keyboard.type("web user");
+    const t1 = performance.now();
     await p.keyboard.press("Enter");
     await rows.filter({ hasText: "got:web user" }).waitFor({ timeout: 10_000 });
+    console.log(`terminal: the screen drawn ${drawn.toFixed(0)} ms after opening the page; Enter answered in ${(performance.now() - t1).toFixed(0)} ms`);
     assert.match(JSON.parse(cli("screen", "--json", rec.id)).lines.join("\n"), /got:web user/);
     // Ctrl-\ leaves the terminal; the page's keys work again.
     await p.keyboard.press("Control+Backslash");
@@ -289,6 +293,11 @@ test("the terminal of a run --pty session shows its output, takes typed input an
     await p.reload();
     await rows.filter({ hasText: "got:web user" }).waitFor({ timeout: 10_000 });
     assert.deepEqual(await p.evaluate(() => window.__violations), [], "CSP violations");
+    // A pause (the session frozen) is said, and its resume.
+    cli("pause", rec.id);
+    await p.locator("#d-termstate", { hasText: "paused" }).waitFor({ timeout: 10_000 });
+    cli("resume", rec.id);
+    await p.locator("#d-termstate", { hasText: "live" }).waitFor({ timeout: 10_000 });
     // The program's end is said, and the view stays.
     cli("kill", rec.id);
     await p.locator("#d-termstate", { hasText: /ended/ }).waitFor({ timeout: 10_000 });

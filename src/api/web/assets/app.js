@@ -734,6 +734,10 @@ function loadXterm() {
 }
 
 function termState(text, bad) {
+  term.said = [text, bad];
+  if (!term.paused) showTermState(text, bad);
+}
+function showTermState(text, bad) {
   const el = $("d-termstate");
   setText(el, text);
   el.classList.toggle("bad", !!bad);
@@ -785,7 +789,15 @@ function fitTerminal() {
   if (term.ws && term.ws.readyState === WebSocket.OPEN) term.ws.send(JSON.stringify({ resize: size }));
 }
 
+function termPaused(paused) {
+  if (paused === !!term.paused) return;
+  term.paused = paused;
+  if (paused) showTermState("paused: a frozen session neither prints nor reads (resume it)");
+  else if (term.said) showTermState(...term.said);
+}
+
 function closeTerminal() {
+  term.paused = false;
   clearTimeout(term.timer);
   term.timer = null;
   if (term.ws) { const ws = term.ws; term.ws = null; ws.close(1000); }
@@ -796,7 +808,9 @@ async function showTerminal(rec) {
   $("d-terminal").hidden = !rec.pty;
   if (!rec.pty) { if (term.id === rec.id) closeTerminal(); return; }
   if (term.id !== rec.id) { closeTerminal(); term.id = rec.id; term.ended = false; term.tries = 0; if (term.xt) term.xt.reset(); }
-  if (term.ws || term.timer || term.ended) return;
+  // A session paused while shown: frozen, it neither prints nor reads.
+  if (term.ws) { termPaused(rec.state === "paused"); return; }
+  if (term.timer || term.ended) return;
   if (ENDED.has(rec.state)) { if (!term.ended) termState("the session has ended: its output is in the log"); return; }
   if (rec.state === "paused") { termState("paused: a frozen session neither prints nor reads (resume it)"); return; }
   try { await loadXterm(); } catch (err) { termState(err.message, true); return; }
