@@ -306,3 +306,30 @@ test("the terminal of a run --pty session shows its output, takes typed input an
     await other.close();
   }
 });
+
+test("the terminal says read-only when the policy lets the person only watch, and their keys never reach the program", T, async () => {
+  const rec = run("--pty", "--label", "pty-watched", "--", "sh", "-c", "echo watch-me; read x; echo got:$x; sleep 100");
+  cli("screen", rec.id, "--wait-for", "watch-me", "--timeout", "20s");
+  // The daemon reads the person's policy for every request: here a person
+  // may act only on what it launched from a managed process (nothing).
+  const policy = path.join(path.dirname(daemon.state), "policy.toml");
+  fs.writeFileSync(policy, '[actors.person]\nact_on = "descendants"\n');
+  try {
+    await page.goto(daemon.url("#/p/" + rec.id));
+    const rows = page.locator("#d-term .xterm-rows");
+    await rows.filter({ hasText: "watch-me" }).waitFor({ timeout: 10_000 });
+    await page.locator("#d-termstate", { hasText: "read-only" }).waitFor({ timeout: 10_000 });
+    assert.match(await page.locator("#d-termstate").textContent(), /person may send input to only its own descendants/);
+    assert.ok(await page.locator("#d-term.read-only").count(), "the terminal is marked read-only");
+    await page.locator("#d-record dt").first().click();
+    await page.keyboard.press("t");
+    await page.keyboard.type("sneaky");
+    await page.keyboard.press("Enter");
+    if (SHOTS) await page.screenshot({ path: path.join(SHOTS, "terminal-read-only.png") });
+    // Nothing was sent: the program still waits for its line.
+    const screen = JSON.parse(cli("screen", "--json", rec.id)).lines.join("\n");
+    assert.doesNotMatch(screen, /sneaky|got:/);
+  } finally {
+    fs.rmSync(policy, { force: true });
+  }
+});
