@@ -733,14 +733,16 @@ function loadXterm() {
   return xtermLoading;
 }
 
-function termState(text, bad) {
-  term.said = [text, bad];
-  if (!term.paused) showTermState(text, bad);
+/** The terminal's state line; `kind` "bad" (an error) or "warn" (read-only). */
+function termState(text, kind) {
+  term.said = [text, kind];
+  if (!term.paused) showTermState(text, kind);
 }
-function showTermState(text, bad) {
+function showTermState(text, kind) {
   const el = $("d-termstate");
   setText(el, text);
-  el.classList.toggle("bad", !!bad);
+  el.classList.toggle("bad", kind === "bad");
+  el.classList.toggle("warn", kind === "warn");
 }
 
 /**
@@ -813,7 +815,7 @@ async function showTerminal(rec) {
   if (term.timer || term.ended) return;
   if (ENDED.has(rec.state)) { if (!term.ended) termState("the session has ended: its output is in the log"); return; }
   if (rec.state === "paused") { termState("paused: a frozen session neither prints nor reads (resume it)"); return; }
-  try { await loadXterm(); } catch (err) { termState(err.message, true); return; }
+  try { await loadXterm(); } catch (err) { termState(err.message, "bad"); return; }
   if (!term.xt) Object.assign(term, openXterm($("d-term")));
   if (detail.id === rec.id && !term.ws && !term.timer) connectTerminal(rec.id);
 }
@@ -831,7 +833,7 @@ function connectTerminal(id) {
     try { msg = JSON.parse(m.data); } catch (_) { return; }
     if (msg.hello) onTermHello(msg.hello);
     else if (msg.lease) { term.held = msg.lease.held; termLease(); }
-    else if (msg.refused) termState("refused: " + msg.refused.detail + (msg.refused.hint ? " (" + msg.refused.hint + ")" : ""), true);
+    else if (msg.refused) termState("refused: " + msg.refused.detail + (msg.refused.hint ? " (" + msg.refused.hint + ")" : ""), "bad");
     else if (msg.exit) {
       term.ended = true;
       const e = msg.exit;
@@ -844,7 +846,7 @@ function connectTerminal(id) {
     $("d-take").hidden = true;
     if (term.ended || detail.id !== id) return;
     // Refused (ended, paused) or broken: read the record again, then retry.
-    termState("disconnected: reconnecting", true);
+    termState("disconnected: reconnecting", "bad");
     const wait = Math.min(1000 * 2 ** term.tries++, 10000);
     term.timer = setTimeout(() => { term.timer = null; if (detail.id === id) loadDetail(); }, wait);
   };
@@ -861,7 +863,7 @@ function onTermHello(hello) {
     fitTerminal();
   } else {
     term.xt.resize(hello.cols, hello.rows);
-    termState("read-only: " + (hello.read_only ? hello.read_only.detail : "input is not allowed"));
+    termState("read-only: " + (hello.read_only ? hello.read_only.detail : "input is not allowed"), "warn");
   }
 }
 
