@@ -1304,3 +1304,55 @@ fn api_terminal_websocket_a_flood_of_output_is_drawn_to_its_end() {
     ]);
     env.ok(&["kill", &s.id]);
 }
+
+#[test]
+fn api_terminal_websocket_one_writer_at_a_time_and_take_takes_the_keyboard() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "echo ready; while read l; do echo got:$l; done");
+    env.ok(&["screen", &s.id, "--wait-for", "ready", "--timeout", "20s"]);
+    let rec: Value = env.ok(&["status", "--json", &s.id]).json();
+    let socket = std::path::PathBuf::from(rec["pty"]["socket"].as_str().unwrap());
+    let url = format!("ws://localhost/api/v1/processes/{}/terminal", s.id);
+    within(async {
+        use refine_proc::pty::client::{self, AttachOptions, Event};
+        use tokio_tungstenite::tungstenite::Message;
+        // Another client (an `attach`) holds the keyboard first.
+        let mut other = client::attach(&socket, AttachOptions::default())
+            .await
+            .unwrap();
+        loop {
+            match other.events.next().await.unwrap() {
+                Some(Event::Lease(held)) => {
+                    assert!(held);
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("the session closed"),
+            }
+        }
+        let sock = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let mut t = open_term(sock, &url, &[]).await.unwrap();
+        assert_eq!(t.message("hello").await["write"], true);
+        assert_eq!(t.message("lease").await["held"], false);
+        // Its keys are the holder's to drop while the other writes.
+        t.send(Message::text(json!({"input": "ignored\r"}).to_string()))
+            .await;
+        t.send(Message::text(r#"{"take":{}}"#)).await;
+        t.until("the keyboard", |t| {
+            t.messages.iter().any(|m| m["lease"]["held"] == true)
+        })
+        .await;
+        t.send(Message::binary(b"mine\r".to_vec())).await;
+        t.until_drawn("got:mine").await;
+        let drawn = String::from_utf8_lossy(&t.output).into_owned();
+        assert!(!drawn.contains("got:ignored"), "{drawn}");
+        // The other client was told it lost the keyboard.
+        loop {
+            if let Some(Event::Lease(false)) = other.events.next().await.unwrap() {
+                break;
+            }
+        }
+    });
+    env.ok(&["kill", &s.id]);
+}
