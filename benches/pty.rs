@@ -21,8 +21,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::*;
 
 const MARK: &[u8] = b"END42MARK";
-/// Lines of scrollback on both sides (refine-proc's holder keeps this many).
+/// Lines of scrollback refine-proc's holder keeps (none: nothing shows it).
 const SCROLLBACK: usize = refine_proc::pty::holder::SCROLLBACK;
+/// tmux's default history, which its copy mode shows.
+const TMUX_HISTORY: usize = 2000;
 /// The program prints the marker without it being in its command line, so
 /// an echo of the command cannot match.
 const PRINT_MARK: &str = "echo END$((6*7))MARK";
@@ -505,8 +507,13 @@ impl Bench {
             ]));
             ours_ids.push(id);
             let name = format!("lines{k}");
-            // The same scrollback as the holder's (tmux's default too).
-            tmux.run(&["set-option", "-g", "history-limit", &SCROLLBACK.to_string()]);
+            // tmux's default, set explicitly (a user's .tmux.conf is not read).
+            tmux.run(&[
+                "set-option",
+                "-g",
+                "history-limit",
+                &TMUX_HISTORY.to_string(),
+            ]);
             tmux.new_session(
                 &name,
                 &format!(
@@ -559,7 +566,7 @@ impl Bench {
         let t_priv_grow = (t_priv - tmux_before.2) / per;
         let tmux_total = rss_kib(tmux_pid) / 1024.0;
         let line = format!(
-            "memory per session that printed 10,000 lines (scrollback {SCROLLBACK} lines each side): \
+            "memory per session that printed 10,000 lines (scrollback: refine-proc {SCROLLBACK} lines, tmux {TMUX_HISTORY}): \
              refine-proc holder RSS {o_rss:.2} MiB, PSS {o_pss:.2} MiB, private {o_priv:.2} MiB; \
              tmux server growth per session RSS +{t_rss_grow:.2} MiB, PSS +{t_pss_grow:.2} MiB, private +{t_priv_grow:.2} MiB \
              ({tmux_total:.1} MiB RSS in all with {} sessions)",

@@ -40,8 +40,10 @@ pub const SCROLLBACK: usize = 0;
 const CLIENT_QUEUE: usize = 4 << 20;
 /// Output queued for the journal writer before the holder stops reading
 /// the terminal until the writer catches up: the program then waits, as
-/// on a slow terminal, and the logs lose nothing.
-pub const JOURNAL_BACKLOG: usize = 16 << 20;
+/// on a slow terminal, and the logs lose nothing. journald takes in less
+/// than 10 MB/s here: a burst up to this size goes at the terminal's
+/// speed, its memory is given back once the journal has it.
+pub const JOURNAL_BACKLOG: usize = 128 << 20;
 /// The most output read from the terminal before it is handled (parsed,
 /// queued for the journal and the clients) in one go: reads of a
 /// terminal return 4 KiB at most, handling each alone costs more.
