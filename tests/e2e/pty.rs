@@ -475,7 +475,8 @@ fn pty_logs_lost_lines_of_a_burst_when_the_journal_was_slower_than_the_program()
     // while it comes (the holder used to drop what did not fit in its
     // queue). Few lines, so journald's own rate limit stays out of it.
     let env = Env::new();
-    let script = "x=$(printf '%*s' 4000 '' | tr ' ' x); seq -f \"%06g $x\" 1 5000; echo END$((6*7))";
+    let script =
+        "x=$(printf '%*s' 4000 '' | tr ' ' x); seq -f \"%06g $x\" 1 5000; echo END$((6*7))";
     let r = start(&env, &["bash", "-c", script]);
     wait_gone(&r.unit);
     let ident = r.unit.trim_end_matches(".service");
