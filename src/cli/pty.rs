@@ -89,14 +89,23 @@ pub struct HoldArgs {
 
 pub async fn attach(controller: &Controller, a: AttachArgs) -> Result<i32> {
     let detach = keys::detach_sequence(&a.detach_keys)?;
-    // A viewer only reads; a writer acts on the session.
-    let socket = controller.session_socket(&a.id, !a.read_only).await?;
+    // A viewer only reads; a writer acts on the session. Straight to the
+    // socket the record names: systemd is asked only if it cannot be reached.
+    let socket = controller.attach_socket(&a.id, !a.read_only).await?;
     let opts = client::AttachOptions {
         read_only: a.read_only,
         take: a.take,
         size: None,
     };
-    let ended = tty::attach_terminal(&socket, opts, detach).await?;
+    let ended = match tty::attach_terminal(&socket, opts, detach).await {
+        Ok(ended) => ended,
+        Err(e) if e.kind == refine_proc::ErrorKind::Refused => {
+            // Ended or paused behind the index's back: the live state says so.
+            controller.session_socket(&a.id, !a.read_only).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let mut err = std::io::stderr();
     Ok(match ended {
         tty::Ended::Detached => {

@@ -66,6 +66,24 @@ impl Controller {
         client::screen(&socket, wait_for, timeout).await
     }
 
+    /// The socket of the session `arg` names, for `attach`: from its record
+    /// in the index, with no question to systemd but the requester's
+    /// identity when it would `act`. The connection itself then tells
+    /// whether the session lives; when it fails, [`Self::session_socket`]
+    /// (systemd's live state) says why.
+    pub async fn attach_socket(&self, arg: &str, act: bool) -> Result<PathBuf> {
+        let id = self.resolve(arg)?;
+        let record = match self.index.load(&id)? {
+            Loaded::Found(r) => *r,
+            // Not in the index as it is: systemd knows more.
+            _ => return self.session_socket(arg, act).await,
+        };
+        if act {
+            self.authorize("send input to", &record).await?;
+        }
+        pty::live_socket(&record)
+    }
+
     /// The socket of a live, unpaused session, checked against the
     /// requester's `act_on` when it would `act` (write to it).
     pub async fn session_socket(&self, arg: &str, act: bool) -> Result<PathBuf> {

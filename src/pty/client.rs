@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
@@ -169,10 +170,14 @@ pub struct Attached {
     pub sender: Sender,
 }
 
-/// The reading half of an attached client.
+/// The reading half of an attached client. Buffered: a frame's head and
+/// payload, and the frames behind it, come in one read.
 pub struct Events {
-    r: OwnedReadHalf,
+    r: BufReader<OwnedReadHalf>,
 }
+
+/// The read buffer of an attached client: what a holder sends in one write.
+const EVENTS_BUFFER: usize = 256 * 1024;
 
 /// The writing half of an attached client.
 pub struct Sender {
@@ -204,7 +209,9 @@ pub async fn attach(socket: &Path, opts: AttachOptions) -> Result<Attached> {
     let s = open(socket, &hello).await?;
     let (r, w) = s.into_split();
     Ok(Attached {
-        events: Events { r },
+        events: Events {
+            r: BufReader::with_capacity(EVENTS_BUFFER, r),
+        },
         sender: Sender { w },
     })
 }

@@ -3,9 +3,11 @@
 //! keeps the screen model, serves clients on the session socket and writes
 //! the output, as text, to its stdout (the unit's journal).
 //!
-//! Single-threaded (tokio current-thread): one event loop, no locks; the
-//! journal writer is a thread of its own so a slow journald never slows
-//! the program (its lines are dropped, and counted, instead).
+//! Single-threaded (tokio current-thread): one event loop; the journal
+//! writer is a thread of its own, so a write to journald never stalls the
+//! loop. Output waits for it in a queue; only a journal more than
+//! [`JOURNAL_BACKLOG`] behind holds the program back (as a slow terminal
+//! does), so nothing is lost from the logs.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -14,8 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -27,15 +28,26 @@ use super::proto::{self, Cursor, Exit, Hello, Mode, Screen};
 use super::strip::Stripper;
 use crate::error::{Error, Result};
 
-/// Lines of scrollback the screen model keeps (tmux's default history).
-pub const SCROLLBACK: usize = 2000;
+/// Lines of scrollback the screen model keeps: none, as nothing shows them
+/// (snapshots and `screen` draw the visible rows; the journal has the
+/// history). vt100 stores every row at full width, 32 bytes a cell: 2,000
+/// lines of 80 columns cost 5 MiB per session, and scrolling a full
+/// scrollback frees and allocates a row per line.
+pub const SCROLLBACK: usize = 0;
 /// Output queued for one client before it counts as lagging: it then gets
 /// a fresh screen when it catches up instead of every byte (as tmux
 /// redraws a slow client), so no client can hold the program back.
 const CLIENT_QUEUE: usize = 4 << 20;
-/// Chunks queued for the journal writer before output is dropped from the
-/// journal (never from the screen or the clients).
-const JOURNAL_QUEUE: usize = 256;
+/// Output queued for the journal writer before the holder stops reading
+/// the terminal until the writer catches up: the program then waits, as
+/// on a slow terminal, and the logs lose nothing. journald takes in less
+/// than 10 MB/s here: a burst up to this size goes at the terminal's
+/// speed, its memory is given back once the journal has it.
+pub const JOURNAL_BACKLOG: usize = 128 << 20;
+/// The most output read from the terminal before it is handled (parsed,
+/// queued for the journal and the clients) in one go: reads of a
+/// terminal return 4 KiB at most, handling each alone costs more.
+const READ_BATCH: usize = 256 * 1024;
 /// Input queued for the program and not yet read by it.
 const INPUT_QUEUE: usize = 1 << 20;
 /// How long clients get to read the end of the session before it closes.
@@ -121,8 +133,7 @@ struct Session {
     waiters: Vec<Waiter>,
     input: VecDeque<u8>,
     master: Rc<AsyncFd<OwnedFd>>,
-    journal: Option<mpsc::SyncSender<Vec<u8>>>,
-    dropped: Arc<AtomicU64>,
+    journal: Arc<Journal>,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -136,12 +147,7 @@ fn frame(kind: u8, payload: &[u8]) -> Rc<[u8]> {
 impl Session {
     fn output(&mut self, chunk: &[u8]) {
         self.parser.process(chunk);
-        if let Some(j) = &self.journal {
-            if j.try_send(chunk.to_vec()).is_err() {
-                self.dropped
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            }
-        }
+        self.journal.push(chunk);
         if !self.clients.is_empty() {
             let f = frame(proto::OUTPUT, chunk);
             for c in self.clients.values() {
@@ -223,8 +229,8 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
         unsafe { AsyncFd::register(master) }
             .map_err(|e| Error::systemd(format!("cannot watch the terminal: {e}")))?,
     );
-    let dropped = Arc::new(AtomicU64::new(0));
-    let (journal, journal_thread) = journal_writer(dropped.clone());
+    let journal = Arc::new(Journal::default());
+    let journal_thread = journal_writer(journal.clone())?;
     let (rows, cols) = (
         std::num::NonZeroU16::new(opts.rows).unwrap_or(vt100::Parser::DEFAULT_ROWS),
         std::num::NonZeroU16::new(opts.cols).unwrap_or(vt100::Parser::DEFAULT_COLS),
@@ -237,8 +243,7 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
         waiters: Vec::new(),
         input: VecDeque::new(),
         master: master.clone(),
-        journal: Some(journal),
-        dropped,
+        journal: journal.clone(),
     }));
     let input_wake = Rc::new(Notify::new());
     let pid = child.id().map(|p| p as i32);
@@ -275,8 +280,8 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
 /// Tells every client how it ended and gives them a moment to read it.
 async fn finish(session: &Shared, exit: &Exit) {
     let clients: Vec<Rc<Client>> = {
-        let mut s = session.borrow_mut();
-        s.journal = None;
+        let s = session.borrow();
+        s.journal.close();
         let f = frame(proto::EXIT, &serde_json::to_vec(exit).unwrap_or_default());
         for c in s.clients.values() {
             c.push(f.clone());
@@ -390,18 +395,47 @@ fn spawn(opts: &HoldOptions, slave: OwnedFd) -> Result<tokio::process::Child> {
     })
 }
 
-/// Reads what the program prints until the terminal closes.
+/// Reads what the program prints until the terminal closes: all that is
+/// there (up to [`READ_BATCH`]) before handling it, and nothing while the
+/// journal is [`JOURNAL_BACKLOG`] behind.
 async fn read_master(session: Shared) {
-    let master = session.borrow().master.clone();
-    let mut buf = vec![0u8; 64 * 1024];
+    let (master, journal) = {
+        let s = session.borrow();
+        (s.master.clone(), s.journal.clone())
+    };
+    let mut buf = vec![0u8; READ_BATCH];
     loop {
+        journal.room().await;
         let Ok(mut guard) = master.readable().await else {
             return;
         };
-        match guard.try_io(|fd| read_fd(fd.get_ref().as_raw_fd(), &mut buf)) {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => session.borrow_mut().output(&buf[..n]),
-            Err(_would_block) => continue,
+        let fd = master.get_ref().as_raw_fd();
+        let mut n = 0;
+        let mut end = false;
+        while n < buf.len() {
+            match read_fd(fd, &mut buf[n..]) {
+                Ok(0) => {
+                    end = true;
+                    break;
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // EIO: every slave fd closed (the program ended).
+                Err(_) => {
+                    end = true;
+                    break;
+                }
+            }
+        }
+        if n > 0 {
+            session.borrow_mut().output(&buf[..n]);
+        }
+        if end {
+            return;
         }
     }
 }
@@ -489,34 +523,111 @@ async fn hang_up_on_stop(master: Rc<AsyncFd<OwnedFd>>, pid: Option<i32>) {
     }
 }
 
-/// The journal writer: terminal output as text lines on stdout.
-fn journal_writer(
-    dropped: Arc<AtomicU64>,
-) -> (mpsc::SyncSender<Vec<u8>>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(JOURNAL_QUEUE);
-    let thread = std::thread::spawn(move || {
+/// Output on its way to the journal: the event loop queues it, the
+/// writer thread takes it all at once.
+#[derive(Default)]
+struct Journal {
+    queue: Mutex<JournalQueue>,
+    /// The writer waits here for output.
+    more: Condvar,
+    /// The reader waits here for room.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct JournalQueue {
+    chunks: Vec<Vec<u8>>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl Journal {
+    fn push(&self, chunk: &[u8]) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.closed {
+            return;
+        }
+        q.bytes += chunk.len();
+        q.chunks.push(chunk.to_vec());
+        drop(q);
+        self.more.notify_one();
+    }
+
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.more.notify_one();
+    }
+
+    fn backlog(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// Returns once the backlog is under [`JOURNAL_BACKLOG`].
+    async fn room(&self) {
+        loop {
+            // Created before the check: a wakeup in between is kept.
+            let room = self.room.notified();
+            if self.backlog() < JOURNAL_BACKLOG {
+                return;
+            }
+            room.await;
+        }
+    }
+
+    /// The next chunks for the writer; None once closed and empty.
+    fn take(&self) -> Option<(Vec<Vec<u8>>, usize)> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        while q.chunks.is_empty() && !q.closed {
+            q = self.more.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.chunks.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut q.bytes);
+        Some((std::mem::take(&mut q.chunks), bytes))
+    }
+}
+
+/// The journal writer: terminal output as text lines on stdout. A write
+/// that stalls (journald busy) stalls only this thread.
+fn journal_writer(journal: Arc<Journal>) -> Result<std::thread::JoinHandle<()>> {
+    let run = move || {
         let mut strip = Stripper::default();
         let mut out = Vec::new();
         let stdout = std::io::stdout();
         let mut w = stdout.lock();
-        while let Ok(chunk) = rx.recv() {
-            strip.feed(&chunk, &mut out);
-            let lost = dropped.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                out.extend_from_slice(
-                    format!("[refine-proc: {lost} bytes of terminal output not logged: the journal was slower than the program]\n")
-                        .as_bytes(),
-                );
+        let mut broken = false;
+        while let Some((chunks, bytes)) = journal.take() {
+            // Room again: the reader may go on while this is written.
+            journal.room.notify_one();
+            if broken {
+                continue;
             }
+            for c in &chunks {
+                strip.feed(c, &mut out);
+            }
+            drop(chunks);
             if !out.is_empty() && w.write_all(&out).and_then(|_| w.flush()).is_err() {
-                return;
+                // No journal: keep taking, so the program is never held.
+                broken = true;
             }
             out.clear();
+            if bytes > 1 << 20 {
+                // After a burst: give the freed buffers back to the system.
+                out.shrink_to(64 * 1024);
+                // SAFETY: malloc_trim only releases free memory.
+                unsafe { libc::malloc_trim(0) };
+            }
         }
         strip.finish(&mut out);
         let _ = w.write_all(&out).and_then(|_| w.flush());
-    });
-    (tx, thread)
+    };
+    // A small stack: the thread only strips and writes.
+    std::thread::Builder::new()
+        .name("journal".into())
+        .stack_size(256 * 1024)
+        .spawn(run)
+        .map_err(|e| Error::systemd(format!("cannot start the journal writer: {e}")))
 }
 
 async fn accept(listener: UnixListener, session: Shared, input_wake: Rc<Notify>) {
@@ -748,5 +859,30 @@ async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf
             return;
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn journal_queue_gives_everything_in_order_then_ends_when_closed() {
+        let j = Journal::default();
+        j.push(b"one\r\n");
+        j.push(b"two\r\n");
+        // Under the backlog: room at once.
+        tokio::time::timeout(Duration::from_secs(5), j.room())
+            .await
+            .expect("room under the backlog");
+        let (chunks, bytes) = j.take().unwrap();
+        assert_eq!(chunks, [b"one\r\n".to_vec(), b"two\r\n".to_vec()]);
+        assert_eq!((bytes, j.backlog()), (10, 0));
+        j.push(b"three");
+        j.close();
+        // What was queued before the close is still given, then the end.
+        assert_eq!(j.take().unwrap().0, [b"three".to_vec()]);
+        j.push(b"late");
+        assert!(j.take().is_none());
     }
 }

@@ -19,7 +19,7 @@
 //!   as ttyd's: output, input, resize, snapshot, write lease, screen, exit.
 //! - **Screen model**: the `vt100` crate (a maintained VT100/xterm parser
 //!   with a formatted-redraw function, which is what an attach needs), with
-//!   [`holder::SCROLLBACK`] lines of scrollback (tmux's default). Clients
+//!   [`holder::SCROLLBACK`] lines of scrollback (none: nothing shows it). Clients
 //!   draw with their own terminal; the model serves snapshots and `screen`.
 //! - **Pseudo-terminal**: `openpty(3)` through `libc` and a
 //!   `std::process::Command` with `setsid` + `TIOCSCTTY` before exec: no
@@ -34,8 +34,8 @@
 //!   goes through whoever holds the lease.
 //! - **Logs**: the holder writes the output, escapes stripped, line by line,
 //!   to its stdout, which is the unit's journal (`refine-proc logs ID`).
-//!   A journal slower than the program loses lines (counted in a marker
-//!   line), never the program's speed.
+//!   The journal is written by a thread from a queue; a program more than
+//!   [`holder::JOURNAL_BACKLOG`] ahead of journald waits, so nothing is lost.
 //! - A client that cannot keep up gets a fresh screen when it catches up
 //!   instead of every byte, as tmux redraws a slow client.
 //!

@@ -86,9 +86,13 @@ fn own_stdin() -> Result<AsyncFd<OwnedFd>> {
         .map_err(|e| Error::invalid(format!("cannot watch the terminal: {e}")))
 }
 
+/// Writes to the terminal at once, unbuffered: std's stdout is line
+/// buffered, which splits a chunk of output into two writes.
 fn write_out(bytes: &[u8]) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(bytes).and_then(|_| out.flush());
+    // SAFETY: fd 1 is borrowed for the call, never closed (ManuallyDrop).
+    let mut out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    let _ = std::io::stdout().lock().flush();
+    let _ = out.write_all(bytes);
 }
 
 /// Attaches the calling terminal to the session until detach or its end.

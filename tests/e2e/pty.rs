@@ -468,3 +468,29 @@ fn pty_session_command_was_rewritten_by_a_daemon_reload() {
     }
     env.ok(&["kill", &r.id]);
 }
+
+#[test]
+fn pty_logs_lost_lines_of_a_burst_when_the_journal_was_slower_than_the_program() {
+    // 20 MB in 5,000 long lines at once: more than journald takes in
+    // while it comes (the holder used to drop what did not fit in its
+    // queue). Few lines, so journald's own rate limit stays out of it.
+    let env = Env::new();
+    let script =
+        "x=$(printf '%*s' 4000 '' | tr ' ' x); seq -f \"%06g $x\" 1 5000; echo END$((6*7))";
+    let r = start(&env, &["bash", "-c", script]);
+    wait_gone(&r.unit);
+    let ident = r.unit.trim_end_matches(".service");
+    wait_journal_lines(ident, 5001);
+    let logs = env.ok(&["logs", &r.id]).stdout;
+    assert!(!logs.contains("not logged"), "the holder dropped output");
+    let want = "x".repeat(4000);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.len() == 4007 && l.ends_with(&want))
+        .collect();
+    assert_eq!(lines.len(), 5000, "complete lines in the logs");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l[..6].parse::<usize>().ok(), Some(i + 1), "in order");
+    }
+    assert!(logs.lines().any(|l| l == "END42"), "the end is logged");
+}
