@@ -604,7 +604,7 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
     assert_eq!(tcp(&d, "POST", &stop, &[&read], None).status, 403);
     let control = token("control");
     assert_eq!(tcp(&d, "POST", &stop, &[&control], None).status, 200);
-    let mode = std::fs::metadata(env.state_dir().join("api-tokens.json")).unwrap();
+    let mode = std::fs::metadata(env.state_dir().join("secrets/api-tokens.json")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
