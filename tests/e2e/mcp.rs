@@ -409,8 +409,45 @@ fn mcp_actor_agent_is_refused_by_policy_as_a_tool_error() {
         assert_eq!(v["launch"]["owner"], "agent", "{v}");
         s.close().await;
     });
-    // A lowered person has no unit for the agent's launches to descend
-    // from, so act_on refuses the agent's stop of them: a person cleans up.
+    env.ok(&["stop", "--all"]);
+}
+
+#[test]
+fn mcp_actor_agent_stops_what_it_launched_but_not_what_it_did_not() {
+    let env = Env::new();
+    agent_may_sleep_only(&env);
+    // The agent's process, launched by a person: not the lowered session's.
+    let persons = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    block_on(async {
+        let s = Session::start(&env, &["--actor", "agent"]).await;
+        let rec = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        let id = rec["id"].as_str().unwrap().to_string();
+        assert_eq!(rec["requested_by"]["acting_owner"], "agent", "{rec}");
+        assert!(
+            rec["requested_by"]["lowered"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("agent@")),
+            "its launcher is the lowered session: {rec}"
+        );
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        let status = s.ok("status", json!({"id": id})).await;
+        assert_eq!(status["state"], "stopped", "{status}");
+        // As a managed agent would be: act_on keeps it off the rest.
+        let refused = s.call("stop", json!({"id": persons.id})).await;
+        assert_eq!(refused.is_error, Some(true), "{refused:?}");
+        let err = refused.structured_content.clone().unwrap();
+        assert_eq!(err["kind"], "denied", "{err}");
+        assert!(err.to_string().contains("act_on"), "names the rule: {err}");
+        // Another lowered session of the same owner is another launcher.
+        let mine = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        s.close().await;
+        let other = Session::start(&env, &["--actor", "agent"]).await;
+        let refused = other.call("stop", json!({"id": mine["id"]})).await;
+        assert_eq!(refused.is_error, Some(true), "{refused:?}");
+        other.close().await;
+    });
+    assert_eq!(env.status(&persons.id).state, "running");
     env.ok(&["stop", "--all"]);
 }
 
