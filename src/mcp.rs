@@ -254,6 +254,22 @@ impl McpServer {
         }
     }
 
+    /// Only the read-only tools (a read token's): the others are neither
+    /// listed nor callable.
+    pub fn read_only(mut self) -> McpServer {
+        let writers: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| !t.annotations.as_ref().is_some_and(|a| a.read_only_hint == Some(true)))
+            .map(|t| t.name.to_string())
+            .collect();
+        for name in writers {
+            self.tool_router.disable_route(name);
+        }
+        self
+    }
+
     async fn call(&self, key: &str, request: Request) -> CallToolResult {
         answer(
             key,

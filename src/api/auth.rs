@@ -317,7 +317,9 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
     }
     if let Some(secret) = bearer(headers) {
         match auth.token_scope(secret) {
-            Some(Scope::Read) if changes => {
+            // MCP is all POSTs: its server gives a read token only the
+            // read-only tools (see `api::mcp`).
+            Some(Scope::Read) if changes && path != super::mcp::PATH => {
                 return Err(Problem::forbidden("this token may only read")
                     .hint("make a control token: refine-proc web --token control"))
             }
