@@ -261,7 +261,11 @@ impl McpServer {
             .tool_router
             .list_all()
             .into_iter()
-            .filter(|t| !t.annotations.as_ref().is_some_and(|a| a.read_only_hint == Some(true)))
+            .filter(|t| {
+                !t.annotations
+                    .as_ref()
+                    .is_some_and(|a| a.read_only_hint == Some(true))
+            })
             .map(|t| t.name.to_string())
             .collect();
         for name in writers {

@@ -15,14 +15,14 @@ const REQUEST_SECS: &str = "30";
 
 /// The daemon of `env`'s index with its API on a socket in the test's
 /// work directory and on 127.0.0.1:(any port); stopped when dropped.
-struct ApiDaemon {
+pub(super) struct ApiDaemon {
     unit: String,
-    socket: PathBuf,
-    url: String,
+    pub(super) socket: PathBuf,
+    pub(super) url: String,
 }
 
 impl ApiDaemon {
-    fn start(env: &Env) -> ApiDaemon {
+    pub(super) fn start(env: &Env) -> ApiDaemon {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unit = format!("rpapi-{}-{n}.service", std::process::id());
