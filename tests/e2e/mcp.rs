@@ -732,3 +732,66 @@ fn mcp_over_http_with_a_token_lists_runs_waits_reads_logs_and_stops() {
     });
     assert!(env.list(&[]).is_empty(), "nothing was left running");
 }
+
+#[test]
+fn mcp_server_of_a_confined_agent_works_through_the_daemons_socket() {
+    let env = Env::new();
+    let dir = env.work_dir();
+    std::fs::write(
+        env.policy_path(),
+        format!(
+            "[actors.agent]\nconfine = true\nwritable = [{:?}]\ncommands = [\"/usr/bin/sleep\", \"/bin/sleep\"]\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let _daemon = super::api::ApiDaemon::start(&env);
+    for fifo in ["in.fifo", "out.fifo"] {
+        let path = std::ffi::CString::new(dir.join(fifo).to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    let server = env.run(&[
+        "--owner",
+        "agent",
+        "--label",
+        "confined mcp server",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "exec '{}' mcp < in.fifo > out.fifo",
+            super::common::binary().display()
+        ),
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (i, o) = (dir.join("in.fifo"), dir.join("out.fifo"));
+    std::thread::spawn(move || {
+        let to = std::fs::OpenOptions::new().write(true).open(i).unwrap();
+        let _ = tx.send((to, std::fs::File::open(o).unwrap()));
+    });
+    let (to_server, from_server) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server in the unit opens its fifos");
+    block_on(async {
+        let to_server = tokio::net::unix::pipe::Sender::from_file(to_server).unwrap();
+        let from_server = tokio::net::unix::pipe::Receiver::from_file(from_server).unwrap();
+        let s = Session::over(from_server, to_server).await;
+        let tools = s.client.list_all_tools().await.expect("tools/list");
+        assert_eq!(tools.len(), 14, "{tools:?}");
+        let refused = s.call("run", json!({"command": ["echo", "hi"]})).await;
+        assert_refused(&refused, &env);
+        let child = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        assert_eq!(child["owner"], "agent", "{child}");
+        let id = child["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            child["requested_by"]["parent"], server.id,
+            "the daemon took the confined server for the launcher: {child}"
+        );
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        s.close().await;
+    });
+    super::common::wait_gone(&server.unit);
+    let rec = env.status(&server.id);
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}");
+}
