@@ -262,9 +262,9 @@ impl McpServer {
             .list_all()
             .into_iter()
             .filter(|t| {
-                !t.annotations
+                t.annotations
                     .as_ref()
-                    .is_some_and(|a| a.read_only_hint == Some(true))
+                    .is_none_or(|a| a.read_only_hint != Some(true))
             })
             .map(|t| t.name.to_string())
             .collect();
