@@ -17,6 +17,7 @@
 //!   systemd's notify socket. (Not an empty tmpfs with binds: systemd applies
 //!   TemporaryFileSystem= and BindPaths= to privileged commands too, and
 //!   without the user namespace the exit hook then fails at NAMESPACE.)
+//! - The index's `secrets/` (the API's tokens) is inaccessible.
 //! - The home directory is read-only except the `writable` paths; the index,
 //!   the policy file, the user manager's unit and environment directories are
 //!   read-only even inside a writable path.
@@ -254,8 +255,13 @@ pub fn properties(
     let mut read_only = vec![optional(&c.home), optional(state_dir), optional(policy)];
     read_only.extend(PROTECTED_IN_HOME.iter().map(|d| optional(&c.home.join(d))));
     read_only.push(optional(&api));
-    // Named even when not listed: the bus and the private socket above all.
-    let mut hidden = vec![run.join("bus"), run.join("systemd")];
+    // Named even when not listed: the bus and the private socket above all;
+    // and the index's secrets (tokens that act as a person over TCP).
+    let mut hidden = vec![
+        run.join("bus"),
+        run.join("systemd"),
+        state_dir.join(crate::index::SECRETS_DIR),
+    ];
     hidden.extend(c.runtime_entries.iter().map(|n| run.join(n)));
     if notify {
         // Keep systemd/notify, hide the rest of systemd/ one by one.
@@ -276,7 +282,8 @@ pub fn properties(
         .into_iter()
         .chain(c.writable.iter().map(PathBuf::as_path))
         .collect();
-    hidden.retain(|p| *p != api && !seen.iter().any(|s| s.starts_with(p)));
+    let secrets = state_dir.join(crate::index::SECRETS_DIR);
+    hidden.retain(|p| *p != api && (*p == secrets || !seen.iter().any(|s| s.starts_with(p))));
     hidden.sort();
     hidden.dedup();
     let mut props = vec![
@@ -533,6 +540,7 @@ mod tests {
             get(&props, "InaccessiblePaths"),
             Some(&Prop::Strs(
                 [
+                    "-/home/u/.local/state/refine-proc/secrets",
                     "-/run/user/1000/bus",
                     "-/run/user/1000/systemd",
                     "-/run/user/1000/wayland-0"

@@ -209,6 +209,9 @@ impl IndexLock {
     }
 }
 
+/// The index's directory of secrets (see [`Index::secrets_dir`]).
+pub const SECRETS_DIR: &str = "secrets";
+
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
@@ -222,8 +225,17 @@ impl Index {
         // `..` must not make it look like another one.
         let canonical = fs::canonicalize(&index.dir);
         index.dir = canonical.map_err(|e| index.io_error("resolve", &index.dir, e))?;
+        // `secrets/` always exists: a confined unit hides it at launch,
+        // and systemd skips a path that is missing then (see `confine`).
         for d in [index.records_dir(), index.quarantine_dir()] {
             index.ensure_dir(&d)?;
+        }
+        let secrets = index.secrets_dir();
+        match DirBuilder::new().mode(0o700).create(&secrets) {
+            // A unit confined by an older launch sees the index read-only
+            // without it: nothing can put a secret there either.
+            Err(e) if e.kind() == IoKind::ReadOnlyFilesystem => {}
+            _ => index.ensure_dir(&secrets)?,
         }
         // Made on first use; checked like the others once they exist.
         for d in [index.owners_dir(), index.health_dir()] {
@@ -276,6 +288,12 @@ impl Index {
 
     fn quarantine_dir(&self) -> PathBuf {
         self.dir.join("quarantine")
+    }
+
+    /// Where the index keeps what grants power (the API's tokens): private
+    /// (0700) and inaccessible to confined units, which read the rest.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.join(SECRETS_DIR)
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
@@ -1016,6 +1034,7 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(index.dir()), 0o700);
         assert_eq!(mode(&index.record_path("abcd2345")), 0o600);
+        assert_eq!(mode(&index.secrets_dir()), 0o700);
         assert_eq!(index.ids().unwrap(), vec!["abcd2345"]);
     }
 

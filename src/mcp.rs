@@ -254,6 +254,26 @@ impl McpServer {
         }
     }
 
+    /// Only the read-only tools (a read token's): the others are neither
+    /// listed nor callable.
+    pub fn read_only(mut self) -> McpServer {
+        let writers: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| {
+                t.annotations
+                    .as_ref()
+                    .is_none_or(|a| a.read_only_hint != Some(true))
+            })
+            .map(|t| t.name.to_string())
+            .collect();
+        for name in writers {
+            self.tool_router.disable_route(name);
+        }
+        self
+    }
+
     async fn call(&self, key: &str, request: Request) -> CallToolResult {
         answer(
             key,
@@ -476,9 +496,9 @@ impl McpServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for McpServer {
-    fn get_info(&self) -> ServerConfig {
+impl McpServer {
+    /// What the server says of itself (the stdio proxy says the same).
+    fn info() -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_resources()
@@ -490,6 +510,13 @@ impl ServerHandler for McpServer {
              Resources: refine-proc://process/ID (the record) and \
              refine-proc://process/ID/logs (the last lines).",
         )
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        McpServer::info()
     }
 
     async fn list_resource_templates(
@@ -576,5 +603,103 @@ impl ServerHandler for McpServer {
             {"uri": uri, "mimeType": "application/json", "text": value.to_string()}
         ]}))?;
         Ok(result.into())
+    }
+}
+
+/// Serves MCP on stdin/stdout by handing every request to the daemon's
+/// `/mcp` on its API socket: how a confined process (no bus, a read-only
+/// index) runs `mcp`. The daemon establishes the caller from the socket's
+/// credentials, so each tool call is that confined process's, bound by its
+/// policy; a refusal comes back as the daemon's tool error.
+pub async fn proxy_stdio(socket: &std::path::Path) -> Result<()> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    let path = socket.to_str().ok_or_else(|| {
+        Error::invalid(format!("the API socket {} is not UTF-8", socket.display()))
+    })?;
+    let url = format!("http://localhost{}", crate::api::mcp::PATH);
+    let transport = StreamableHttpClientTransport::from_unix_socket(path, url);
+    let daemon = ().serve(transport).await.map_err(|e| {
+        Error::new(
+            crate::ErrorKind::Unavailable,
+            format!(
+                "cannot reach MCP at the daemon's socket {}: {e}",
+                socket.display()
+            ),
+        )
+        .hint("start the daemon of this index (refine-proc daemon), which serves /mcp")
+    })?;
+    let proxy = Proxy { daemon };
+    let running = proxy
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| Error::invalid(format!("the MCP client did not initialize: {e}")))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| Error::invalid(format!("the MCP session failed: {e}")))?;
+    Ok(())
+}
+
+/// The stdio side of [`proxy_stdio`]: each request forwarded as is.
+struct Proxy {
+    daemon: rmcp::service::RunningService<rmcp::RoleClient, ()>,
+}
+
+fn forwarded(e: rmcp::service::ServiceError) -> ErrorData {
+    match e {
+        rmcp::service::ServiceError::McpError(e) => e,
+        other => ErrorData::internal_error(format!("the daemon's /mcp: {other}"), None),
+    }
+}
+
+impl ServerHandler for Proxy {
+    fn get_info(&self) -> ServerConfig {
+        McpServer::info()
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<rmcp::model::ListToolsResult, ErrorData> {
+        self.daemon.list_tools(request).await.map_err(forwarded)
+    }
+
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<rmcp::model::CallToolResponse, ErrorData> {
+        self.daemon.call_tool_once(request).await.map_err(forwarded)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourceTemplatesResult, ErrorData> {
+        self.daemon
+            .list_resource_templates(request)
+            .await
+            .map_err(forwarded)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourcesResult, ErrorData> {
+        self.daemon.list_resources(request).await.map_err(forwarded)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<ReadResourceResponse, ErrorData> {
+        self.daemon
+            .read_resource_once(request)
+            .await
+            .map_err(forwarded)
     }
 }

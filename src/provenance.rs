@@ -19,6 +19,11 @@ pub struct RequestedBy {
     /// The policy file the request was checked against; it also binds the
     /// process's own requests.
     pub policy: Option<String>,
+    /// A person lowered to a bounded actor (`mcp --actor OWNER`) that
+    /// asked: `OWNER@PID:STARTTIME` of its process. What it launched is its
+    /// own, as a managed process's children are; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lowered: Option<String>,
 }
 
 /// A caller established by a front end, not by this process: the API's

@@ -1129,6 +1129,7 @@ mod tests {
             acting_owner: Some(Owner::Agent),
             parent: Some("bcde2345".into()),
             policy: Some("/p.toml".into()),
+            lowered: None,
         };
         let env: BTreeMap<String, String> = refine_environment("abcd2345", &launch, &context)
             .iter()

@@ -81,7 +81,7 @@ impl Caller {
     }
 }
 
-/// A token for scripts, as `api-tokens.json` (0600) keeps it.
+/// A token for scripts, as `secrets/api-tokens.json` (0600) keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Token {
     secret: String,
@@ -124,7 +124,7 @@ impl Auth {
             hosts,
             codes: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            tokens_path: state_dir.join("api-tokens.json"),
+            tokens_path: tokens_file(state_dir),
         }
     }
 
@@ -203,6 +203,27 @@ impl Auth {
             .any(|h| origin.eq_ignore_ascii_case(&format!("http://{h}")))
     }
 }
+
+/// The file of the API's tokens: in the index's `secrets/`, which confined
+/// units cannot see. One left by an older version beside the records (where
+/// a confined process could read it) is moved there first.
+pub fn tokens_file(state_dir: &std::path::Path) -> PathBuf {
+    let path = state_dir.join(crate::index::SECRETS_DIR).join(TOKENS);
+    let old = state_dir.join(TOKENS);
+    if !path.exists() && old.exists() {
+        let moved = std::fs::rename(&old, &path).and_then(|()| {
+            std::fs::File::open(state_dir.join(crate::index::SECRETS_DIR))?.sync_all()?;
+            std::fs::File::open(state_dir)?.sync_all()
+        });
+        match moved {
+            Ok(()) => tracing::info!("moved {} to {}", old.display(), path.display()),
+            Err(e) => tracing::warn!("cannot move {} to {}: {e}", old.display(), path.display()),
+        }
+    }
+    path
+}
+
+const TOKENS: &str = "api-tokens.json";
 
 /// The Host values that name `addr`: its literal address and, for
 /// 127.0.0.1 and ::1, `localhost`.
@@ -296,7 +317,9 @@ pub fn check_tcp(auth: &Auth, req: &Request) -> Result<Option<Scope>, Problem> {
     }
     if let Some(secret) = bearer(headers) {
         match auth.token_scope(secret) {
-            Some(Scope::Read) if changes => {
+            // MCP is all POSTs: its server gives a read token only the
+            // read-only tools (see `api::mcp`).
+            Some(Scope::Read) if changes && path != super::mcp::PATH => {
                 return Err(Problem::forbidden("this token may only read")
                     .hint("make a control token: refine-proc web --token control"))
             }

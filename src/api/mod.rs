@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod extract;
 pub mod idempotency;
+pub mod mcp;
 pub mod openapi;
 pub mod problem;
 pub mod processes;

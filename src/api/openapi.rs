@@ -120,6 +120,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     router()
         .0
+        .route(super::mcp::PATH, axum::routing::any(super::mcp::serve))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

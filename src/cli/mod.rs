@@ -1308,6 +1308,20 @@ async fn mcp(actor: Option<&str>, state_dir: &std::path::Path) -> Result<i32> {
             })
         })
         .transpose()?;
+    // Confined (no bus, the index read-only): through the daemon, which
+    // knows the caller from the socket.
+    if let Some(socket) = remote::socket_for(state_dir) {
+        let managed = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| refine_proc::provenance::managed_unit_in_cgroup(&t));
+        if lower_to.is_some() && managed.is_none() {
+            // The daemon would see a person: --actor would be lost.
+            return Err(Error::invalid("--actor cannot go through the daemon's socket")
+                .hint("run mcp --actor where the user bus is reachable, or with REFINE_PROC_API=local"));
+        }
+        refine_proc::mcp::proxy_stdio(&socket).await?;
+        return Ok(0);
+    }
     let mut controller = Controller::open(state_dir)?;
     if let Some(owner) = lower_to {
         // A managed caller ignores this: its own policy binds it.

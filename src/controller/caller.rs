@@ -121,6 +121,10 @@ pub struct Requester {
     pub policy: Policy,
     /// Who the audit names: the actor's key, or `daemon`.
     pub audit_actor: String,
+    /// A person lowered to a bounded actor: the identity its launches
+    /// carry (`requested_by.lowered`), by which it acts on them as a
+    /// managed process acts on its children.
+    pub lowered: Option<String>,
     /// The caller as established, for its environment and provenance.
     pub who: Caller,
 }
@@ -147,11 +151,16 @@ impl Requester {
         if let Origin::Daemon { on_behalf_of } = &self.who.origin {
             return on_behalf_of.clone();
         }
+        let lowered_owner = match (&self.lowered, self.actor) {
+            (Some(_), Actor::Managed(o)) => Some(o),
+            _ => None,
+        };
         RequestedBy {
             uid: self.who.uid,
-            acting_owner: self.caller.as_ref().map(|c| c.owner),
+            acting_owner: self.caller.as_ref().map(|c| c.owner).or(lowered_owner),
             parent: self.caller.as_ref().map(|c| c.id.clone()),
             policy: Some(self.policy.path.display().to_string()),
+            lowered: self.lowered.clone(),
         }
     }
 }
@@ -213,11 +222,13 @@ impl Controller {
                 parent: None,
                 policy: Policy::load(&self.person_policy_path())?,
                 audit_actor: "person".into(),
+                lowered: None,
                 who,
             };
             if let Some(owner) = requester.who.lower_to {
                 requester.actor = Actor::Managed(owner);
                 requester.audit_actor = owner.as_str().into();
+                requester.lowered = Some(lowered_identity(owner, &requester.who));
             }
             return Ok(requester);
         };
@@ -317,6 +328,7 @@ impl Controller {
             caller: Some(caller),
             parent,
             policy: Policy::load(&path)?,
+            lowered: None,
             who,
         })
     }
@@ -341,6 +353,7 @@ impl Controller {
             (Some(owner), None) => (Actor::Managed(owner), None),
             _ => (Actor::Person, None),
         };
+        let lowered = by.lowered.clone().filter(|_| by.acting_owner.is_some());
         let parent = match caller.as_ref().map(|c| self.index.load(&c.id)) {
             Some(Ok(Loaded::Found(r))) => Some(*r),
             _ => None,
@@ -351,6 +364,7 @@ impl Controller {
             parent,
             policy,
             audit_actor: "daemon".into(),
+            lowered,
             who,
         })
     }
@@ -377,9 +391,13 @@ impl Controller {
     ) -> Result<Option<Error>> {
         let requester = self.requester().await?;
         let rules = requester.policy.rules(requester.actor);
-        let caller = requester.caller.as_ref().map(|c| c.id.as_str());
+        let caller = match (&requester.caller, &requester.lowered) {
+            (Some(c), _) => Some(Launcher::Process(&c.id)),
+            (None, Some(l)) => Some(Launcher::Lowered(l)),
+            (None, None) => None,
+        };
         let allowed = may_act_on(rules.act_on, requester.actor, caller, target, |id| {
-            self.parent_of(id)
+            self.launcher_of(id)
         });
         if allowed {
             return Ok(None);
@@ -446,13 +464,15 @@ impl Controller {
 
     /// Whether `ancestor` started `record`, directly or through children.
     pub(super) fn descends_from(&self, record: &Record, ancestor: &str) -> bool {
-        descends(record, ancestor, |id| self.parent_of(id))
+        descends(record, Launcher::Process(ancestor), |id| {
+            self.launcher_of(id)
+        })
     }
 
-    /// The process that launched record `id`, as its stored record says.
-    fn parent_of(&self, id: &str) -> Option<String> {
+    /// Who launched record `id`, as its stored record says.
+    fn launcher_of(&self, id: &str) -> Option<RequestedBy> {
         match self.index.load(id) {
-            Ok(Loaded::Found(r)) => r.requested_by.parent,
+            Ok(Loaded::Found(r)) => Some(r.requested_by),
             _ => None,
         }
     }
@@ -517,38 +537,69 @@ impl Controller {
 // `parent_of` (who launched a record), so they are unit-tested without
 // systemd or an index.
 
-/// Whether `ancestor` started `record`, directly or through children;
-/// `parent_of` gives the launcher of a stored record.
+/// The identity of a person lowered to `owner` (see [`Requester::lowered`]):
+/// its process, so that another session of the same owner is another
+/// launcher, as another managed process would be.
+fn lowered_identity(owner: Owner, who: &Caller) -> String {
+    let process = who
+        .identity
+        .clone()
+        .or_else(|| who.pid.map(|p| p.to_string()))
+        .unwrap_or_else(|| format!("uid{}", who.uid));
+    format!("{owner}@{process}")
+}
+
+/// Who may count as having launched a record: a managed process (its
+/// record id) or a lowered person (its [`RequestedBy::lowered`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Launcher<'a> {
+    Process(&'a str),
+    Lowered(&'a str),
+}
+
+impl Launcher<'_> {
+    fn launched(&self, id: &str, by: &RequestedBy) -> bool {
+        match self {
+            Launcher::Process(p) => id == *p || by.parent.as_deref() == Some(*p),
+            Launcher::Lowered(l) => by.lowered.as_deref() == Some(*l),
+        }
+    }
+}
+
+/// Whether `ancestor` started `record`, directly or through children (a
+/// managed process also "started" itself); `launcher_of` gives the
+/// `requested_by` of a stored record.
 pub(super) fn descends(
     record: &Record,
-    ancestor: &str,
-    parent_of: impl Fn(&str) -> Option<String>,
+    ancestor: Launcher,
+    launcher_of: impl Fn(&str) -> Option<RequestedBy>,
 ) -> bool {
-    if record.id == ancestor {
-        return true;
-    }
-    let mut next = record.requested_by.parent.clone();
+    let mut id = record.id.clone();
+    let mut by = record.requested_by.clone();
     // Bounded: a corrupt parent chain cannot loop forever.
     for _ in 0..64 {
-        let Some(parent) = next else { return false };
-        if parent == ancestor {
+        if ancestor.launched(&id, &by) {
             return true;
         }
-        next = parent_of(&parent);
+        let Some(parent) = by.parent.take() else {
+            return false;
+        };
+        by = launcher_of(&parent).unwrap_or_default();
+        id = parent;
     }
     false
 }
 
-/// Whether an actor with reach `reach`, running as the managed process
-/// `caller` (None: outside any), may act on `target`.
+/// Whether an actor with reach `reach`, acting as `caller` (a managed
+/// process or a lowered person; None: a person), may act on `target`.
 pub(super) fn may_act_on(
     reach: Reach,
     actor: Actor,
-    caller: Option<&str>,
+    caller: Option<Launcher>,
     target: &Record,
-    parent_of: impl Fn(&str) -> Option<String>,
+    launcher_of: impl Fn(&str) -> Option<RequestedBy>,
 ) -> bool {
-    let descends = || caller.is_some_and(|c| descends(target, c, &parent_of));
+    let descends = || caller.is_some_and(|c| descends(target, c, &launcher_of));
     match reach {
         Reach::All => true,
         Reach::SameOwner => matches!(actor, Actor::Managed(o) if o == target.owner) || descends(),
@@ -587,28 +638,49 @@ mod tests {
     }
 
     /// A launch tree: a started b, b started c; d has no parent.
-    fn parent_of(id: &str) -> Option<String> {
-        match id {
+    fn parent_of(id: &str) -> Option<RequestedBy> {
+        let parent = match id {
             "b" => Some("a".into()),
             "c" => Some("b".into()),
             _ => None,
-        }
+        };
+        Some(RequestedBy {
+            parent,
+            ..Default::default()
+        })
+    }
+
+    fn process(id: &str) -> Option<Launcher<'_>> {
+        Some(Launcher::Process(id))
     }
 
     #[test]
     fn a_record_descends_from_itself_and_every_launcher_up_its_chain() {
         let c = record("c", "agent", Some("b"));
-        assert!(descends(&c, "c", parent_of));
-        assert!(descends(&c, "b", parent_of));
-        assert!(descends(&c, "a", parent_of));
-        assert!(!descends(&c, "d", parent_of));
-        assert!(!descends(&record("d", "agent", None), "a", parent_of));
+        assert!(descends(&c, Launcher::Process("c"), parent_of));
+        assert!(descends(&c, Launcher::Process("b"), parent_of));
+        assert!(descends(&c, Launcher::Process("a"), parent_of));
+        assert!(!descends(&c, Launcher::Process("d"), parent_of));
+        assert!(!descends(
+            &record("d", "agent", None),
+            Launcher::Process("a"),
+            parent_of
+        ));
     }
 
     #[test]
     fn a_corrupt_parent_chain_that_loops_ends_as_not_descending() {
-        let looped = |id: &str| Some(if id == "x" { "y" } else { "x" }.to_string());
-        assert!(!descends(&record("x", "agent", Some("y")), "z", looped));
+        let looped = |id: &str| {
+            Some(RequestedBy {
+                parent: Some(if id == "x" { "y" } else { "x" }.to_string()),
+                ..Default::default()
+            })
+        };
+        assert!(!descends(
+            &record("x", "agent", Some("y")),
+            Launcher::Process("z"),
+            looped
+        ));
     }
 
     #[test]
@@ -618,14 +690,14 @@ mod tests {
         assert!(may_act_on(
             Reach::Descendants,
             agent,
-            Some("a"),
+            process("a"),
             &c,
             parent_of
         ));
         assert!(!may_act_on(
             Reach::Descendants,
             agent,
-            Some("d"),
+            process("d"),
             &c,
             parent_of
         ));
@@ -647,21 +719,21 @@ mod tests {
         assert!(may_act_on(
             Reach::SameOwner,
             agent,
-            Some("x"),
+            process("x"),
             &mine,
             parent_of
         ));
         assert!(!may_act_on(
             Reach::SameOwner,
             agent,
-            Some("x"),
+            process("x"),
             &theirs,
             parent_of
         ));
         assert!(may_act_on(
             Reach::SameOwner,
             agent,
-            Some("a"),
+            process("a"),
             &theirs,
             parent_of
         ));
@@ -672,6 +744,84 @@ mod tests {
             &theirs,
             parent_of
         ));
+    }
+
+    #[test]
+    fn a_lowered_person_acts_on_what_it_launched_while_lowered_and_their_children_only() {
+        let agent = Actor::Managed(Owner::Agent);
+        let me = Launcher::Lowered("agent@100:5");
+        let lowered = |who: &str| RequestedBy {
+            acting_owner: Some(Owner::Agent),
+            lowered: Some(who.into()),
+            ..Default::default()
+        };
+        let mut mine = record("m", "agent", None);
+        mine.requested_by = lowered("agent@100:5");
+        // A child that the lowered session's process started in turn.
+        let child = record("k", "agent", Some("m"));
+        let launcher_of = |id: &str| (id == "m").then(|| lowered("agent@100:5"));
+        let mut other_session = record("o", "agent", None);
+        other_session.requested_by = lowered("agent@200:9");
+        let persons = record("p", "agent", None);
+        for (target, allowed) in [
+            (&mine, true),
+            (&child, true),
+            (&other_session, false),
+            (&persons, false),
+        ] {
+            assert_eq!(
+                may_act_on(Reach::Descendants, agent, Some(me), target, launcher_of),
+                allowed,
+                "{}",
+                target.id
+            );
+        }
+        // Never beyond the owner's reach: same-owner stops at its owner.
+        let theirs = record("q", "quality", None);
+        assert!(may_act_on(
+            Reach::SameOwner,
+            agent,
+            Some(me),
+            &persons,
+            launcher_of
+        ));
+        assert!(!may_act_on(
+            Reach::SameOwner,
+            agent,
+            Some(me),
+            &theirs,
+            launcher_of
+        ));
+        // A managed process of that id is not the lowered session.
+        assert!(!may_act_on(
+            Reach::Descendants,
+            agent,
+            process("agent@100:5"),
+            &mine,
+            launcher_of
+        ));
+    }
+
+    #[test]
+    fn a_lowered_requester_marks_its_launches_and_a_managed_one_does_not() {
+        let who = Caller::this_process().lowered_to(Owner::Agent);
+        let requester = Requester {
+            actor: Actor::Managed(Owner::Agent),
+            caller: None,
+            parent: None,
+            policy: Policy::load(Path::new("/nonexistent/policy.toml")).unwrap(),
+            audit_actor: "agent".into(),
+            lowered: Some(lowered_identity(Owner::Agent, &who)),
+            who,
+        };
+        let by = requester.requested_by();
+        assert_eq!(by.acting_owner, Some(Owner::Agent));
+        assert_eq!(by.parent, None);
+        let lowered = by.lowered.unwrap();
+        assert!(
+            lowered.starts_with(&format!("agent@{}:", std::process::id())),
+            "{lowered}"
+        );
     }
 
     #[test]

@@ -15,14 +15,14 @@ const REQUEST_SECS: &str = "30";
 
 /// The daemon of `env`'s index with its API on a socket in the test's
 /// work directory and on 127.0.0.1:(any port); stopped when dropped.
-struct ApiDaemon {
+pub(super) struct ApiDaemon {
     unit: String,
-    socket: PathBuf,
-    url: String,
+    pub(super) socket: PathBuf,
+    pub(super) url: String,
 }
 
 impl ApiDaemon {
-    fn start(env: &Env) -> ApiDaemon {
+    pub(super) fn start(env: &Env) -> ApiDaemon {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unit = format!("rpapi-{}-{n}.service", std::process::id());
@@ -604,7 +604,7 @@ fn api_tcp_without_a_session_is_401_and_a_wrong_host_or_a_cross_origin_post_is_r
     assert_eq!(tcp(&d, "POST", &stop, &[&read], None).status, 403);
     let control = token("control");
     assert_eq!(tcp(&d, "POST", &stop, &[&control], None).status, 200);
-    let mode = std::fs::metadata(env.state_dir().join("api-tokens.json")).unwrap();
+    let mode = std::fs::metadata(env.state_dir().join("secrets/api-tokens.json")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600

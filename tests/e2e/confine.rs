@@ -393,3 +393,38 @@ attempt preload "$R" run --env LD_PRELOAD=/tmp/evil.so -- /usr/bin/true"#,
     assert_eq!(child.owner, "agent");
     assert_ne!(env.status(&child.id).state, "running");
 }
+
+#[test]
+fn a_confined_process_cannot_read_the_api_token_file() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    // A token file where older versions kept it: the daemon moves it.
+    let old = env.state_dir().join("api-tokens.json");
+    std::fs::write(&old, "[]").unwrap();
+    let _daemon = Daemon::start(&env);
+    let secrets = env.state_dir().join("secrets");
+    assert!(!old.exists(), "the old token file was not moved");
+    let mut c = env.command(&["web", "--token", "control", "--socket"]);
+    c.arg(env.work_dir().join("run/api.sock"));
+    let token = output(c);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let stored = std::fs::read_to_string(secrets.join("api-tokens.json")).unwrap();
+    assert!(
+        stored.contains(token.stdout.trim()),
+        "the token is not stored"
+    );
+    let s = secrets.display();
+    let script = attempts(&format!(
+        r#"attempt read cat "{s}/api-tokens.json"
+attempt list ls "{s}"
+attempt old cat "{}""#,
+        old.display()
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    refused(w, "read", "Permission denied");
+    refused(w, "list", "Permission denied");
+    refused(w, "old", "No such file");
+    assert!(!read(w, "read.out").contains(token.stdout.trim()));
+}

@@ -40,6 +40,26 @@ impl Session {
         s
     }
 
+    /// The SDK's streamable HTTP client on `url` (the daemon's `/mcp`),
+    /// through the Unix socket `socket`, with `token` as a bearer token.
+    async fn http(socket: &std::path::Path, url: &str, token: Option<&str>) -> Session {
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        use rmcp::transport::StreamableHttpClientTransport;
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+        if let Some(t) = token {
+            config = config.auth_header(t.to_string());
+        }
+        let transport = StreamableHttpClientTransport::from_unix_socket_with_config(
+            socket.to_str().unwrap(),
+            config,
+        );
+        let client = ().serve(transport).await.expect("the MCP handshake over HTTP");
+        Session {
+            client,
+            child: None,
+        }
+    }
+
     async fn over<R, W>(from_server: R, to_server: W) -> Session
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
@@ -409,8 +429,45 @@ fn mcp_actor_agent_is_refused_by_policy_as_a_tool_error() {
         assert_eq!(v["launch"]["owner"], "agent", "{v}");
         s.close().await;
     });
-    // A lowered person has no unit for the agent's launches to descend
-    // from, so act_on refuses the agent's stop of them: a person cleans up.
+    env.ok(&["stop", "--all"]);
+}
+
+#[test]
+fn mcp_actor_agent_stops_what_it_launched_but_not_what_it_did_not() {
+    let env = Env::new();
+    agent_may_sleep_only(&env);
+    // The agent's process, launched by a person: not the lowered session's.
+    let persons = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    block_on(async {
+        let s = Session::start(&env, &["--actor", "agent"]).await;
+        let rec = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        let id = rec["id"].as_str().unwrap().to_string();
+        assert_eq!(rec["requested_by"]["acting_owner"], "agent", "{rec}");
+        assert!(
+            rec["requested_by"]["lowered"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("agent@")),
+            "its launcher is the lowered session: {rec}"
+        );
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        let status = s.ok("status", json!({"id": id})).await;
+        assert_eq!(status["state"], "stopped", "{status}");
+        // As a managed agent would be: act_on keeps it off the rest.
+        let refused = s.call("stop", json!({"id": persons.id})).await;
+        assert_eq!(refused.is_error, Some(true), "{refused:?}");
+        let err = refused.structured_content.clone().unwrap();
+        assert_eq!(err["kind"], "denied", "{err}");
+        assert!(err.to_string().contains("act_on"), "names the rule: {err}");
+        // Another lowered session of the same owner is another launcher.
+        let mine = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        s.close().await;
+        let other = Session::start(&env, &["--actor", "agent"]).await;
+        let refused = other.call("stop", json!({"id": mine["id"]})).await;
+        assert_eq!(refused.is_error, Some(true), "{refused:?}");
+        other.close().await;
+    });
+    assert_eq!(env.status(&persons.id).state, "running");
     env.ok(&["stop", "--all"]);
 }
 
@@ -562,4 +619,179 @@ fn mcp_resources_are_a_process_record_and_its_logs() {
         s.ok("stop", json!({"id": id})).await;
         s.close().await;
     });
+}
+
+/// A Unix socket at `path` whose connections go on to the TCP `port`: the
+/// SDK's HTTP client without reqwest then reaches the daemon's TCP
+/// listener, which sees a TCP peer (and must get a token).
+fn to_tcp(path: &std::path::Path, port: u16) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut unix, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut unix, &mut tcp).await;
+                }
+            });
+        }
+    })
+}
+
+fn token(env: &Env, d: &super::api::ApiDaemon, scope: &str) -> String {
+    let mut c = env.command(&["web", "--token", scope, "--socket"]);
+    c.arg(&d.socket);
+    let out = super::common::output(c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn mcp_over_http_with_a_token_lists_runs_waits_reads_logs_and_stops() {
+    let env = Env::new();
+    let d = super::api::ApiDaemon::start(&env);
+    let control = token(&env, &d, "control");
+    let read = token(&env, &d, "read");
+    let url = format!("{}mcp", d.url);
+    let port: u16 = d
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // No token: 401, before any MCP.
+    let out = super::common::output({
+        let mut c = std::process::Command::new("curl");
+        c.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-H", "Accept: application/json, text/event-stream"])
+        .args([
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        ])
+        .arg(&url);
+        c
+    });
+    assert_eq!(out.stdout, "401", "{out:?}");
+    let fwd = env.work_dir().join("tcp.sock");
+    block_on(async {
+        let _forward = to_tcp(&fwd, port);
+        let s = Session::http(&fwd, &url, Some(&control)).await;
+        let tools = s.client.list_all_tools().await.expect("tools/list");
+        assert_eq!(tools.len(), 14, "{tools:?}");
+        let rec = s
+            .ok(
+                "run",
+                json!({"command": ["sh", "-c", "echo over-http; sleep 600"]}),
+            )
+            .await;
+        let id = rec["id"].as_str().unwrap().to_string();
+        let w = s
+            .ok(
+                "wait",
+                json!({"id": id, "until": "log", "pattern": "^over-http$", "timeout": "20s"}),
+            )
+            .await;
+        assert_eq!(w["met"], true, "{w}");
+        let page = s.ok("logs", json!({"id": id})).await;
+        assert!(page.to_string().contains("over-http"), "{page}");
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        let w = s
+            .ok("wait", json!({"id": id, "until": "exit", "timeout": "20s"}))
+            .await;
+        assert_eq!(w["record"]["state"], "stopped", "{w}");
+        let _ = s.client.cancel().await;
+        // A read token: the read-only tools, and run is not one of them.
+        let s = Session::http(&fwd, &url, Some(&read)).await;
+        let tools = s.client.list_all_tools().await.expect("tools/list");
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert!(
+            names.contains(&"list") && !names.contains(&"run"),
+            "{names:?}"
+        );
+        let args = json!({"command": ["sleep", "600"]});
+        let Value::Object(args) = args else {
+            unreachable!()
+        };
+        let r = s
+            .client
+            .call_tool(CallToolRequestParams::new("run").with_arguments(args))
+            .await;
+        assert!(r.is_err(), "a read token ran a process: {r:?}");
+        let _ = s.client.cancel().await;
+    });
+    assert!(env.list(&[]).is_empty(), "nothing was left running");
+}
+
+#[test]
+fn mcp_server_of_a_confined_agent_works_through_the_daemons_socket() {
+    let env = Env::new();
+    let dir = env.work_dir();
+    std::fs::write(
+        env.policy_path(),
+        format!(
+            "[actors.agent]\nconfine = true\nwritable = [{:?}]\ncommands = [\"/usr/bin/sleep\", \"/bin/sleep\"]\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let _daemon = super::api::ApiDaemon::start(&env);
+    for fifo in ["in.fifo", "out.fifo"] {
+        let path = std::ffi::CString::new(dir.join(fifo).to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    let server = env.run(&[
+        "--owner",
+        "agent",
+        "--label",
+        "confined mcp server",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "exec '{}' mcp < in.fifo > out.fifo",
+            super::common::binary().display()
+        ),
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (i, o) = (dir.join("in.fifo"), dir.join("out.fifo"));
+    std::thread::spawn(move || {
+        let to = std::fs::OpenOptions::new().write(true).open(i).unwrap();
+        let _ = tx.send((to, std::fs::File::open(o).unwrap()));
+    });
+    let (to_server, from_server) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server in the unit opens its fifos");
+    block_on(async {
+        let to_server = tokio::net::unix::pipe::Sender::from_file(to_server).unwrap();
+        let from_server = tokio::net::unix::pipe::Receiver::from_file(from_server).unwrap();
+        let s = Session::over(from_server, to_server).await;
+        let tools = s.client.list_all_tools().await.expect("tools/list");
+        assert_eq!(tools.len(), 14, "{tools:?}");
+        let refused = s.call("run", json!({"command": ["echo", "hi"]})).await;
+        assert_refused(&refused, &env);
+        let child = s.ok("run", json!({"command": ["sleep", "600"]})).await;
+        assert_eq!(child["owner"], "agent", "{child}");
+        let id = child["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            child["requested_by"]["parent"], server.id,
+            "the daemon took the confined server for the launcher: {child}"
+        );
+        let stopped = s.ok("stop", json!({"id": id})).await;
+        assert_eq!(stopped["outcomes"][0]["id"], id, "{stopped}");
+        s.close().await;
+    });
+    super::common::wait_gone(&server.unit);
+    let rec = env.status(&server.id);
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}");
 }
