@@ -215,6 +215,13 @@ async fn supervise(
                         "systemd restarts the daemon (Restart=on-failure); the CLI works meanwhile",
                     ));
                 };
+                if change.sub_state.as_deref() == Some("stop-post") {
+                    // The main process has ended: its end goes to the
+                    // history (and to open streams) now, not after the hook.
+                    if let Err(e) = controller.record_exit_seen(&change.unit).await {
+                        tracing::debug!("{}: {}", change.unit, e.message);
+                    }
+                }
                 let Some((record, events)) = tracker.on_change(controller, &change) else {
                     continue;
                 };
