@@ -694,15 +694,22 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
     a.due = None;
     let attempt = a.streak;
     sup.save(controller);
-    let restarted = as_daemon(controller, &r).restart(id).await.map(drop);
+    let noted = daemon_event("restarted", &r)
+        .with("by", "daemon")
+        .with("reason", due.why.as_str())
+        .with("attempt", attempt)
+        .with("delay_sec", due.delay_sec);
+    // A running process's restart is recorded by the restart itself, with
+    // these facts (issue 11.7: it once had two `restarted` events); an
+    // ended one's is a `started` again, and this event says why.
+    let restarted = as_daemon(controller, &r)
+        .restart_noting(id, noted.details.clone())
+        .await;
     match restarted {
-        Ok(()) => controller.record_event(
-            daemon_event("restarted", &r)
-                .with("by", "daemon")
-                .with("reason", due.why.as_str())
-                .with("attempt", attempt)
-                .with("delay_sec", due.delay_sec),
-        ),
+        Ok(o)
+            if o.outcome == crate::controller::Outcome::Restarted
+                || o.outcome == crate::controller::Outcome::RestartedUnpaused => {}
+        Ok(_) => controller.record_event(noted),
         Err(e) => tracing::warn!("cannot restart {id}: {}", e.message),
     }
 }
