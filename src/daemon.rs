@@ -103,6 +103,16 @@ struct Supervisor {
     cgroups: Option<crate::probe_cgroup::ProbeCgroups>,
 }
 
+/// When the daemon last fed systemd's watchdog (ms since the epoch; 0:
+/// never), for `/api/v1/system`.
+static WATCHDOG_FED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// When this daemon last sent WATCHDOG=1, if it has.
+pub fn watchdog_last_fed() -> Option<Timestamp> {
+    let ms = WATCHDOG_FED_MS.load(std::sync::atomic::Ordering::Relaxed);
+    (ms > 0).then(|| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()> {
     let index = controller.index();
@@ -172,6 +182,9 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
             loop {
                 heartbeat.tick().await;
                 notify(&[NotifyState::Watchdog]);
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+                let ms = now.map_or(0, |d| d.as_millis() as u64);
+                WATCHDOG_FED_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
             }
         })
     });

@@ -924,3 +924,31 @@ fn api_a_runs_end_seen_by_the_daemon_is_streamed_once_and_in_the_history() {
         );
     }
 }
+
+#[test]
+fn api_system_shows_each_owners_slice_usage_the_watchdog_and_uptime() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let r = env.run(&["--owner", "agent", "--", "sleep", "600"]);
+    let sys = d.get("/api/v1/system").json();
+    assert!(sys["daemon"]["uptime_sec"].is_u64(), "{sys:#}");
+    // Started without WatchdogSec=: none, and never fed.
+    assert!(sys["daemon"].get("watchdog_usec").is_some(), "{sys:#}");
+    assert!(sys["daemon"]["watchdog_usec"].is_null(), "{sys:#}");
+    assert!(sys["daemon"]["watchdog_last_fed"].is_null(), "{sys:#}");
+    let owners = sys["owners"].as_array().unwrap();
+    let agent = owners.iter().find(|o| o["owner"] == "agent").unwrap();
+    let usage = &agent["usage"];
+    assert!(
+        usage.is_object(),
+        "the agent slice runs a process: {agent:#}"
+    );
+    // cpu.stat exists in every cgroup; the others need delegation.
+    assert!(usage["cpu_usec"].is_u64(), "{agent:#}");
+    if usage["tasks"].is_null() {
+        skip("the pids controller is not delegated: the slice's tasks are unknown");
+    } else {
+        assert!(usage["tasks"].as_u64().unwrap() >= 1, "{agent:#}");
+    }
+    env.ok(&["stop", &r.id]);
+}
