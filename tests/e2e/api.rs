@@ -23,11 +23,16 @@ struct ApiDaemon {
 
 impl ApiDaemon {
     fn start(env: &Env) -> ApiDaemon {
+        let dir = env.work_dir().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        ApiDaemon::start_in(env, dir)
+    }
+
+    /// With its socket in `dir` (which exists).
+    fn start_in(env: &Env, dir: PathBuf) -> ApiDaemon {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unit = format!("rpapi-{}-{n}.service", std::process::id());
-        let dir = env.work_dir().join("run");
-        std::fs::create_dir(&dir).unwrap();
         let socket = dir.join("api.sock");
         let mut cmd = Command::new("systemd-run");
         cmd.args(["--user", "--quiet", "--unit", &unit, "-p", "Type=notify"])
@@ -951,4 +956,43 @@ fn api_system_shows_each_owners_slice_usage_the_watchdog_and_uptime() {
         assert!(usage["tasks"].as_u64().unwrap() >= 1, "{agent:#}");
     }
     env.ok(&["stop", &r.id]);
+}
+
+#[test]
+fn api_a_peer_of_another_uid_is_refused() {
+    // tests/run's root-side helper connects as nobody (see there).
+    let Some(helper) = std::env::var_os("REFINE_PROC_OTHER_UID_DIR").map(PathBuf::from) else {
+        skip("no way to connect as another uid here: tests/run (as root) provides one");
+        return;
+    };
+    let env = Env::new();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = helper.join(format!("sock-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let d = ApiDaemon::start_in(&env, dir.clone());
+    // Past the file modes (the first barrier), so that the daemon's own
+    // check of the peer's uid is what answers.
+    let open = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    open(&dir, 0o711);
+    open(&d.socket, 0o666);
+    let req = helper.join(format!("t{}.req", std::process::id()));
+    let res = req.with_extension("res");
+    std::fs::write(&req, d.socket.as_os_str().as_encoded_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Ok(c) = std::fs::read_to_string(&res) {
+            break c.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other-uid helper did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = std::fs::remove_file(&res);
+    assert_eq!(code, "403", "a peer of another uid gets 403");
+    // The owner still gets in.
+    assert_eq!(d.get("/api/v1/processes").status, 200);
 }
