@@ -103,6 +103,16 @@ struct Supervisor {
     cgroups: Option<crate::probe_cgroup::ProbeCgroups>,
 }
 
+/// When the daemon last fed systemd's watchdog (ms since the epoch; 0:
+/// never), for `/api/v1/system`.
+static WATCHDOG_FED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// When this daemon last sent WATCHDOG=1, if it has.
+pub fn watchdog_last_fed() -> Option<Timestamp> {
+    let ms = WATCHDOG_FED_MS.load(std::sync::atomic::Ordering::Relaxed);
+    (ms > 0).then(|| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()> {
     let index = controller.index();
@@ -172,6 +182,9 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
             loop {
                 heartbeat.tick().await;
                 notify(&[NotifyState::Watchdog]);
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+                let ms = now.map_or(0, |d| d.as_millis() as u64);
+                WATCHDOG_FED_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
             }
         })
     });
@@ -215,6 +228,13 @@ async fn supervise(
                         "systemd restarts the daemon (Restart=on-failure); the CLI works meanwhile",
                     ));
                 };
+                if change.sub_state.as_deref() == Some("stop-post") {
+                    // The main process has ended: its end goes to the
+                    // history (and to open streams) now, not after the hook.
+                    if let Err(e) = controller.record_exit_seen(&change.unit).await {
+                        tracing::debug!("{}: {}", change.unit, e.message);
+                    }
+                }
                 let Some((record, events)) = tracker.on_change(controller, &change) else {
                     continue;
                 };
@@ -687,15 +707,22 @@ async fn restart_now(controller: &Controller, sup: &mut Supervisor, id: &str) {
     a.due = None;
     let attempt = a.streak;
     sup.save(controller);
-    let restarted = as_daemon(controller, &r).restart(id).await.map(drop);
+    let noted = daemon_event("restarted", &r)
+        .with("by", "daemon")
+        .with("reason", due.why.as_str())
+        .with("attempt", attempt)
+        .with("delay_sec", due.delay_sec);
+    // A running process's restart is recorded by the restart itself, with
+    // these facts (issue 11.7: it once had two `restarted` events); an
+    // ended one's is a `started` again, and this event says why.
+    let restarted = as_daemon(controller, &r)
+        .restart_noting(id, noted.details.clone())
+        .await;
     match restarted {
-        Ok(()) => controller.record_event(
-            daemon_event("restarted", &r)
-                .with("by", "daemon")
-                .with("reason", due.why.as_str())
-                .with("attempt", attempt)
-                .with("delay_sec", due.delay_sec),
-        ),
+        Ok(o)
+            if o.outcome == crate::controller::Outcome::Restarted
+                || o.outcome == crate::controller::Outcome::RestartedUnpaused => {}
+        Ok(_) => controller.record_event(noted),
         Err(e) => tracing::warn!("cannot restart {id}: {}", e.message),
     }
 }

@@ -81,6 +81,39 @@ impl Event {
     }
 }
 
+/// The names of the events that end a run (the states a run ends in).
+const RUN_ENDS: [&str; 5] = ["exited", "failed", "stopped", "lost", "ended"];
+
+/// The run whose end an event is, as `(id, invocation)`: both the daemon
+/// (from systemd's signal) and the exit hook record an end, and the one
+/// that comes second finds the first in the history and writes nothing.
+pub fn run_end_key(e: &Event) -> Option<(&str, &str)> {
+    if !RUN_ENDS.contains(&e.event.as_str()) {
+        return None;
+    }
+    let inv = e
+        .details
+        .get("invocation")?
+        .as_str()
+        .filter(|i| !i.is_empty())?;
+    Some((e.id.as_deref()?, inv))
+}
+
+/// Counts appends to the history by this process, so that event streams
+/// served by the daemon wake at once (no round trip through inotify).
+static APPENDED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Changes after every event this process appends (a reader that was busy
+/// still sees the change: a watch channel keeps it).
+pub fn appended() -> tokio::sync::watch::Receiver<u64> {
+    APPENDED.subscribe()
+}
+
+pub(crate) fn note_appended() {
+    APPENDED.send_modify(|n| *n = n.wrapping_add(1));
+}
+
 /// The events in complete JSON lines, and how many lines did not parse
 /// (torn by a crash, cut inside a multi-byte character, not JSON): those
 /// are skipped, never fatal.

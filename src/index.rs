@@ -211,6 +211,36 @@ impl IndexLock {
 
 /// The index's directory of secrets (see [`Index::secrets_dir`]).
 pub const SECRETS_DIR: &str = "secrets";
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; flock has no other precondition. The
+    // lock goes with the descriptor when the file is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether the end of this run is among the last events of the file (the
+/// other writer of an end comes milliseconds apart, so the tail suffices).
+fn recorded(f: &File, key: Option<(&str, &str)>) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let Some((_, inv)) = key else {
+        return Ok(false);
+    };
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(256 << 10);
+    let mut tail = vec![0; (len - start) as usize];
+    f.read_exact_at(&mut tail, start)?;
+    let needle = inv.as_bytes();
+    // Only lines naming the invocation are parsed.
+    Ok(tail.split(|b| *b == b'\n').any(|line| {
+        line.windows(needle.len()).any(|w| w == needle)
+            && serde_json::from_slice::<crate::events::Event>(line)
+                .is_ok_and(|e| crate::events::run_end_key(&e) == key)
+    }))
+}
 
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
@@ -803,16 +833,24 @@ impl Index {
         let mut line = serde_json::to_vec(event).expect("events serialize");
         line.push(b'\n');
         OpenOptions::new()
+            .read(true) // to look for an end already recorded
             .append(true)
             .create(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .and_then(|mut f| {
+                // An end of a run is written once (see run_end_key): the
+                // check and the write under a lock on the file itself.
+                let key = crate::events::run_end_key(event);
+                if key.is_some() && flock(&f, libc::LOCK_EX).is_ok() && recorded(&f, key)? {
+                    return Ok(());
+                }
                 f.write_all(&line)?;
                 if durable {
                     f.sync_data()?;
                 }
+                crate::events::note_appended();
                 Ok(())
             })
             .map_err(|e| self.io_error("append to", &path, e))

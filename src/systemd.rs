@@ -3,7 +3,7 @@
 //! few operations built on them (start and wait for the job, read a unit,
 //! list units). Everything else in the crate talks to systemd through here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -801,6 +801,56 @@ impl Systemd {
             cpu_usage_nsec: take(&mut s, "CPUUsageNSec").and_then(tracked),
             tasks_current: take(&mut s, "TasksCurrent").and_then(tracked),
         }))
+    }
+}
+
+impl Systemd {
+    /// How a service's main process ended, as an exit hook would be told
+    /// (SERVICE_RESULT, EXIT_CODE, EXIT_STATUS, INVOCATION_ID), or None
+    /// while it has not ended (or the unit is gone). The daemon reads this
+    /// when the unit enters `stop-post`, before the hook has run.
+    pub async fn main_exit(&self, unit: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let Some(path) = self.unit_path(unit).await? else {
+            return Ok(None);
+        };
+        let props = self.properties(path).await?;
+        let action = format!("read how {unit} ended");
+        let (s, inv) = tokio::join!(
+            props.get_all("org.freedesktop.systemd1.Service"),
+            props.get("org.freedesktop.systemd1.Unit", "InvocationID"),
+        );
+        let mut s = match s {
+            Ok(s) => s,
+            Err(e) if is_no_such_unit(&e) => return Ok(None),
+            Err(e) => return Err(dbus_error(&action, unit, e)),
+        };
+        let code: i32 = take(&mut s, "ExecMainCode").unwrap_or(0);
+        let status: i32 = take(&mut s, "ExecMainStatus").unwrap_or(0);
+        // CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0: not ended.
+        let (kind, status) = match code {
+            1 => ("exited", status.to_string()),
+            2 => ("killed", crate::text::signal_name(status)),
+            3 => ("dumped", crate::text::signal_name(status)),
+            _ => return Ok(None),
+        };
+        let mut env = BTreeMap::new();
+        env.insert(
+            "SERVICE_RESULT".into(),
+            take(&mut s, "Result").unwrap_or_default(),
+        );
+        env.insert("EXIT_CODE".into(), kind.to_string());
+        env.insert("EXIT_STATUS".into(), status);
+        let inv = inv
+            .ok()
+            .and_then(|v| Vec::<u8>::try_from(v).ok())
+            .filter(|b| b.iter().any(|x| *x != 0));
+        if let Some(b) = inv {
+            env.insert(
+                "INVOCATION_ID".into(),
+                b.iter().map(|x| format!("{x:02x}")).collect(),
+            );
+        }
+        Ok(Some(env))
     }
 }
 

@@ -103,6 +103,13 @@ impl Cgroups {
         Some(format!("{manager}/refine.slice/{}/{unit}", owner.slice()))
     }
 
+    /// The cgroup of an owner's slice (`<manager>/refine.slice/<slice>`),
+    /// whose usage is the sum of its running processes'.
+    pub fn slice_cgroup(&self, owner: Owner) -> Option<String> {
+        let manager = self.manager.as_deref()?.trim_end_matches('/');
+        Some(format!("{manager}/refine.slice/{}", owner.slice()))
+    }
+
     /// Usage of many cgroups, in order. The kernel takes ~20 µs to open and
     /// read one cgroup file (kernfs), whatever the file: a long list is read
     /// on all cores.

@@ -96,7 +96,10 @@ pub async fn events(
             .or(q.after.as_deref()),
     );
     let pos: Option<EventPos> = from.as_deref().map(str::parse).transpose()?;
-    // Watched before the first read, so nothing falls in between.
+    // Watched before the first read, so nothing falls in between: the
+    // daemon's own appends wake the stream at once, other processes'
+    // (the CLI, exit hooks) through inotify.
+    let mut appended = crate::events::appended();
     let watch = if q.follow {
         Some(watch_dir(&dir)?)
     } else {
@@ -164,6 +167,7 @@ pub async fn events(
             }
             tokio::select! {
                 woke = wakeups.next() => if woke.is_none() { return },
+                _ = appended.changed() => {}
                 () = tx.closed() => return,
             }
             batch = match reader.read_new() {

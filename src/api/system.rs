@@ -26,6 +26,11 @@ pub struct DaemonInfo {
     /// `http://127.0.0.1:PORT/` with `--listen`.
     pub url: Option<String>,
     pub state_dir: String,
+    /// systemd's watchdog of the daemon's unit (WatchdogSec=), in
+    /// microseconds; null when none is set. The daemon feeds it at half.
+    pub watchdog_usec: Option<u64>,
+    /// When the daemon last fed the watchdog.
+    pub watchdog_last_fed: Option<Timestamp>,
 }
 
 /// One owner's slice and the limits `set --owner` put on it.
@@ -34,6 +39,10 @@ pub struct OwnerInfo {
     pub owner: Owner,
     pub slice: String,
     pub limits: Option<OwnerLimits>,
+    /// What the slice uses now (all its running processes), from its
+    /// cgroup; null when the slice has no cgroup (nothing runs in it).
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// What `GET /api/v1/system` says.
@@ -61,6 +70,7 @@ pub async fn system(
     let controller = state.controller(&caller);
     let dir = controller.index().dir().to_path_buf();
     let doctor = crate::doctor::run(Ok(dir.as_path())).await;
+    let cgroups = crate::usage::Cgroups::detect(controller.manager_cgroup().await);
     let owners = Owner::ALL
         .iter()
         .map(|&o| {
@@ -68,9 +78,17 @@ pub async fn system(
                 owner: o,
                 slice: o.slice(),
                 limits: controller.owner_limits(o)?,
+                usage: cgroups.read(cgroups.slice_cgroup(o).as_deref()),
             })
         })
         .collect::<crate::Result<Vec<_>>>()?;
+    // Set by systemd for the unit's main process only.
+    let watchdog_usec = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .filter(|_| {
+            std::env::var("WATCHDOG_PID").map_or(true, |p| p == std::process::id().to_string())
+        })
+        .and_then(|u| u.parse().ok());
     Ok(Json(SystemInfo {
         doctor,
         daemon: DaemonInfo {
@@ -81,6 +99,8 @@ pub async fn system(
             socket: state.socket.display().to_string(),
             url: state.url(),
             state_dir: dir.display().to_string(),
+            watchdog_usec,
+            watchdog_last_fed: crate::daemon::watchdog_last_fed(),
         },
         owners,
         pauses: controller.pauses()?,

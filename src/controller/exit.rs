@@ -9,13 +9,49 @@ impl Controller {
     /// happening.
     pub fn record_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
         let record = self.store_exit(id, env)?;
-        let mut event = Event::about(record.state.as_str(), &record)
-            .with("exit_code", record.exit_code)
-            .with("exit_signal", &record.exit_signal)
-            .with("result", &record.result);
-        event.actor = Some("systemd".into());
-        self.emit(event);
+        self.emit(end_event(&record));
         Ok(record)
+    }
+
+    /// Records the end of a run as the daemon sees it on systemd's bus:
+    /// when the unit enters `stop-post` its main process has ended, and
+    /// systemd's properties say how, while the exit hook is only starting.
+    /// Whichever of the two comes first writes the exit and the event;
+    /// the other finds them (by the run's invocation) and adds nothing.
+    /// Returns the end event when the run's end is recorded.
+    pub async fn record_exit_seen(&self, unit: &str) -> Result<Option<Event>> {
+        let Some((_, id)) = crate::model::parse_unit_name(unit) else {
+            return Ok(None);
+        };
+        let seen_at = Timestamp::now();
+        let Some(env) = self.systemd().await?.main_exit(unit).await? else {
+            return Ok(None);
+        };
+        let mut exit = exit_from_environment(&env);
+        if exit.invocation.is_none() {
+            return Ok(None); // no way to tell this run from another: the hook's
+        }
+        exit.at = seen_at;
+        let unit_name = unit.to_string();
+        let updated = self.index.update_async(&id, move |r| {
+            // Not this index's unit, a later run already under way, or the
+            // hook was first.
+            let later = r.started_at.is_some_and(|s| s > seen_at);
+            if r.unit != unit_name || later || r.last_exit_invocation == exit.invocation {
+                return;
+            }
+            r.apply_exit(exit);
+            r.exit_source = Some("daemon".into());
+        });
+        let Some(record) = updated.await? else {
+            return Ok(None);
+        };
+        if record.last_exit_invocation.as_deref() != env.get("INVOCATION_ID").map(String::as_str) {
+            return Ok(None);
+        }
+        let event = end_event(&record);
+        self.emit(event.clone());
+        Ok(Some(event))
     }
 
     pub(super) fn store_exit(&self, id: &str, env: &BTreeMap<String, String>) -> Result<Record> {
@@ -59,7 +95,15 @@ impl Controller {
         if let Err(e) = sent {
             tracing::debug!("cannot write the exit to the journal: {e}");
         }
-        if let Some(r) = self.index.update(id, |r| r.apply_exit(exit.clone()))? {
+        // The daemon may have recorded this exit from systemd's signal.
+        let first =
+            |r: &Record| exit.invocation.is_none() || r.last_exit_invocation != exit.invocation;
+        let updated = self.index.update(id, |r| {
+            if first(r) {
+                r.apply_exit(exit.clone())
+            }
+        })?;
+        if let Some(r) = updated {
             return Ok(r);
         }
         // The index lost the record: rebuild it from the unit's environment,
@@ -75,4 +119,16 @@ impl Controller {
                 .unwrap_or(record)),
         }
     }
+}
+
+/// The event of a run's end, as the record holds it; `invocation` names
+/// the run, so that its end is recorded once (see `run_end_key`).
+fn end_event(record: &Record) -> Event {
+    let mut event = Event::about(record.state.as_str(), record)
+        .with("exit_code", record.exit_code)
+        .with("exit_signal", &record.exit_signal)
+        .with("result", &record.result)
+        .with("invocation", &record.last_exit_invocation);
+    event.actor = Some("systemd".into());
+    event
 }

@@ -298,7 +298,7 @@ impl Controller {
     }
 
     /// The user manager's cgroup, or why it is unknown.
-    pub(super) async fn manager_cgroup(&self) -> std::result::Result<String, String> {
+    pub(crate) async fn manager_cgroup(&self) -> std::result::Result<String, String> {
         match self.systemd().await {
             Ok(s) => match s.manager_control_group().await {
                 Ok(Some(cg)) => Ok(cg),

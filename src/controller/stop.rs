@@ -198,6 +198,16 @@ impl Controller {
     /// Restarts a running process, or starts an ended one again under the
     /// same id with the same command, environment and limits.
     pub async fn restart(&self, arg: &str) -> Result<ActionOutcome> {
+        self.restart_noting(arg, serde_json::Map::new()).await
+    }
+
+    /// [`Controller::restart`], with `details` added to its `restarted`
+    /// event (the daemon's reason and attempt): one restart, one event.
+    pub async fn restart_noting(
+        &self,
+        arg: &str,
+        details: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ActionOutcome> {
         let id = self.resolve(arg)?;
         let (record, info) = self.load(&id, &mut Vec::new()).await?;
         self.authorize("restart", &record).await?;
@@ -229,7 +239,9 @@ impl Controller {
                 // systemd thaws a unit to stop it: the new run is not frozen.
                 r.paused_by = None;
             })?;
-            self.emit(Event::about("restarted", &record));
+            let mut event = Event::about("restarted", &record);
+            event.details.extend(details);
+            self.emit(event);
             let what = if record.paused_by.is_some() {
                 Outcome::RestartedUnpaused
             } else {

@@ -854,3 +854,48 @@ fn the_daemon_keeps_feeding_its_watchdog_while_another_process_holds_the_index_l
     assert_eq!(show(&d.unit, "NRestarts"), "0");
     assert_eq!(show(&d.unit, "Result"), "success");
 }
+
+#[test]
+fn an_unhealthy_restart_is_one_restarted_event_not_two() {
+    // Issue 11.7: the restart recorded `restarted`, and the daemon a second.
+    let env = Env::new();
+    let r = env.run(&[
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--health-retries",
+        "1",
+        "--on-unhealthy",
+        "restart",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1s",
+        "--restart-limit",
+        "3/1min",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let mut watch = EventWatch::new(&env, &r.id);
+    let _d = Daemon::start(&env);
+    watch.until(60, "restart-gave-up", |e| e["event"] == "restart-gave-up");
+    let events = events_of(&env, &r.id);
+    let restarted: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "restarted")
+        .collect();
+    assert_eq!(
+        restarted.len(),
+        2,
+        "two restarts, one event each: {events:#?}"
+    );
+    for e in restarted {
+        assert!(daemon_restart(e), "{e}");
+        assert_eq!(e["reason"], "unhealthy", "{e}");
+        assert_eq!(e["actor"], "daemon", "{e}");
+    }
+}

@@ -920,6 +920,7 @@ function renderDaemon(d, doc) {
     ["pid", d.pid], ["version", d.version], ["started", fmtTime(d.started_at)],
     ["uptime", typeof d.uptime_sec === "number" ? (d.uptime_sec < 60 ? d.uptime_sec + "s" : fmtDuration(d.uptime_sec)) : null],
     ["unit", check ? check.status + ": " + check.detail : null],
+    ["watchdog", typeof d.watchdog_usec === "number" ? "every " + fmtDuration(d.watchdog_usec / 1e6) + (d.watchdog_last_fed ? ", last fed " + fmtTime(d.watchdog_last_fed) : ", not fed yet") : "none (WatchdogSec= not set)"],
     ["socket", d.socket], ["page", d.url], ["state dir", d.state_dir],
   ]);
 }
@@ -929,6 +930,9 @@ function renderOwners(owners) {
     ["owner", (o) => o.owner], ["slice", (o) => o.slice],
     ["limits (set --owner)", (o) => (o.limits ? limitsText(o.limits.limits) : "none")],
     ["since", (o) => (o.limits && o.limits.updated_at ? fmtTime(o.limits.updated_at) : "-")],
+    ["memory", (o) => (o.usage ? fmtBytes(o.usage.memory_current) : "-")],
+    ["cpu", (o) => (o.usage ? fmtCpu(o.usage.cpu_usec) : "-")],
+    ["tasks", (o) => (o.usage && typeof o.usage.tasks === "number" ? String(o.usage.tasks) : "-")],
   ]));
 }
 
