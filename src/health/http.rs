@@ -13,19 +13,29 @@ pub(super) struct HttpTarget {
     /// As written in the URL: a name, an IPv4 address or `[IPv6]`.
     pub(super) host: String,
     pub(super) port: u16,
+    /// `https://`: the connection is TLS, checked against the trusted roots.
+    pub(super) tls: bool,
     /// Path and query, starting with `/`.
     pub(super) path: String,
 }
 
 impl HttpTarget {
+    fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
+    }
+
     /// `host:port`, as a socket address lookup takes it.
     fn authority(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// The Host header: the port only when it is not 80.
+    /// The Host header: the port only when it is not the scheme's.
     pub(super) fn host_header(&self) -> String {
-        if self.port == 80 {
+        if self.port == self.default_port() {
             self.host.clone()
         } else {
             self.authority()
@@ -38,7 +48,7 @@ fn bad_url(url: &str, why: &str) -> Error {
         "invalid --health-http URL {:?}: {why}",
         escape(url)
     ))
-    .hint("use http://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8080/health")
+    .hint("use http[s]://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8080/health")
 }
 
 /// Checks text that goes into a request line or an address: no control
@@ -55,15 +65,12 @@ pub(super) fn parse_http_url(url: &str) -> Result<HttpTarget> {
         ));
     }
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(Error::invalid(format!(
-            "--health-http {:?}: https is not supported (health checks speak plain HTTP, without TLS)",
-            escape(url)
-        ))
-        .hint("probe a plain http:// endpoint (e.g. on localhost), or use --health-cmd 'curl -fsS https://...'"));
-    }
-    let Some(rest) = lower.starts_with("http://").then(|| &url[7..]) else {
-        return Err(bad_url(url, "it must start with http://"));
+    let (tls, rest) = if lower.starts_with("https://") {
+        (true, &url[8..])
+    } else if lower.starts_with("http://") {
+        (false, &url[7..])
+    } else {
+        return Err(bad_url(url, "it must start with http:// or https://"));
     };
     if !plain_ascii(rest) {
         return Err(bad_url(
@@ -84,8 +91,15 @@ pub(super) fn parse_http_url(url: &str) -> Result<HttpTarget> {
     if authority.contains('@') {
         return Err(bad_url(url, "user names and passwords are not supported"));
     }
-    let (host, port) = split_host_port(authority, 80).map_err(|why| bad_url(url, &why))?;
-    Ok(HttpTarget { host, port, path })
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) =
+        split_host_port(authority, default_port).map_err(|why| bad_url(url, &why))?;
+    Ok(HttpTarget {
+        host,
+        port,
+        tls,
+        path,
+    })
 }
 
 /// `host[:port]` or `[v6][:port]` into the host as written and the port.
@@ -156,14 +170,75 @@ pub(super) async fn probe_http(url: &str, timeout: Duration) -> (bool, String) {
 }
 
 /// One GET over a new HTTP/1.1 connection (hyper's client connection, no
-/// pool): the status code, and the status line with the start of the
-/// body. Bounded by the caller's timeout.
+/// pool), through TLS for `https://`: the status code, and the status
+/// line with the start of the body. Bounded by the caller's timeout.
 async fn http_get(target: &HttpTarget) -> std::result::Result<(u16, String), String> {
-    use http_body_util::BodyExt;
     let authority = target.authority();
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
         .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    if !target.tls {
+        return exchange(target, stream).await;
+    }
+    let config = tls_config()?;
+    // The name the certificate must carry: the host without IPv6 brackets.
+    let name = target.host.trim_start_matches('[').trim_end_matches(']');
+    let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| {
+            format!(
+                "{:?} cannot be checked against a certificate: {e}",
+                escape(name)
+            )
+        })?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake with {authority} failed: {e}"))?;
+    exchange(target, stream).await
+}
+
+/// The TLS client configuration, built once: ring's provider and the
+/// system's trusted roots (`SSL_CERT_FILE` or `SSL_CERT_DIR` when set, as
+/// OpenSSL reads them), or why there are none.
+fn tls_config() -> std::result::Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use std::sync::{Arc, OnceLock};
+    use tokio_rustls::rustls;
+    static CONFIG: OnceLock<std::result::Result<Arc<rustls::ClientConfig>, String>> =
+        OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "no trusted root certificates to check https against{why}; \
+                     set SSL_CERT_FILE in the daemon's environment to a PEM bundle"
+                ));
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("cannot set up TLS: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
+/// The GET itself, over a plain or a TLS stream.
+async fn exchange<S>(target: &HttpTarget, stream: S) -> std::result::Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let authority = target.authority();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
