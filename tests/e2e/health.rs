@@ -118,7 +118,7 @@ fn the_check_is_kept_in_the_record_and_shown_with_its_state() {
 fn bad_health_flags_are_rejected_before_anything_starts() {
     let env = Env::new();
     let cases: &[(&[&str], &str)] = &[
-        (&["--health-http", "https://localhost/"], "TLS"),
+        (&["--health-http", "https://user@localhost/"], "user names"),
         (&["--health-http", "localhost:8080/health"], "http://"),
         (&["--health-tcp", "localhost:0"], "port"),
         (&["--health-tcp", "localhost"], "port is missing"),
@@ -214,4 +214,207 @@ fn a_command_check_needs_a_policy_that_allows_the_shell() {
     );
     let allowed: Value = serde_json::from_str(&read("allowed.json")).unwrap();
     assert_eq!(allowed["health"]["check"]["kind"], "tcp");
+}
+
+/// `openssl s_server -www` on 127.0.0.1 with `cert`/`key`; killed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
+        use std::io::BufRead;
+        // A port the kernel just handed out; s_server takes it at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_server", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        // It prints ACCEPT once it listens: the signal to go on.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("ACCEPT") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut server = TlsServer { child, port };
+        if rx.recv_timeout(std::time::Duration::from_secs(20)).is_err() {
+            let _ = server.child.kill();
+            panic!("openssl s_server did not listen on {port} within 20s");
+        }
+        server
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes a CA and a certificate it signs for localhost and 127.0.0.1 in
+/// `dir`, named `NAME-ca.pem`, `NAME.pem` and `NAME.key`.
+fn make_certificate(dir: &std::path::Path, name: &str) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca, ca_key, key, csr, cert) = (
+        format!("{name}-ca.pem"),
+        format!("{name}-ca.key"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ]);
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        &cert,
+        "-extfile",
+        ext.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn https_checks_trust_ssl_cert_file_and_fail_on_a_certificate_it_does_not_vouch_for() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        skip("openssl is not installed (.ci/run installs it)");
+        return;
+    }
+    let env = Env::new();
+    let dir = env.work_dir();
+    make_certificate(dir, "trusted");
+    make_certificate(dir, "stranger");
+    let run = |server: &TlsServer| {
+        let url = format!("https://localhost:{}/", server.port);
+        let mut cmd = env.command(&[
+            "run",
+            "--json",
+            "--health-http",
+            &url,
+            "--health-timeout",
+            "2s",
+            "--ready",
+            "health",
+            "--ready-timeout",
+            "5s",
+            "--wait-ready",
+            "--",
+            "sleep",
+            "600",
+        ]);
+        // Only the test CA is trusted: the system's roots are not read.
+        cmd.env("SSL_CERT_FILE", dir.join("trusted-ca.pem"));
+        cmd.env_remove("SSL_CERT_DIR");
+        output(cmd)
+    };
+
+    // A certificate from the trusted CA: healthy, with the server's answer.
+    let good = TlsServer::start(&dir.join("trusted.pem"), &dir.join("trusted.key"));
+    let out = run(&good);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r: Rec = out.json();
+    let status: Value = env.ok(&["status", "--json", &r.id]).json();
+    let state = &status["health"]["state"];
+    assert_eq!(state["status"], "healthy", "{status}");
+    assert!(
+        state["last"]["output"].as_str().unwrap().contains("200"),
+        "{state}"
+    );
+    env.ok(&["stop", &r.id]);
+
+    // One the trusted CA did not sign: never healthy, and the output says why.
+    let bad = TlsServer::start(&dir.join("stranger.pem"), &dir.join("stranger.key"));
+    let out = run(&bad);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not pass within 5s"),
+        "{}",
+        out.stderr
+    );
+    // The last probe's output, in the error: why the certificate failed.
+    assert!(
+        out.stderr.contains("TLS handshake") && out.stderr.contains("certificate"),
+        "{}",
+        out.stderr
+    );
+    // It keeps running (as the hint says): stop it.
+    let index = refine_proc::index::Index::open(env.state_dir()).unwrap();
+    for id in index.ids().unwrap() {
+        env.ok(&["stop", &id]);
+    }
 }

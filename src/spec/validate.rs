@@ -1,0 +1,382 @@
+//! Validation of a run: every input checked, and the program resolved against
+//! the caller's cwd and PATH, before anything touches systemd.
+
+use crate::error::{Error, Field, Result};
+use crate::model::{Limits, Metadata, Owner, RestartPolicy};
+use crate::text::escape;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+impl RunSpec {
+    /// Validates everything that can be checked without systemd; the only
+    /// outside facts read are the caller's PATH, cwd and the file system.
+    pub fn validate(self) -> Result<Launch> {
+        self.validate_in(&CallerEnv::of_this_process())
+    }
+
+    /// [`RunSpec::validate`] for a caller elsewhere: its working directory
+    /// (the default `cwd`) and PATH (to find the program) come from `env`.
+    pub fn validate_in(self, env: &CallerEnv) -> Result<Launch> {
+        let Some(program) = self.command.first() else {
+            return Err(Error::invalid("no command given")
+                .hint("put the command after --, e.g. refine-proc run -- sleep 60")
+                .about(Field::Command));
+        };
+        let total: usize = self.command.iter().map(|a| a.len() + 1).sum();
+        if total > MAX_COMMAND {
+            return Err(Error::invalid(format!(
+                "command line is {total} bytes, more than the {MAX_COMMAND} accepted"
+            ))
+            .hint("pass large input through a file instead of arguments")
+            .about(Field::Command));
+        }
+        if let Some(n) = self.command.iter().position(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "argument {n} of the command contains a NUL byte, which no program can receive"
+            ))
+            .about(Field::Command));
+        }
+        let cwd = match self.cwd {
+            Some(dir) => dir,
+            None => env.cwd.clone().ok_or_else(|| {
+                Error::invalid("cannot tell the caller's current directory")
+                    .hint("pass --cwd DIR")
+                    .about(Field::Cwd)
+            })?,
+        };
+        // systemd wants a normalized absolute path (no `..`).
+        let cwd = match std::fs::canonicalize(&cwd) {
+            Ok(dir) if dir.is_dir() => dir,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "working directory {} does not exist or is not a directory",
+                    escape(&cwd.display().to_string())
+                ))
+                .hint("pass an existing directory to --cwd")
+                .about(Field::Cwd))
+            }
+        };
+        let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
+        check_executable_format(&executable, &cwd, binfmt_misc_in_use())?;
+
+        let label = match self.label {
+            Some(l) => l,
+            None => Path::new(program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| program.clone()),
+        };
+        check_identity(&label, self.details.as_deref(), &self.metadata)?;
+        for (k, v) in &self.environment {
+            check_env_name(k)?;
+            check_text("--env value", v, MAX_ENV_VALUE)?;
+        }
+        check_limits(&self.limits)?;
+        if let Some(h) = &self.health {
+            h.validate()?;
+        }
+        if self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.on == crate::model::Readiness::Health)
+            && self.health.is_none()
+        {
+            return Err(Error::invalid("--ready health needs a health check")
+                .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify")
+                .about(Field::Ready));
+        }
+        let mut restart_timing = self.restart_timing;
+        check_restart(self.restart, &mut restart_timing)?;
+        let pty = self.pty.as_ref().map(|p| p.validate()).transpose()?;
+        Ok(Launch {
+            executable,
+            command: self.command,
+            owner: self.owner.unwrap_or(Owner::UserHelper),
+            label,
+            details: self.details,
+            metadata: self.metadata,
+            cwd,
+            environment: self.environment,
+            limits: self.limits,
+            restart: self.restart,
+            restart_timing,
+            restart_by: crate::model::RestartBy::Systemd,
+            ready: self.ready,
+            persist: self.persist,
+            health: self.health,
+            pty,
+        })
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| {
+        Error::invalid(format!(
+            "cannot resolve path {}: {e}",
+            escape(&p.display().to_string())
+        ))
+    })
+}
+
+/// Checks what people and agents say about a process: label, details and
+/// workflow metadata (shared by `run` and `adopt`).
+fn check_identity(label: &str, details: Option<&str>, m: &Metadata) -> Result<()> {
+    check_label(label)?;
+    check_about(details, m)
+}
+
+pub(super) fn check_label(label: &str) -> Result<()> {
+    check_text("--label", label, MAX_TEXT)?;
+    if label.trim().is_empty() {
+        return Err(Error::invalid("--label is empty")
+            .hint("give a short name for the process")
+            .about(Field::Label));
+    }
+    Ok(())
+}
+
+pub(super) fn check_about(details: Option<&str>, m: &Metadata) -> Result<()> {
+    if let Some(d) = details {
+        check_text("--details", d, MAX_DETAILS)?;
+    }
+    for (flag, value) in [
+        ("--workflow", &m.workflow),
+        ("--gap", &m.gap),
+        ("--session", &m.session),
+        ("--mode", &m.mode),
+        ("--runner", &m.runner),
+    ] {
+        if let Some(v) = value {
+            check_text(flag, v, MAX_TEXT)?;
+        }
+    }
+    for (k, v) in &m.extra {
+        check_text("--meta key", k, 256)?;
+        check_text("--meta value", v, MAX_TEXT)?;
+    }
+    Ok(())
+}
+
+fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::invalid(format!(
+            "{flag} is {} bytes, more than the {max} accepted",
+            value.len()
+        ))
+        .hint("shorten it; put long text in a file and pass its path"));
+    }
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("{flag} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+/// Limits a library caller may have filled in by hand get the checks the
+/// CLI's parsers make.
+fn check_limits(l: &Limits) -> Result<()> {
+    let out_of_range =
+        |flag: &str, v: u64| Err(Error::invalid(format!("{flag} {v} is out of range")));
+    if let Some(w) = l
+        .cpu_weight
+        .filter(|w| !crate::model::CPU_WEIGHT_RANGE.contains(w))
+    {
+        return out_of_range("--cpu-weight", w)
+            .map_err(|e: Error| e.hint("use 1 to 10000").about(Field::CpuWeight));
+    }
+    if let Some(p) = l
+        .cpu_quota_percent
+        .filter(|p| !(1..=crate::model::MAX_CPU_QUOTA_PERCENT).contains(p))
+    {
+        return out_of_range("--cpu-quota", p);
+    }
+    for (flag, v) in [
+        ("--memory-max", l.memory_max),
+        ("--memory-high", l.memory_high),
+        ("--tasks-max", l.tasks_max),
+        ("--runtime-max", l.runtime_max_sec),
+        ("--timeout-stop", l.timeout_stop_sec),
+    ] {
+        if let Some(v) = v.filter(|v| *v == 0 || *v == u64::MAX) {
+            return out_of_range(flag, v);
+        }
+    }
+    Ok(())
+}
+
+fn check_env_name(name: &str) -> Result<()> {
+    let valid = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(Error::invalid(format!(
+            "invalid environment variable name {:?}",
+            escape(name)
+        ))
+        .hint("names use letters, digits and _, and do not start with a digit")
+        .about(Field::Env));
+    }
+    // systemd gives the exit hook these; a unit's Environment= would
+    // override them and forge the recorded exit.
+    let set_by_systemd = [
+        "SERVICE_RESULT",
+        "EXIT_CODE",
+        "EXIT_STATUS",
+        "INVOCATION_ID",
+        "MAINPID",
+    ];
+    if set_by_systemd.contains(&name) || name.starts_with("MONITOR_") {
+        return Err(Error::invalid(format!(
+            "environment variable {name} is reserved: systemd sets it to report exits"
+        ))
+        .hint("choose another name")
+        .about(Field::Env));
+    }
+    if name.starts_with("REFINE_") {
+        return Err(Error::invalid(format!(
+            "environment variable {name} is reserved: refine-proc sets REFINE_* itself"
+        ))
+        .hint("use --meta KEY=VALUE for extra metadata")
+        .about(Field::Env));
+    }
+    Ok(())
+}
+
+/// Finds the program as a shell would, so a typo fails here, before systemd
+/// is asked for anything (systemd-run does the same).
+fn resolve_executable(program: &str, cwd: &Path, path: Option<&OsStr>) -> Result<PathBuf> {
+    let not_found = || {
+        Error::invalid(format!("command not found: {}", escape(program)))
+            .hint("check the spelling, give an absolute path, or fix PATH")
+            .about(Field::Command)
+    };
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![cwd.join(program)]
+    } else {
+        path.map(|p| std::env::split_paths(p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let mut not_executable = None;
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(&c) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return absolute(&c);
+        }
+        not_executable.get_or_insert(c);
+    }
+    match not_executable {
+        Some(path) => Err(Error::invalid(format!(
+            "{} is not an executable file",
+            escape(&path.display().to_string())
+        ))
+        .hint(format!("make it executable: chmod +x {}", path.display()))),
+        None => Err(not_found()),
+    }
+}
+
+/// Refuses a file the kernel will not execute, where that can be told in
+/// advance: a `#!` line naming no executable interpreter, or (without
+/// binfmt_misc handlers) neither ELF nor `#!`. systemd's start job now
+/// ends once refine-proc's `exec-unit` runs, so such a failure would show
+/// only afterwards, as status 203.
+pub(super) fn check_executable_format(path: &Path, cwd: &Path, binfmt_misc: bool) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    // An execute-only binary cannot be read: the kernel decides.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    let shown = escape(&path.display().to_string());
+    let run_with = format!(
+        "or run it with its interpreter: refine-proc run -- sh {}",
+        path.display()
+    );
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .find(|t| !t.is_empty())
+            .map(|t| cwd.join(std::ffi::OsStr::from_bytes(t)));
+        let runnable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        return match interpreter {
+            Some(i) if runnable(&i) => Ok(()),
+            Some(i) => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names {}, which is not an executable file",
+                escape(&i.display().to_string())
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+            None => Err(Error::invalid(format!(
+                "{shown} cannot be executed: its #! line names no interpreter"
+            ))
+            .hint(format!("fix its first line, {run_with}"))),
+        };
+    }
+    if binfmt_misc {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{shown} cannot be executed: it is neither a program (ELF) nor a script with a #! line"
+    ))
+    .hint(format!("add a #! line such as #!/bin/sh, {run_with}")))
+}
+
+/// Whether the kernel has binfmt_misc handlers, which execute other formats.
+fn binfmt_misc_in_use() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+    })
+}
+
+/// Restart timing needs a restart policy, and sane numbers. Growing delays
+/// start at 1 s unless told.
+fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> Result<()> {
+    let given = t.delay_sec.is_some()
+        || t.max_delay_sec.is_some()
+        || t.limit_burst.is_some()
+        || t.limit_interval_sec.is_some();
+    if given && policy == RestartPolicy::No {
+        return Err(Error::invalid(
+            "--restart-delay, --restart-max-delay and --restart-limit need a restart policy",
+        )
+        .hint("add --restart on-failure (or always)")
+        .about(Field::Restart));
+    }
+    if t.max_delay_sec.is_some() && t.delay_sec.is_none() {
+        t.delay_sec = Some(1);
+    }
+    if let (Some(d), Some(m)) = (t.delay_sec, t.max_delay_sec) {
+        if m < d {
+            return Err(Error::invalid(format!(
+                "--restart-max-delay ({m}s) is shorter than --restart-delay ({d}s)"
+            ))
+            .hint("the delays grow from --restart-delay up to --restart-max-delay")
+            .about(Field::RestartMaxDelay));
+        }
+    }
+    if t.limit_burst == Some(0) {
+        return Err(
+            Error::invalid("--restart-limit must allow at least 1 start")
+                .hint("e.g. --restart-limit 5/10min")
+                .about(Field::RestartLimit),
+        );
+    }
+    Ok(())
+}
