@@ -19,6 +19,10 @@ use crate::spec::Prop;
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for systemd to finish a start job.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a start that returns before READY=1 (`run --ready notify`
+/// without `--wait-ready`) still waits, once the process runs, for READY=1
+/// or its end, so that a command that fails at once is reported as ended.
+const SPAWN_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a stop or restart job: longer than systemd's own
 /// stop timeout (90 s by default), after which systemd kills the process
 /// and the job ends.
@@ -205,7 +209,8 @@ pub enum StartWait {
     /// For the start job, at most this long.
     Job(Duration),
     /// Until the unit's main process exists (a Type=notify unit is then
-    /// still starting).
+    /// still starting), and then a short bounded while longer for its
+    /// start job (READY=1, or its end).
     Spawned,
 }
 
@@ -361,17 +366,33 @@ impl Systemd {
         match wait {
             StartWait::Job(timeout) => wait_job(jobs, &job, &action, timeout).await,
             StartWait::Spawned => {
-                drop(jobs);
+                // The job ends at READY=1, or once a process that ended
+                // before it has been through ExecStopPost (its exit is then
+                // recorded): a command that fails at once is known as ended.
+                let ended = wait_job(jobs, &job, &action, START_TIMEOUT);
+                tokio::pin!(ended);
                 let spawned = |i: Option<&ServiceInfo>| {
                     i.is_none_or(|i| i.main_pid.is_some() || i.state.active_state != "activating")
                 };
-                let info = self.wait_for(unit, spawned).await?;
+                let info = tokio::select! {
+                    outcome = &mut ended => return outcome,
+                    info = self.wait_for(unit, spawned) => info?,
+                };
                 let failed = info
                     .as_ref()
                     .is_none_or(|i| i.main_pid.is_none() && i.state.active_state == "failed");
-                Ok(JobOutcome {
-                    result: if failed { "failed" } else { "spawned" }.into(),
-                })
+                if failed {
+                    return Ok(JobOutcome {
+                        result: "failed".into(),
+                    });
+                }
+                // Bounded: a slow READY=1 only delays the answer this long.
+                match tokio::time::timeout(SPAWN_GRACE, ended).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Ok(JobOutcome {
+                        result: "spawned".into(),
+                    }),
+                }
             }
         }
     }
