@@ -232,7 +232,9 @@ impl RunRequest {
             };
         }
         if let Some(a) = &self.on_unhealthy {
-            spec.on_unhealthy = a.parse::<OnUnhealthy>().map_err(|e| e.about(Field::OnUnhealthy))?;
+            spec.on_unhealthy = a
+                .parse::<OnUnhealthy>()
+                .map_err(|e| e.about(Field::OnUnhealthy))?;
         }
         spec.validate()?;
         Ok(Some(spec))
@@ -249,12 +251,9 @@ pub fn restart_timing(
         None => (None, None),
         Some(l) => {
             let bad = || {
-                Error::invalid(format!(
-                    "{:?} is not N/DURATION",
-                    crate::text::escape(l)
-                ))
-                .hint("e.g. 5/10min: at most 5 starts within 10 minutes")
-                .about(Field::RestartLimit)
+                Error::invalid(format!("{:?} is not N/DURATION", crate::text::escape(l)))
+                    .hint("e.g. 5/10min: at most 5 starts within 10 minutes")
+                    .about(Field::RestartLimit)
             };
             let (n, d) = l.split_once('/').ok_or_else(bad)?;
             let n: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -262,7 +261,8 @@ pub fn restart_timing(
             (Some(n), Some(d))
         }
     };
-    let seconds = |v: Option<&str>, f: Field| v.map(parse_seconds).transpose().map_err(|e| e.about(f));
+    let seconds =
+        |v: Option<&str>, f: Field| v.map(parse_seconds).transpose().map_err(|e| e.about(f));
     Ok(RestartTiming {
         delay_sec: seconds(delay, Field::RestartDelay)?,
         max_delay_sec: seconds(max, Field::RestartMaxDelay)?,

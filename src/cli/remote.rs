@@ -11,8 +11,8 @@ use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use refine_proc::controller::{ActionOutcome, Answer, Request, Response};
-use refine_proc::model::{LimitChange, LimitValue};
 use refine_proc::journal::LogEntry;
+use refine_proc::model::{LimitChange, LimitValue};
 use refine_proc::{Error, ErrorKind, Result, RunSpec, Status};
 use serde_json::{json, Value};
 
@@ -264,8 +264,14 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
             let warnings = status.warnings.clone();
             (Response::Status(Box::new(status)), warnings)
         }
-        Request::Stop { ids } => (Response::Outcomes(each(socket, &ids, "stop").await?), Vec::new()),
-        Request::StopSelection { selection, tree: false } if only_ids(&selection) => {
+        Request::Stop { ids } => (
+            Response::Outcomes(each(socket, &ids, "stop").await?),
+            Vec::new(),
+        ),
+        Request::StopSelection {
+            selection,
+            tree: false,
+        } if only_ids(&selection) => {
             let outcomes = each(socket, &selection.ids, "stop").await?;
             (Response::Outcomes(outcomes), Vec::new())
         }
@@ -275,14 +281,23 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
         }
         Request::Pause(s) | Request::Resume(s) if only_ids(&s) && !s.ids.is_empty() => {
             let action = if pausing { "pause" } else { "resume" };
-            (Response::Outcomes(each(socket, &s.ids, action).await?), Vec::new())
+            (
+                Response::Outcomes(each(socket, &s.ids, action).await?),
+                Vec::new(),
+            )
         }
         Request::Pause(s) | Request::Resume(s) if s.ids.is_empty() => {
             let action = if pausing { "pause" } else { "resume" };
             let body = json!({
                 "owner": s.owner, "workflow": s.workflow, "session": s.session, "all": s.all,
             });
-            let r = call(socket, Method::POST, &format!("/api/v1/groups/{action}"), Some(body)).await?;
+            let r = call(
+                socket,
+                Method::POST,
+                &format!("/api/v1/groups/{action}"),
+                Some(body),
+            )
+            .await?;
             (Response::Outcomes(parse(&r)?), r.warnings)
         }
         Request::Kill { id, signal } => {

@@ -86,19 +86,42 @@ pub struct PolicyView {
 /// Every operation of the core.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Run { spec: RunSpec, options: RunOptions },
+    Run {
+        spec: RunSpec,
+        options: RunOptions,
+    },
     Adopt(AdoptSpec),
     List(ListFilter),
-    Status { id: String },
-    Stop { ids: Vec<String> },
+    Status {
+        id: String,
+    },
+    Stop {
+        ids: Vec<String>,
+    },
     /// `stop` of a selection (ids, or a group), with `tree` every process
     /// they launched too.
-    StopSelection { selection: Selection, tree: bool },
-    Kill { id: String, signal: i32 },
-    Restart { id: String },
-    Forget { id: String },
-    Set { id: String, change: LimitChange },
-    SetOwner { owner: Owner, change: LimitChange },
+    StopSelection {
+        selection: Selection,
+        tree: bool,
+    },
+    Kill {
+        id: String,
+        signal: i32,
+    },
+    Restart {
+        id: String,
+    },
+    Forget {
+        id: String,
+    },
+    Set {
+        id: String,
+        change: LimitChange,
+    },
+    SetOwner {
+        owner: Owner,
+        change: LimitChange,
+    },
     Pause(Selection),
     Resume(Selection),
     Pauses,
@@ -223,7 +246,9 @@ impl Controller {
             Request::PolicyCheck(check) => {
                 R::Verdict(Box::new(self.policy_check(check).await?)).into()
             }
-            Request::Logs(request) => R::LogSources(Box::new(self.log_sources(request).await?)).into(),
+            Request::Logs(request) => {
+                R::LogSources(Box::new(self.log_sources(request).await?)).into()
+            }
             Request::Doctor => {
                 let report = crate::doctor::run(Ok(self.index().dir())).await;
                 R::Doctor(Box::new(report)).into()
