@@ -330,6 +330,42 @@ mod tests {
     }
 
     #[test]
+    fn an_error_carries_its_field_and_each_surface_words_it() {
+        let bad = |r: RunRequest| r.spec().unwrap_err();
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            restart_limit: Some("5".into()),
+            restart: Some("always".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.field, Some(Field::RestartLimit));
+        let cli = e.clone().worded(Field::flag).message;
+        assert!(cli.starts_with("--restart-limit: "), "{cli}");
+        let api = e.worded(Field::json_field).message;
+        assert!(api.starts_with("restart_limit: "), "{api}");
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            health_cmd: Some("true".into()),
+            health_tcp: Some("localhost:1".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.field, Some(Field::HealthTcp));
+        assert!(e.message.contains("cannot be combined"), "{e}");
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            health_interval: Some("5s".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            e.worded(Field::flag).message,
+            "--health-interval: needs a health check"
+        );
+        // A message that names its input already is left alone.
+        let named = Error::invalid("--label is empty").about(Field::Label);
+        assert_eq!(named.worded(Field::flag).message, "--label is empty");
+    }
+
+    #[test]
     fn pty_and_pty_size_start_a_terminal_session_and_bad_ones_are_refused() {
         let r = RunRequest {
             command: vec!["sh".into()],

@@ -20,9 +20,9 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for systemd to finish a start job.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a start that returns before READY=1 (`run --ready notify`
-/// without `--wait-ready`) still waits, once the process runs, for READY=1
-/// or its end, so that a command that fails at once is reported as ended.
-const SPAWN_GRACE: Duration = Duration::from_secs(2);
+/// without `--wait-ready`) still watches, once the process runs, for its
+/// end, so that a command that fails at once is reported as ended.
+const SPAWN_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a stop or restart job: longer than systemd's own
 /// stop timeout (90 s by default), after which systemd kills the process
 /// and the job ends.
@@ -209,8 +209,8 @@ pub enum StartWait {
     /// For the start job, at most this long.
     Job(Duration),
     /// Until the unit's main process exists (a Type=notify unit is then
-    /// still starting), and then a short bounded while longer for its
-    /// start job (READY=1, or its end).
+    /// still starting), and a short bounded while longer: a process that
+    /// ends in that while is awaited to the end of its start job.
     Spawned,
 }
 
@@ -386,13 +386,25 @@ impl Systemd {
                         result: "failed".into(),
                     });
                 }
-                // Bounded: a slow READY=1 only delays the answer this long.
-                match tokio::time::timeout(SPAWN_GRACE, ended).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Ok(JobOutcome {
+                // A process that ends at once is awaited to its end (its
+                // job fails once ExecStopPost has recorded the exit); one
+                // that runs on is left starting (READY=1 or not) after at
+                // most a short while.
+                let gone_or_ready = |i: Option<&ServiceInfo>| {
+                    i.is_none_or(|i| i.main_pid.is_none() || i.state.active_state != "activating")
+                };
+                let quick = tokio::time::timeout(SPAWN_GRACE, self.wait_for(unit, gone_or_ready));
+                let runs_on = match quick.await {
+                    Err(_) => true,
+                    Ok(info) => info?
+                        .is_some_and(|i| i.main_pid.is_some() && i.state.active_state == "active"),
+                };
+                if runs_on {
+                    return Ok(JobOutcome {
                         result: "spawned".into(),
-                    }),
+                    });
                 }
+                ended.await
             }
         }
     }
