@@ -20,9 +20,9 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for systemd to finish a start job.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a start that returns before READY=1 (`run --ready notify`
-/// without `--wait-ready`) still watches, once the process runs, for its
-/// end, so that a command that fails at once is reported as ended.
-const SPAWN_GRACE: Duration = Duration::from_secs(1);
+/// without `--wait-ready`) watches for the process's end, so that a
+/// command that fails at once is reported as ended.
+const SPAWN_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a stop or restart job: longer than systemd's own
 /// stop timeout (90 s by default), after which systemd kills the process
 /// and the job ends.
@@ -208,9 +208,9 @@ pub fn unit_name_of_path(path: &str) -> Option<String> {
 pub enum StartWait {
     /// For the start job, at most this long.
     Job(Duration),
-    /// Until the unit's main process exists (a Type=notify unit is then
-    /// still starting), and a short bounded while longer: a process that
-    /// ends in that while is awaited to the end of its start job.
+    /// A short bounded while, for the process to end (then to the end of
+    /// its start job) or to say READY=1; a Type=notify unit still starting
+    /// then is left starting.
     Spawned,
 }
 
@@ -368,43 +368,25 @@ impl Systemd {
             StartWait::Spawned => {
                 // The job ends at READY=1, or once a process that ended
                 // before it has been through ExecStopPost (its exit is then
-                // recorded): a command that fails at once is known as ended.
-                let ended = wait_job(jobs, &job, &action, START_TIMEOUT);
-                tokio::pin!(ended);
-                let spawned = |i: Option<&ServiceInfo>| {
-                    i.is_none_or(|i| i.main_pid.is_some() || i.state.active_state != "activating")
+                // recorded). A process that leaves `activating` within a
+                // short while (it ended, or said READY=1) is known for
+                // certain; one still starting then is left starting.
+                let settled = |i: Option<&ServiceInfo>| {
+                    i.is_none_or(|i| i.state.active_state != "activating")
                 };
-                let info = tokio::select! {
-                    outcome = &mut ended => return outcome,
-                    info = self.wait_for(unit, spawned) => info?,
-                };
-                let failed = info
-                    .as_ref()
-                    .is_none_or(|i| i.main_pid.is_none() && i.state.active_state == "failed");
-                if failed {
-                    return Ok(JobOutcome {
-                        result: "failed".into(),
-                    });
-                }
-                // A process that ends at once is awaited to its end (its
-                // job fails once ExecStopPost has recorded the exit); one
-                // that runs on is left starting (READY=1 or not) after at
-                // most a short while.
-                let gone_or_ready = |i: Option<&ServiceInfo>| {
-                    i.is_none_or(|i| i.main_pid.is_none() || i.state.active_state != "activating")
-                };
-                let quick = tokio::time::timeout(SPAWN_GRACE, self.wait_for(unit, gone_or_ready));
+                let quick = tokio::time::timeout(SPAWN_GRACE, self.wait_for(unit, settled));
                 let runs_on = match quick.await {
                     Err(_) => true,
                     Ok(info) => info?
                         .is_some_and(|i| i.main_pid.is_some() && i.state.active_state == "active"),
                 };
                 if runs_on {
+                    drop(jobs);
                     return Ok(JobOutcome {
                         result: "spawned".into(),
                     });
                 }
-                ended.await
+                wait_job(jobs, &job, &action, START_TIMEOUT).await
             }
         }
     }
@@ -424,9 +406,11 @@ impl Systemd {
         done: impl Fn(Option<&ServiceInfo>) -> bool,
     ) -> Result<Option<ServiceInfo>> {
         let action = format!("wait for {unit}");
-        self.retrying(|| self.manager.subscribe())
-            .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
+        // A second wait on this connection finds it subscribed already.
+        match self.retrying(|| self.manager.subscribe()).await {
+            Err(e) if e.to_string().contains("systemd1.AlreadySubscribed") => {}
+            r => r.map_err(|e| dbus_error(&action, unit, e))?,
+        }
         let mut removed = self
             .manager
             .receive_unit_removed_with_args(&[(0, unit)])
