@@ -78,6 +78,24 @@ pub enum Field {
     RestartDelay,
     RestartMaxDelay,
     RestartLimit,
+    Owner,
+    Meta,
+    MemoryMax,
+    MemoryHigh,
+    CpuQuota,
+    TasksMax,
+    RuntimeMax,
+    TimeoutStop,
+    ReadyTimeout,
+    HealthCmd,
+    HealthHttp,
+    HealthTcp,
+    HealthInterval,
+    HealthTimeout,
+    HealthRetries,
+    HealthStartPeriod,
+    OnUnhealthy,
+    PtySize,
 }
 
 impl Field {
@@ -94,6 +112,24 @@ impl Field {
             Field::RestartDelay => "--restart-delay",
             Field::RestartMaxDelay => "--restart-max-delay",
             Field::RestartLimit => "--restart-limit",
+            Field::Owner => "--owner",
+            Field::Meta => "--meta",
+            Field::MemoryMax => "--memory-max",
+            Field::MemoryHigh => "--memory-high",
+            Field::CpuQuota => "--cpu-quota",
+            Field::TasksMax => "--tasks-max",
+            Field::RuntimeMax => "--runtime-max",
+            Field::TimeoutStop => "--timeout-stop",
+            Field::ReadyTimeout => "--ready-timeout",
+            Field::HealthCmd => "--health-cmd",
+            Field::HealthHttp => "--health-http",
+            Field::HealthTcp => "--health-tcp",
+            Field::HealthInterval => "--health-interval",
+            Field::HealthTimeout => "--health-timeout",
+            Field::HealthRetries => "--health-retries",
+            Field::HealthStartPeriod => "--health-start-period",
+            Field::OnUnhealthy => "--on-unhealthy",
+            Field::PtySize => "--pty-size",
         }
     }
 
@@ -111,6 +147,24 @@ impl Field {
             Field::RestartDelay => "restart_delay",
             Field::RestartMaxDelay => "restart_max_delay",
             Field::RestartLimit => "restart_limit",
+            Field::Owner => "owner",
+            Field::Meta => "meta",
+            Field::MemoryMax => "memory_max",
+            Field::MemoryHigh => "memory_high",
+            Field::CpuQuota => "cpu_quota",
+            Field::TasksMax => "tasks_max",
+            Field::RuntimeMax => "runtime_max",
+            Field::TimeoutStop => "timeout_stop",
+            Field::ReadyTimeout => "ready_timeout",
+            Field::HealthCmd => "health_cmd",
+            Field::HealthHttp => "health_http",
+            Field::HealthTcp => "health_tcp",
+            Field::HealthInterval => "health_interval",
+            Field::HealthTimeout => "health_timeout",
+            Field::HealthRetries => "health_retries",
+            Field::HealthStartPeriod => "health_start_period",
+            Field::OnUnhealthy => "on_unhealthy",
+            Field::PtySize => "pty_size",
         }
     }
 }
@@ -161,6 +215,19 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()
+    }
+
+    /// The message as a surface shows it: prefixed with the input's name
+    /// (`name_of` its field: [`Field::flag`], [`Field::json_field`])
+    /// unless the message names that input already.
+    pub fn worded(mut self, name_of: fn(Field) -> &'static str) -> Error {
+        if let Some(field) = self.field {
+            let name = name_of(field);
+            if field != Field::Command && !self.message.contains(name) {
+                self.message = format!("{name}: {}", self.message);
+            }
+        }
+        self
     }
 }
 

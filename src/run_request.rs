@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Field, Result};
 use crate::health::{HealthCheck, HealthSpec, OnUnhealthy};
 use crate::model::{Limits, Metadata, Owner, ReadySpec, RestartTiming};
 use crate::spec::RunSpec;
@@ -89,26 +89,30 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// Checks every value and builds the spec; errors name the field.
+    /// Checks every value and builds the spec; errors name the field as
+    /// JSON does (`memory_max: invalid size ...`).
     pub fn into_spec(self) -> Result<RunSpec> {
-        let field = |name: &'static str| {
-            move |mut e: Error| {
-                e.message = format!("{name}: {}", e.message);
-                e
-            }
-        };
-        let opt = |v: &Option<String>, name: &'static str, parse: fn(&str) -> Result<u64>| {
-            v.as_deref().map(parse).transpose().map_err(field(name))
+        self.spec().map_err(|e| e.worded(Field::json_field))
+    }
+
+    /// Checks every value and builds the spec; errors carry the field
+    /// ([`Error::field`]) for the surface to name ([`Error::worded`]).
+    pub fn spec(self) -> Result<RunSpec> {
+        let field = |f: Field| move |e: Error| e.about(f);
+        let opt = |v: &Option<String>, f: Field, parse: fn(&str) -> Result<u64>| {
+            v.as_deref().map(parse).transpose().map_err(field(f))
         };
         if self.tasks_max == Some(0) {
-            return Err(Error::invalid("tasks_max must be at least 1"));
+            return Err(Error::invalid("must be at least 1")
+                .hint("give a number of tasks, e.g. 64")
+                .about(Field::TasksMax));
         }
         let owner = self
             .owner
             .as_deref()
             .map(str::parse::<Owner>)
             .transpose()
-            .map_err(field("owner"))?;
+            .map_err(field(Field::Owner))?;
         let health = self.health_spec()?;
         let pty = self.pty_options()?;
         Ok(RunSpec {
@@ -126,20 +130,20 @@ impl RunRequest {
             cwd: self.cwd,
             environment: self.env,
             limits: Limits {
-                memory_max: opt(&self.memory_max, "memory_max", parse_size)?,
-                cpu_quota_percent: opt(&self.cpu_quota, "cpu_quota", parse_cpu_quota)?,
+                memory_max: opt(&self.memory_max, Field::MemoryMax, parse_size)?,
+                cpu_quota_percent: opt(&self.cpu_quota, Field::CpuQuota, parse_cpu_quota)?,
                 tasks_max: self.tasks_max,
-                runtime_max_sec: opt(&self.runtime_max, "runtime_max", parse_seconds)?,
-                memory_high: opt(&self.memory_high, "memory_high", parse_size)?,
-                cpu_weight: opt(&self.cpu_weight, "cpu_weight", parse_cpu_weight)?,
-                timeout_stop_sec: opt(&self.timeout_stop, "timeout_stop", parse_seconds)?,
+                runtime_max_sec: opt(&self.runtime_max, Field::RuntimeMax, parse_seconds)?,
+                memory_high: opt(&self.memory_high, Field::MemoryHigh, parse_size)?,
+                cpu_weight: opt(&self.cpu_weight, Field::CpuWeight, parse_cpu_weight)?,
+                timeout_stop_sec: opt(&self.timeout_stop, Field::TimeoutStop, parse_seconds)?,
             },
             restart: self
                 .restart
                 .as_deref()
                 .unwrap_or("no")
                 .parse()
-                .map_err(field("restart"))?,
+                .map_err(field(Field::Restart))?,
             restart_timing: restart_timing(
                 self.restart_delay.as_deref(),
                 self.restart_max_delay.as_deref(),
@@ -150,8 +154,8 @@ impl RunRequest {
                 .as_deref()
                 .map(|how| -> Result<_> {
                     Ok(ReadySpec {
-                        on: how.parse().map_err(field("ready"))?,
-                        timeout_sec: opt(&self.ready_timeout, "ready_timeout", parse_seconds)?,
+                        on: how.parse().map_err(field(Field::Ready))?,
+                        timeout_sec: opt(&self.ready_timeout, Field::ReadyTimeout, parse_seconds)?,
                     })
                 })
                 .transpose()?,
@@ -164,46 +168,58 @@ impl RunRequest {
 
     /// The terminal session the fields ask for, checked; None without one.
     fn pty_options(&self) -> Result<Option<crate::pty::PtyOptions>> {
-        pty_options(self.pty, self.pty_size.as_deref())
+        pty_checked(self.pty, self.pty_size.as_deref())
     }
 
     /// The health check the fields give, checked; None without one.
     fn health_spec(&self) -> Result<Option<HealthSpec>> {
-        let check = match (&self.health_cmd, &self.health_http, &self.health_tcp) {
-            (Some(command), None, None) => HealthCheck::Cmd {
-                command: command.clone(),
+        let kinds = [
+            (Field::HealthCmd, &self.health_cmd),
+            (Field::HealthHttp, &self.health_http),
+            (Field::HealthTcp, &self.health_tcp),
+        ];
+        let mut given = kinds.iter().filter(|k| k.1.is_some()).map(|k| k.0);
+        let (first, second) = (given.next(), given.next());
+        if let Some(second) = second {
+            return Err(Error::invalid(
+                "cannot be combined with another health check: a process has one",
+            )
+            .hint("give one check: a command, an HTTP URL or a TCP address")
+            .about(second));
+        }
+        let check = match first {
+            Some(Field::HealthCmd) => HealthCheck::Cmd {
+                command: self.health_cmd.clone().unwrap_or_default(),
             },
-            (None, Some(url), None) => HealthCheck::Http { url: url.clone() },
-            (None, None, Some(address)) => HealthCheck::Tcp {
-                address: address.clone(),
+            Some(Field::HealthHttp) => HealthCheck::Http {
+                url: self.health_http.clone().unwrap_or_default(),
             },
-            (None, None, None) => {
+            Some(_) => HealthCheck::Tcp {
+                address: self.health_tcp.clone().unwrap_or_default(),
+            },
+            None => {
                 let timing = [
-                    ("health_interval", self.health_interval.is_some()),
-                    ("health_timeout", self.health_timeout.is_some()),
-                    ("health_retries", self.health_retries.is_some()),
-                    ("health_start_period", self.health_start_period.is_some()),
-                    ("on_unhealthy", self.on_unhealthy.is_some()),
+                    (Field::HealthInterval, self.health_interval.is_some()),
+                    (Field::HealthTimeout, self.health_timeout.is_some()),
+                    (Field::HealthRetries, self.health_retries.is_some()),
+                    (Field::HealthStartPeriod, self.health_start_period.is_some()),
+                    (Field::OnUnhealthy, self.on_unhealthy.is_some()),
                 ];
-                if let Some((name, _)) = timing.iter().find(|t| t.1) {
-                    return Err(Error::invalid(format!("{name} needs a health check"))
-                        .hint("add one of health_cmd, health_http or health_tcp"));
+                if let Some((f, _)) = timing.iter().find(|t| t.1) {
+                    return Err(Error::invalid("needs a health check")
+                        .hint("add a check: a command, an HTTP URL or a TCP address")
+                        .about(*f));
                 }
                 return Ok(None);
             }
-            _ => {
-                return Err(Error::invalid(
-                    "health_cmd, health_http and health_tcp cannot be combined: a process has one health check",
-                )
-                .hint("give one of them"))
-            }
         };
+        let seconds = |v: &str, f: Field| parse_seconds(v).map_err(|e| e.about(f));
         let mut spec = HealthSpec::new(check);
         if let Some(i) = &self.health_interval {
-            spec.interval_sec = parse_seconds(i)?;
+            spec.interval_sec = seconds(i, Field::HealthInterval)?;
         }
         spec.timeout_sec = match &self.health_timeout {
-            Some(t) => parse_seconds(t)?,
+            Some(t) => seconds(t, Field::HealthTimeout)?,
             None => spec.timeout_sec.min(spec.interval_sec),
         };
         if let Some(r) = self.health_retries {
@@ -212,11 +228,13 @@ impl RunRequest {
         if let Some(p) = &self.health_start_period {
             spec.start_period_sec = match p.trim() {
                 "0" | "0s" => 0,
-                p => parse_seconds(p)?,
+                p => seconds(p, Field::HealthStartPeriod)?,
             };
         }
         if let Some(a) = &self.on_unhealthy {
-            spec.on_unhealthy = a.parse::<OnUnhealthy>()?;
+            spec.on_unhealthy = a
+                .parse::<OnUnhealthy>()
+                .map_err(|e| e.about(Field::OnUnhealthy))?;
         }
         spec.validate()?;
         Ok(Some(spec))
@@ -233,20 +251,21 @@ pub fn restart_timing(
         None => (None, None),
         Some(l) => {
             let bad = || {
-                Error::invalid(format!(
-                    "restart limit {:?} is not N/DURATION",
-                    crate::text::escape(l)
-                ))
-                .hint("e.g. 5/10min: at most 5 starts within 10 minutes")
+                Error::invalid(format!("{:?} is not N/DURATION", crate::text::escape(l)))
+                    .hint("e.g. 5/10min: at most 5 starts within 10 minutes")
+                    .about(Field::RestartLimit)
             };
             let (n, d) = l.split_once('/').ok_or_else(bad)?;
             let n: u32 = n.trim().parse().map_err(|_| bad())?;
-            (Some(n), Some(parse_seconds(d.trim())?))
+            let d = parse_seconds(d.trim()).map_err(|e| e.about(Field::RestartLimit))?;
+            (Some(n), Some(d))
         }
     };
+    let seconds =
+        |v: Option<&str>, f: Field| v.map(parse_seconds).transpose().map_err(|e| e.about(f));
     Ok(RestartTiming {
-        delay_sec: delay.map(parse_seconds).transpose()?,
-        max_delay_sec: max.map(parse_seconds).transpose()?,
+        delay_sec: seconds(delay, Field::RestartDelay)?,
+        max_delay_sec: seconds(max, Field::RestartMaxDelay)?,
         limit_burst,
         limit_interval_sec,
     })
@@ -255,19 +274,20 @@ pub fn restart_timing(
 /// `pty` and `pty_size` of a request body, checked: None without a
 /// terminal session.
 pub fn pty_options(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
+    pty_checked(pty, pty_size).map_err(|e| e.worded(Field::json_field))
+}
+
+fn pty_checked(pty: bool, pty_size: Option<&str>) -> Result<Option<crate::pty::PtyOptions>> {
     if !pty {
         return match pty_size {
             Some(_) => Err(Error::invalid("pty_size needs a terminal session")
-                .hint("add \"pty\": true, or drop pty_size")),
+                .hint("add \"pty\": true, or drop pty_size")
+                .about(Field::PtySize)),
             None => Ok(None),
         };
     }
     let size = pty_size.map(crate::pty::parse_size).transpose();
-    let size = size.map_err(|mut e| {
-        e.message = format!("pty_size: {}", e.message);
-        e.hint = Some("give ROWSxCOLS, e.g. \"pty_size\": \"40x120\"".into());
-        e
-    })?;
+    let size = size.map_err(|e| e.hint("give ROWSxCOLS, e.g. 40x120").about(Field::PtySize))?;
     Ok(Some(crate::pty::PtyOptions { size }))
 }
 
@@ -307,6 +327,42 @@ mod tests {
             serde_json::json!({"command": ["true"], "ownr": "agent"}),
         );
         assert!(typo.unwrap_err().to_string().contains("ownr"));
+    }
+
+    #[test]
+    fn an_error_carries_its_field_and_each_surface_words_it() {
+        let bad = |r: RunRequest| r.spec().unwrap_err();
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            restart_limit: Some("5".into()),
+            restart: Some("always".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.field, Some(Field::RestartLimit));
+        let cli = e.clone().worded(Field::flag).message;
+        assert!(cli.starts_with("--restart-limit: "), "{cli}");
+        let api = e.worded(Field::json_field).message;
+        assert!(api.starts_with("restart_limit: "), "{api}");
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            health_cmd: Some("true".into()),
+            health_tcp: Some("localhost:1".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.field, Some(Field::HealthTcp));
+        assert!(e.message.contains("cannot be combined"), "{e}");
+        let e = bad(RunRequest {
+            command: vec!["true".into()],
+            health_interval: Some("5s".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            e.worded(Field::flag).message,
+            "--health-interval: needs a health check"
+        );
+        // A message that names its input already is left alone.
+        let named = Error::invalid("--label is empty").about(Field::Label);
+        assert_eq!(named.worded(Field::flag).message, "--label is empty");
     }
 
     #[test]

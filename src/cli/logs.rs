@@ -9,11 +9,13 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use refine_proc::journal::{self, LogQuery};
+use clap::Args;
+use refine_proc::controller::{LogSelector, LogsRequest, Request, Response};
+use refine_proc::journal::{self, LogQuery, TEXT_FORMATS};
 use refine_proc::text::{escape, truncate};
 use refine_proc::{Controller, Error, Record, Result, State};
 
-use super::output;
+use super::{output, remote, Core};
 
 /// After the process has ended, journald may still be storing its last
 /// lines (it reads a stream asynchronously and offers an unprivileged user
@@ -23,9 +25,133 @@ const QUIET: Duration = Duration::from_millis(500);
 /// ...but no longer than this after the end.
 const DRAIN_MAX: Duration = Duration::from_secs(3);
 
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Record id (or a unique prefix), or unit name
+    #[arg(required_unless_present_any = ["owner", "workflow"], conflicts_with_all = ["owner", "workflow"])]
+    pub id: Option<String>,
+    /// All processes of this owner
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// All processes of this workflow
+    #[arg(long, value_name = "ID")]
+    pub workflow: Option<String>,
+    /// Keep printing new lines as they arrive
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Show only the last N lines
+    #[arg(long, short = 'n', value_name = "N")]
+    pub lines: Option<u64>,
+    /// Start at this time: -1h, '10min ago', today, yesterday, '2026-11-20 10:00', @EPOCH
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// End at this time (the same forms as --since)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Text format: cat (only the output), short, short-iso, short-precise, verbose
+    #[arg(long, short, default_value = "cat")]
+    pub output: String,
+    /// Print JSON Lines (one object a line)
+    #[arg(long)]
+    pub json: bool,
+    /// Start each line with the process that wrote it (ID LABEL |) [default:
+    /// for --owner and --workflow, when stdout is a terminal]
+    #[arg(long, conflicts_with_all = ["no_prefix", "json"])]
+    pub prefix: bool,
+    /// Print the lines as they were written, without the process
+    #[arg(long)]
+    pub no_prefix: bool,
+}
+
+/// `logs`: the core says which processes and which lines; journalctl
+/// streams them (a follow has no end to answer with) and this shapes them.
+pub async fn logs(core: &Core, args: LogsArgs) -> Result<i32> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--since"))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| journal::parse_time(t, "--until"))
+        .transpose()?;
+    if !TEXT_FORMATS.contains(&args.output.as_str()) {
+        return Err(
+            Error::invalid(format!("unknown log format {:?}", args.output))
+                .hint(format!("use one of: {}", TEXT_FORMATS.join(", "))),
+        );
+    }
+    let of = match (&args.id, &args.owner, &args.workflow) {
+        (Some(id), _, _) => LogSelector::Id(id.clone()),
+        (None, Some(owner), _) => LogSelector::Owner(owner.parse()?),
+        (None, None, Some(wf)) => LogSelector::Workflow(wf.clone()),
+        (None, None, None) => unreachable!("clap requires an id, --owner or --workflow"),
+    };
+    let controller = match core {
+        Core::Socket(socket) => return by_socket(socket, args).await,
+        Core::Local(controller) => controller,
+    };
+    let request = LogsRequest {
+        of,
+        lines: args.lines,
+        since,
+        until,
+        follow: args.follow,
+    };
+    let sources = match controller.handle(Request::Logs(request)).await?.response {
+        Response::LogSources(s) => *s,
+        other => unreachable!("logs answers its sources, not {other:?}"),
+    };
+    let records = sources.records;
+    if records.is_empty() {
+        eprintln!("refine-proc: no matching processes, so no logs");
+        return Ok(0);
+    }
+    // Only `cat` lacks the writer: the other formats name its identifier.
+    let group = args.id.is_none();
+    let prefix = match (args.prefix, args.no_prefix) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => group && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let shape = if args.json {
+        Shape::Json
+    } else if prefix && args.output == "cat" {
+        Shape::Prefixed(tags(&records))
+    } else {
+        Shape::Raw
+    };
+    // `logs -f ID` ends with the process; a queued one has not begun.
+    let until_end = records
+        .first()
+        .filter(|r| args.follow && !group && r.state != State::Queued);
+    show(controller, &sources.query, &args.output, shape, until_end).await
+}
+
+/// `logs ID [--lines N]` over the daemon's socket (the daemon reads the
+/// journal); the rest needs journalctl here.
+async fn by_socket(socket: &std::path::Path, args: LogsArgs) -> Result<i32> {
+    let plain = !args.follow
+        && !args.json
+        && args.output == "cat"
+        && args.since.is_none()
+        && args.until.is_none();
+    let Some(id) = args.id.filter(|_| plain) else {
+        return Err(Error::invalid(
+            "logs other than `logs ID [--lines N]` is not available through the daemon's API socket",
+        )
+        .hint("run it outside the sandbox"));
+    };
+    let entries = remote::logs(socket, &id, args.lines).await?;
+    let text: String = entries.iter().map(|e| format!("{}\n", e.message)).collect();
+    output::io_result(std::io::stdout().write_all(text.as_bytes()))?;
+    Ok(0)
+}
+
 /// How journalctl's output is turned into ours.
 #[derive(Clone)]
-pub(super) enum Shape {
+enum Shape {
     /// Copied byte for byte (a text format).
     Raw,
     /// One JSON object a line ([`journal::LogEntry`]), read from
@@ -47,7 +173,7 @@ impl Shape {
 }
 
 /// The tags of a group's processes, padded to one width: `k3x9p2qa build  `.
-pub(super) fn tags(records: &[Record]) -> BTreeMap<String, String> {
+fn tags(records: &[Record]) -> BTreeMap<String, String> {
     let label = |r: &Record| truncate(&escape(&r.label), 24);
     let width = records
         .iter()
@@ -67,7 +193,7 @@ pub(super) fn tags(records: &[Record]) -> BTreeMap<String, String> {
 /// Runs journalctl for `query` and copies its output in `shape`; with
 /// `until_end`, stops once that process has ended and its last lines are
 /// out, prints how it ended on stderr and returns its exit code.
-pub(super) async fn show(
+async fn show(
     controller: &Controller,
     query: &LogQuery,
     text_format: &str,
@@ -190,7 +316,7 @@ fn copy(
 pub(super) fn end_code(r: &Record) -> i32 {
     match (r.exit_code, &r.exit_signal, r.state) {
         (None, None, State::Ended) => 0,
-        _ => super::exit_code_of(r),
+        _ => super::run::exit_code_of(r),
     }
 }
 

@@ -22,16 +22,6 @@ pub struct PtyRunArgs {
     pub pty_size: Option<String>,
 }
 
-impl PtyRunArgs {
-    pub fn options(&self) -> Result<Option<pty::PtyOptions>> {
-        if !self.pty {
-            return Ok(None);
-        }
-        let size = self.pty_size.as_deref().map(pty::parse_size).transpose()?;
-        Ok(Some(pty::PtyOptions { size }))
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     /// Record id (or a unique prefix), or unit name

@@ -10,8 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
-use refine_proc::controller::{Answer, Request, Response};
+use refine_proc::controller::{ActionOutcome, Answer, Request, Response};
 use refine_proc::journal::LogEntry;
+use refine_proc::model::{LimitChange, LimitValue};
 use refine_proc::{Error, ErrorKind, Result, RunSpec, Status};
 use serde_json::{json, Value};
 
@@ -225,6 +226,7 @@ fn run_body(spec: RunSpec, queue: bool) -> Result<Value> {
 ///
 /// [`Controller::handle`]: refine_proc::Controller::handle
 pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
+    let pausing = matches!(request, Request::Pause(_));
     let (response, warnings) = match request {
         Request::Run { spec, options } => {
             if options.wait || options.wait_ready {
@@ -262,14 +264,57 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
             let warnings = status.warnings.clone();
             (Response::Status(Box::new(status)), warnings)
         }
-        Request::Stop { ids } => {
-            let mut outcomes = Vec::new();
-            for id in ids {
-                let path = format!("/api/v1/processes/{}/stop", segment(&id));
-                let r = call(socket, Method::POST, &path, None).await?;
-                outcomes.extend(parse::<Vec<_>>(&r)?);
-            }
+        Request::Stop { ids } => (
+            Response::Outcomes(each(socket, &ids, "stop").await?),
+            Vec::new(),
+        ),
+        Request::StopSelection {
+            selection,
+            tree: false,
+        } if only_ids(&selection) => {
+            let outcomes = each(socket, &selection.ids, "stop").await?;
             (Response::Outcomes(outcomes), Vec::new())
+        }
+        Request::Restart { id } => {
+            let outcomes = each(socket, std::slice::from_ref(&id), "restart").await?;
+            (Response::Outcomes(outcomes), Vec::new())
+        }
+        Request::Pause(s) | Request::Resume(s) if only_ids(&s) && !s.ids.is_empty() => {
+            let action = if pausing { "pause" } else { "resume" };
+            (
+                Response::Outcomes(each(socket, &s.ids, action).await?),
+                Vec::new(),
+            )
+        }
+        Request::Pause(s) | Request::Resume(s) if s.ids.is_empty() => {
+            let action = if pausing { "pause" } else { "resume" };
+            let body = json!({
+                "owner": s.owner, "workflow": s.workflow, "session": s.session, "all": s.all,
+            });
+            let r = call(
+                socket,
+                Method::POST,
+                &format!("/api/v1/groups/{action}"),
+                Some(body),
+            )
+            .await?;
+            (Response::Outcomes(parse(&r)?), r.warnings)
+        }
+        Request::Kill { id, signal } => {
+            let path = format!("/api/v1/processes/{}/kill", segment(&id));
+            let body = json!({ "signal": signal.to_string() });
+            let r = call(socket, Method::POST, &path, Some(body)).await?;
+            (Response::Outcomes(vec![parse(&r)?]), r.warnings)
+        }
+        Request::Forget { id } => {
+            let path = format!("/api/v1/processes/{}", segment(&id));
+            let r = call(socket, Method::DELETE, &path, None).await?;
+            (Response::Outcomes(vec![parse(&r)?]), r.warnings)
+        }
+        Request::Set { id, change } => {
+            let path = format!("/api/v1/processes/{}/limits", segment(&id));
+            let r = call(socket, Method::POST, &path, Some(limits_body(&change))).await?;
+            (Response::Record(Box::new(parse(&r)?)), r.warnings)
         }
         other => {
             return Err(Error::invalid(format!(
@@ -282,13 +327,47 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
     Ok(Answer { response, warnings })
 }
 
+/// A selection of ids only (no group).
+fn only_ids(s: &refine_proc::Selection) -> bool {
+    s.owner.is_none() && s.workflow.is_none() && s.session.is_none() && !s.all
+}
+
+/// `action` (stop, restart, pause, resume) of each id in turn, the
+/// outcomes together.
+async fn each(socket: &Path, ids: &[String], action: &str) -> Result<Vec<ActionOutcome>> {
+    let mut outcomes = Vec::new();
+    for id in ids {
+        let path = format!("/api/v1/processes/{}/{action}", segment(id));
+        let r = call(socket, Method::POST, &path, None).await?;
+        outcomes.extend(parse::<Vec<_>>(&r)?);
+    }
+    Ok(outcomes)
+}
+
+/// A limit change as the API's body writes it (what `set` takes).
+fn limits_body(change: &LimitChange) -> Value {
+    let text = |v: Option<LimitValue>, unit: &str| {
+        v.map(|v| match v {
+            LimitValue::Infinity => "infinity".to_string(),
+            LimitValue::Value(n) => format!("{n}{unit}"),
+        })
+    };
+    json!({
+        "memory_max": text(change.memory_max, ""),
+        "memory_high": text(change.memory_high, ""),
+        "cpu_quota": text(change.cpu_quota_percent, "%"),
+        "cpu_weight": text(change.cpu_weight, ""),
+        "tasks_max": text(change.tasks_max, ""),
+    })
+}
+
 fn name_of(request: &Request) -> &'static str {
     match request {
         Request::Run { .. } => "run",
         Request::Adopt(_) => "adopt",
         Request::List(_) => "list",
         Request::Status { .. } => "status",
-        Request::Stop { .. } => "stop",
+        Request::Stop { .. } | Request::StopSelection { .. } => "stop",
         Request::Kill { .. } => "kill",
         Request::Restart { .. } => "restart",
         Request::Forget { .. } => "forget",
@@ -299,6 +378,8 @@ fn name_of(request: &Request) -> &'static str {
         Request::Recover => "recover",
         Request::Resurrect => "resurrect",
         Request::PolicyShow | Request::PolicyCheck(_) => "policy",
+        Request::Logs(_) => "logs",
+        Request::Doctor => "doctor",
     }
 }
 

@@ -38,6 +38,39 @@ pub struct LogPage {
     pub more: bool,
 }
 
+/// Whose output `logs` reads.
+#[derive(Debug, Clone)]
+pub enum LogSelector {
+    /// One process (id, unique prefix or unit name).
+    Id(String),
+    /// Every process of this owner.
+    Owner(Owner),
+    /// Every process of this workflow.
+    Workflow(String),
+}
+
+/// `logs`: whose lines, and which of them.
+#[derive(Debug, Clone)]
+pub struct LogsRequest {
+    pub of: LogSelector,
+    /// The last N lines.
+    pub lines: Option<u64>,
+    /// Times checked by [`crate::journal::parse_time`].
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Keep reading new lines.
+    pub follow: bool,
+}
+
+/// The processes a `logs` request names, and the journal query for their
+/// lines (empty `records`: nothing to read).
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSources {
+    pub records: Vec<Record>,
+    #[serde(skip)]
+    pub query: LogQuery,
+}
+
 /// What [`Controller::wait_until`] waits for.
 #[derive(Debug, Clone)]
 pub enum Until {
@@ -68,6 +101,23 @@ pub struct WaitOutcome {
 }
 
 impl Controller {
+    /// The processes `request` names and the query for their lines.
+    pub async fn log_sources(&self, request: LogsRequest) -> Result<LogSources> {
+        let records = match &request.of {
+            LogSelector::Id(id) => vec![self.record(id).await?],
+            LogSelector::Owner(owner) => self.records_where(|r| r.owner == *owner)?,
+            LogSelector::Workflow(wf) => {
+                self.records_where(|r| r.metadata.workflow.as_deref() == Some(wf.as_str()))?
+            }
+        };
+        let mut query = LogQuery::of_records(&records, self.caller.uid);
+        query.lines = request.lines;
+        query.since = request.since;
+        query.until = request.until;
+        query.follow = request.follow;
+        Ok(LogSources { records, query })
+    }
+
     /// A page of a process's output.
     pub async fn log_page(&self, arg: &str, request: &PageRequest) -> Result<LogPage> {
         let record = self.record(arg).await?;

@@ -18,12 +18,15 @@ mod stop;
 mod types;
 
 pub use caller::{Caller, Origin, Requester};
-pub use logs::{LogPage, PageRequest, Until, WaitOutcome, MAX_PAGE};
+pub use logs::{
+    LogPage, LogSelector, LogSources, LogsRequest, PageRequest, Until, WaitOutcome, MAX_PAGE,
+};
 pub use pty::TerminalAccess;
 pub use reconcile::reconcile;
 pub use records::journal_command;
 pub use request::{
-    Answer, CheckRequest, EventFilter, EventPage, EventWithId, EventsAfter, Request, Response,
+    Answer, CheckRequest, EventFilter, EventPage, EventWithId, EventsAfter, PolicyView, Request,
+    Response,
 };
 pub use types::*;
 

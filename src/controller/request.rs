@@ -5,6 +5,7 @@
 //! response; serialized, a response is exactly the CLI's `--json` output.
 
 use super::*;
+use crate::doctor::Report;
 use crate::events::Event;
 use crate::policy::{Overview, Verdict};
 
@@ -72,19 +73,55 @@ pub struct CheckRequest {
     pub launch: Option<RunSpec>,
 }
 
+/// The policy file and every actor's effective rules (`policy show`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub overview: Overview,
+    /// The policy file's text, for people (the JSON has the rules).
+    #[serde(skip)]
+    pub text: String,
+}
+
 /// Every operation of the core.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Run { spec: RunSpec, options: RunOptions },
+    Run {
+        spec: RunSpec,
+        options: RunOptions,
+    },
     Adopt(AdoptSpec),
     List(ListFilter),
-    Status { id: String },
-    Stop { ids: Vec<String> },
-    Kill { id: String, signal: i32 },
-    Restart { id: String },
-    Forget { id: String },
-    Set { id: String, change: LimitChange },
-    SetOwner { owner: Owner, change: LimitChange },
+    Status {
+        id: String,
+    },
+    Stop {
+        ids: Vec<String>,
+    },
+    /// `stop` of a selection (ids, or a group), with `tree` every process
+    /// they launched too.
+    StopSelection {
+        selection: Selection,
+        tree: bool,
+    },
+    Kill {
+        id: String,
+        signal: i32,
+    },
+    Restart {
+        id: String,
+    },
+    Forget {
+        id: String,
+    },
+    Set {
+        id: String,
+        change: LimitChange,
+    },
+    SetOwner {
+        owner: Owner,
+        change: LimitChange,
+    },
     Pause(Selection),
     Resume(Selection),
     Pauses,
@@ -93,6 +130,12 @@ pub enum Request {
     Resurrect,
     PolicyShow,
     PolicyCheck(CheckRequest),
+    /// Where `logs` reads: a stream of lines is the surface's to run (a
+    /// follow has no end to answer with), so the core answers which
+    /// processes and which journal query.
+    Logs(LogsRequest),
+    /// What this machine and session give refine-proc (for this index).
+    Doctor,
 }
 
 /// What an operation returns. Serialized untagged: each variant is the
@@ -110,8 +153,10 @@ pub enum Response {
     Events(EventPage),
     Recovery(Box<Recovery>),
     Resurrections(Vec<Resurrection>),
-    Policy(Box<Overview>),
+    Policy(Box<PolicyView>),
     Verdict(Box<Verdict>),
+    LogSources(Box<LogSources>),
+    Doctor(Box<Report>),
 }
 
 /// A response and the warnings that came with it (for stderr, or a
@@ -162,6 +207,9 @@ impl Controller {
                 }
             }
             Request::Stop { ids } => R::Outcomes(self.stop(&ids).await?).into(),
+            Request::StopSelection { selection, tree } => {
+                R::Outcomes(self.stop_selection(&selection, tree).await?).into()
+            }
             Request::Kill { id, signal } => R::Outcomes(vec![self.kill(&id, signal).await?]).into(),
             Request::Restart { id } => R::Outcomes(vec![self.restart(&id).await?]).into(),
             Request::Forget { id } => R::Outcomes(vec![self.forget(&id).await?]).into(),
@@ -188,10 +236,22 @@ impl Controller {
             Request::Recover => R::Recovery(Box::new(self.recover().await?)).into(),
             Request::Resurrect => R::Resurrections(self.resurrect().await?).into(),
             Request::PolicyShow => {
-                R::Policy(Box::new(self.requester().await?.policy.overview())).into()
+                let policy = &self.requester().await?.policy;
+                R::Policy(Box::new(PolicyView {
+                    overview: policy.overview(),
+                    text: policy.text().to_string(),
+                }))
+                .into()
             }
             Request::PolicyCheck(check) => {
                 R::Verdict(Box::new(self.policy_check(check).await?)).into()
+            }
+            Request::Logs(request) => {
+                R::LogSources(Box::new(self.log_sources(request).await?)).into()
+            }
+            Request::Doctor => {
+                let report = crate::doctor::run(Ok(self.index().dir())).await;
+                R::Doctor(Box::new(report)).into()
             }
         })
     }

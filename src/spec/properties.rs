@@ -48,7 +48,9 @@ pub(super) fn restart_properties(launch: &Launch) -> Vec<(&'static str, Prop)> {
     let t = &launch.restart_timing;
     let usec = |s: u64| Prop::U64(s.saturating_mul(1_000_000));
     let mut props = Vec::new();
-    if launch.restart_by == RestartBy::Daemon {
+    // Timing without a restart policy is the daemon's, for its restarts
+    // on unhealthy: systemd restarts nothing (and 252 has no RestartSteps=).
+    if launch.restart_by == RestartBy::Daemon || launch.restart == RestartPolicy::No {
         props.push(("Restart", Prop::Str("no".into())));
     } else {
         props.push(("Restart", Prop::Str(launch.restart.as_str().into())));

@@ -90,7 +90,12 @@ impl RunSpec {
                 .about(Field::Ready));
         }
         let mut restart_timing = self.restart_timing;
-        check_restart(self.restart, &mut restart_timing)?;
+        // The daemon's restarts of an unhealthy process follow the timing.
+        let unhealthy_restarts = self
+            .health
+            .as_ref()
+            .is_some_and(|h| h.on_unhealthy == crate::health::OnUnhealthy::Restart);
+        check_restart(self.restart, unhealthy_restarts, &mut restart_timing)?;
         let pty = self.pty.as_ref().map(|p| p.validate()).transpose()?;
         Ok(Launch {
             executable,
@@ -345,18 +350,22 @@ fn binfmt_misc_in_use() -> bool {
     })
 }
 
-/// Restart timing needs a restart policy, and sane numbers. Growing delays
-/// start at 1 s unless told.
-fn check_restart(policy: RestartPolicy, t: &mut crate::model::RestartTiming) -> Result<()> {
+/// Restart timing needs a restart policy (or restarts on unhealthy), and
+/// sane numbers. Growing delays start at 1 s unless told.
+fn check_restart(
+    policy: RestartPolicy,
+    unhealthy_restarts: bool,
+    t: &mut crate::model::RestartTiming,
+) -> Result<()> {
     let given = t.delay_sec.is_some()
         || t.max_delay_sec.is_some()
         || t.limit_burst.is_some()
         || t.limit_interval_sec.is_some();
-    if given && policy == RestartPolicy::No {
+    if given && policy == RestartPolicy::No && !unhealthy_restarts {
         return Err(Error::invalid(
             "--restart-delay, --restart-max-delay and --restart-limit need a restart policy",
         )
-        .hint("add --restart on-failure (or always)")
+        .hint("add --restart on-failure (or always), or --on-unhealthy restart with a health check")
         .about(Field::Restart));
     }
     if t.max_delay_sec.is_some() && t.delay_sec.is_none() {

@@ -26,6 +26,10 @@ pub use types::*;
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for systemd to finish a start job.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a start that returns before READY=1 (`run --ready notify`
+/// without `--wait-ready`) watches for the process's end, so that a
+/// command that fails at once is reported as ended.
+const SPAWN_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a stop or restart job: longer than systemd's own
 /// stop timeout (90 s by default), after which systemd kills the process
 /// and the job ends.

@@ -100,8 +100,9 @@ pub fn unit_name_of_path(path: &str) -> Option<String> {
 pub enum StartWait {
     /// For the start job, at most this long.
     Job(Duration),
-    /// Until the unit's main process exists (a Type=notify unit is then
-    /// still starting).
+    /// A short bounded while, for the process to end (then to the end of
+    /// its start job) or to say READY=1; a Type=notify unit still starting
+    /// then is left starting.
     Spawned,
 }
 

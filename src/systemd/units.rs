@@ -91,17 +91,27 @@ impl Systemd {
         match wait {
             StartWait::Job(timeout) => wait_job(jobs, &job, &action, timeout).await,
             StartWait::Spawned => {
-                drop(jobs);
-                let spawned = |i: Option<&ServiceInfo>| {
-                    i.is_none_or(|i| i.main_pid.is_some() || i.state.active_state != "activating")
+                // The job ends at READY=1, or once a process that ended
+                // before it has been through ExecStopPost (its exit is then
+                // recorded). A process that leaves `activating` within a
+                // short while (it ended, or said READY=1) is known for
+                // certain; one still starting then is left starting.
+                let settled = |i: Option<&ServiceInfo>| {
+                    i.is_none_or(|i| i.state.active_state != "activating")
                 };
-                let info = self.wait_for(unit, spawned).await?;
-                let failed = info
-                    .as_ref()
-                    .is_none_or(|i| i.main_pid.is_none() && i.state.active_state == "failed");
-                Ok(JobOutcome {
-                    result: if failed { "failed" } else { "spawned" }.into(),
-                })
+                let quick = tokio::time::timeout(SPAWN_GRACE, self.wait_for(unit, settled));
+                let runs_on = match quick.await {
+                    Err(_) => true,
+                    Ok(info) => info?
+                        .is_some_and(|i| i.main_pid.is_some() && i.state.active_state == "active"),
+                };
+                if runs_on {
+                    drop(jobs);
+                    return Ok(JobOutcome {
+                        result: "spawned".into(),
+                    });
+                }
+                wait_job(jobs, &job, &action, START_TIMEOUT).await
             }
         }
     }
@@ -121,9 +131,11 @@ impl Systemd {
         done: impl Fn(Option<&ServiceInfo>) -> bool,
     ) -> Result<Option<ServiceInfo>> {
         let action = format!("wait for {unit}");
-        self.retrying(|| self.manager.subscribe())
-            .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
+        // A second wait on this connection finds it subscribed already.
+        match self.retrying(|| self.manager.subscribe()).await {
+            Err(e) if e.to_string().contains("systemd1.AlreadySubscribed") => {}
+            r => r.map_err(|e| dbus_error(&action, unit, e))?,
+        }
         let mut removed = self
             .manager
             .receive_unit_removed_with_args(&[(0, unit)])

@@ -484,9 +484,6 @@ fn events_since_keeps_the_events_at_or_after_the_time() {
 }
 
 #[test]
-#[ignore = "racy: run --ready notify returns once the process is spawned, and whether \
-            `sh -c 'exit 3'` has ended by then is a race; it failed in 3 of 7 full runs \
-            on a loaded 2-core machine (run with --ignored)"]
 fn a_command_that_fails_at_once_is_reported_as_ended_not_only_as_started() {
     let env = Env::new();
     // With --ready notify the start job lasts until READY=1, which never

@@ -280,6 +280,49 @@ fn restart_timing_needs_a_policy_and_sane_numbers() {
 }
 
 #[test]
+fn restart_timing_was_refused_without_restart_though_on_unhealthy_restart_uses_it() {
+    let env = Env::new();
+    // The daemon's restarts of an unhealthy process follow the timing, so
+    // --on-unhealthy restart is reason enough for it.
+    let r = env.run(&[
+        "--health-cmd",
+        "true",
+        "--on-unhealthy",
+        "restart",
+        "--restart-delay",
+        "2s",
+        "--restart-limit",
+        "3/1min",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let raw: serde_json::Value = env.ok(&["status", "--json", &r.id]).json();
+    assert_eq!(raw["restart"]["delay_sec"], 2, "{raw}");
+    assert_eq!(raw["restart"]["limit_burst"], 3, "{raw}");
+    // systemd itself restarts nothing: the policy is still no.
+    assert_eq!(show(&r.unit, "Restart"), "no");
+    env.ok(&["stop", &r.id]);
+    // Without a restart of either kind the timing is still refused.
+    let out = env.cmd(&[
+        "run",
+        "--health-cmd",
+        "true",
+        "--restart-delay",
+        "2s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("need a restart policy")
+            && out.stderr.contains("--on-unhealthy restart"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn ready_notify_is_starting_until_ready_and_wait_ready_waits_with_a_timeout() {
     let env = Env::new();
     let script = "sleep 1; systemd-notify --ready; exec sleep 600";

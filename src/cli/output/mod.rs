@@ -5,16 +5,17 @@ use std::io::Write;
 
 use std::collections::HashSet;
 
-use refine_proc::controller::{ActionOutcome, Adopted, Listed, Status};
-use refine_proc::health::{HealthSpec, HealthView};
-use refine_proc::model::{Limits, OwnerLimits, UnitKind};
+use refine_proc::controller::{ActionOutcome, Adopted, Listed};
+use refine_proc::model::UnitKind;
 use refine_proc::pauses::Pauses;
 use refine_proc::text::{escape, human_size, short_age, truncate};
-use refine_proc::usage::Usage;
 use refine_proc::{Error, Owner, Record, Result, State};
 use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::Style;
+
+mod status;
+pub use status::*;
 
 /// A closed stdout (`| head`) is not an error; other write errors are.
 pub fn io_result(r: std::io::Result<()>) -> Result<()> {
@@ -551,229 +552,6 @@ pub fn pauses(p: &Pauses) -> Result<()> {
     print(&text)
 }
 
-pub fn status(s: &Status) -> Result<()> {
-    let r = &s.record;
-    let mut lines: Vec<(String, String)> = vec![
-        ("id".into(), r.id.clone()),
-        ("unit".into(), r.unit.clone()),
-        ("owner".into(), r.owner.to_string()),
-        ("label".into(), escape(&r.label)),
-        ("state".into(), r.state.to_string()),
-        ("pid".into(), opt(&r.pid)),
-        ("command".into(), escape(&format!("{:?}", r.command))),
-        ("cwd".into(), opt(&r.cwd)),
-        ("started".into(), opt(&r.started_at)),
-        ("ended".into(), opt(&r.ended_at)),
-        ("result".into(), opt(&r.result)),
-        ("exit".into(), exit_text(r)),
-        (
-            "restart".into(),
-            format!(
-                "{} (restarted {} times)",
-                r.restart.policy.as_str(),
-                r.restart.count
-            ),
-        ),
-    ];
-    let by = &r.requested_by;
-    lines.push((
-        "requested by".into(),
-        match (&by.parent, by.acting_owner) {
-            (Some(p), Some(o)) => format!("{o} process {p} (uid {})", by.uid),
-            (Some(p), None) => format!("managed process {p} (uid {})", by.uid),
-            _ => format!("a person (uid {})", by.uid),
-        },
-    ));
-    if let Some(d) = &r.details {
-        lines.insert(4, ("details".into(), escape(d)));
-    }
-    if r.kind == UnitKind::Scope {
-        lines.retain(|(k, _)| k != "restart" && k != "exit" && k != "result");
-        lines.push((
-            "kind".into(),
-            "adopted (a scope: no exit status, cannot be restarted)".into(),
-        ));
-    }
-    let m = &r.metadata;
-    for (k, v) in [
-        ("workflow", &m.workflow),
-        ("gap", &m.gap),
-        ("session", &m.session),
-        ("mode", &m.mode),
-        ("runner", &m.runner),
-    ] {
-        if v.is_some() {
-            lines.push((k.into(), opt(v)));
-        }
-    }
-    for (k, v) in &m.extra {
-        lines.push((format!("meta {}", escape(k)), escape(v)));
-    }
-    let limits = limits_text(&r.limits);
-    if !limits.is_empty() {
-        lines.push(("limits".into(), limits));
-    }
-    if let Some(sd) = &s.systemd {
-        let restarts = match r.kind {
-            UnitKind::Scope => String::new(),
-            UnitKind::Service => format!(", {} restarts", sd.n_restarts),
-        };
-        lines.push((
-            "systemd".into(),
-            format!(
-                "{} ({}){restarts}",
-                sd.state.active_state, sd.state.sub_state
-            ),
-        ));
-    }
-    if let Some(u) = &s.usage {
-        lines.extend(usage_lines(u));
-    }
-    if let Some(h) = &s.health {
-        lines.push(("health".into(), health_text(h, r.state)));
-        lines.push(("health check".into(), health_check_text(&h.spec)));
-    }
-    lines.push(("logs".into(), r.logs.journal.clone()));
-    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let text: String = lines
-        .iter()
-        .map(|(k, v)| format!("{k:>width$}: {v}\n"))
-        .collect();
-    print(&text)
-}
-
-/// Where a process's health stands, for people: "healthy since 5m ago;
-/// last ok 2s ago in 12ms: HTTP/1.1 200 OK".
-fn health_text(h: &HealthView, state: State) -> String {
-    let Some(st) = &h.state else {
-        return if state.is_ended() {
-            "- (never probed; the process is not running)".into()
-        } else if state == State::Running {
-            "starting (not probed yet: the refine-proc daemon probes it)".into()
-        } else {
-            format!("- (not probed while {state})")
-        };
-    };
-    let mut text = format!("{} since {} ago", st.status, short_age(st.since.elapsed()));
-    if st.failures > 0 {
-        text.push_str(&format!(
-            " ({} of {} failures in a row)",
-            st.failures.min(h.spec.retries),
-            h.spec.retries
-        ));
-    }
-    if let Some(last) = &st.last {
-        // For a failure the last line says why; for a success the first
-        // (an HTTP status line) says most.
-        let mut lines = last.output.lines().filter(|l| !l.trim().is_empty());
-        let line = if last.ok {
-            lines.next()
-        } else {
-            lines.next_back()
-        };
-        text.push_str(&format!(
-            "; last {} {} ago in {}ms",
-            if last.ok { "ok" } else { "failed" },
-            short_age(last.at.elapsed()),
-            last.duration_ms
-        ));
-        if let Some(code) = last.exit_code.filter(|c| *c != 0) {
-            text.push_str(&format!(" (exit {code})"));
-        }
-        if let Some(line) = line {
-            text.push_str(&format!(": {}", truncate(&escape(line.trim()), 100)));
-        }
-    }
-    match state {
-        State::Paused => text.push_str(" (probes wait while it is paused)"),
-        s if s.is_ended() => text.push_str(" (last known; the process is not running)"),
-        _ => {}
-    }
-    text
-}
-
-/// The check and its timing: "http GET http://x/health, every 10s, ...".
-fn health_check_text(spec: &HealthSpec) -> String {
-    format!(
-        "{}, every {}s, timeout {}s, unhealthy after {} failures, start period {}s, on unhealthy: {}",
-        truncate(&spec.check.to_string(), 120),
-        spec.interval_sec,
-        spec.timeout_sec,
-        spec.retries,
-        spec.start_period_sec,
-        spec.on_unhealthy
-    )
-}
-
-/// The limits that are set, for people: "memory max 2.0G, cpu 150%".
-fn limits_text(l: &Limits) -> String {
-    [
-        l.memory_max
-            .map(|v| format!("memory max {}", human_size(v))),
-        l.memory_high
-            .map(|v| format!("memory high {}", human_size(v))),
-        l.cpu_quota_percent.map(|v| format!("cpu quota {v}%")),
-        l.cpu_weight.map(|v| format!("cpu weight {v}")),
-        l.tasks_max.map(|v| format!("tasks max {v}")),
-        l.runtime_max_sec.map(|v| format!("runtime max {v}s")),
-        l.timeout_stop_sec.map(|v| format!("stop timeout {v}s")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
-/// Usage lines of `status`: values, or why there are none.
-fn usage_lines(u: &Usage) -> Vec<(String, String)> {
-    let why = |key: &str| {
-        u.unavailable
-            .get(key)
-            .map(|w| format!("unavailable: {}", escape(w)))
-            .unwrap_or_else(|| "-".into())
-    };
-    let cpu = u
-        .cpu_usec
-        .map(|v| format!("{:.3}s", v as f64 / 1e6))
-        .unwrap_or_else(|| why("cpu"));
-    let memory = match (u.memory_current, u.memory_peak) {
-        (Some(now), Some(peak)) => format!("{} (peak {})", human_size(now), human_size(peak)),
-        (Some(now), None) => format!("{} (peak {})", human_size(now), why("memory_peak")),
-        _ => why("memory"),
-    };
-    let tasks = u
-        .tasks
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| why("pids"));
-    vec![
-        ("cpu time".into(), cpu),
-        ("memory".into(), memory),
-        ("tasks".into(), tasks),
-    ]
-}
-
-/// What `set ID` prints.
-pub fn limits_set(r: &Record) -> Result<()> {
-    let limits = limits_text(&r.limits);
-    print(&format!(
-        "{} {}: limits now {}\n",
-        r.id,
-        r.unit,
-        if limits.is_empty() { "none" } else { &limits }
-    ))
-}
-
-/// What `set --owner` prints.
-pub fn owner_limits(o: &OwnerLimits) -> Result<()> {
-    let limits = limits_text(&o.limits);
-    print(&format!(
-        "owner {} ({}): limits now {}\n",
-        o.owner,
-        o.slice,
-        if limits.is_empty() { "none" } else { &limits }
-    ))
-}
-
 pub fn doctor(report: &refine_proc::doctor::Report) -> Result<()> {
     use refine_proc::doctor::CheckStatus;
     // Not a table: details are long, and a fix goes on a line of its own.
@@ -831,4 +609,66 @@ pub fn doctor(report: &refine_proc::doctor::Report) -> Result<()> {
         ));
     }
     print(&text)
+}
+
+/// How an answer reads for people, where its response alone does not say.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum View {
+    /// As the response is (a run's record: it started).
+    #[default]
+    Plain,
+    /// A run's record once it has ended (`run --wait`).
+    Finished,
+    /// A record whose limits `set` changed.
+    LimitsSet,
+    /// The table of `list`.
+    Table {
+        all: bool,
+        tree: bool,
+        unprobed: bool,
+    },
+}
+
+/// The one way an answer of the core reaches the terminal: its warnings
+/// on stderr, then its response on stdout, as JSON (`--json`: the
+/// contract) or as text for people.
+pub fn answer(answer: &refine_proc::controller::Answer, as_json: bool, view: View) -> Result<()> {
+    use refine_proc::controller::Response as R;
+    warnings(&answer.warnings);
+    if as_json {
+        return match &answer.response {
+            // `adopt --json` is the record; `events --json` JSON Lines.
+            R::Adopted(a) => json(&a.record),
+            R::Events(page) => json_lines(&page.events),
+            other => json(other),
+        };
+    }
+    match &answer.response {
+        R::Record(r) => match view {
+            View::Finished => finished(r),
+            View::LimitsSet => limits_set(r),
+            _ => started(r),
+        },
+        R::Adopted(a) => adopted(a),
+        R::Listed(listed) => match view {
+            View::Table {
+                all,
+                tree,
+                unprobed,
+            } => table(listed, all, tree, unprobed),
+            _ => table(listed, false, false, false),
+        },
+        R::Status(s) => status(s),
+        R::Outcomes(o) => outcomes(o),
+        R::OwnerLimits(o) => owner_limits(o),
+        R::Pauses(p) => pauses(p),
+        R::Events(page) => events(&page.events),
+        R::Recovery(r) => recovery(r),
+        R::Resurrections(done) => resurrections(done),
+        R::Policy(p) => policy_overview(&p.overview, &p.text),
+        R::Verdict(v) => policy_verdict(v),
+        R::Doctor(report) => doctor(report),
+        // Its lines are streamed by `logs`, never printed as an answer.
+        R::LogSources(_) => Ok(()),
+    }
 }
