@@ -150,7 +150,7 @@ pub(super) fn adopted_record(id: String, a: &Adoption, requested_by: RequestedBy
 pub(super) fn store_fresh(index: &Index, make: impl Fn(String) -> Record) -> Result<Record> {
     loop {
         let record = make(new_id());
-        match index.create(&record) {
+        match index.create_pending(&record) {
             Ok(()) => return Ok(record),
             Err(e) if e.message.contains("already exists") => continue,
             Err(e) => return Err(e),

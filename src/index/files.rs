@@ -103,12 +103,22 @@ impl Index {
     }
 
     /// Creates `path` durably; fails with AlreadyExists rather than replace.
-    pub(super) fn write_new(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    /// `entry_durable: false` leaves the directory entry to the next sync:
+    /// after a crash the file is then whole or absent, never torn.
+    pub(super) fn write_new(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        entry_durable: bool,
+    ) -> std::io::Result<()> {
         let tmp = self.write_temp(path, bytes)?;
         let linked = fs::hard_link(&tmp, path);
         let _ = fs::remove_file(&tmp);
         linked?;
-        Self::sync_dir(path)
+        if entry_durable {
+            Self::sync_dir(path)?;
+        }
+        Ok(())
     }
 
     /// Replaces `path` durably and atomically.

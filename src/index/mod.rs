@@ -206,7 +206,7 @@ impl Index {
                     format: INDEX_FORMAT,
                 })
                 .expect("serializable");
-                match self.write_new(&path, &json) {
+                match self.write_new(&path, &json, true) {
                     Err(e) if e.kind() == IoKind::AlreadyExists => Ok(()),
                     other => other.map_err(|e| self.io_error("write", &path, e)),
                 }
