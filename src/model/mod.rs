@@ -687,6 +687,20 @@ impl Record {
     }
 }
 
+// As JSON a timestamp is an RFC 3339 string (see its Serialize).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 #[cfg(test)]
 mod tests;
 
@@ -836,17 +850,3 @@ mod naming_tests {
         assert_eq!(Owner::UserHelper.slice(), "refine-user\\x2dhelper.slice");
     }
 }
-
-// As JSON a timestamp is an RFC 3339 string (see its Serialize).
-impl utoipa::PartialSchema for Timestamp {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::DateTime,
-            )))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for Timestamp {}
