@@ -91,18 +91,23 @@ pub struct LimitsText {
 
 impl LimitsText {
     pub fn parse_limits(&self) -> crate::Result<Limits> {
-        Ok(Limits {
-            memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
-            memory_high: self.memory_high.as_deref().map(parse_size).transpose()?,
-            cpu_quota_percent: self.cpu_quota.as_deref().map(parse_cpu_quota).transpose()?,
+        // The policy file's limits, read the same way, plus the stop timeout.
+        let shared = crate::policy::LimitText {
+            memory_max: self.memory_max.clone(),
+            memory_high: self.memory_high.clone(),
+            cpu_quota: self.cpu_quota.clone(),
             cpu_weight: self.cpu_weight,
             tasks_max: self.tasks_max,
-            runtime_max_sec: self.runtime_max.as_deref().map(parse_seconds).transpose()?,
+            runtime_max: self.runtime_max.clone(),
+        };
+        let limits = shared.parse()?;
+        Ok(Limits {
             timeout_stop_sec: self
                 .timeout_stop
                 .as_deref()
                 .map(parse_seconds)
                 .transpose()?,
+            ..limits
         })
     }
 }

@@ -33,7 +33,7 @@ pub struct LimitText {
 }
 
 impl LimitText {
-    pub(super) fn parse(&self) -> Result<Limits> {
+    pub(crate) fn parse(&self) -> Result<Limits> {
         Ok(Limits {
             memory_max: self.memory_max.as_deref().map(parse_size).transpose()?,
             memory_high: self.memory_high.as_deref().map(parse_size).transpose()?,
