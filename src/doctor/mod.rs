@@ -220,76 +220,14 @@ impl Report {
 /// and the calling user.
 pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
     let journald = JournaldConf::read();
-    let mut checks = Vec::new();
-
-    let bus = Check::new("user-bus", true, ErrorKind::Unavailable);
-    let connected = tokio::time::timeout(BUS_TIMEOUT, async {
-        let systemd = Systemd::connect().await?;
-        let version = systemd.version().await?;
-        Ok::<_, Error>((systemd, version))
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "the user bus did not answer within {}s",
-                BUS_TIMEOUT.as_secs()
-            ),
-        )
-        .hint("check DBUS_SESSION_BUS_ADDRESS and that systemd --user runs"))
-    });
-    let (systemd, version) = match connected {
-        Ok((systemd, version)) => {
-            checks.push(bus.ok(format!("systemd {version} answers on {}", bus_address())));
-            (Some(systemd), Some(version))
-        }
-        Err(e) => {
-            let hint = e
-                .hint
-                .clone()
-                .unwrap_or_else(|| "run refine-proc inside a login session of your user".into());
-            // Where PID 1 is not systemd no session can bring one.
-            let fix = if pid1_is_systemd() {
-                hint
-            } else {
-                format!("PID 1 is not systemd here, so neither a login nor loginctl enable-linger brings a user manager; if one runs (a sandbox), point at it with XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS; else try refine-proc in the project's sandbox: {TRY_IT}")
-            };
-            checks.push(bus.bad(e.message.clone(), fix));
-            (None, None)
-        }
-    };
+    let (bus, systemd, version) = bus_check().await;
+    let mut checks = vec![bus];
     let major = version.as_deref().and_then(major_version);
-    let no_bus = "the user manager is unreachable";
-
-    let ver = Check::new("systemd-version", true, ErrorKind::Systemd);
-    checks.push(match (&version, major) {
-        (None, _) => ver.skip(no_bus),
-        (Some(v), None) => ver.warn(
-            format!("cannot read a version number from {v:?}"),
-            format!("refine-proc needs systemd {MIN_SYSTEMD} or later; check `systemctl --version`"),
-        ),
-        (Some(v), Some(m)) if m < MIN_SYSTEMD => ver.bad(
-            format!("systemd {v} is older than {MIN_SYSTEMD}"),
-            format!("upgrade systemd to {MIN_SYSTEMD} or later (Debian 12, Ubuntu 23.04 and Fedora 38 have it)"),
-        ),
-        (Some(v), Some(_)) => ver.ok(format!("systemd {v} (refine-proc needs {MIN_SYSTEMD} or later)")),
-    });
+    checks.push(version_check(version.as_deref(), major));
 
     // The cgroup2 hierarchy and the user manager's place in it.
     let hierarchy = Hierarchy::detect();
-    let cg = Check::new("cgroup-v2", true, ErrorKind::Systemd);
-    checks.push(match &hierarchy {
-        Hierarchy::Unified(root) => cg.ok(format!("unified cgroup v2 hierarchy at {}", root.display())),
-        Hierarchy::Hybrid(root) => cg.warn(
-            format!("hybrid hierarchy: cgroup v2 at {}, controllers on cgroup v1", root.display()),
-            "boot with the unified hierarchy (systemd.unified_cgroup_hierarchy=1 on the kernel command line) so limits are enforced and processes can be paused",
-        ),
-        Hierarchy::None => cg.bad(
-            format!("no cgroup v2 hierarchy is mounted at {CGROUP_MOUNT}"),
-            "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1; the default since systemd 247)",
-        ),
-    });
+    checks.push(cgroup_check(&hierarchy));
     let manager_cg = match &systemd {
         Some(s) => s.manager_control_group().await.ok().flatten(),
         None => None,
@@ -300,43 +238,12 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         }
         _ => None,
     };
-
-    let freezer = Check::new("freezer", false, ErrorKind::Systemd);
-    let pause_fix =
-        "refine-proc pause needs systemd 247 or later on the unified cgroup v2 hierarchy";
-    checks.push(match (major, &hierarchy, &manager_dir) {
-        (None, _, _) => freezer.skip(no_bus),
-        (Some(m), _, _) if m < FREEZER_SYSTEMD => freezer.bad(
-            format!("systemd {m} has no freezer for user units"),
-            pause_fix,
-        ),
-        (_, Hierarchy::Unified(_), Some(dir)) if dir.join("cgroup.freeze").is_file() => {
-            freezer.ok("cgroup freezer available: pause and resume work")
-        }
-        (_, Hierarchy::Unified(_), Some(dir)) => {
-            freezer.bad(format!("{} has no cgroup.freeze", dir.display()), pause_fix)
-        }
-        (_, Hierarchy::Unified(_), None) => {
-            freezer.bad("the user manager's cgroup is unknown", pause_fix)
-        }
-        (_, _, _) => freezer.bad("no unified cgroup v2 hierarchy", pause_fix),
-    });
-
-    let steps = Check::new("restart-steps", false, ErrorKind::Systemd);
-    checks.push(match major {
-        None => steps.skip(no_bus),
-        Some(m) if m >= RESTART_STEPS_SYSTEMD => {
-            steps.ok(format!("systemd {m} has RestartSteps=: restart delays can grow"))
-        }
-        Some(m) => steps.bad(
-            format!("systemd {m} has no RestartSteps= ({RESTART_STEPS_SYSTEMD} or later): restart delays stay fixed"),
-            format!("upgrade systemd to {RESTART_STEPS_SYSTEMD} or later for growing restart delays; everything else works"),
-        ),
-    });
+    checks.push(freezer_check(major, &hierarchy, manager_dir.as_deref()));
+    checks.push(restart_steps_check(major));
 
     let ctl = Check::new("controllers", false, ErrorKind::Systemd);
     checks.push(match (&systemd, &manager_dir) {
-        (None, _) => ctl.skip(no_bus),
+        (None, _) => ctl.skip(NO_BUS),
         (Some(_), None) => ctl.bad(
             "the user manager's cgroup is unknown, so its controllers are too",
             "run refine-proc on the unified cgroup v2 hierarchy",
@@ -357,33 +264,9 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
                 .unwrap_or_else(|| "pass --state-dir DIR".into()),
         ),
     });
-
-    let daemon = Check::new("daemon", false, ErrorKind::Systemd);
+    checks.push(daemon_check(systemd.as_ref()).await);
     checks.push(match &systemd {
-        None => daemon.skip(no_bus),
-        Some(s) => match s.unit_activity(DAEMON_UNIT).await {
-            Ok(a) if a.load_state == "not-found" => daemon.bad(
-                format!("{DAEMON_UNIT} is not installed (the CLI works without it)"),
-                format!("install a refine-proc package, or copy units/{DAEMON_UNIT} to ~/.config/systemd/user/ with ExecStart= naming your binary; then systemctl --user enable --now {DAEMON_UNIT}"),
-            ),
-            Ok(a) if a.active_state == "active" => {
-                let status = if a.status_text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", a.status_text)
-                };
-                daemon.ok(format!("{DAEMON_UNIT} is {} ({}){status}", a.active_state, a.sub_state))
-            }
-            Ok(a) => daemon.bad(
-                format!("{DAEMON_UNIT} is {} ({}, {}); the CLI works without it", a.active_state, a.sub_state, a.load_state),
-                format!("systemctl --user enable --now {DAEMON_UNIT}; if it fails: journalctl --user -u {DAEMON_UNIT}"),
-            ),
-            Err(e) => daemon.bad(format!("cannot ask about {DAEMON_UNIT}: {}", e.message), format!("systemctl --user status {DAEMON_UNIT}")),
-        },
-    });
-
-    checks.push(match &systemd {
-        None => Check::new("confinement", false, ErrorKind::Systemd).skip(no_bus),
+        None => Check::new("confinement", false, ErrorKind::Systemd).skip(NO_BUS),
         Some(s) => confinement_check(s, major).await,
     });
 
@@ -392,6 +275,147 @@ pub async fn run(state_dir: Result<&Path, &Error>) -> Report {
         notes.extend(path_note(s.manager_path().await.ok().flatten()));
     }
     Report::new(checks, notes)
+}
+
+/// Why a check that asks the user manager was skipped.
+const NO_BUS: &str = "the user manager is unreachable";
+
+/// Whether the user manager answers on the bus (within [`BUS_TIMEOUT`]),
+/// and its version if it does.
+async fn bus_check() -> (Check, Option<Systemd>, Option<String>) {
+    let bus = Check::new("user-bus", true, ErrorKind::Unavailable);
+    let connected = tokio::time::timeout(BUS_TIMEOUT, async {
+        let systemd = Systemd::connect().await?;
+        let version = systemd.version().await?;
+        Ok::<_, Error>((systemd, version))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the user bus did not answer within {}s",
+                BUS_TIMEOUT.as_secs()
+            ),
+        )
+        .hint("check DBUS_SESSION_BUS_ADDRESS and that systemd --user runs"))
+    });
+    match connected {
+        Ok((systemd, version)) => {
+            let check = bus.ok(format!("systemd {version} answers on {}", bus_address()));
+            (check, Some(systemd), Some(version))
+        }
+        Err(e) => {
+            let hint = e
+                .hint
+                .clone()
+                .unwrap_or_else(|| "run refine-proc inside a login session of your user".into());
+            // Where PID 1 is not systemd no session can bring one.
+            let fix = if pid1_is_systemd() {
+                hint
+            } else {
+                format!("PID 1 is not systemd here, so neither a login nor loginctl enable-linger brings a user manager; if one runs (a sandbox), point at it with XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS; else try refine-proc in the project's sandbox: {TRY_IT}")
+            };
+            (bus.bad(e.message.clone(), fix), None, None)
+        }
+    }
+}
+
+fn version_check(version: Option<&str>, major: Option<u32>) -> Check {
+    let ver = Check::new("systemd-version", true, ErrorKind::Systemd);
+    match (version, major) {
+        (None, _) => ver.skip(NO_BUS),
+        (Some(v), None) => ver.warn(
+            format!("cannot read a version number from {v:?}"),
+            format!("refine-proc needs systemd {MIN_SYSTEMD} or later; check `systemctl --version`"),
+        ),
+        (Some(v), Some(m)) if m < MIN_SYSTEMD => ver.bad(
+            format!("systemd {v} is older than {MIN_SYSTEMD}"),
+            format!("upgrade systemd to {MIN_SYSTEMD} or later (Debian 12, Ubuntu 23.04 and Fedora 38 have it)"),
+        ),
+        (Some(v), Some(_)) => ver.ok(format!("systemd {v} (refine-proc needs {MIN_SYSTEMD} or later)")),
+    }
+}
+
+fn cgroup_check(hierarchy: &Hierarchy) -> Check {
+    let cg = Check::new("cgroup-v2", true, ErrorKind::Systemd);
+    match hierarchy {
+        Hierarchy::Unified(root) => cg.ok(format!("unified cgroup v2 hierarchy at {}", root.display())),
+        Hierarchy::Hybrid(root) => cg.warn(
+            format!("hybrid hierarchy: cgroup v2 at {}, controllers on cgroup v1", root.display()),
+            "boot with the unified hierarchy (systemd.unified_cgroup_hierarchy=1 on the kernel command line) so limits are enforced and processes can be paused",
+        ),
+        Hierarchy::None => cg.bad(
+            format!("no cgroup v2 hierarchy is mounted at {CGROUP_MOUNT}"),
+            "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1; the default since systemd 247)",
+        ),
+    }
+}
+
+/// Whether `pause` works: systemd's freezer on the manager's cgroup.
+fn freezer_check(major: Option<u32>, hierarchy: &Hierarchy, manager_dir: Option<&Path>) -> Check {
+    let freezer = Check::new("freezer", false, ErrorKind::Systemd);
+    let pause_fix =
+        "refine-proc pause needs systemd 247 or later on the unified cgroup v2 hierarchy";
+    match (major, hierarchy, manager_dir) {
+        (None, _, _) => freezer.skip(NO_BUS),
+        (Some(m), _, _) if m < FREEZER_SYSTEMD => freezer.bad(
+            format!("systemd {m} has no freezer for user units"),
+            pause_fix,
+        ),
+        (_, Hierarchy::Unified(_), Some(dir)) if dir.join("cgroup.freeze").is_file() => {
+            freezer.ok("cgroup freezer available: pause and resume work")
+        }
+        (_, Hierarchy::Unified(_), Some(dir)) => {
+            freezer.bad(format!("{} has no cgroup.freeze", dir.display()), pause_fix)
+        }
+        (_, Hierarchy::Unified(_), None) => {
+            freezer.bad("the user manager's cgroup is unknown", pause_fix)
+        }
+        (_, _, _) => freezer.bad("no unified cgroup v2 hierarchy", pause_fix),
+    }
+}
+
+fn restart_steps_check(major: Option<u32>) -> Check {
+    let steps = Check::new("restart-steps", false, ErrorKind::Systemd);
+    match major {
+        None => steps.skip(NO_BUS),
+        Some(m) if m >= RESTART_STEPS_SYSTEMD => {
+            steps.ok(format!("systemd {m} has RestartSteps=: restart delays can grow"))
+        }
+        Some(m) => steps.bad(
+            format!("systemd {m} has no RestartSteps= ({RESTART_STEPS_SYSTEMD} or later): restart delays stay fixed"),
+            format!("upgrade systemd to {RESTART_STEPS_SYSTEMD} or later for growing restart delays; everything else works"),
+        ),
+    }
+}
+
+/// Whether the daemon's unit is installed and running (the CLI works
+/// without it; the HTTP API and the web page need it).
+async fn daemon_check(systemd: Option<&Systemd>) -> Check {
+    let daemon = Check::new("daemon", false, ErrorKind::Systemd);
+    let Some(s) = systemd else {
+        return daemon.skip(NO_BUS);
+    };
+    match s.unit_activity(DAEMON_UNIT).await {
+        Ok(a) if a.load_state == "not-found" => daemon.bad(
+            format!("{DAEMON_UNIT} is not installed (the CLI works without it)"),
+            format!("install a refine-proc package, or copy units/{DAEMON_UNIT} to ~/.config/systemd/user/ with ExecStart= naming your binary; then systemctl --user enable --now {DAEMON_UNIT}"),
+        ),
+        Ok(a) if a.active_state == "active" => {
+            let status = if a.status_text.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.status_text)
+            };
+            daemon.ok(format!("{DAEMON_UNIT} is {} ({}){status}", a.active_state, a.sub_state))
+        }
+        Ok(a) => daemon.bad(
+            format!("{DAEMON_UNIT} is {} ({}, {}); the CLI works without it", a.active_state, a.sub_state, a.load_state),
+            format!("systemctl --user enable --now {DAEMON_UNIT}; if it fails: journalctl --user -u {DAEMON_UNIT}"),
+        ),
+        Err(e) => daemon.bad(format!("cannot ask about {DAEMON_UNIT}: {}", e.message), format!("systemctl --user status {DAEMON_UNIT}")),
+    }
 }
 
 /// Whether this user manager can confine a unit (`confine = true` in a
