@@ -58,47 +58,9 @@ pub(super) async fn probe_command(
     cgroup: Option<&crate::probe_cgroup::ProbeCgroup>,
 ) -> (bool, String, Option<i32>) {
     let deadline = tokio::time::Instant::now() + timeout;
-    // One pipe for stdout and stderr: the output keeps its order, as in a
-    // terminal.
-    let (reader, writer) = match std::io::pipe() {
-        Ok(p) => p,
-        Err(e) => return (false, format!("cannot create a pipe: {e}"), None),
-    };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return (false, format!("cannot create a pipe: {e}"), None),
-    };
-    let mut cmd = tokio::process::Command::new(SHELL);
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .stdout(writer)
-        .stderr(writer2)
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.envs(env);
-    if let Some(fd) = cgroup.map(|c| c.procs_fd()) {
-        // SAFETY: the closure makes one write(2), which is
-        // async-signal-safe, and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(move || crate::probe_cgroup::enter(fd));
-        }
-    }
-    let spawned = cmd.spawn();
-    // Closes our copies of the pipe's write end: EOF once the probe's
-    // processes are gone.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let place = cwd
-                .map(|d| format!(" in {}", d.display()))
-                .unwrap_or_default();
-            return (false, format!("cannot run {SHELL}{place}: {e}"), None);
-        }
+    let (mut child, reader) = match spawn_probe(command, cwd, env, cgroup) {
+        Ok(spawned) => spawned,
+        Err(why) => return (false, why, None),
     };
     let Some(pid) = child.id() else {
         return (false, "the probe command vanished at once".into(), None);
@@ -123,16 +85,13 @@ pub(super) async fn probe_command(
                 _ = tokio::time::sleep_until(deadline) => break None,
             }
         };
-        match status {
-            Some(status) => Some(status),
-            None => {
-                // Timed out: the shell is not reaped yet, so its pid still
-                // names its group.
-                group.kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
-                None
-            }
+        if status.is_none() {
+            // Timed out: the shell is not reaped yet, so its pid still
+            // names its group.
+            group.kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
         }
+        status
     };
     // Whatever the shell left behind (a background job holding the pipe)
     // goes too. The group's id cannot name another group while any member
@@ -150,40 +109,94 @@ pub(super) async fn probe_command(
             _ => break,
         }
     }
-    let mut output = String::from_utf8_lossy(tail.bytes()).into_owned();
+    let output = String::from_utf8_lossy(tail.bytes()).into_owned();
+    verdict(status, output, timeout)
+}
+
+/// Starts `/bin/sh -c command` in a process group of its own (and in
+/// `cgroup`), its stdout and stderr on one pipe whose read end it returns;
+/// else why not.
+fn spawn_probe(
+    command: &str,
+    cwd: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    cgroup: Option<&crate::probe_cgroup::ProbeCgroup>,
+) -> Result<(tokio::process::Child, std::io::PipeReader), String> {
+    // One pipe for stdout and stderr: the output keeps its order, as in a
+    // terminal.
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let writer2 = writer
+        .try_clone()
+        .map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let mut cmd = tokio::process::Command::new(SHELL);
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.envs(env);
+    if let Some(fd) = cgroup.map(|c| c.procs_fd()) {
+        // SAFETY: the closure makes one write(2), which is
+        // async-signal-safe, and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || crate::probe_cgroup::enter(fd));
+        }
+    }
+    let spawned = cmd.spawn();
+    // Closes our copies of the pipe's write end: EOF once the probe's
+    // processes are gone.
+    drop(cmd);
+    let child = spawned.map_err(|e| {
+        let place = cwd
+            .map(|d| format!(" in {}", d.display()))
+            .unwrap_or_default();
+        format!("cannot run {SHELL}{place}: {e}")
+    })?;
+    Ok((child, reader))
+}
+
+/// Whether the probe passed, its output with a last line saying why it
+/// failed where the output cannot (a timeout, a signal), and its exit code.
+fn verdict(
+    status: Option<std::io::Result<std::process::ExitStatus>>,
+    mut output: String,
+    timeout: Duration,
+) -> (bool, String, Option<i32>) {
     let mut note = |line: String| {
         if !output.is_empty() && !output.ends_with('\n') {
             output.push('\n');
         }
         output.push_str(&line);
     };
-    match status {
+    let code = match status {
         None => {
             note(format!(
                 "timed out after {}s; the probe command was killed",
                 timeout.as_secs_f64()
             ));
-            (false, output, None)
+            None
         }
         Some(Err(e)) => {
             note(format!("cannot wait for the probe command: {e}"));
-            (false, output, None)
+            None
         }
         Some(Ok(status)) => {
             use std::os::unix::process::ExitStatusExt;
-            match (status.code(), status.signal()) {
-                (Some(code), _) => (code == 0, output, Some(code)),
-                (None, Some(sig)) => {
-                    note(format!(
-                        "the probe command was killed by signal {}",
-                        crate::text::signal_name(sig)
-                    ));
-                    (false, output, None)
-                }
-                _ => (false, output, None),
+            if let (None, Some(sig)) = (status.code(), status.signal()) {
+                note(format!(
+                    "the probe command was killed by signal {}",
+                    crate::text::signal_name(sig)
+                ));
             }
+            status.code()
         }
-    }
+    };
+    (code == Some(0), output, code)
 }
 
 /// Reads what is there; None at EOF or on an error. Pends forever when
