@@ -89,23 +89,36 @@ pub fn journalctl_args(query: &LogQuery, format: &str) -> Vec<String> {
     if query.follow {
         args.push("--follow".to_string());
     }
-    // Matches of different fields are ANDed, of the same field ORed; "+"
-    // ORs whole groups, so each group repeats the uid.
+    let matches = |field: &str, values: &[String]| -> Vec<String> {
+        values.iter().map(|v| format!("{field}={v}")).collect()
+    };
     let groups = [
-        ("SYSLOG_IDENTIFIER", &query.identifiers),
-        ("_SYSTEMD_USER_UNIT", &query.units),
+        matches("SYSLOG_IDENTIFIER", &query.identifiers),
+        matches("_SYSTEMD_USER_UNIT", &query.units),
     ];
-    let groups = groups.into_iter().filter(|(_, v)| !v.is_empty());
-    for (n, (field, values)) in groups.enumerate() {
+    push_groups(&mut args, query.uid, groups);
+    args
+}
+
+/// Appends journalctl matches that select any of `groups` (the empty ones
+/// left out), each only of `uid`'s lines: matches of different fields are
+/// ANDed, of the same field ORed, and "+" ORs whole groups, so each group
+/// repeats the uid.
+fn push_groups(
+    args: &mut Vec<String>,
+    uid: Option<u32>,
+    groups: impl IntoIterator<Item = Vec<String>>,
+) {
+    let groups = groups.into_iter().filter(|g| !g.is_empty());
+    for (n, group) in groups.enumerate() {
         if n > 0 {
             args.push("+".to_string());
         }
-        if let Some(uid) = query.uid {
+        if let Some(uid) = uid {
             args.push(format!("_UID={uid}"));
         }
-        args.extend(values.iter().map(|v| format!("{field}={v}")));
+        args.extend(group);
     }
-    args
 }
 
 /// Checks a journald cursor given back by a client before it becomes one
@@ -585,15 +598,7 @@ REFINE_EXIT_CODE,REFINE_EXIT_STATUS,REFINE_INVOCATION,REFINE_ENV_KEYS"
         units.iter().map(|u| format!("REFINE_UNIT={u}")).collect(),
         idents,
     ];
-    let mut first = true;
-    for group in groups.into_iter().filter(|g| !g.is_empty()) {
-        if !first {
-            args.push("+".to_string());
-        }
-        first = false;
-        args.push(format!("_UID={uid}"));
-        args.extend(group);
-    }
+    push_groups(&mut args, Some(uid), groups);
     args
 }
 
@@ -672,80 +677,12 @@ pub fn parse_history<'a>(
             .and_then(Timestamp::from_usec);
         let ident = field("SYSLOG_IDENTIFIER");
         if ident.as_deref() == Some(OWN_IDENTIFIER) {
-            let Some(unit) = field("REFINE_UNIT").filter(|u| units.contains(u)) else {
-                continue;
-            };
-            let h = out.entry(unit).or_default();
-            match field("REFINE_EVENT").as_deref() {
-                // By time, not by the order of the output: the latest start
-                // (a restart) wins, and a forget counts only after it.
-                Some("start") if h.start.is_none() || at >= h.start_at => {
-                    h.start = field("REFINE_RECORD").and_then(|r| serde_json::from_str(&r).ok());
-                    h.start_at = at;
-                    h.env_keys = field("REFINE_ENV_KEYS")
-                        .unwrap_or_default()
-                        .split(',')
-                        .filter(|k| !k.is_empty())
-                        .map(String::from)
-                        .collect();
-                }
-                Some("forget") => h.forgotten_at = h.forgotten_at.max(at),
-                Some("exit") => {
-                    let status = field("REFINE_EXIT_STATUS").unwrap_or_default();
-                    let (code, signal) =
-                        exit_status(&field("REFINE_EXIT_CODE").unwrap_or_default(), &status);
-                    h.exits.push(JournalExit {
-                        result: field("REFINE_RESULT").unwrap_or_else(|| "unknown".into()),
-                        code,
-                        signal,
-                        at,
-                        invocation: field("REFINE_INVOCATION").filter(|i| !i.is_empty()),
-                    });
-                }
-                _ => {}
+            if let Some(unit) = field("REFINE_UNIT").filter(|u| units.contains(u)) {
+                fold_own_entry(out.entry(unit).or_default(), &field, at);
             }
-            continue;
-        }
-        if let Some(unit) = field("USER_UNIT").filter(|u| units.contains(u)) {
-            let h = out.entry(unit).or_default();
-            h.seen_by_manager = true;
-            let invocation = field("USER_INVOCATION_ID");
-            match field("MESSAGE_ID").as_deref() {
-                Some(MAIN_EXITED) if field("COMMAND").as_deref() == Some("ExecStart") => {
-                    let kind = field("EXIT_CODE").unwrap_or_default();
-                    let status = field("EXIT_STATUS").unwrap_or_default();
-                    let (code, signal) = exit_status(&kind, &status);
-                    // The hook's own entry for this invocation says more.
-                    if h.exits
-                        .iter()
-                        .any(|e| e.invocation.is_some() && e.invocation == invocation)
-                    {
-                        continue;
-                    }
-                    let result = match (kind.as_str(), code) {
-                        ("exited", Some(0)) => "success",
-                        ("exited", _) => "exit-code",
-                        ("dumped", _) => "core-dump",
-                        _ => "signal",
-                    };
-                    h.exits.push(JournalExit {
-                        result: result.into(),
-                        code,
-                        signal,
-                        at,
-                        invocation,
-                    });
-                }
-                Some(FAILED_WITH) => {
-                    if let (Some(inv), Some(result)) = (invocation, field("UNIT_RESULT")) {
-                        results.insert(inv, result);
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
-        if let Some(unit) = ident
+        } else if let Some(unit) = field("USER_UNIT").filter(|u| units.contains(u)) {
+            fold_manager_entry(out.entry(unit).or_default(), &field, at, &mut results);
+        } else if let Some(unit) = ident
             .map(|i| format!("{i}.service"))
             .filter(|u| units.contains(u))
         {
@@ -762,6 +699,89 @@ pub fn parse_history<'a>(
         }
     }
     out
+}
+
+/// Folds one of refine-proc's own entries (a start, an exit, a forget)
+/// into its unit's history; `field` reads the entry's fields.
+fn fold_own_entry(
+    h: &mut UnitHistory,
+    field: &dyn Fn(&str) -> Option<String>,
+    at: Option<Timestamp>,
+) {
+    match field("REFINE_EVENT").as_deref() {
+        // By time, not by the order of the output: the latest start
+        // (a restart) wins, and a forget counts only after it.
+        Some("start") if h.start.is_none() || at >= h.start_at => {
+            h.start = field("REFINE_RECORD").and_then(|r| serde_json::from_str(&r).ok());
+            h.start_at = at;
+            h.env_keys = field("REFINE_ENV_KEYS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        Some("forget") => h.forgotten_at = h.forgotten_at.max(at),
+        Some("exit") => {
+            let status = field("REFINE_EXIT_STATUS").unwrap_or_default();
+            let (code, signal) =
+                exit_status(&field("REFINE_EXIT_CODE").unwrap_or_default(), &status);
+            h.exits.push(JournalExit {
+                result: field("REFINE_RESULT").unwrap_or_else(|| "unknown".into()),
+                code,
+                signal,
+                at,
+                invocation: field("REFINE_INVOCATION").filter(|i| !i.is_empty()),
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Folds one of the user manager's entries about a unit (its main process
+/// exited, it failed with a result) into the unit's history; the results
+/// go to `results` by invocation.
+fn fold_manager_entry(
+    h: &mut UnitHistory,
+    field: &dyn Fn(&str) -> Option<String>,
+    at: Option<Timestamp>,
+    results: &mut std::collections::HashMap<String, String>,
+) {
+    h.seen_by_manager = true;
+    let invocation = field("USER_INVOCATION_ID");
+    match field("MESSAGE_ID").as_deref() {
+        Some(MAIN_EXITED) if field("COMMAND").as_deref() == Some("ExecStart") => {
+            let kind = field("EXIT_CODE").unwrap_or_default();
+            let status = field("EXIT_STATUS").unwrap_or_default();
+            let (code, signal) = exit_status(&kind, &status);
+            // The hook's own entry for this invocation says more.
+            if h.exits
+                .iter()
+                .any(|e| e.invocation.is_some() && e.invocation == invocation)
+            {
+                return;
+            }
+            let result = match (kind.as_str(), code) {
+                ("exited", Some(0)) => "success",
+                ("exited", _) => "exit-code",
+                ("dumped", _) => "core-dump",
+                _ => "signal",
+            };
+            h.exits.push(JournalExit {
+                result: result.into(),
+                code,
+                signal,
+                at,
+                invocation,
+            });
+        }
+        Some(FAILED_WITH) => {
+            if let (Some(inv), Some(result)) = (invocation, field("UNIT_RESULT")) {
+                results.insert(inv, result);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// (code, signal) from systemd's EXIT_CODE (exited, killed, dumped) and
