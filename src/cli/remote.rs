@@ -240,21 +240,7 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
             (Response::Record(Box::new(parse(&r)?)), r.warnings)
         }
         Request::List(filter) => {
-            let mut query = vec![format!("all={}", filter.all)];
-            let pairs = [
-                ("owner", filter.owner.map(|o| o.to_string())),
-                ("workflow", filter.workflow),
-                ("session", filter.session),
-                ("gap", filter.gap),
-                ("state", filter.state.map(|s| s.to_string())),
-            ];
-            for (k, v) in pairs {
-                if let Some(v) = v {
-                    query.push(format!("{k}={}", segment(&v)));
-                }
-            }
-            let path = format!("/api/v1/processes?{}", query.join("&"));
-            let r = call(socket, Method::GET, &path, None).await?;
+            let r = call(socket, Method::GET, &list_path(filter), None).await?;
             (Response::Listed(parse(&r)?), r.warnings)
         }
         Request::Status { id } => {
@@ -325,6 +311,24 @@ pub async fn handle(socket: &Path, request: Request) -> Result<Answer> {
         }
     };
     Ok(Answer { response, warnings })
+}
+
+/// The API's path and query that list what `filter` selects.
+fn list_path(filter: refine_proc::ListFilter) -> String {
+    let mut query = vec![format!("all={}", filter.all)];
+    let pairs = [
+        ("owner", filter.owner.map(|o| o.to_string())),
+        ("workflow", filter.workflow),
+        ("session", filter.session),
+        ("gap", filter.gap),
+        ("state", filter.state.map(|s| s.to_string())),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", segment(&v)));
+        }
+    }
+    format!("/api/v1/processes?{}", query.join("&"))
 }
 
 /// A selection of ids only (no group).
