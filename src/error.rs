@@ -58,6 +58,11 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    /// The message as written, where it names inputs ([`Error::naming`]):
+    /// [`Error::worded`] renders it again with each surface's names.
+    pub message_pieces: Option<Vec<Piece>>,
+    /// The same for the hint ([`Error::hint_naming`]).
+    pub hint_pieces: Option<Vec<Piece>>,
     /// The input the error is about, if one is: surfaces name it their
     /// own way (the CLI its flag, the API its JSON field), while `hint`
     /// keeps the CLI's wording (its stderr text is a contract).
@@ -71,6 +76,12 @@ pub enum Field {
     Command,
     Cwd,
     Label,
+    Details,
+    Workflow,
+    Gap,
+    Session,
+    Mode,
+    Runner,
     Env,
     CpuWeight,
     Ready,
@@ -105,6 +116,12 @@ impl Field {
             Field::Command => "--",
             Field::Cwd => "--cwd",
             Field::Label => "--label",
+            Field::Details => "--details",
+            Field::Workflow => "--workflow",
+            Field::Gap => "--gap",
+            Field::Session => "--session",
+            Field::Mode => "--mode",
+            Field::Runner => "--runner",
             Field::Env => "--env",
             Field::CpuWeight => "--cpu-weight",
             Field::Ready => "--ready",
@@ -140,6 +157,12 @@ impl Field {
             Field::Command => "command",
             Field::Cwd => "cwd",
             Field::Label => "label",
+            Field::Details => "details",
+            Field::Workflow => "workflow",
+            Field::Gap => "gap",
+            Field::Session => "session",
+            Field::Mode => "mode",
+            Field::Runner => "runner",
             Field::Env => "env",
             Field::CpuWeight => "cpu_weight",
             Field::Ready => "ready",
@@ -169,6 +192,43 @@ impl Field {
     }
 }
 
+/// A piece of a message or hint: text, or an input that each surface
+/// names its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Input(Field),
+}
+
+impl From<&str> for Piece {
+    fn from(text: &str) -> Self {
+        Piece::Text(text.into())
+    }
+}
+
+impl From<String> for Piece {
+    fn from(text: String) -> Self {
+        Piece::Text(text)
+    }
+}
+
+impl From<Field> for Piece {
+    fn from(field: Field) -> Self {
+        Piece::Input(field)
+    }
+}
+
+/// The text `pieces` make with inputs named by `name_of`.
+fn render(pieces: &[Piece], name_of: fn(Field) -> &'static str) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.as_str(),
+            Piece::Input(f) => name_of(*f),
+        })
+        .collect()
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -177,8 +237,19 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            message_pieces: None,
+            hint_pieces: None,
             field: None,
         }
+    }
+
+    /// An error whose message names inputs: it reads as the CLI words it
+    /// (flags), and [`Error::worded`] names them as another surface does.
+    pub fn naming(kind: ErrorKind, pieces: impl IntoIterator<Item = Piece>) -> Self {
+        let pieces: Vec<Piece> = pieces.into_iter().collect();
+        let mut e = Self::new(kind, render(&pieces, Field::flag));
+        e.message_pieces = Some(pieces);
+        e
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -204,6 +275,18 @@ impl Error {
     /// Adds the fix to the error.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self.hint_pieces = None;
+        self
+    }
+
+    /// Adds a fix that names inputs: `hint` reads as the CLI words it
+    /// (flags), and [`Error::worded`] names them as another surface does
+    /// (`["lower ".into(), Field::HealthTimeout.into()]`: "lower
+    /// --health-timeout", "lower health_timeout").
+    pub fn hint_naming(mut self, pieces: impl IntoIterator<Item = Piece>) -> Self {
+        let pieces: Vec<Piece> = pieces.into_iter().collect();
+        self.hint = Some(render(&pieces, Field::flag));
+        self.hint_pieces = Some(pieces);
         self
     }
 
@@ -219,8 +302,21 @@ impl Error {
 
     /// The message as a surface shows it: prefixed with the input's name
     /// (`name_of` its field: [`Field::flag`], [`Field::json_field`])
-    /// unless the message names that input already.
+    /// unless the message names that input already; a message or hint
+    /// that names inputs ([`Error::naming`]) names them so too.
     pub fn worded(mut self, name_of: fn(Field) -> &'static str) -> Error {
+        // Only text still as the pieces wrote it: context a caller added
+        // later (`e.message = format!(...)`) is kept.
+        if let Some(pieces) = &self.message_pieces {
+            if self.message == render(pieces, Field::flag) {
+                self.message = render(pieces, name_of);
+            }
+        }
+        if let Some(pieces) = &self.hint_pieces {
+            if self.hint.as_deref() == Some(&render(pieces, Field::flag)) {
+                self.hint = Some(render(pieces, name_of));
+            }
+        }
         if let Some(field) = self.field {
             let name = name_of(field);
             if field != Field::Command && !self.message.contains(name) {
@@ -242,3 +338,52 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_naming_inputs_reads_as_each_surface_names_them() {
+        let e = Error::naming(
+            ErrorKind::Invalid,
+            [Field::HealthCmd.into(), " is empty".into()],
+        )
+        .about(Field::HealthCmd);
+        assert_eq!(e.message, "--health-cmd is empty");
+        assert_eq!(e.clone().worded(Field::flag).message, e.message);
+        // It names its input: no prefix.
+        assert_eq!(e.worded(Field::json_field).message, "health_cmd is empty");
+    }
+
+    #[test]
+    fn a_hint_naming_inputs_reads_as_each_surface_names_them() {
+        let e = Error::invalid("too long").hint_naming([
+            "lower ".into(),
+            Field::HealthTimeout.into(),
+            " or raise ".into(),
+            Field::HealthInterval.into(),
+        ]);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("lower --health-timeout or raise --health-interval")
+        );
+        let cli = e.clone().worded(Field::flag);
+        assert_eq!(cli.hint, e.hint);
+        let api = e.clone().worded(Field::json_field);
+        assert_eq!(
+            api.hint.as_deref(),
+            Some("lower health_timeout or raise health_interval")
+        );
+        // Text changed later is kept as it is.
+        let mut later = e.clone();
+        later.hint = Some("ask a person".into());
+        assert_eq!(
+            later.worded(Field::json_field).hint.as_deref(),
+            Some("ask a person")
+        );
+        // A plain hint set later replaces it, pieces and all.
+        let plain = e.hint("ask a person").worded(Field::json_field);
+        assert_eq!(plain.hint.as_deref(), Some("ask a person"));
+    }
+}
