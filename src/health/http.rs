@@ -44,10 +44,14 @@ impl HttpTarget {
 }
 
 fn bad_url(url: &str, why: &str) -> Error {
-    Error::invalid(format!(
-        "invalid --health-http URL {:?}: {why}",
-        escape(url)
-    ))
+    Error::naming(
+        crate::error::ErrorKind::Invalid,
+        [
+            "invalid ".into(),
+            crate::error::Field::HealthHttp.into(),
+            format!(" URL {:?}: {why}", escape(url)).into(),
+        ],
+    )
     .hint("use http[s]://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8080/health")
 }
 

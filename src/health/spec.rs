@@ -1,7 +1,7 @@
 //! What a health check is: its kind, its timings and what to do when it fails,
 //! all checked before anything runs.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Field, Result};
 use crate::text::escape;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -105,10 +105,15 @@ impl FromStr for OnUnhealthy {
             "restart" => Ok(OnUnhealthy::Restart),
             "stop" => Ok(OnUnhealthy::Stop),
             "none" => Ok(OnUnhealthy::None),
-            _ => Err(
-                Error::invalid(format!("unknown --on-unhealthy action {:?}", escape(s)))
-                    .hint("use one of: restart, stop, none"),
-            ),
+            _ => Err(Error::naming(
+                ErrorKind::Invalid,
+                [
+                    "unknown ".into(),
+                    Field::OnUnhealthy.into(),
+                    format!(" action {:?}", escape(s)).into(),
+                ],
+            )
+            .hint("use one of: restart, stop, none")),
         }
     }
 }
@@ -150,32 +155,47 @@ impl HealthSpec {
                 parse_tcp_address(address)?;
             }
         }
-        let period = |flag: &str, v: u64, min: u64| {
+        let period = |field: Field, v: u64, min: u64| {
             if v < min || v > MAX_PERIOD_SEC {
-                Err(
-                    Error::invalid(format!("{flag} {v}s is out of range")).hint(format!(
-                        "use {min}s to {MAX_PERIOD_SEC}s (one day), e.g. 10s or 1min"
-                    )),
+                Err(Error::naming(
+                    ErrorKind::Invalid,
+                    [field.into(), format!(" {v}s is out of range").into()],
                 )
+                .hint(format!(
+                    "use {min}s to {MAX_PERIOD_SEC}s (one day), e.g. 10s or 1min"
+                )))
             } else {
                 Ok(())
             }
         };
-        period("--health-interval", self.interval_sec, 1)?;
-        period("--health-timeout", self.timeout_sec, 1)?;
-        period("--health-start-period", self.start_period_sec, 0)?;
+        period(Field::HealthInterval, self.interval_sec, 1)?;
+        period(Field::HealthTimeout, self.timeout_sec, 1)?;
+        period(Field::HealthStartPeriod, self.start_period_sec, 0)?;
         if self.timeout_sec > self.interval_sec {
-            return Err(Error::invalid(format!(
-                "--health-timeout {}s is longer than --health-interval {}s",
-                self.timeout_sec, self.interval_sec
-            ))
-            .hint("a probe must end before the next one starts: lower --health-timeout or raise --health-interval"));
+            return Err(Error::naming(
+                ErrorKind::Invalid,
+                [
+                    Field::HealthTimeout.into(),
+                    format!(" {}s is longer than ", self.timeout_sec).into(),
+                    Field::HealthInterval.into(),
+                    format!(" {}s", self.interval_sec).into(),
+                ],
+            )
+            .hint_naming([
+                "a probe must end before the next one starts: lower ".into(),
+                Field::HealthTimeout.into(),
+                " or raise ".into(),
+                Field::HealthInterval.into(),
+            ]));
         }
         if self.retries == 0 || self.retries > MAX_RETRIES {
-            return Err(Error::invalid(format!(
-                "--health-retries {} is out of range",
-                self.retries
-            ))
+            return Err(Error::naming(
+                ErrorKind::Invalid,
+                [
+                    Field::HealthRetries.into(),
+                    format!(" {} is out of range", self.retries).into(),
+                ],
+            )
             .hint(format!(
                 "use 1 to {MAX_RETRIES}: the failures in a row before the process is unhealthy"
             )));
@@ -185,19 +205,35 @@ impl HealthSpec {
 }
 
 fn check_command(command: &str) -> Result<()> {
+    let cmd = Field::HealthCmd;
     if command.trim().is_empty() {
-        return Err(Error::invalid("--health-cmd is empty")
-            .hint("give a shell command that exits 0 when the process is healthy, e.g. --health-cmd 'curl -fsS localhost:8080/health'"));
+        return Err(
+            Error::naming(ErrorKind::Invalid, [cmd.into(), " is empty".into()]).hint_naming([
+                "give a shell command that exits 0 when the process is healthy, e.g. ".into(),
+                cmd.into(),
+                " 'curl -fsS localhost:8080/health'".into(),
+            ]),
+        );
     }
     if command.len() > MAX_HEALTH_COMMAND {
-        return Err(Error::invalid(format!(
-            "--health-cmd is {} bytes, more than the {MAX_HEALTH_COMMAND} accepted",
-            command.len()
-        ))
+        return Err(Error::naming(
+            ErrorKind::Invalid,
+            [
+                cmd.into(),
+                format!(
+                    " is {} bytes, more than the {MAX_HEALTH_COMMAND} accepted",
+                    command.len()
+                )
+                .into(),
+            ],
+        )
         .hint("put the check in a script and pass its path"));
     }
     if command.contains('\0') {
-        return Err(Error::invalid("--health-cmd contains a NUL byte"));
+        return Err(Error::naming(
+            ErrorKind::Invalid,
+            [cmd.into(), " contains a NUL byte".into()],
+        ));
     }
     Ok(())
 }

@@ -10,10 +10,15 @@ use super::*;
 /// `HOST:PORT` into a lookup address; the port is required.
 pub(super) fn parse_tcp_address(address: &str) -> Result<String> {
     let bad = |why: &str| {
-        Error::invalid(format!(
-            "invalid --health-tcp address {:?}: {why}",
-            escape(&address.chars().take(200).collect::<String>())
-        ))
+        let shown = escape(&address.chars().take(200).collect::<String>());
+        Error::naming(
+            crate::error::ErrorKind::Invalid,
+            [
+                "invalid ".into(),
+                crate::error::Field::HealthTcp.into(),
+                format!(" address {shown:?}: {why}").into(),
+            ],
+        )
         .hint("use HOST:PORT, e.g. 127.0.0.1:5432, localhost:6379 or [::1]:8080")
     };
     if address.len() > MAX_ADDRESS {

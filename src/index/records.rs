@@ -1,7 +1,7 @@
 //! Records: one JSON file each under `records/`, checked when read (its id,
 //! its unit, its schema) and quarantined when unreadable.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Field, Result};
 use crate::model::{is_id_like, Record, RECORD_SCHEMA};
 use std::fs::{self};
 use std::io::ErrorKind as IoKind;
@@ -67,7 +67,13 @@ impl Index {
             "the record would be {} bytes, more than the {MAX_RECORD_BYTES} the index keeps per record",
             json.len()
         ))
-        .hint("shorten the command, its environment (--env) or --details; pass long data in a file"))
+        .hint_naming([
+            "shorten the command, its environment (".into(),
+            Field::Env.into(),
+            ") or ".into(),
+            Field::Details.into(),
+            "; pass long data in a file".into(),
+        ]))
     }
 
     fn encode(record: &Record) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Field, Result};
 
 /// Version of the record format written by this build.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -359,16 +359,27 @@ impl LimitChange {
     /// limit, and every value in the range systemd accepts.
     pub fn validate(&self) -> Result<()> {
         if self.is_empty() {
-            return Err(Error::invalid("no limit to change").hint(
-                "give at least one of --memory-max, --memory-high, --cpu-quota, \
-                 --cpu-weight, --tasks-max (a value or `infinity`)",
-            ));
+            return Err(Error::invalid("no limit to change").hint_naming([
+                "give at least one of ".into(),
+                Field::MemoryMax.into(),
+                ", ".into(),
+                Field::MemoryHigh.into(),
+                ", ".into(),
+                Field::CpuQuota.into(),
+                ", ".into(),
+                Field::CpuWeight.into(),
+                ", ".into(),
+                Field::TasksMax.into(),
+                " (a value or `infinity`)".into(),
+            ]));
         }
         let check =
-            |flag: &str, v: Option<LimitValue>, range: std::ops::RangeInclusive<u64>| match v {
-                Some(LimitValue::Value(n)) if !range.contains(&n) => Err(Error::invalid(format!(
-                    "{flag} {n} is out of range"
-                ))
+            |field: Field, v: Option<LimitValue>, range: std::ops::RangeInclusive<u64>| match v {
+                Some(LimitValue::Value(n)) if !range.contains(&n) => Err(Error::naming(
+                    crate::error::ErrorKind::Invalid,
+                    [field.into(), format!(" {n} is out of range").into()],
+                )
+                .about(field)
                 .hint(format!(
                     "use {} to {}, or infinity for no limit",
                     range.start(),
@@ -376,15 +387,15 @@ impl LimitChange {
                 ))),
                 _ => Ok(()),
             };
-        check("--memory-max", self.memory_max, 1..=u64::MAX - 1)?;
-        check("--memory-high", self.memory_high, 1..=u64::MAX - 1)?;
+        check(Field::MemoryMax, self.memory_max, 1..=u64::MAX - 1)?;
+        check(Field::MemoryHigh, self.memory_high, 1..=u64::MAX - 1)?;
         check(
-            "--cpu-quota",
+            Field::CpuQuota,
             self.cpu_quota_percent,
             1..=MAX_CPU_QUOTA_PERCENT,
         )?;
-        check("--cpu-weight", self.cpu_weight, CPU_WEIGHT_RANGE)?;
-        check("--tasks-max", self.tasks_max, 1..=u64::MAX - 1)?;
+        check(Field::CpuWeight, self.cpu_weight, CPU_WEIGHT_RANGE)?;
+        check(Field::TasksMax, self.tasks_max, 1..=u64::MAX - 1)?;
         Ok(())
     }
 
@@ -465,11 +476,16 @@ impl std::str::FromStr for Readiness {
         match s {
             "notify" => Ok(Readiness::Notify),
             "health" => Ok(Readiness::Health),
-            _ => Err(Error::invalid(format!(
-                "unknown readiness {:?}",
-                crate::text::escape(s)
-            ))
-            .hint("use --ready notify (the process sends READY=1) or --ready health (its health check passes)")),
+            _ => Err(
+                Error::invalid(format!("unknown readiness {:?}", crate::text::escape(s)))
+                    .hint_naming([
+                        "use ".into(),
+                        Field::Ready.into(),
+                        " notify (the process sends READY=1) or ".into(),
+                        Field::Ready.into(),
+                        " health (its health check passes)".into(),
+                    ]),
+            ),
         }
     }
 }

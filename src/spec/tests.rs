@@ -39,6 +39,43 @@ fn a_validation_error_names_its_input_for_every_surface() {
     assert_eq!(e.field, Some(Field::Command), "{e}");
 }
 
+#[test]
+fn messages_and_hints_that_name_inputs_read_as_each_surface_names_them() {
+    let mut s = spec(&["true"]);
+    s.restart_timing.delay_sec = Some(5);
+    let e = s.validate().unwrap_err();
+    // The CLI's words stay as they were.
+    assert_eq!(
+        e.message,
+        "--restart-delay, --restart-max-delay and --restart-limit need a restart policy"
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("add --restart on-failure (or always), or --on-unhealthy restart with a health check")
+    );
+    let api = e.worded(Field::json_field);
+    assert_eq!(
+        api.message,
+        "restart_delay, restart_max_delay and restart_limit need a restart policy"
+    );
+    assert_eq!(
+        api.hint.as_deref(),
+        Some("add restart on-failure (or always), or on_unhealthy restart with a health check")
+    );
+    let mut s = spec(&["true"]);
+    s.metadata.workflow = Some("w\0".into());
+    let e = s.validate().unwrap_err();
+    assert_eq!(e.message, "--workflow contains a NUL byte");
+    assert_eq!(
+        e.worded(Field::json_field).message,
+        "workflow contains a NUL byte"
+    );
+    let mut s = spec(&["true"]);
+    s.limits.memory_max = Some(0);
+    let e = s.validate().unwrap_err().worded(Field::json_field);
+    assert_eq!(e.message, "memory_max 0 is out of range");
+}
+
 fn spec(cmd: &[&str]) -> RunSpec {
     RunSpec {
         command: cmd.iter().map(|s| s.to_string()).collect(),

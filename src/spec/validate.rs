@@ -1,7 +1,7 @@
 //! Validation of a run: every input checked, and the program resolved against
 //! the caller's cwd and PATH, before anything touches systemd.
 
-use crate::error::{Error, Field, Result};
+use crate::error::{Error, ErrorKind, Field, Result};
 use crate::model::{Limits, Metadata, Owner, RestartPolicy};
 use crate::text::escape;
 use std::ffi::OsStr;
@@ -44,7 +44,7 @@ impl RunSpec {
             Some(dir) => dir,
             None => env.cwd.clone().ok_or_else(|| {
                 Error::invalid("cannot tell the caller's current directory")
-                    .hint("pass --cwd DIR")
+                    .hint_naming(["pass ".into(), Field::Cwd.into(), " DIR".into()])
                     .about(Field::Cwd)
             })?,
         };
@@ -56,7 +56,7 @@ impl RunSpec {
                     "working directory {} does not exist or is not a directory",
                     escape(&cwd.display().to_string())
                 ))
-                .hint("pass an existing directory to --cwd")
+                .hint_naming(["pass an existing directory to ".into(), Field::Cwd.into()])
                 .about(Field::Cwd))
             }
         };
@@ -73,7 +73,7 @@ impl RunSpec {
         check_identity(&label, self.details.as_deref(), &self.metadata)?;
         for (k, v) in &self.environment {
             check_env_name(k)?;
-            check_text("--env value", v, MAX_ENV_VALUE)?;
+            check_text(Field::Env, " value", v, MAX_ENV_VALUE)?;
         }
         check_limits(&self.limits)?;
         if let Some(h) = &self.health {
@@ -85,9 +85,22 @@ impl RunSpec {
             .is_some_and(|r| r.on == crate::model::Readiness::Health)
             && self.health.is_none()
         {
-            return Err(Error::invalid("--ready health needs a health check")
-                .hint("add --health-cmd, --health-http or --health-tcp, or use --ready notify")
-                .about(Field::Ready));
+            return Err(Error::naming(
+                ErrorKind::Invalid,
+                [Field::Ready.into(), " health needs a health check".into()],
+            )
+            .hint_naming([
+                "add ".into(),
+                Field::HealthCmd.into(),
+                ", ".into(),
+                Field::HealthHttp.into(),
+                " or ".into(),
+                Field::HealthTcp.into(),
+                ", or use ".into(),
+                Field::Ready.into(),
+                " notify".into(),
+            ])
+            .about(Field::Ready));
         }
         let mut restart_timing = self.restart_timing;
         // The daemon's restarts of an unhealthy process follow the timing.
@@ -135,47 +148,54 @@ fn check_identity(label: &str, details: Option<&str>, m: &Metadata) -> Result<()
 }
 
 pub(super) fn check_label(label: &str) -> Result<()> {
-    check_text("--label", label, MAX_TEXT)?;
+    check_text(Field::Label, "", label, MAX_TEXT)?;
     if label.trim().is_empty() {
-        return Err(Error::invalid("--label is empty")
-            .hint("give a short name for the process")
-            .about(Field::Label));
+        return Err(Error::naming(
+            ErrorKind::Invalid,
+            [Field::Label.into(), " is empty".into()],
+        )
+        .hint("give a short name for the process")
+        .about(Field::Label));
     }
     Ok(())
 }
 
 pub(super) fn check_about(details: Option<&str>, m: &Metadata) -> Result<()> {
     if let Some(d) = details {
-        check_text("--details", d, MAX_DETAILS)?;
+        check_text(Field::Details, "", d, MAX_DETAILS)?;
     }
-    for (flag, value) in [
-        ("--workflow", &m.workflow),
-        ("--gap", &m.gap),
-        ("--session", &m.session),
-        ("--mode", &m.mode),
-        ("--runner", &m.runner),
+    for (field, value) in [
+        (Field::Workflow, &m.workflow),
+        (Field::Gap, &m.gap),
+        (Field::Session, &m.session),
+        (Field::Mode, &m.mode),
+        (Field::Runner, &m.runner),
     ] {
         if let Some(v) = value {
-            check_text(flag, v, MAX_TEXT)?;
+            check_text(field, "", v, MAX_TEXT)?;
         }
     }
     for (k, v) in &m.extra {
-        check_text("--meta key", k, 256)?;
-        check_text("--meta value", v, MAX_TEXT)?;
+        check_text(Field::Meta, " key", k, 256)?;
+        check_text(Field::Meta, " value", v, MAX_TEXT)?;
     }
     Ok(())
 }
 
-fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
+/// Checks the text of `field` (`part` names a part of it: " key", " value").
+fn check_text(field: Field, part: &str, value: &str, max: usize) -> Result<()> {
+    let named = |rest: String| {
+        Error::naming(ErrorKind::Invalid, [field.into(), part.into(), rest.into()]).about(field)
+    };
     if value.len() > max {
-        return Err(Error::invalid(format!(
-            "{flag} is {} bytes, more than the {max} accepted",
+        return Err(named(format!(
+            " is {} bytes, more than the {max} accepted",
             value.len()
         ))
         .hint("shorten it; put long text in a file and pass its path"));
     }
     if value.contains('\0') {
-        return Err(Error::invalid(format!("{flag} contains a NUL byte")));
+        return Err(named(" contains a NUL byte".into()));
     }
     Ok(())
 }
@@ -183,30 +203,34 @@ fn check_text(flag: &str, value: &str, max: usize) -> Result<()> {
 /// Limits a library caller may have filled in by hand get the checks the
 /// CLI's parsers make.
 fn check_limits(l: &Limits) -> Result<()> {
-    let out_of_range =
-        |flag: &str, v: u64| Err(Error::invalid(format!("{flag} {v} is out of range")));
+    let out_of_range = |field: Field, v: u64| {
+        Err(Error::naming(
+            ErrorKind::Invalid,
+            [field.into(), format!(" {v} is out of range").into()],
+        )
+        .about(field))
+    };
     if let Some(w) = l
         .cpu_weight
         .filter(|w| !crate::model::CPU_WEIGHT_RANGE.contains(w))
     {
-        return out_of_range("--cpu-weight", w)
-            .map_err(|e: Error| e.hint("use 1 to 10000").about(Field::CpuWeight));
+        return out_of_range(Field::CpuWeight, w).map_err(|e: Error| e.hint("use 1 to 10000"));
     }
     if let Some(p) = l
         .cpu_quota_percent
         .filter(|p| !(1..=crate::model::MAX_CPU_QUOTA_PERCENT).contains(p))
     {
-        return out_of_range("--cpu-quota", p);
+        return out_of_range(Field::CpuQuota, p);
     }
-    for (flag, v) in [
-        ("--memory-max", l.memory_max),
-        ("--memory-high", l.memory_high),
-        ("--tasks-max", l.tasks_max),
-        ("--runtime-max", l.runtime_max_sec),
-        ("--timeout-stop", l.timeout_stop_sec),
+    for (field, v) in [
+        (Field::MemoryMax, l.memory_max),
+        (Field::MemoryHigh, l.memory_high),
+        (Field::TasksMax, l.tasks_max),
+        (Field::RuntimeMax, l.runtime_max_sec),
+        (Field::TimeoutStop, l.timeout_stop_sec),
     ] {
         if let Some(v) = v.filter(|v| *v == 0 || *v == u64::MAX) {
-            return out_of_range(flag, v);
+            return out_of_range(field, v);
         }
     }
     Ok(())
@@ -246,7 +270,11 @@ fn check_env_name(name: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "environment variable {name} is reserved: refine-proc sets REFINE_* itself"
         ))
-        .hint("use --meta KEY=VALUE for extra metadata")
+        .hint_naming([
+            "use ".into(),
+            Field::Meta.into(),
+            " KEY=VALUE for extra metadata".into(),
+        ])
         .about(Field::Env));
     }
     Ok(())
@@ -362,10 +390,24 @@ fn check_restart(
         || t.limit_burst.is_some()
         || t.limit_interval_sec.is_some();
     if given && policy == RestartPolicy::No && !unhealthy_restarts {
-        return Err(Error::invalid(
-            "--restart-delay, --restart-max-delay and --restart-limit need a restart policy",
+        return Err(Error::naming(
+            ErrorKind::Invalid,
+            [
+                Field::RestartDelay.into(),
+                ", ".into(),
+                Field::RestartMaxDelay.into(),
+                " and ".into(),
+                Field::RestartLimit.into(),
+                " need a restart policy".into(),
+            ],
         )
-        .hint("add --restart on-failure (or always), or --on-unhealthy restart with a health check")
+        .hint_naming([
+            "add ".into(),
+            Field::Restart.into(),
+            " on-failure (or always), or ".into(),
+            Field::OnUnhealthy.into(),
+            " restart with a health check".into(),
+        ])
         .about(Field::Restart));
     }
     if t.max_delay_sec.is_some() && t.delay_sec.is_none() {
@@ -373,19 +415,38 @@ fn check_restart(
     }
     if let (Some(d), Some(m)) = (t.delay_sec, t.max_delay_sec) {
         if m < d {
-            return Err(Error::invalid(format!(
-                "--restart-max-delay ({m}s) is shorter than --restart-delay ({d}s)"
-            ))
-            .hint("the delays grow from --restart-delay up to --restart-max-delay")
+            return Err(Error::naming(
+                ErrorKind::Invalid,
+                [
+                    Field::RestartMaxDelay.into(),
+                    format!(" ({m}s) is shorter than ").into(),
+                    Field::RestartDelay.into(),
+                    format!(" ({d}s)").into(),
+                ],
+            )
+            .hint_naming([
+                "the delays grow from ".into(),
+                Field::RestartDelay.into(),
+                " up to ".into(),
+                Field::RestartMaxDelay.into(),
+            ])
             .about(Field::RestartMaxDelay));
         }
     }
     if t.limit_burst == Some(0) {
-        return Err(
-            Error::invalid("--restart-limit must allow at least 1 start")
-                .hint("e.g. --restart-limit 5/10min")
-                .about(Field::RestartLimit),
-        );
+        return Err(Error::naming(
+            ErrorKind::Invalid,
+            [
+                Field::RestartLimit.into(),
+                " must allow at least 1 start".into(),
+            ],
+        )
+        .hint_naming([
+            "e.g. ".into(),
+            Field::RestartLimit.into(),
+            " 5/10min".into(),
+        ])
+        .about(Field::RestartLimit));
     }
     Ok(())
 }
