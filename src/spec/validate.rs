@@ -40,26 +40,7 @@ impl RunSpec {
             ))
             .about(Field::Command));
         }
-        let cwd = match self.cwd {
-            Some(dir) => dir,
-            None => env.cwd.clone().ok_or_else(|| {
-                Error::invalid("cannot tell the caller's current directory")
-                    .hint_naming(["pass ".into(), Field::Cwd.into(), " DIR".into()])
-                    .about(Field::Cwd)
-            })?,
-        };
-        // systemd wants a normalized absolute path (no `..`).
-        let cwd = match std::fs::canonicalize(&cwd) {
-            Ok(dir) if dir.is_dir() => dir,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "working directory {} does not exist or is not a directory",
-                    escape(&cwd.display().to_string())
-                ))
-                .hint_naming(["pass an existing directory to ".into(), Field::Cwd.into()])
-                .about(Field::Cwd))
-            }
-        };
+        let cwd = resolve_cwd(self.cwd, env)?;
         let executable = resolve_executable(program, &cwd, env.path.as_deref())?;
         check_executable_format(&executable, &cwd, binfmt_misc_in_use())?;
 
@@ -128,6 +109,28 @@ impl RunSpec {
             health: self.health,
             pty,
         })
+    }
+}
+
+/// The working directory `cwd` names (else the caller's), as systemd wants
+/// it: normalized, absolute, an existing directory.
+fn resolve_cwd(cwd: Option<PathBuf>, env: &CallerEnv) -> Result<PathBuf> {
+    let cwd = match cwd {
+        Some(dir) => dir,
+        None => env.cwd.clone().ok_or_else(|| {
+            Error::invalid("cannot tell the caller's current directory")
+                .hint_naming(["pass ".into(), Field::Cwd.into(), " DIR".into()])
+                .about(Field::Cwd)
+        })?,
+    };
+    match std::fs::canonicalize(&cwd) {
+        Ok(dir) if dir.is_dir() => Ok(dir),
+        _ => Err(Error::invalid(format!(
+            "working directory {} does not exist or is not a directory",
+            escape(&cwd.display().to_string())
+        ))
+        .hint_naming(["pass an existing directory to ".into(), Field::Cwd.into()])
+        .about(Field::Cwd)),
     }
 }
 
