@@ -113,6 +113,35 @@ fn urls_addresses_and_commands_are_checked_with_a_fix() {
 }
 
 #[test]
+fn health_errors_name_their_inputs_as_each_surface_does() {
+    use crate::error::Field;
+    let mut s = cmd("true");
+    (s.interval_sec, s.timeout_sec) = (5, 10);
+    let e = s.validate().unwrap_err();
+    // The CLI's words stay as they were.
+    assert_eq!(
+        e.message,
+        "--health-timeout 10s is longer than --health-interval 5s"
+    );
+    let api = e.worded(Field::json_field);
+    assert_eq!(
+        api.message,
+        "health_timeout 10s is longer than health_interval 5s"
+    );
+    assert_eq!(
+        api.hint.as_deref(),
+        Some("a probe must end before the next one starts: lower health_timeout or raise health_interval")
+    );
+    let e = tcp("localhost").validate().unwrap_err();
+    assert!(e.message.starts_with("invalid --health-tcp address"), "{e}");
+    let api = e.worded(Field::json_field);
+    assert!(
+        api.message.starts_with("invalid health_tcp address"),
+        "{api}"
+    );
+}
+
+#[test]
 fn timings_are_checked() {
     let mut s = cmd("true");
     s.validate().unwrap();
