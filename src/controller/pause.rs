@@ -138,7 +138,7 @@ impl Controller {
             })?;
             self.emit(Event::new("paused").with("by", &tag).with("group", true));
         }
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         // Resuming one group leaves frozen what another pause in force
         // still holds: it passes to that pause (as if that one froze it).
         let others: Vec<GroupPause> = if pause || !group {
@@ -273,7 +273,7 @@ impl Controller {
     /// Stops a process for `pause --all` and marks it to be started again
     /// by the matching resume.
     pub(super) async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         if let Some(info) = systemd.service_info(&r.unit).await? {
             self.request_stop(&r.id, &info).await?;
             let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
@@ -378,13 +378,13 @@ impl Controller {
         record: Record,
         held: &GroupPause,
     ) -> Result<Record> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         if held.selector == "all" && held.stopped_owners.contains(&record.owner) {
             self.index
                 .update_pauses(|p| add_stopped(p, "all", &record.id))?;
             if let Some(info) = systemd.service_info(&record.unit).await? {
                 self.request_stop(&record.id, &info).await?;
-                systemd.stop(&record.unit).await?;
+                systemd.stop_within(&record.unit, Duration::ZERO).await?;
             }
             self.index
                 .update(&record.id, |r| r.paused_by = Some("all".into()))?;

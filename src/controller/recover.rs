@@ -11,7 +11,7 @@ impl Controller {
     /// metadata, limits, who asked); and every ended run the journal shows
     /// for this index, closed with the exit the journal holds (else `lost`).
     pub async fn recover(&self) -> Result<Recovery> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         let dir = self.index.dir().display().to_string();
         let (index_dir, journal_dir) = (dir.clone(), dir.clone());
         let mut units =
