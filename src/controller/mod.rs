@@ -14,6 +14,8 @@ mod recover;
 mod request;
 mod resurrect;
 mod run;
+#[cfg(test)]
+mod seam_tests;
 mod stop;
 mod types;
 
