@@ -105,6 +105,7 @@ fn info(active: &str, freezer: &str) -> ServiceInfo {
         },
         load_state: "loaded".into(),
         main_pid: (active == "active").then_some(4242),
+        invocation_id: Some("0123456789abcdef0123456789abcdef".into()),
         ..Default::default()
     }
 }
@@ -346,6 +347,59 @@ fn pause_all_persists_what_it_will_stop_and_freeze_before_acting() {
     pauses.active[0].frozen.push(C.into());
     settle_group_pause(&mut pauses, &job, &to_freeze, &[], &[], &[]);
     assert_eq!(strings(&pauses.active[0].frozen), vec![C]);
+}
+
+#[test]
+fn pause_all_freezes_agents_stops_background_work_and_keeps_helpers_running() {
+    let quality = unit_name(Owner::Quality, B);
+    let helper = unit_name(Owner::UserHelper, C);
+    let b = Bench::new(FakeManager::new());
+    let dir = b.controller.index.dir().to_path_buf();
+    // The exit hook records the end of the stopped run.
+    let b = b.swap(
+        FakeManager::new()
+            .unit(&unit(A), info("active", "running"))
+            .unit(&quality, info("active", "running"))
+            .unit(&helper, info("active", "running"))
+            .on_stop(move |_| {
+                let index = Index::open(dir.clone()).unwrap();
+                let ended = |r: &mut Record| {
+                    r.state = State::Stopped;
+                    r.ended_at = Some(Timestamp::now());
+                };
+                index.update(B, ended).unwrap();
+            }),
+    );
+    b.store(A, Owner::Agent, State::Running);
+    b.store(B, Owner::Quality, State::Running);
+    b.store(C, Owner::UserHelper, State::Running);
+    let all = Selection {
+        all: true,
+        ..Default::default()
+    };
+    let outcomes = run(b.controller.pause(&all)).unwrap();
+    assert_eq!(outcome_of(&outcomes, A), Outcome::Paused);
+    assert_eq!(outcome_of(&outcomes, B), Outcome::StoppedUntilResume);
+    assert_eq!(outcome_of(&outcomes, C), Outcome::KeepsRunning);
+    let mut effects = b.fake.effects();
+    effects.sort();
+    assert_eq!(
+        effects,
+        vec![format!("freeze {}", unit(A)), format!("stop {quality}")]
+    );
+    // Its resume needs what it stopped: noted in pauses.json and the record.
+    let pauses = b.controller.pauses().unwrap();
+    let group = pauses.get("all").expect("the pause is in force");
+    assert_eq!(
+        (strings(&group.stopped), strings(&group.frozen)),
+        (vec![B], vec![A])
+    );
+    let stopped = b.stored(B);
+    assert_eq!(stopped.paused_by.as_deref(), Some("all"));
+    assert!(
+        stopped.stop_requested_for.is_some(),
+        "its exit is a requested stop"
+    );
 }
 
 // Reconciliation.

@@ -31,8 +31,12 @@ struct Table {
     /// When set, every call fails as if the manager had gone.
     gone: bool,
     started_at: Option<Timestamp>,
+    /// Runs when a unit stops, as its exit hook (ExecStopPost=) would.
+    on_stop: Option<ExitHook>,
     calls: Vec<String>,
 }
+
+type ExitHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 impl FakeManager {
     pub fn new() -> FakeManager {
@@ -77,6 +81,13 @@ impl FakeManager {
     /// FreezeUnit/ThawUnit of `unit` fails with this message.
     pub fn freeze_fails(self, unit: &str, message: &str) -> FakeManager {
         self.table().failing.insert(unit.into(), message.into());
+        self
+    }
+
+    /// Runs `hook` with the unit's name when a unit stops, before the stop
+    /// job ends: what its exit hook records.
+    pub fn on_stop(self, hook: impl Fn(&str) + Send + Sync + 'static) -> FakeManager {
+        self.table().on_stop = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -274,13 +285,16 @@ impl UnitManager for FakeManager {
         unit: &'a str,
         _unit_timeout: Duration,
     ) -> BoxFuture<'a, Result<JobOutcome>> {
-        // A transient unit is collected once stopped.
+        // A transient unit is collected once stopped, after its exit hook.
         let done = self.call(format!("stop {unit}")).map(|mut t| {
-            let result = if t.units.remove(unit).is_some() {
-                "done"
-            } else {
-                "skipped"
-            };
+            let removed = t.units.remove(unit).is_some();
+            (removed, t.on_stop.clone())
+        });
+        let done = done.map(|(removed, hook)| {
+            if let Some(hook) = hook.filter(|_| removed) {
+                hook(unit);
+            }
+            let result = if removed { "done" } else { "skipped" };
             JobOutcome {
                 result: result.into(),
             }
