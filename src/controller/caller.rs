@@ -174,6 +174,7 @@ impl Controller {
             hook_program: self.hook_program.clone(),
             policy_path: self.policy_path.clone(),
             systemd: self.systemd.clone(),
+            units: self.units.clone(),
             caller,
             requester: OnceCell::new(),
         }
@@ -255,7 +256,7 @@ impl Controller {
                 .ok()
                 .and_then(|text| crate::provenance::managed_unit_in_cgroup(&text))
         };
-        let systemd = match self.systemd().await {
+        let systemd = match self.units().await {
             Ok(s) => s,
             // No manager to ask: /proc is all there is (and nothing can
             // be started or stopped without the manager anyway).
@@ -271,17 +272,7 @@ impl Controller {
     /// unit (a service's Environment=) or, for an adopted scope, from its
     /// record; what cannot be established is refused, never guessed.
     async fn managed_requester(&self, caller: ManagedCaller, who: Caller) -> Result<Requester> {
-        let systemd = self.systemd().await?;
-        let env: Vec<String> = match systemd.unit_path(&caller.unit).await? {
-            Some(path) if caller.unit.ends_with(".service") => systemd
-                .service_property(&[path], "Environment")
-                .await
-                .pop()
-                .flatten()
-                .and_then(|v| Vec::<String>::try_from(v).ok())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let env = self.units().await?.unit_environment(&caller.unit).await?;
         let from_env = |key: &str| {
             env.iter()
                 .find_map(|e| e.strip_prefix(key))

@@ -51,7 +51,7 @@ impl Controller {
         warnings: &mut Vec<String>,
     ) -> Result<(Record, Option<ServiceInfo>)> {
         let loaded = self.index.load(id)?;
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         let unit_hint = match &loaded {
             Loaded::Found(r) => r.unit.clone(),
             _ => self.find_live_unit(id).await?.unwrap_or_default(),
@@ -95,7 +95,7 @@ impl Controller {
     /// The unit of a record-less id, if one of ours is loaded.
     pub(super) async fn find_live_unit(&self, id: &str) -> Result<Option<String>> {
         let units = self
-            .systemd()
+            .units()
             .await?
             .list(&[
                 &format!("refine-*-{id}.service"),
@@ -163,7 +163,7 @@ impl Controller {
             _ => record,
         };
         with_group_pauses(&mut record, &self.index.pauses()?.0);
-        let info = self.systemd().await?.service_info(&record.unit).await?;
+        let info = self.units().await?.service_info(&record.unit).await?;
         let stored = record.state;
         refresh(&mut record, info.as_ref());
         self.close_lost(vec![(&mut record, stored)]).await;
@@ -186,19 +186,19 @@ impl Controller {
         if candidates.is_empty() {
             return;
         }
-        let Ok(systemd) = self.systemd().await else {
+        let Ok(systemd) = self.units().await else {
             return;
         };
         // The caller's view of systemd may be older than the record it read
         // (a `run` that started meanwhile): ask again, unit by unit.
         let loaded = futures_util::future::join_all(
-            candidates.iter().map(|(r, _)| systemd.unit_path(&r.unit)),
+            candidates.iter().map(|(r, _)| systemd.is_loaded(&r.unit)),
         )
         .await;
         let mut gone = Vec::new();
         for ((r, stored), loaded) in candidates.iter_mut().zip(loaded) {
             match loaded {
-                Ok(None) => gone.push((&mut **r, *stored)),
+                Ok(false) => gone.push((&mut **r, *stored)),
                 // Loaded after all, or unknown: not lost; the next look decides.
                 _ => r.state = *stored,
             }
@@ -384,7 +384,7 @@ impl Controller {
     /// loaded units are read, so the cost follows the number running, not
     /// the history.
     pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<Record>, Vec<String>)> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         let live: HashMap<String, ListedUnit> = systemd
             .list(&["refine-*.service", "refine-*.scope"])
             .await?
@@ -434,9 +434,9 @@ impl Controller {
         // in their environment (one property read each); units of other
         // indexes sharing the manager are not ours to show.
         let paths: Vec<_> = orphans.iter().map(|(_, u)| u.path.clone()).collect();
-        let environments = systemd.service_property(&paths, "Environment").await;
+        let environments = systemd.environments(&paths).await;
         for ((id, _), env) in orphans.iter().zip(environments) {
-            let env: Vec<String> = env.and_then(|v| v.try_into().ok()).unwrap_or_default();
+            let env = env.unwrap_or_default();
             let ours = format!("REFINE_PROC_STATE_DIR={}", self.index.dir().display());
             if env.contains(&ours) {
                 match self.load(id, &mut warnings).await {
@@ -470,9 +470,8 @@ impl Controller {
             .filter_map(|&i| live.get(&records[i].id).map(|u| u.path.clone()))
             .collect();
         if paths.len() == restartable.len() {
-            let pids = systemd.service_property(&paths, "MainPID").await;
+            let pids = systemd.main_pids(&paths).await;
             for (i, pid) in restartable.into_iter().zip(pids) {
-                let pid = pid.and_then(|v| u32::try_from(v).ok()).filter(|p| *p != 0);
                 records[i].pid = pid.or(records[i].pid);
             }
         }

@@ -14,6 +14,8 @@ mod recover;
 mod request;
 mod resurrect;
 mod run;
+#[cfg(test)]
+mod seam_tests;
 mod stop;
 mod types;
 
@@ -57,7 +59,9 @@ use crate::spec::{
     limit_properties, outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption,
     Launch, RunSpec, UnitContext,
 };
-use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, StartWait, Systemd, UnitState};
+use crate::systemd::{
+    JobOutcome, ListedUnit, ServiceInfo, StartWait, Systemd, UnitManager, UnitState,
+};
 use crate::text::escape;
 use crate::usage::{Cgroups, Usage};
 
@@ -102,6 +106,9 @@ pub struct Controller {
     /// A person's policy file (managed callers use their unit's).
     policy_path: Option<PathBuf>,
     systemd: Arc<OnceCell<Systemd>>,
+    /// What the pause engine, reconciliation, recover and the caller
+    /// lookup use instead of `systemd` (unit tests: an in-memory fake).
+    units: Option<Arc<dyn UnitManager>>,
     caller: Caller,
     requester: OnceCell<Requester>,
 }
@@ -117,6 +124,7 @@ impl Controller {
             hook_program: default_hook_program(),
             policy_path: crate::policy::default_path(),
             systemd: Arc::new(OnceCell::new()),
+            units: None,
             caller: Caller::this_process(),
             requester: OnceCell::new(),
         })
@@ -142,5 +150,21 @@ impl Controller {
 
     pub async fn systemd(&self) -> Result<&Systemd> {
         self.systemd.get_or_try_init(Systemd::connect).await
+    }
+
+    /// The manager as the engines see it, through the [`UnitManager`]
+    /// seam: the real one (connected on first use) unless a test gave one.
+    pub(crate) async fn units(&self) -> Result<&dyn UnitManager> {
+        match &self.units {
+            Some(units) => Ok(units.as_ref()),
+            None => Ok(self.systemd().await?),
+        }
+    }
+
+    /// Acts on `units` instead of the user manager (unit tests).
+    #[cfg(test)]
+    pub(crate) fn with_units(mut self, units: Arc<dyn UnitManager>) -> Self {
+        self.units = Some(units);
+        self
     }
 }

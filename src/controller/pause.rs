@@ -2,6 +2,7 @@
 //! `run`, and the queued runs they release.
 
 use super::*;
+use crate::policy::PauseAll;
 
 impl Controller {
     /// Pauses processes through the cgroup freezer (FreezeUnit), each one
@@ -23,228 +24,63 @@ impl Controller {
         target: &Selection,
         pause: bool,
     ) -> Result<Vec<ActionOutcome>> {
-        let action = if pause { "pause" } else { "resume" };
-        let tag = target.tag();
-        let group = target.ids.is_empty();
         let requester = self.requester().await?;
-        let plan = requester.policy.pause_all();
-        let mut records = Vec::new();
-        if group {
-            let filter = ListFilter {
-                owner: target.owner,
-                workflow: target.workflow.clone(),
-                session: target.session.clone(),
-                ..Default::default()
-            };
-            records = self.list(&filter).await?.0;
-            records.retain(|r| r.state != State::Queued);
-            if !pause {
-                // What this group's pause stopped has no unit to list.
-                let stopped = self.pauses()?.get(&tag).map(|p| p.stopped.clone());
-                for id in stopped.unwrap_or_default() {
-                    if let Loaded::Found(r) = self.index.load(&id)? {
-                        if !records.iter().any(|x| x.id == r.id) {
-                            let (mut r, info) = self.load(&r.id, &mut Vec::new()).await?;
-                            refresh(&mut r, info.as_ref());
-                            records.push(r);
-                        }
-                    }
-                }
-            }
-        } else {
-            for arg in &target.ids {
-                let id = self.resolve(arg)?;
-                let (mut r, info) = self.load(&id, &mut Vec::new()).await?;
-                refresh(&mut r, info.as_ref());
-                records.push(r);
-            }
-        }
-        if group {
-            self.authorize_group(action, target).await?;
-            let exempt = self.caller_and_ancestors().await?;
-            records.retain(|r| !exempt.contains(&r.id));
-        } else if pause {
-            let exempt = self.caller_and_ancestors().await?;
-            if let Some(r) = records.iter().find(|r| exempt.contains(&r.id)) {
-                return Err(Error::refused(format!(
-                    "{} is the process asking, or one that launched it: pausing it would freeze the caller",
-                    r.id
-                )));
-            }
-        }
-        let treatment = |r: &Record| {
-            if target.all && pause {
-                plan.treatment(r.owner)
-            } else {
-                PauseTreatment::Freeze
-            }
+        let job = PauseJob {
+            pause,
+            tag: target.tag(),
+            group: target.ids.is_empty(),
+            all: target.all,
+            plan: requester.policy.pause_all(),
         };
-        // All allowed, or nothing changes.
-        for r in records
-            .iter()
-            .filter(|r| treatment(r) != PauseTreatment::KeepRunning)
-        {
-            self.authorize(action, r).await?;
-        }
+        let records = self.select_for_pause(target, &job).await?;
+        let records = self.authorize_pause(target, &job, records).await?;
         // What this pause is about to freeze (not what it froze before).
         let mut to_freeze: Vec<String> = Vec::new();
-        if pause && group {
+        if pause && job.group {
             // Persisted first, and what will be stopped too: a `run`
             // racing with this pause is held, and a crash halfway leaves
             // what resume needs.
+            let (to_stop, freeze) = group_targets(&records, &job);
+            to_freeze = freeze;
             let by = requester.actor.key().to_string();
-            let to_stop: Vec<String> = records
-                .iter()
-                .filter(|r| !r.state.is_ended() && treatment(r) == PauseTreatment::Stop)
-                .map(|r| r.id.clone())
-                .collect();
-            to_freeze = records
-                .iter()
-                .filter(|r| {
-                    !r.state.is_ended()
-                        && r.paused_by.is_none()
-                        && treatment(r) == PauseTreatment::Freeze
-                })
-                .map(|r| r.id.clone())
-                .collect();
-            self.index.update_pauses(|p| {
-                if p.get(&tag).is_none() {
-                    p.active.push(GroupPause {
-                        selector: tag.clone(),
-                        since: Timestamp::now(),
-                        by,
-                        frozen_owners: if target.all {
-                            plan.freeze.clone()
-                        } else {
-                            vec![]
-                        },
-                        stopped_owners: if target.all {
-                            plan.stop.clone()
-                        } else {
-                            vec![]
-                        },
-                        stopped: vec![],
-                        frozen: vec![],
-                    });
-                }
-                for id in &to_stop {
-                    add_stopped(p, &tag, id);
-                }
-                // What it is about to freeze, so that a crash halfway
-                // leaves what resume needs; trimmed below to what froze.
-                for id in &to_freeze {
-                    add_frozen(p, &tag, id);
-                }
-            })?;
-            self.emit(Event::new("paused").with("by", &tag).with("group", true));
+            self.index
+                .update_pauses(|p| begin_group_pause(p, &job, &by, &to_stop, &to_freeze))?;
+            self.emit(
+                Event::new("paused")
+                    .with("by", &job.tag)
+                    .with("group", true),
+            );
         }
-        let systemd = self.systemd().await?;
         // Resuming one group leaves frozen what another pause in force
         // still holds: it passes to that pause (as if that one froze it).
-        let others: Vec<GroupPause> = if pause || !group {
+        let others: Vec<GroupPause> = if pause || !job.group {
             Vec::new()
         } else {
             let (pauses, _) = self.index.pauses()?;
-            pauses
-                .active
-                .into_iter()
-                .filter(|p| p.selector != tag)
-                .collect()
+            let others = pauses.active.into_iter();
+            others.filter(|p| p.selector != job.tag).collect()
         };
-        let still_held = |r: &Record| held_elsewhere(&others, r);
-        let mut handed_over: Vec<(String, String)> = Vec::new();
-        let records: Vec<Record> = records
-            .into_iter()
-            .filter(|r| {
-                let frozen_by_this = r.paused_by.as_deref() == Some(tag.as_str());
-                match still_held(r).filter(|_| frozen_by_this && !r.state.is_ended()) {
-                    Some(other) => {
-                        handed_over.push((r.id.clone(), other));
-                        false
-                    }
-                    None => true,
-                }
-            })
-            .collect();
-        let changes = records.into_iter().map(|r| {
-            let tag = tag.clone();
-            let treatment = treatment(&r);
+        let (records, handed_over) = hand_over(records, &others, &job.tag);
+        let changes = records.into_iter().map(|r| async {
             let id = r.id.clone();
-            let change = async move {
-                let by_group = tag != "id";
-                match pause_step(pause, &tag, treatment, &r) {
-                    PauseStep::Leave(what) => return Ok(outcome(&r, what)),
-                    PauseStep::StartAgain => {
-                        let launch = Self::launch_of(&r)?;
-                        let started = self.start_anew(r, &launch).await?;
-                        self.emit(started_event(&started).with("resumed_by", &tag));
-                        return Ok(outcome(&started, Outcome::StartedAgain));
-                    }
-                    PauseStep::Stop => return self.stop_for_pause(r, &tag).await,
-                    PauseStep::SetFrozen => {}
-                }
-                systemd.set_frozen(&r.unit, pause).await?;
-                // A group notes what it froze once for all in pauses.json;
-                // a process paused by id, in its record.
-                // (A record paused by an older refine-proc holds it itself.)
-                let in_record = || {
-                    matches!(self.index.load(&r.id), Ok(Loaded::Found(ref s)) if s.paused_by.is_some())
-                };
-                let mut r = if by_group && (pause || !in_record()) {
-                    r
-                } else {
-                    let updated = self.index.update(&r.id, |rec| {
-                        rec.paused_by = pause.then(|| tag.clone());
-                    })?;
-                    updated.unwrap_or(r)
-                };
-                r.paused_by = pause.then(|| tag.clone());
-                r.state = if pause { State::Paused } else { State::Running };
-                present(&mut r);
-                let what = if pause {
-                    Outcome::Paused
-                } else {
-                    Outcome::Resumed
-                };
-                self.emit(Event::about(what.as_str(), &r).with("by", &tag));
-                Ok(outcome(&r, what))
-            };
-            async move { (id, change.await) }
+            (id, self.apply_pause_step(r, &job).await)
         });
         let results = futures_util::future::join_all(changes).await;
-        let group_ids = |what: Outcome| -> Vec<String> {
-            results
+        let done = |what: Outcome| -> Vec<String> {
+            let done = results
                 .iter()
-                .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.outcome == what))
-                .map(|(id, _)| id.clone())
-                .collect()
+                .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.outcome == what));
+            done.map(|(id, _)| id.clone()).collect()
         };
-        if group {
-            let (paused, resumed) = (group_ids(Outcome::Paused), group_ids(Outcome::Resumed));
+        let (paused, resumed) = (done(Outcome::Paused), done(Outcome::Resumed));
+        if job.group {
             self.index.update_pauses(|p| {
-                if pause {
-                    // Of what it was about to freeze, keep what froze; what
-                    // this pause held before stays (its outcome is
-                    // `was-paused`, not `paused`).
-                    if let Some(g) = p.active.iter_mut().find(|g| g.selector == tag) {
-                        g.frozen
-                            .retain(|id| !to_freeze.contains(id) || paused.contains(id));
-                    }
-                } else {
-                    for id in &resumed {
-                        p.unfreeze(id);
-                    }
-                    for (id, other) in &handed_over {
-                        p.unfreeze(id);
-                        add_frozen(p, other, id);
-                    }
-                }
+                settle_group_pause(p, &job, &to_freeze, &paused, &resumed, &handed_over)
             })?;
-        } else {
+        } else if !pause {
             // Resumed by id: no group holds it frozen any more.
-            let resumed = group_ids(Outcome::Resumed);
             let (pauses, _) = self.index.pauses()?;
-            if !pause && resumed.iter().any(|id| pauses.frozen_by(id).is_some()) {
+            if resumed.iter().any(|id| pauses.frozen_by(id).is_some()) {
                 self.index.update_pauses(|p| {
                     for id in &resumed {
                         p.unfreeze(id);
@@ -264,16 +100,121 @@ impl Controller {
                 outcomes.push(outcome(&r, Outcome::StaysPaused));
             }
         }
-        if !pause && group {
-            outcomes.extend(self.lift_pause(&tag).await?);
+        if !pause && job.group {
+            outcomes.extend(self.lift_pause(&job.tag).await?);
         }
         Ok(outcomes)
+    }
+
+    /// The records a pause or resume acts on, refreshed from systemd: a
+    /// group's running records (and, for its resume, what its pause
+    /// stopped, which has no unit to list), or the ids named.
+    async fn select_for_pause(&self, target: &Selection, job: &PauseJob) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        if !job.group {
+            for arg in &target.ids {
+                let id = self.resolve(arg)?;
+                let (mut r, info) = self.load(&id, &mut Vec::new()).await?;
+                refresh(&mut r, info.as_ref());
+                records.push(r);
+            }
+            return Ok(records);
+        }
+        let filter = ListFilter {
+            owner: target.owner,
+            workflow: target.workflow.clone(),
+            session: target.session.clone(),
+            ..Default::default()
+        };
+        records = self.list(&filter).await?.0;
+        records.retain(|r| r.state != State::Queued);
+        if job.pause {
+            return Ok(records);
+        }
+        let stopped = self.pauses()?.get(&job.tag).map(|p| p.stopped.clone());
+        for id in stopped.unwrap_or_default() {
+            if let Loaded::Found(r) = self.index.load(&id)? {
+                if !records.iter().any(|x| x.id == r.id) {
+                    let (mut r, info) = self.load(&r.id, &mut Vec::new()).await?;
+                    refresh(&mut r, info.as_ref());
+                    records.push(r);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Checks, before anything changes, that the requester may act on the
+    /// whole selection: a group leaves out the caller and its ancestors; a
+    /// pause by id that names one of them is refused.
+    async fn authorize_pause(
+        &self,
+        target: &Selection,
+        job: &PauseJob,
+        mut records: Vec<Record>,
+    ) -> Result<Vec<Record>> {
+        let action = if job.pause { "pause" } else { "resume" };
+        if job.group {
+            self.authorize_group(action, target).await?;
+            let exempt = self.caller_and_ancestors().await?;
+            records.retain(|r| !exempt.contains(&r.id));
+        } else if job.pause {
+            let exempt = self.caller_and_ancestors().await?;
+            if let Some(r) = records.iter().find(|r| exempt.contains(&r.id)) {
+                return Err(Error::refused(format!(
+                    "{} is the process asking, or one that launched it: pausing it would freeze the caller",
+                    r.id
+                )));
+            }
+        }
+        // All allowed, or nothing changes.
+        let acted_on = records
+            .iter()
+            .filter(|r| job.treatment(r) != PauseTreatment::KeepRunning);
+        for r in acted_on {
+            self.authorize(action, r).await?;
+        }
+        Ok(records)
+    }
+
+    /// Does to one record what the pause engine decided for it
+    /// ([`pause_step`]), and says what came of it.
+    async fn apply_pause_step(&self, r: Record, job: &PauseJob) -> Result<ActionOutcome> {
+        let (pause, tag) = (job.pause, job.tag.as_str());
+        match pause_step(pause, tag, job.treatment(&r), &r) {
+            PauseStep::Leave(what) => return Ok(outcome(&r, what)),
+            PauseStep::StartAgain => {
+                let launch = Self::launch_of(&r)?;
+                let started = self.start_anew(r, &launch).await?;
+                self.emit(started_event(&started).with("resumed_by", tag));
+                return Ok(outcome(&started, Outcome::StartedAgain));
+            }
+            PauseStep::Stop => return self.stop_for_pause(r, tag).await,
+            PauseStep::SetFrozen => {}
+        }
+        self.units().await?.set_frozen(&r.unit, pause).await?;
+        // A group notes what it froze once for all in pauses.json; a
+        // process paused by id, in its record. (A record paused by an
+        // older refine-proc holds it itself.)
+        let in_record =
+            || matches!(self.index.load(&r.id), Ok(Loaded::Found(ref s)) if s.paused_by.is_some());
+        let r = if job.group && (pause || !in_record()) {
+            r
+        } else {
+            let updated = self.index.update(&r.id, |rec| {
+                rec.paused_by = pause.then(|| tag.to_string());
+            })?;
+            updated.unwrap_or(r)
+        };
+        let (r, what) = frozen_view(r, pause, tag);
+        self.emit(Event::about(what.as_str(), &r).with("by", tag));
+        Ok(outcome(&r, what))
     }
 
     /// Stops a process for `pause --all` and marks it to be started again
     /// by the matching resume.
     pub(super) async fn stop_for_pause(&self, r: Record, tag: &str) -> Result<ActionOutcome> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         if let Some(info) = systemd.service_info(&r.unit).await? {
             self.request_stop(&r.id, &info).await?;
             let timeout = Duration::from_secs(r.limits.timeout_stop_sec.unwrap_or(0));
@@ -301,21 +242,17 @@ impl Controller {
         if lifted {
             self.emit(Event::new("resumed").with("by", tag).with("group", true));
         }
-        let mut outcomes = Vec::new();
-        let mut done = Vec::new();
+        let mut queued = Vec::with_capacity(pauses.queued.len());
         for id in &pauses.queued {
             let record = match self.index.load(id)? {
-                Loaded::Found(r) if r.state == State::Queued => *r,
-                // Forgotten or already started: drop it from the queue.
-                _ => {
-                    done.push(id.clone());
-                    continue;
-                }
+                Loaded::Found(r) => Some(*r),
+                _ => None,
             };
-            if pauses.holding(record.owner, &record.metadata).is_some() {
-                continue;
-            }
-            done.push(id.clone());
+            queued.push((id.clone(), record));
+        }
+        let Release { start, done } = release_queued(&pauses, queued);
+        let mut outcomes = Vec::new();
+        for record in start {
             let launch = Self::launch_of(&record)?;
             let started = self.start_anew(record, &launch).await?;
             self.emit(started_event(&started).with("queued", true));
@@ -378,13 +315,13 @@ impl Controller {
         record: Record,
         held: &GroupPause,
     ) -> Result<Record> {
-        let systemd = self.systemd().await?;
+        let systemd = self.units().await?;
         if held.selector == "all" && held.stopped_owners.contains(&record.owner) {
             self.index
                 .update_pauses(|p| add_stopped(p, "all", &record.id))?;
             if let Some(info) = systemd.service_info(&record.unit).await? {
                 self.request_stop(&record.id, &info).await?;
-                systemd.stop(&record.unit).await?;
+                systemd.stop_within(&record.unit, Duration::ZERO).await?;
             }
             self.index
                 .update(&record.id, |r| r.paused_by = Some("all".into()))?;
@@ -454,6 +391,176 @@ pub(super) fn held_elsewhere(others: &[GroupPause], r: &Record) -> Option<String
                 && (p.selector != "all" || p.frozen_owners.contains(&r.owner))
         })
         .map(|p| p.selector.clone())
+}
+
+/// One `pause` or `resume`: by id or of a group (`tag` its selector, `id`
+/// for a pause by id), and how `pause --all` treats each owner.
+pub(super) struct PauseJob {
+    pub pause: bool,
+    pub tag: String,
+    pub group: bool,
+    /// `--all`: the pause policy decides per owner.
+    pub all: bool,
+    pub plan: PauseAll,
+}
+
+impl PauseJob {
+    /// What this job does to a record's owner: the pause policy's
+    /// treatment for `pause --all`, else a freeze (or thaw).
+    pub(super) fn treatment(&self, r: &Record) -> PauseTreatment {
+        if self.all && self.pause {
+            self.plan.treatment(r.owner)
+        } else {
+            PauseTreatment::Freeze
+        }
+    }
+}
+
+/// What a group pause will stop and what it will freeze: the records still
+/// running, by the treatment of their owner (a record already paused is
+/// not frozen again).
+pub(super) fn group_targets(records: &[Record], job: &PauseJob) -> (Vec<String>, Vec<String>) {
+    let live = || records.iter().filter(|r| !r.state.is_ended());
+    let to_stop = live()
+        .filter(|r| job.treatment(r) == PauseTreatment::Stop)
+        .map(|r| r.id.clone())
+        .collect();
+    let to_freeze = live()
+        .filter(|r| r.paused_by.is_none() && job.treatment(r) == PauseTreatment::Freeze)
+        .map(|r| r.id.clone())
+        .collect();
+    (to_stop, to_freeze)
+}
+
+/// Records a group pause in force (once: a second pause of the same group
+/// adds to the first), with what it is about to stop and freeze, so that
+/// a crash halfway leaves what resume needs. `by` is the requester.
+pub(super) fn begin_group_pause(
+    p: &mut Pauses,
+    job: &PauseJob,
+    by: &str,
+    to_stop: &[String],
+    to_freeze: &[String],
+) {
+    if p.get(&job.tag).is_none() {
+        let owners = |o: &Vec<Owner>| if job.all { o.clone() } else { vec![] };
+        p.active.push(GroupPause {
+            selector: job.tag.clone(),
+            since: Timestamp::now(),
+            by: by.to_string(),
+            frozen_owners: owners(&job.plan.freeze),
+            stopped_owners: owners(&job.plan.stop),
+            stopped: vec![],
+            frozen: vec![],
+        });
+    }
+    for id in to_stop {
+        add_stopped(p, &job.tag, id);
+    }
+    // Trimmed by `settle_group_pause` to what froze.
+    for id in to_freeze {
+        add_frozen(p, &job.tag, id);
+    }
+}
+
+/// Splits off, when group `tag` resumes, the records it froze that another
+/// pause in force still holds: they stay frozen and pass to that pause
+/// (id, the other pause's selector).
+pub(super) fn hand_over(
+    records: Vec<Record>,
+    others: &[GroupPause],
+    tag: &str,
+) -> (Vec<Record>, Vec<(String, String)>) {
+    let mut handed_over = Vec::new();
+    let records = records
+        .into_iter()
+        .filter(|r| {
+            let frozen_by_this = r.paused_by.as_deref() == Some(tag);
+            let held = held_elsewhere(others, r).filter(|_| frozen_by_this && !r.state.is_ended());
+            match held {
+                Some(other) => {
+                    handed_over.push((r.id.clone(), other));
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect();
+    (records, handed_over)
+}
+
+/// What pauses.json keeps once a group's freezes and thaws are done: a
+/// pause keeps, of what it was about to freeze, what froze (what it held
+/// before stays: its outcome is `was-paused`); a resume forgets what it
+/// thawed and passes what another pause holds to that pause.
+pub(super) fn settle_group_pause(
+    p: &mut Pauses,
+    job: &PauseJob,
+    to_freeze: &[String],
+    paused: &[String],
+    resumed: &[String],
+    handed_over: &[(String, String)],
+) {
+    if job.pause {
+        if let Some(g) = p.active.iter_mut().find(|g| g.selector == job.tag) {
+            g.frozen
+                .retain(|id| !to_freeze.contains(id) || paused.contains(id));
+        }
+        return;
+    }
+    for id in resumed {
+        p.unfreeze(id);
+    }
+    for (id, other) in handed_over {
+        p.unfreeze(id);
+        add_frozen(p, other, id);
+    }
+}
+
+/// How a record shows once its unit froze (pause) or thawed (resume) for
+/// `tag`, and the outcome to report.
+pub(super) fn frozen_view(mut r: Record, pause: bool, tag: &str) -> (Record, Outcome) {
+    r.paused_by = pause.then(|| tag.to_string());
+    r.state = if pause { State::Paused } else { State::Running };
+    present(&mut r);
+    let what = if pause {
+        Outcome::Paused
+    } else {
+        Outcome::Resumed
+    };
+    (r, what)
+}
+
+/// What a lifted pause does with the queue.
+#[derive(Debug)]
+pub(super) struct Release {
+    /// Queued records no pause in force holds any more: started now.
+    pub start: Vec<Record>,
+    /// Ids to drop from the queue: those started, and those forgotten or
+    /// started already.
+    pub done: Vec<String>,
+}
+
+/// Which queued runs start once a pause is lifted (`pauses` without it),
+/// of the queue's ids with their stored records (None: none stored).
+pub(super) fn release_queued(pauses: &Pauses, queued: Vec<(String, Option<Record>)>) -> Release {
+    let mut release = Release {
+        start: Vec::new(),
+        done: Vec::new(),
+    };
+    for (id, record) in queued {
+        match record {
+            Some(r) if r.state == State::Queued => {
+                if pauses.holding(r.owner, &r.metadata).is_none() {
+                    release.done.push(id);
+                    release.start.push(r);
+                }
+            }
+            // Forgotten or already started: drop it from the queue.
+            _ => release.done.push(id),
+        }
+    }
+    release
 }
 
 /// What a pause holds, in words: "owner agent", "workflow wf-1", ...

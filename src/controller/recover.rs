@@ -11,113 +11,178 @@ impl Controller {
     /// metadata, limits, who asked); and every ended run the journal shows
     /// for this index, closed with the exit the journal holds (else `lost`).
     pub async fn recover(&self) -> Result<Recovery> {
-        let systemd = self.systemd().await?;
         let dir = self.index.dir().display().to_string();
-        let (index_dir, journal_dir) = (dir.clone(), dir.clone());
-        let mut units =
-            tokio::task::spawn_blocking(move || crate::journal::own_units(&journal_dir))
+        let own = tokio::task::spawn_blocking(move || crate::journal::own_units(&dir))
+            .await
+            .ok()
+            .flatten();
+        let read_history = |all: Vec<String>| async move {
+            tokio::task::spawn_blocking(move || crate::journal::history(&all, None))
                 .await
                 .ok()
-                .flatten();
-        let journal_read = units.is_some();
-        let in_journal = units.clone().unwrap_or_default();
+                .flatten()
+                .unwrap_or_default()
+        };
+        self.recover_from(own, read_history).await
+    }
+
+    /// `recover` with what the journal says given: the units it names as
+    /// this index's (None: it could not be read), and `read_history`,
+    /// which reads the history of the units asked (the journal's own and
+    /// the loaded ones).
+    pub(super) async fn recover_from<F, Fut>(
+        &self,
+        journal_units: Option<Vec<String>>,
+        read_history: F,
+    ) -> Result<Recovery>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = HashMap<String, crate::journal::UnitHistory>>,
+    {
+        let systemd = self.units().await?;
+        let journal = journal_units.is_some();
+        let in_journal = journal_units.clone().unwrap_or_default();
         let live = systemd
             .list(&["refine-*.service", "refine-*.scope"])
             .await?;
-        let names: Vec<String> = live.iter().map(|u| u.name.clone()).collect();
-        let own = units.get_or_insert_with(Vec::new);
-        for n in &names {
-            if !own.contains(n) {
-                own.push(n.clone());
+        let loaded: Vec<String> = live.into_iter().map(|u| u.name).collect();
+        let mut units = journal_units.unwrap_or_default();
+        for n in &loaded {
+            if !units.contains(n) {
+                units.push(n.clone());
             }
         }
-        let all = own.clone();
-        let history = tokio::task::spawn_blocking(move || crate::journal::history(&all, None))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        // `forget` is in the event history too, which outlives a damaged
-        // record (not a deleted index): either keeps a forgotten run forgotten.
-        let forgotten: HashMap<String, Timestamp> = self
-            .index
-            .events()
-            .map(|(events, _)| events)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.event == "forgotten")
-            .filter_map(|e| Some((e.id?, e.time)))
-            .collect();
+        let known = Known {
+            history: read_history(units.clone()).await,
+            in_journal,
+            loaded,
+            forgotten: self.forgotten_runs(),
+            index_dir: self.index.dir().display().to_string(),
+        };
         let mut recovery = Recovery {
             rebuilt: Vec::new(),
             intact: 0,
             not_rebuilt: Vec::new(),
-            journal: journal_read,
+            journal,
         };
-        for unit in units.unwrap_or_default() {
-            let Some((_, id)) = parse_unit_name(&unit) else {
+        for unit in &units {
+            let Some((_, id)) = parse_unit_name(unit) else {
                 continue;
             };
-            let mut not_rebuilt = |reason: String| {
-                recovery.not_rebuilt.push(NotRebuilt {
-                    id: id.clone(),
-                    unit: unit.clone(),
-                    reason,
-                })
-            };
-            match self.index.load(&id) {
-                Ok(Loaded::Found(_)) => {
-                    recovery.intact += 1;
-                    continue;
-                }
-                Ok(Loaded::Newer { schema }) => {
-                    not_rebuilt(format!(
-                        "its record has schema {schema}, newer than this refine-proc"
-                    ));
-                    continue;
-                }
-                Ok(Loaded::Missing | Loaded::Quarantined { .. }) => {}
-                Err(e) => {
-                    not_rebuilt(e.message);
-                    continue;
-                }
-            }
-            let h = history.get(&unit).cloned().unwrap_or_default();
-            let info = if names.contains(&unit) {
-                systemd.service_info(&unit).await?
-            } else {
-                None
-            };
-            let seen = Seen {
-                history: &h,
-                live: info.as_ref(),
-                in_journal: in_journal.contains(&unit),
-                forgotten_at: forgotten.get(&id).copied(),
-            };
-            let record = match rebuild(&id, &unit, &index_dir, seen) {
-                Rebuild::Record(r) => *r,
-                Rebuild::NotOurs => continue,
-                Rebuild::Cannot(reason) => {
-                    not_rebuilt(reason);
-                    continue;
-                }
-            };
-            match self.index.create_or_load(record) {
-                Ok(stored) => {
-                    let mut shown = stored.clone();
-                    present(&mut shown);
-                    self.emit(
-                        Event::about("recovered", &stored).with("from", &stored.recovered_from),
-                    );
-                    recovery.rebuilt.push(shown);
-                }
-                Err(e) => not_rebuilt(e.message),
-            }
+            self.recover_one(&id, unit, &known, &mut recovery).await?;
         }
         recovery
             .rebuilt
             .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
         Ok(recovery)
+    }
+
+    /// Rebuilds the record of `id` (of `unit`) if the index lost it, and
+    /// notes in `recovery` what came of it.
+    async fn recover_one(
+        &self,
+        id: &str,
+        unit: &str,
+        known: &Known,
+        recovery: &mut Recovery,
+    ) -> Result<()> {
+        let mut not_rebuilt = |reason: String| {
+            recovery.not_rebuilt.push(NotRebuilt {
+                id: id.to_string(),
+                unit: unit.to_string(),
+                reason,
+            })
+        };
+        match stored(self.index.load(id)) {
+            Stored::Intact => {
+                recovery.intact += 1;
+                return Ok(());
+            }
+            Stored::Unusable(reason) => {
+                not_rebuilt(reason);
+                return Ok(());
+            }
+            Stored::Lost => {}
+        }
+        let h = known.history.get(unit).cloned().unwrap_or_default();
+        let info = if known.loaded.iter().any(|n| n == unit) {
+            self.units().await?.service_info(unit).await?
+        } else {
+            None
+        };
+        let seen = Seen {
+            history: &h,
+            live: info.as_ref(),
+            in_journal: known.in_journal.iter().any(|n| n == unit),
+            forgotten_at: known.forgotten.get(id).copied(),
+        };
+        let record = match rebuild(id, unit, &known.index_dir, seen) {
+            Rebuild::Record(r) => *r,
+            Rebuild::NotOurs => return Ok(()),
+            Rebuild::Cannot(reason) => {
+                not_rebuilt(reason);
+                return Ok(());
+            }
+        };
+        match self.index.create_or_load(record) {
+            Ok(stored) => {
+                let mut shown = stored.clone();
+                present(&mut shown);
+                self.emit(Event::about("recovered", &stored).with("from", &stored.recovered_from));
+                recovery.rebuilt.push(shown);
+            }
+            Err(e) => not_rebuilt(e.message),
+        }
+        Ok(())
+    }
+
+    /// When the event history says each run was forgotten. `forget` is in
+    /// the event history too, which outlives a damaged record (not a
+    /// deleted index): either keeps a forgotten run forgotten.
+    fn forgotten_runs(&self) -> HashMap<String, Timestamp> {
+        let (events, _) = self.index.events().unwrap_or_default();
+        events
+            .into_iter()
+            .filter(|e| e.event == "forgotten")
+            .filter_map(|e| Some((e.id?, e.time)))
+            .collect()
+    }
+}
+
+/// What `recover` learnt before it looks at each unit.
+pub(super) struct Known {
+    /// The journal's history of each unit.
+    pub history: HashMap<String, crate::journal::UnitHistory>,
+    /// The units the journal names as this index's.
+    pub in_journal: Vec<String>,
+    /// The units systemd has loaded.
+    pub loaded: Vec<String>,
+    /// When the event history says each run was forgotten.
+    pub forgotten: HashMap<String, Timestamp>,
+    pub index_dir: String,
+}
+
+/// What the index holds for a unit `recover` found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stored {
+    /// Its record is there: left as it is.
+    Intact,
+    /// No record (deleted, or quarantined as unreadable): to rebuild.
+    Lost,
+    /// A record that must not be replaced, or an index that cannot be
+    /// read, for this reason.
+    Unusable(String),
+}
+
+/// The pure part of reading the index for `recover`.
+pub(super) fn stored(loaded: Result<Loaded>) -> Stored {
+    match loaded {
+        Ok(Loaded::Found(_)) => Stored::Intact,
+        Ok(Loaded::Newer { schema }) => Stored::Unusable(format!(
+            "its record has schema {schema}, newer than this refine-proc"
+        )),
+        Ok(Loaded::Missing | Loaded::Quarantined { .. }) => Stored::Lost,
+        Err(e) => Stored::Unusable(e.message),
     }
 }
 

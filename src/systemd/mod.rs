@@ -12,6 +12,9 @@ use crate::error::Result;
 
 mod bus;
 mod errors;
+#[cfg(test)]
+pub mod fake;
+mod manager;
 mod proxies;
 mod query;
 mod types;
@@ -19,6 +22,7 @@ mod units;
 
 use bus::*;
 use errors::*;
+pub use manager::UnitManager;
 use proxies::*;
 pub use types::*;
 
