@@ -637,7 +637,7 @@ impl ServerHandler for McpServer {
 }
 
 /// Serves MCP on stdin/stdout by handing every request to the daemon's
-/// `/mcp` on its API socket: how a confined process (no bus, a read-only
+/// `/mcp` on its API socket: how a confined process (no bus, a hidden
 /// index) runs `mcp`. The daemon establishes the caller from the socket's
 /// credentials, so each tool call is that confined process's, bound by its
 /// policy; a refusal comes back as the daemon's tool error.

@@ -273,7 +273,7 @@ async fn mcp(actor: Option<&str>, state_dir: &Path) -> Result<i32> {
             })
         })
         .transpose()?;
-    // Confined (no bus, the index read-only): through the daemon, which
+    // Confined (no bus, the index hidden): through the daemon, which
     // knows the caller from the socket.
     if let Some(socket) = remote::socket_for(state_dir) {
         let managed = std::fs::read_to_string("/proc/self/cgroup")
