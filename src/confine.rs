@@ -17,7 +17,10 @@
 //!   systemd's notify socket. (Not an empty tmpfs with binds: systemd applies
 //!   TemporaryFileSystem= and BindPaths= to privileged commands too, and
 //!   without the user namespace the exit hook then fails at NAMESPACE.)
-//! - The index's `secrets/` (the API's tokens) is inaccessible.
+//! - The index (the state directory: records with every run's environment,
+//!   idempotency entries, events, the API's tokens) is inaccessible; the
+//!   unit's environment names the daemon's socket instead (see
+//!   [`environment`]).
 //! - The home directory is read-only except the `writable` paths; the index,
 //!   the policy file, the user manager's unit and environment directories are
 //!   read-only even inside a writable path.
@@ -240,7 +243,7 @@ pub fn resolve_writable(written: &str, home: &Path) -> Result<PathBuf> {
 }
 
 /// The properties that confine a unit (see the module's documentation).
-/// `state_dir` and `policy` are made read-only; `notify`: the process
+/// `state_dir` is made inaccessible, `policy` read-only; `notify`: the process
 /// reports readiness on the manager's notify socket.
 pub fn properties(
     c: &Confinement,
@@ -252,16 +255,25 @@ pub fn properties(
     let optional = |p: &Path| format!("-{}", p.display());
     let run = &c.runtime_dir;
     let api = run.join("refine-proc");
-    let mut read_only = vec![optional(&c.home), optional(state_dir), optional(policy)];
+    let mut read_only = vec![optional(&c.home), optional(policy)];
     read_only.extend(PROTECTED_IN_HOME.iter().map(|d| optional(&c.home.join(d))));
     read_only.push(optional(&api));
     // Named even when not listed: the bus and the private socket above all;
-    // and the index's secrets (tokens that act as a person over TCP).
+    // and the whole index: records and idempotency entries hold every
+    // run's environment (secrets passed with --env), `secrets/` the API's
+    // tokens. Nothing in the unit reads it: the exit hook runs privileged,
+    // the pty holder and exec-unit need no index, and refine-proc inside
+    // goes to the daemon, whose socket [`environment`] names. (Not also
+    // read-only: seen on 252, the same path in ReadOnlyPaths= wins.)
     let mut hidden = vec![
         run.join("bus"),
         run.join("systemd"),
-        state_dir.join(crate::index::SECRETS_DIR),
+        state_dir.to_path_buf(),
     ];
+    // The terminal sessions' sockets (in the API directory, which stays):
+    // their holders admit any peer of the user, and keys sent to a
+    // person's session run outside the sandbox.
+    hidden.push(api.join("pty"));
     hidden.extend(c.runtime_entries.iter().map(|n| run.join(n)));
     if notify {
         // Keep systemd/notify, hide the rest of systemd/ one by one.
@@ -278,12 +290,10 @@ pub fn properties(
         read_only.push(optional(&sd));
     }
     // What it must see (read-only or writable) is not hidden with its parent.
-    let seen: Vec<&Path> = [state_dir, policy]
-        .into_iter()
+    let seen: Vec<&Path> = std::iter::once(policy)
         .chain(c.writable.iter().map(PathBuf::as_path))
         .collect();
-    let secrets = state_dir.join(crate::index::SECRETS_DIR);
-    hidden.retain(|p| *p != api && (*p == secrets || !seen.iter().any(|s| s.starts_with(p))));
+    hidden.retain(|p| *p != api && (p == state_dir || !seen.iter().any(|s| s.starts_with(p))));
     hidden.sort();
     hidden.dedup();
     let mut props = vec![
@@ -414,8 +424,32 @@ pub fn remove_drop_in(path: &Path) {
     }
 }
 
+/// The variable in a confined unit's environment that names the socket of
+/// its index's daemon: the index, and its `api.socket`, are out of reach.
+pub const API_SOCKET_ENV: &str = "REFINE_PROC_API_SOCKET";
+
+/// The confined unit's [`API_SOCKET_ENV`] entry: the socket the index's
+/// daemon serves at launch (None without one; refine-proc inside then
+/// fails closed, see [`index_out_of_reach`]).
+pub fn environment(state_dir: &Path) -> Option<String> {
+    crate::api::socket_of(state_dir).map(|s| format!("{API_SOCKET_ENV}={}", s.display()))
+}
+
+/// The error of refine-proc inside a confined unit that found no daemon
+/// and so opened the index itself, which the sandbox hides.
+pub fn index_out_of_reach(e: Error) -> Error {
+    if !looks_confined(&e.message) {
+        return e;
+    }
+    Error::new(
+        crate::error::ErrorKind::Unavailable,
+        format!("the index is out of reach: {}", e.message),
+    )
+    .hint(UNREACHABLE_HINT)
+}
+
 /// The hint when a confined process finds no user bus: that is the sandbox.
-pub const UNREACHABLE_HINT: &str = "this process runs confined (confine = true in its policy): the user bus is out of its reach by design; refine-proc inside the sandbox needs the daemon's API socket in $XDG_RUNTIME_DIR/refine-proc/";
+pub const UNREACHABLE_HINT: &str = "this process runs confined (confine = true in its policy): the user bus and the index are out of its reach by design; refine-proc inside the sandbox needs the daemon's API socket, running when the process was launched (start it: systemctl --user enable --now refine-proc.service)";
 
 /// Whether a failed bus connection looks like the sandbox's doing: a
 /// managed process (REFINE_ID set) denied the socket that systemd made
@@ -540,8 +574,9 @@ mod tests {
             get(&props, "InaccessiblePaths"),
             Some(&Prop::Strs(
                 [
-                    "-/home/u/.local/state/refine-proc/secrets",
+                    "-/home/u/.local/state/refine-proc",
                     "-/run/user/1000/bus",
+                    "-/run/user/1000/refine-proc/pty",
                     "-/run/user/1000/systemd",
                     "-/run/user/1000/wayland-0"
                 ]
@@ -554,7 +589,6 @@ mod tests {
         };
         for p in [
             "-/home/u",
-            "-/home/u/.local/state/refine-proc",
             "-/home/u/.config/refine-proc/policy.toml",
             "-/home/u/.config/systemd",
             "-/home/u/.config/environment.d",
@@ -563,25 +597,31 @@ mod tests {
         ] {
             assert!(ro.contains(&p.to_string()), "{p} in {ro:?}");
         }
+        // Hidden only: on 252 the same path read-only would win.
+        assert!(!ro.iter().any(|p| p.contains("state")), "{ro:?}");
         assert_eq!(
             get(&props, "ReadWritePaths"),
             Some(&Prop::Strs(vec!["-/home/u/ws".into()]))
         );
         assert_eq!(get(&props, "PrivatePIDs"), None, "unknown before 257");
-        // An index kept in the runtime directory stays visible, read-only.
+        // An index kept in the runtime directory is hidden with it; the
+        // policy there stays visible, read-only.
         let props = properties(
             &confinement(),
             Path::new("/run/user/1000/wayland-0/state"),
-            Path::new("/p"),
+            Path::new("/run/user/1000/systemd/policy.toml"),
             false,
         );
         let Some(Prop::Strs(hidden)) = get(&props, "InaccessiblePaths") else {
             panic!()
         };
-        assert!(
-            !hidden.iter().any(|h| h.ends_with("wayland-0")),
-            "{hidden:?}"
-        );
+        for (p, is) in [
+            ("-/run/user/1000/wayland-0", true),
+            ("-/run/user/1000/wayland-0/state", true),
+            ("-/run/user/1000/systemd", false),
+        ] {
+            assert_eq!(hidden.contains(&p.to_string()), is, "{p}: {hidden:?}");
+        }
         let mut newer = confinement();
         newer.private_pids = true;
         newer.writable.clear();

@@ -40,6 +40,8 @@ use crate::run_request::RunRequest;
 pub struct McpServer {
     controller: Arc<Controller>,
     tool_router: ToolRouter<McpServer>,
+    /// The tools a read token may not call (see [`McpServer::read_only`]).
+    withheld: Arc<Vec<String>>,
 }
 
 /// Serves MCP on stdin/stdout until the client goes away.
@@ -251,11 +253,12 @@ impl McpServer {
         McpServer {
             controller: Arc::new(controller),
             tool_router: Self::tool_router(),
+            withheld: Arc::default(),
         }
     }
 
-    /// Only the read-only tools (a read token's): the others are neither
-    /// listed nor callable.
+    /// Only the read-only tools (a read token's): the others are not
+    /// listed, and a call of one is a tool error that names the scope.
     pub fn read_only(mut self) -> McpServer {
         let writers: Vec<String> = self
             .tool_router
@@ -268,9 +271,10 @@ impl McpServer {
             })
             .map(|t| t.name.to_string())
             .collect();
-        for name in writers {
-            self.tool_router.disable_route(name);
+        for name in &writers {
+            self.tool_router.disable_route(name.clone());
         }
+        self.withheld = Arc::new(writers);
         self
     }
 
@@ -513,10 +517,36 @@ impl McpServer {
     }
 }
 
+/// A write tool called with a read token: not "tool not found" (which
+/// would send the agent looking for a typo) but what to do instead.
+fn withheld(tool: &str) -> CallToolResult {
+    failed(
+        Error::new(
+            crate::ErrorKind::Denied,
+            format!(
+                "{tool} changes processes, and this token's scope is read: it may call only the read-only tools"
+            ),
+        )
+        .hint("connect with a control token (a person makes one: refine-proc web --token control), or through the daemon's Unix socket"),
+    )
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         McpServer::info()
+    }
+
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> std::result::Result<rmcp::model::CallToolResponse, ErrorData> {
+        if self.withheld.iter().any(|t| *t == request.name) {
+            return Ok(withheld(&request.name).into());
+        }
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
     }
 
     async fn list_resource_templates(
@@ -607,7 +637,7 @@ impl ServerHandler for McpServer {
 }
 
 /// Serves MCP on stdin/stdout by handing every request to the daemon's
-/// `/mcp` on its API socket: how a confined process (no bus, a read-only
+/// `/mcp` on its API socket: how a confined process (no bus, a hidden
 /// index) runs `mcp`. The daemon establishes the caller from the socket's
 /// credentials, so each tool call is that confined process's, bound by its
 /// policy; a refusal comes back as the daemon's tool error.

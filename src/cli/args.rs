@@ -225,13 +225,33 @@ as you (`person`), under your policy.")]
 Examples:
   refine-proc mcp                  # what an agent harness starts (see the README's MCP server)
   refine-proc mcp --actor agent    # every tool call bound by the agent owner's policy
+  # harness config: {\"mcpServers\": {\"refine-proc\": {\"command\": \"refine-proc\", \"args\": [\"mcp\", \"--actor\", \"agent\"]}}}
+  refine-proc daemon --listen 127.0.0.1:8765 &   # MCP over HTTP at /mcp
+  refine-proc web --token control  # its bearer token: http://127.0.0.1:8765/mcp
 
-Tools: list, status, run, stop, kill, restart, pause, resume, logs, wait,
-events, policy_check; results are the JSON of the matching --json output.
-The caller is established as for the CLI: started inside a managed unit,
-the server is that managed process, bound by its policy, and --actor is
-ignored (it can only lower a person's power, never raise it). Logging goes
-to stderr; stdout carries only the protocol.")]
+Stdio server: this process speaks MCP on stdin/stdout (logging goes to
+stderr). Tools: list, status, run, stop, kill, restart, send, screen,
+pause, resume, logs, wait, events, policy_check; results are the JSON of
+the matching --json output, a refusal is a tool error naming the rule.
+
+The caller is established as for the CLI: started by a person, the server
+acts as that person, and --actor OWNER lowers it to that bounded owner (it
+can only lower a person's power, never raise it; an unknown owner is
+refused before anything is served). Started inside a managed unit, the
+server is that managed process, bound by its policy, and --actor is
+ignored.
+
+HTTP endpoint: the daemon serves the same tools at /mcp on its listeners
+(streamable HTTP, stateless). On its Unix socket the caller is the peer;
+on loopback TCP (daemon --listen) it needs a bearer token or the browser
+session, else 401. A read token (web --token read) lists only the
+read-only tools; calling another gets a tool error saying so.
+
+Confined (confine = true: no user bus, no index in the sandbox): mcp proxies
+every request to the daemon's /mcp over the API socket, whose path the
+unit got at launch (start the daemon first); the daemon knows the caller
+from the socket, so the policy binds it. --actor is refused there unless
+the server runs in a managed unit.")]
     Mcp {
         /// Act as this bounded owner (agent, quality, ...) instead of as yourself (person)
         #[arg(long, value_name = "OWNER")]

@@ -226,7 +226,9 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
     // Before the index is opened: a confined caller may not write it.
     let core = match remote::socket_for(&state_dir) {
         Some(socket) => Core::Socket(socket),
-        None => Core::Local(Box::new(Controller::open(&state_dir)?)),
+        None => Core::Local(Box::new(
+            Controller::open(&state_dir).map_err(refine_proc::confine::index_out_of_reach)?,
+        )),
     };
     match command {
         Command::Run(args) => run::run(&core, *args).await,
@@ -271,7 +273,7 @@ async fn mcp(actor: Option<&str>, state_dir: &Path) -> Result<i32> {
             })
         })
         .transpose()?;
-    // Confined (no bus, the index read-only): through the daemon, which
+    // Confined (no bus, the index hidden): through the daemon, which
     // knows the caller from the socket.
     if let Some(socket) = remote::socket_for(state_dir) {
         let managed = std::fs::read_to_string("/proc/self/cgroup")
@@ -285,7 +287,8 @@ async fn mcp(actor: Option<&str>, state_dir: &Path) -> Result<i32> {
         refine_proc::mcp::proxy_stdio(&socket).await?;
         return Ok(0);
     }
-    let mut controller = Controller::open(state_dir)?;
+    let mut controller =
+        Controller::open(state_dir).map_err(refine_proc::confine::index_out_of_reach)?;
     if let Some(owner) = lower_to {
         // A managed caller ignores this: its own policy binds it.
         controller = controller.on_behalf_of(Caller::this_process().lowered_to(owner));

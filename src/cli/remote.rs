@@ -23,7 +23,12 @@ const TRANSPORT_ENV: &str = "REFINE_PROC_API";
 /// The daemon's socket when the request should go there, None for the
 /// core in this process.
 pub fn socket_for(state_dir: &Path) -> Option<PathBuf> {
-    let socket = refine_proc::api::socket_of(state_dir);
+    // A confined unit cannot read the index: its launch named the socket.
+    let socket = refine_proc::api::socket_of(state_dir).or_else(|| {
+        std::env::var_os(refine_proc::confine::API_SOCKET_ENV)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    });
     match std::env::var(TRANSPORT_ENV).as_deref() {
         Ok("socket") => Some(socket.unwrap_or_else(refine_proc::api::default_socket)),
         Ok("local") => None,

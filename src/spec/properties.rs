@@ -267,6 +267,12 @@ fn confine_properties(
         props.push(("ExecStopPostEx", ex));
         props.push(("DropIn", drop_in));
     }
+    // The index is hidden inside: its refine-proc finds the daemon here.
+    if let Some(entry) = crate::confine::environment(&hook.state_dir) {
+        if let Some((_, Prop::Strs(env))) = props.iter_mut().find(|(k, _)| *k == "Environment") {
+            env.push(entry);
+        }
+    }
     let notify = launch
         .ready
         .as_ref()

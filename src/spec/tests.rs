@@ -469,6 +469,25 @@ fn a_confined_launch_gets_the_sandbox_and_a_privileged_exit_hook() {
     );
     assert!(text.contains("\"record-exit\" \"--index-hex\""), "{text}");
     assert!(text.trim_end().ends_with("\"abcd2345\""), "{text}");
+    let env = |props: &[(&str, Prop)]| match props.iter().find(|(n, _)| *n == "Environment") {
+        Some((_, Prop::Strs(env))) => env.clone(),
+        _ => panic!("no environment"),
+    };
+    assert!(!env(&props)
+        .iter()
+        .any(|e| e.starts_with(crate::confine::API_SOCKET_ENV)));
+    // The index is hidden inside: the socket its daemon names goes in.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("api.socket"),
+        "/run/user/1000/refine-proc/api.sock\n",
+    )
+    .unwrap();
+    confined.state_dir = dir.path().into();
+    let props = service_properties("abcd2345", &launch, &confined);
+    assert!(
+        env(&props).contains(&"REFINE_PROC_API_SOCKET=/run/user/1000/refine-proc/api.sock".into())
+    );
 }
 
 #[test]

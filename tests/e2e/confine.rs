@@ -91,7 +91,8 @@ exit 3"#,
     let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
     wait_gone(&agent.unit);
     let w = env.work_dir();
-    refused(w, "record", "Read-only file system");
+    // The index is hidden now, not only read-only.
+    refused(w, "record", "Permission denied");
     refused(w, "policy", "Read-only file system");
     // No bus: systemd-run and busctl cannot reach the user manager.
     refused(w, "systemd_run", "Failed to connect to bus");
@@ -168,10 +169,11 @@ fn a_confined_agents_exit_is_recorded_after_a_daemon_reload() {
         hidden.contains("/bus") && hidden.contains("/systemd"),
         "{hidden}"
     );
-    let read_only = show(&agent.unit, "ReadOnlyPaths");
+    // The index is hidden (it was read-only; see
+    // a_confined_process_cannot_read_other_runs_records).
     assert!(
-        read_only.contains(&env.state_dir().display().to_string()),
-        "{read_only}"
+        hidden.contains(&env.state_dir().display().to_string()),
+        "{hidden}"
     );
     let hook = show(&agent.unit, "ExecStopPost");
     assert!(
@@ -425,6 +427,221 @@ attempt old cat "{}""#,
     let w = env.work_dir();
     refused(w, "read", "Permission denied");
     refused(w, "list", "Permission denied");
-    refused(w, "old", "No such file");
+    // Moved; and the whole index is hidden now.
+    refused(w, "old", "Permission denied");
     assert!(!read(w, "read.out").contains(token.stdout.trim()));
+}
+
+#[test]
+fn a_confined_process_cannot_read_other_runs_records() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let daemon = Daemon::start(&env);
+    let secret = "hunter2-d41d8cd9";
+    // A person's run with a secret in its environment, and an API launch
+    // with an Idempotency-Key (which keeps the request, env included).
+    let person = env.run(&[
+        "--env",
+        &format!("API_TOKEN={secret}"),
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let socket = env.work_dir().join("run/api.sock");
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sS", "--max-time", "20", "--unix-socket"])
+        .arg(&socket)
+        .args([
+            "-H",
+            "Idempotency-Key: confine-secret-1",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args([
+            "-X",
+            "POST",
+            "http://localhost/api/v1/processes",
+            "--data-binary",
+        ])
+        .arg(format!(
+            r#"{{"command": ["sleep", "600"], "env": {{"API_TOKEN": "{secret}"}}}}"#
+        ));
+    let posted = output(c);
+    assert_eq!(posted.code, 0, "{posted:?}");
+    let posted: Rec = serde_json::from_str(&posted.stdout).expect("the API's record");
+    let state = env.state_dir().display().to_string();
+    for made in ["records", "idempotency", "events.jsonl"] {
+        assert!(env.state_dir().join(made).exists(), "no {made} to try");
+    }
+    let script = attempts(&format!(
+        r#"attempt records ls "{state}/records"
+attempt record sh -c 'cat "{state}/records/{person}.json"'
+attempt idempotency ls "{state}/idempotency"
+attempt events cat "{state}/events.jsonl"
+attempt grep grep -rl {secret} "{state}"
+attempt run "$R" run --json -- sleep 600
+id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' run.out | head -1)
+attempt list "$R" list
+attempt logs "$R" logs "$id"
+attempt stop "$R" stop "$id""#,
+        person = person.id
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    for name in ["records", "record", "idempotency", "events", "grep"] {
+        refused(w, name, "Permission denied");
+        let out = read(w, &format!("{name}.out"));
+        assert!(!out.contains(secret), "{name}: {out}");
+    }
+    // Its own work through refine-proc is not in the way: the daemon's
+    // socket came with its launch.
+    for name in ["run", "list", "logs", "stop"] {
+        assert_eq!(
+            read(w, &format!("{name}.rc")).trim(),
+            "0",
+            "{name}: {}",
+            read(w, &format!("{name}.out"))
+        );
+    }
+    assert!(
+        read(w, "list.out").contains("agent"),
+        "{}",
+        read(w, "list.out")
+    );
+    let child: Rec = serde_json::from_str(&read(w, "run.out")).unwrap();
+    assert_eq!(child.owner, "agent");
+    assert_ne!(env.status(&child.id).state, "running");
+    assert_eq!(env.status(&agent.id).exit_code, Some(0));
+    env.ok(&["stop", &person.id, &posted.id]);
+    drop(daemon);
+}
+
+#[test]
+fn a_confined_process_gets_401_from_the_api_over_loopback_tcp_without_a_token() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let d = super::api::ApiDaemon::start(&env);
+    let url = d.url.trim_end_matches('/').to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let victim = env.run(&["--", "sleep", "600"]);
+    // The status code only, of a request with the daemon's own Host.
+    let script = attempts(&format!(
+        r#"code() {{ curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 "$@"; }}
+attempt list code "{url}/api/v1/processes"
+attempt run code -X POST -H 'Content-Type: application/json' --data-binary '{{"command": ["true"]}}' "{url}/api/v1/processes"
+attempt stop code -X POST "{url}/api/v1/processes/{id}/stop"
+attempt forged code -H 'Authorization: Bearer forged' "{url}/api/v1/processes"
+attempt terminal code -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "{url}/api/v1/processes/{id}/terminal"
+attempt mcp code -X POST -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' --data-binary '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' "{url}/mcp""#,
+        id = victim.id
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    for name in ["list", "run", "stop", "forged", "terminal", "mcp"] {
+        assert_eq!(
+            read(w, &format!("{name}.out")).trim(),
+            "401",
+            "{name} over TCP without a token"
+        );
+    }
+    assert_eq!(env.status(&victim.id).state, "running");
+    assert_eq!(env.list(&[]).len(), 1, "nothing ran: {:?}", env.list(&[]));
+    env.ok(&["stop", &victim.id]);
+}
+
+#[test]
+fn a_confined_process_finds_no_user_manager_on_an_abstract_socket_or_the_system_bus() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    // Every abstract Unix socket it can see, tried as a D-Bus bus: none may
+    // carry the user manager (org.freedesktop.systemd1).
+    let script = attempts(
+        r#"awk 'NR > 1 && $8 ~ /^@/ { print substr($8, 2) }' /proc/net/unix | sort -u > abstract.list
+for n in $(cat abstract.list); do
+  busctl --address="unix:abstract=$n" --timeout=2 --no-legend list 2>/dev/null | grep -q systemd1 && echo "$n"
+done > abstract_managers.out
+echo $? > abstract_loop.rc
+attempt user_bus busctl --user --timeout=5 list
+attempt user_manager_via_system systemctl --user -M "$(id -un)@" --no-pager list-units
+attempt system_start busctl --system --timeout=5 call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager StartTransientUnit 'ssa(sv)a(sa(sv))' confine-escape.service fail 1 ExecStart 'a(sasb)' 1 /bin/true 1 /bin/true false 0"#,
+    );
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    // The probe finds the manager where it is: on the user bus, outside.
+    let mut bus = std::process::Command::new("sh");
+    bus.args([
+        "-c",
+        "busctl --user --timeout=5 --no-legend list | grep -q systemd1",
+    ]);
+    assert_eq!(
+        output(bus).code,
+        0,
+        "busctl does not show the manager outside"
+    );
+    if read(w, "abstract.list").trim().is_empty() {
+        super::common::skip("no abstract Unix socket here to try as a bus (the user bus and system bus parts still ran)");
+    }
+    assert_eq!(
+        read(w, "abstract_managers.out").trim(),
+        "",
+        "the user manager on an abstract socket (of {})",
+        read(w, "abstract.list")
+    );
+    refused(w, "user_bus", "Failed to connect to bus");
+    refused(w, "user_manager_via_system", "");
+    // No system bus in a test sandbox, or polkit's refusal on a real one.
+    refused(w, "system_start", "");
+    assert_eq!(env.status(&agent.id).exit_code, Some(0));
+}
+
+#[test]
+fn a_confined_process_cannot_reach_a_persons_terminal_session() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    // A person's shell in a terminal session: keys sent to it run outside
+    // the sandbox, so its socket must be out of a confined process's reach.
+    let session: serde_json::Value = env
+        .ok(&["run", "--json", "--pty", "--", "sh", "-c", "sleep 600"])
+        .json();
+    let socket = session["pty"]["socket"]
+        .as_str()
+        .expect("pty.socket")
+        .to_string();
+    let dir = Path::new(&socket).parent().unwrap().display().to_string();
+    let connect = |c: &mut std::process::Command| {
+        c.args([
+            "-sS",
+            "--max-time",
+            "5",
+            "--unix-socket",
+            &socket,
+            "http://x/",
+        ]);
+    };
+    // From outside, curl reaches the holder (which then drops it): not 7.
+    let mut outside = std::process::Command::new("curl");
+    connect(&mut outside);
+    assert_ne!(
+        output(outside).code,
+        7,
+        "the test cannot tell a refused connect"
+    );
+    let script = attempts(&format!(
+        "attempt list ls \"{dir}\"\nattempt connect curl -sS --max-time 5 --unix-socket \"{socket}\" http://x/"
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    refused(w, "list", "Permission denied");
+    // curl's "Couldn't connect to server".
+    assert_eq!(
+        read(w, "connect.rc").trim(),
+        "7",
+        "{}",
+        read(w, "connect.out")
+    );
+    env.ok(&["stop", session["id"].as_str().unwrap()]);
 }

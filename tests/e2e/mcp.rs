@@ -552,6 +552,17 @@ fn mcp_help_has_examples_and_the_actor_rule() {
     assert!(out.stdout.contains("Examples:"), "{}", out.stdout);
     assert!(out.stdout.contains("--actor agent"), "{}", out.stdout);
     assert!(out.stdout.contains("never raise"), "{}", out.stdout);
+    // The stdio server, the HTTP endpoint and the confined path.
+    for part in [
+        "stdin/stdout",
+        "/mcp",
+        "--listen",
+        "web --token",
+        "Confined",
+        "API socket",
+    ] {
+        assert!(out.stdout.contains(part), "{part}: {}", out.stdout);
+    }
 }
 
 #[test]
@@ -723,11 +734,26 @@ fn mcp_over_http_with_a_token_lists_runs_waits_reads_logs_and_stops() {
         let Value::Object(args) = args else {
             unreachable!()
         };
+        // Unlisted, yet a call is a tool error that names the scope and
+        // the fix, not the protocol's "tool not found".
         let r = s
             .client
             .call_tool(CallToolRequestParams::new("run").with_arguments(args))
-            .await;
-        assert!(r.is_err(), "a read token ran a process: {r:?}");
+            .await
+            .expect("a tool error, not a protocol error");
+        assert_eq!(r.is_error, Some(true), "a read token ran a process: {r:?}");
+        let e = r.structured_content.expect("a structured error");
+        let message = e["error"].as_str().unwrap_or_default();
+        assert!(message.contains("scope is read"), "{e}");
+        assert!(
+            e["hint"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("control token"),
+            "{e}"
+        );
+        assert_eq!(e["exit_code"], 7, "{e}");
+        assert!(env.list(&[]).is_empty(), "a read token ran a process");
         let _ = s.client.cancel().await;
     });
     assert!(env.list(&[]).is_empty(), "nothing was left running");
