@@ -122,11 +122,19 @@ pub fn app(state: AppState) -> Router {
         .0
         .route(super::mcp::PATH, axum::routing::any(super::mcp::serve))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(release_memory_after))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::guard,
         ))
         .with_state(state)
+}
+
+/// A response built, what building it took is freed: give it back soon.
+async fn release_memory_after(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    crate::daemon::release_memory_soon();
+    response
 }
 
 /// The pages (GET), else a problem: 404 for an unknown path.
