@@ -398,6 +398,22 @@ mod reader_tests {
         );
         assert!("x".parse::<EventPos>().is_err());
     }
+
+    #[test]
+    fn reading_a_chunk_at_a_time_gives_the_same_events_and_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        for n in 0..50 {
+            append(&d, n);
+        }
+        let all = EventReader::from_start(d.clone()).read_new().unwrap();
+        let mut r = EventReader::from_start(d);
+        let mut chunked = Vec::new();
+        // Smaller than a line: a line's start waits for its end.
+        while r.read_some(100, &mut chunked).unwrap() {}
+        assert_eq!(chunked, all);
+        assert_eq!(all.len(), 50);
+    }
 }
 
 #[cfg(test)]

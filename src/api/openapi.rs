@@ -231,6 +231,19 @@ mod tests {
             }
         }
         assert!(operations >= 17, "{operations}");
+        // The run body is the core's request (one reader of runs), with
+        // the fields the API has always taken.
+        let body = &doc["paths"]["/api/v1/processes"]["post"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RunRequest"
+        );
+        let run = &doc["components"]["schemas"]["RunRequest"]["properties"];
+        for field in [
+            "command", "owner", "metadata", "cwd", "env", "limits", "queue", "pty",
+        ] {
+            assert!(run[field].is_object(), "RunRequest.{field} undocumented");
+        }
         // Every schema referred to is defined.
         let text = doc.to_string();
         for name in text.split("#/components/schemas/").skip(1) {
