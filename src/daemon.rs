@@ -123,9 +123,16 @@ pub fn release_memory_soon() {
     if PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
+    // Cleared however the task ends (a runtime shut down drops it).
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            PENDING.store(false, Ordering::Release);
+        }
+    }
     tokio::spawn(async {
+        let _clear = Clear;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        PENDING.store(false, Ordering::Release);
         release_memory();
     });
 }
