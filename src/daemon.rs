@@ -113,8 +113,52 @@ pub fn watchdog_last_fed() -> Option<Timestamp> {
     (ms > 0).then(|| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
 }
 
+/// Returns the allocator's free memory to the system half a second after
+/// the first call of a burst (a page of 1,000 records, a stream's
+/// history): glibc keeps a peak's freed pages resident otherwise, and the
+/// daemon's resident memory stays at its peak (issue 11). Needs a runtime.
+pub fn release_memory_soon() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PENDING: AtomicBool = AtomicBool::new(false);
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // Cleared however the task ends (a runtime shut down drops it).
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            PENDING.store(false, Ordering::Release);
+        }
+    }
+    tokio::spawn(async {
+        let _clear = Clear;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        release_memory();
+    });
+}
+
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One malloc arena: a current-thread runtime has one busy thread, and
+/// each blocking-pool thread's arena would otherwise stay resident after
+/// the thread has gone.
+fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()> {
+    one_arena();
     let index = controller.index();
     let _lock = match index.daemon_lock()? {
         Ok(lock) => lock,
@@ -161,6 +205,8 @@ pub async fn run(controller: &Controller, api: crate::api::Options) -> Result<()
     };
     sup.resume(controller, &records, manager_started);
     sup.save(controller);
+    drop(records);
+    release_memory();
     let _api = crate::api::start(controller, api).await?;
     notify(&[NotifyState::Ready, NotifyState::Status(&sup.status())]);
     tracing::info!("supervising {}", sup.status());

@@ -277,37 +277,55 @@ impl EventReader {
     /// (lines that do not parse are passed over).
     pub fn read_new(&mut self) -> std::io::Result<Vec<(EventPos, Event)>> {
         let mut out = Vec::new();
-        loop {
-            if let Some((f, inode)) = self.file.as_mut() {
-                f.read_to_end(&mut self.pending)?;
-                let mut start = 0;
-                while let Some(n) = self.pending[start..].iter().position(|b| *b == b'\n') {
-                    let line = &self.pending[start..start + n];
-                    self.offset += n as u64 + 1;
-                    start += n + 1;
-                    if let Ok(e) = serde_json::from_slice(line) {
-                        let pos = EventPos {
-                            inode: *inode,
-                            offset: self.offset,
-                        };
-                        out.push((pos, e));
-                    }
+        while self.read_some(u64::MAX, &mut out)? {}
+        Ok(out)
+    }
+
+    /// At most about `max` bytes of the history (whole lines) into `out`;
+    /// true when more may follow at once. A stream sends the history a
+    /// chunk at a time, so the daemon never holds all of it for each
+    /// stream (issue 11: its resident memory).
+    pub fn read_some(
+        &mut self,
+        max: u64,
+        out: &mut Vec<(EventPos, Event)>,
+    ) -> std::io::Result<bool> {
+        if let Some((f, inode)) = self.file.as_mut() {
+            let got = f.take(max).read_to_end(&mut self.pending)? as u64;
+            let mut start = 0;
+            while let Some(n) = self.pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &self.pending[start..start + n];
+                self.offset += n as u64 + 1;
+                start += n + 1;
+                if let Ok(e) = serde_json::from_slice(line) {
+                    let pos = EventPos {
+                        inode: *inode,
+                        offset: self.offset,
+                    };
+                    out.push((pos, e));
                 }
-                self.pending.drain(..start);
             }
-            let current = std::fs::metadata(self.dir.join("events.jsonl"))
-                .ok()
-                .map(|m| m.ino());
-            let open = self.file.as_ref().map(|(_, i)| *i);
-            if current.is_none() || current == open {
-                return Ok(out);
+            self.pending.drain(..start);
+            if self.pending.capacity() > 64 << 10 && self.pending.len() < 16 << 10 {
+                self.pending.shrink_to(16 << 10);
             }
-            // The open file was rotated (or none was open): go on with the
-            // current one from its start.
-            self.file = open_with_inode(&self.dir.join("events.jsonl"));
-            self.offset = 0;
-            self.pending.clear();
+            if got == max {
+                return Ok(true);
+            }
         }
+        let current = std::fs::metadata(self.dir.join("events.jsonl"))
+            .ok()
+            .map(|m| m.ino());
+        let open = self.file.as_ref().map(|(_, i)| *i);
+        if current.is_none() || current == open {
+            return Ok(false);
+        }
+        // The open file was rotated (or none was open): go on with the
+        // current one from its start.
+        self.file = open_with_inode(&self.dir.join("events.jsonl"));
+        self.offset = 0;
+        self.pending.clear();
+        Ok(true)
     }
 }
 
@@ -379,6 +397,22 @@ mod reader_tests {
             }
         );
         assert!("x".parse::<EventPos>().is_err());
+    }
+
+    #[test]
+    fn reading_a_chunk_at_a_time_gives_the_same_events_and_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        for n in 0..50 {
+            append(&d, n);
+        }
+        let all = EventReader::from_start(d.clone()).read_new().unwrap();
+        let mut r = EventReader::from_start(d);
+        let mut chunked = Vec::new();
+        // Smaller than a line: a line's start waits for its end.
+        while r.read_some(100, &mut chunked).unwrap() {}
+        assert_eq!(chunked, all);
+        assert_eq!(all.len(), 50);
     }
 }
 

@@ -323,9 +323,13 @@ impl McpServer {
         )
     )]
     async fn run(&self, Parameters(a): Parameters<RunRequest>) -> CallToolResult {
+        let queue = a.queue;
         match a.into_spec() {
             Ok(spec) => {
-                let options = RunOptions::default();
+                let options = RunOptions {
+                    queue,
+                    ..Default::default()
+                };
                 self.call("record", Request::Run { spec, options }).await
             }
             Err(e) => failed(e),

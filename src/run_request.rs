@@ -1,8 +1,11 @@
 //! A launch as a surface receives it: the CLI's `run` options by their
 //! snake_case names, with values written as the CLI writes them (`512M`,
-//! `50%`, `1h 30m`, `5/10min`). The HTTP API's body and the MCP server's
-//! `run` tool are this type; [`RunRequest::into_spec`] checks and converts
-//! it, with errors that name the field.
+//! `50%`, `1h 30m`, `5/10min`). The HTTP API's body (`POST
+//! /api/v1/processes`) and the MCP server's `run` tool are this type, so
+//! one place checks a run for every surface; [`RunRequest::into_spec`]
+//! checks and converts it, with errors that name the field. The API's
+//! nested `metadata` and `limits` objects are accepted too, each value
+//! given once, there or at the top.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +19,17 @@ use crate::spec::RunSpec;
 use crate::text::{parse_cpu_quota, parse_cpu_weight, parse_seconds, parse_size};
 
 /// What to run and how (every field but `command` is optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunRequest {
     /// The program and its arguments, one string each; no shell is involved.
@@ -35,7 +48,10 @@ pub struct RunRequest {
     pub runner: Option<String>,
     /// Extra metadata.
     pub meta: BTreeMap<String, String>,
-    /// Working directory (default: the caller's).
+    /// Working directory (default: the caller's). The HTTP API, which
+    /// has no directory of yours, takes an absolute one (default: your
+    /// home directory).
+    #[schema(value_type = Option<String>)]
     pub cwd: Option<PathBuf>,
     /// Environment variables (REFINE_* is reserved).
     pub env: BTreeMap<String, String>,
@@ -86,6 +102,99 @@ pub struct RunRequest {
     /// The terminal's size until a client attaches, "ROWSxCOLS" (default
     /// 24x80); needs `pty`.
     pub pty_size: Option<String>,
+    /// While a pause holds the owner, queue the run instead of refusing.
+    pub queue: bool,
+    /// workflow, gap, session, mode, runner and `extra` (as `meta`),
+    /// nested, as the HTTP API takes them.
+    pub metadata: Option<MetadataText>,
+    /// The limits nested, as the HTTP API takes them (`cpu_weight` and
+    /// `tasks_max` as numbers).
+    pub limits: Option<LimitsText>,
+}
+
+/// The metadata of a run, nested (`"metadata": {"workflow": "wf"}`).
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
+#[serde(default)]
+pub struct MetadataText {
+    pub workflow: Option<String>,
+    pub gap: Option<String>,
+    pub session: Option<String>,
+    pub mode: Option<String>,
+    pub runner: Option<String>,
+    /// Free-form pairs (`--meta KEY=VALUE`).
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Limits as people write them (`"2G"`, `"150%"`, `"1h"`), nested.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsText {
+    pub memory_max: Option<String>,
+    pub memory_high: Option<String>,
+    pub cpu_quota: Option<String>,
+    pub cpu_weight: Option<u64>,
+    pub tasks_max: Option<u64>,
+    pub runtime_max: Option<String>,
+    pub timeout_stop: Option<String>,
+}
+
+impl LimitsText {
+    /// The limits, read as the policy file's are, plus the stop timeout.
+    pub fn parse_limits(&self) -> Result<Limits> {
+        let shared = crate::policy::LimitText {
+            memory_max: self.memory_max.clone(),
+            memory_high: self.memory_high.clone(),
+            cpu_quota: self.cpu_quota.clone(),
+            cpu_weight: self.cpu_weight,
+            tasks_max: self.tasks_max,
+            runtime_max: self.runtime_max.clone(),
+        };
+        let limits = shared.parse()?;
+        Ok(Limits {
+            timeout_stop_sec: self
+                .timeout_stop
+                .as_deref()
+                .map(parse_seconds)
+                .transpose()?,
+            ..limits
+        })
+    }
+}
+
+/// Moves a nested value to the top, where it is checked: an error when
+/// both places give it.
+fn once<T>(top: &mut Option<T>, nested: Option<T>, name: &str, within: &str) -> Result<()> {
+    match (top.is_some(), nested) {
+        (true, Some(_)) => Err(Error::invalid(format!(
+            "{name} is given twice: at the top and in {within}"
+        ))
+        .hint(format!("give {name} once"))),
+        (false, Some(v)) => {
+            *top = Some(v);
+            Ok(())
+        }
+        (_, None) => Ok(()),
+    }
 }
 
 impl RunRequest {
@@ -97,7 +206,8 @@ impl RunRequest {
 
     /// Checks every value and builds the spec; errors carry the field
     /// ([`Error::field`]) for the surface to name ([`Error::worded`]).
-    pub fn spec(self) -> Result<RunSpec> {
+    pub fn spec(mut self) -> Result<RunSpec> {
+        self.unnest()?;
         let field = |f: Field| move |e: Error| e.about(f);
         let opt = |v: &Option<String>, f: Field, parse: fn(&str) -> Result<u64>| {
             v.as_deref().map(parse).transpose().map_err(field(f))
@@ -164,6 +274,39 @@ impl RunRequest {
             pty,
             command: self.command,
         })
+    }
+
+    /// The nested `metadata` and `limits` moved to the top-level fields,
+    /// so one parser reads them.
+    fn unnest(&mut self) -> Result<()> {
+        if let Some(m) = self.metadata.take() {
+            once(&mut self.workflow, m.workflow, "workflow", "metadata")?;
+            once(&mut self.gap, m.gap, "gap", "metadata")?;
+            once(&mut self.session, m.session, "session", "metadata")?;
+            once(&mut self.mode, m.mode, "mode", "metadata")?;
+            once(&mut self.runner, m.runner, "runner", "metadata")?;
+            for (k, v) in m.extra {
+                if self.meta.insert(k.clone(), v).is_some() {
+                    return Err(Error::invalid(format!(
+                        "meta {:?} is given twice: in meta and in metadata.extra",
+                        crate::text::escape(&k)
+                    ))
+                    .hint("give each key once"));
+                }
+            }
+        }
+        if let Some(l) = self.limits.take() {
+            let l2 = "limits";
+            once(&mut self.memory_max, l.memory_max, "memory_max", l2)?;
+            once(&mut self.memory_high, l.memory_high, "memory_high", l2)?;
+            once(&mut self.cpu_quota, l.cpu_quota, "cpu_quota", l2)?;
+            let weight = l.cpu_weight.map(|w| w.to_string());
+            once(&mut self.cpu_weight, weight, "cpu_weight", l2)?;
+            once(&mut self.tasks_max, l.tasks_max, "tasks_max", l2)?;
+            once(&mut self.runtime_max, l.runtime_max, "runtime_max", l2)?;
+            once(&mut self.timeout_stop, l.timeout_stop, "timeout_stop", l2)?;
+        }
+        Ok(())
     }
 
     /// The terminal session the fields ask for, checked; None without one.
@@ -309,6 +452,46 @@ mod tests {
         assert_eq!(spec.limits.cpu_quota_percent, Some(50));
         assert_eq!(spec.restart_timing.limit_burst, Some(5));
         assert_eq!(spec.metadata.workflow.as_deref(), Some("wf"));
+    }
+
+    #[test]
+    fn the_apis_nested_metadata_and_limits_read_as_the_top_level_fields() {
+        let nested: RunRequest = serde_json::from_value(serde_json::json!({
+            "command": ["sleep", "60"], "metadata": {"workflow": "wf", "extra": {"k": "v"}},
+            "limits": {"memory_max": "256M", "cpu_weight": 50, "tasks_max": 8}, "queue": true
+        }))
+        .unwrap();
+        assert!(nested.queue);
+        let flat: RunRequest = serde_json::from_value(serde_json::json!({
+            "command": ["sleep", "60"], "workflow": "wf", "meta": {"k": "v"},
+            "memory_max": "256M", "cpu_weight": "50", "tasks_max": 8
+        }))
+        .unwrap();
+        let (n, f) = (nested.into_spec().unwrap(), flat.into_spec().unwrap());
+        assert_eq!(format!("{n:?}"), format!("{f:?}"));
+        assert_eq!(n.limits.cpu_weight, Some(50));
+        assert_eq!(n.metadata.workflow.as_deref(), Some("wf"));
+        // Given in both places: refused, not one silently preferred.
+        let twice: RunRequest = serde_json::from_value(serde_json::json!({
+            "command": ["true"], "memory_max": "1G", "limits": {"memory_max": "2G"}
+        }))
+        .unwrap();
+        let e = twice.into_spec().unwrap_err();
+        assert!(e.message.contains("memory_max is given twice"), "{e}");
+        // A bad nested value names its field; an unknown nested limit is refused.
+        let bad: RunRequest = serde_json::from_value(serde_json::json!({
+            "command": ["true"], "limits": {"memory_max": "lots"}
+        }))
+        .unwrap();
+        assert!(bad
+            .into_spec()
+            .unwrap_err()
+            .message
+            .starts_with("memory_max:"));
+        let typo = serde_json::from_value::<RunRequest>(
+            serde_json::json!({"command": ["true"], "limits": {"memory": "1G"}}),
+        );
+        assert!(typo.unwrap_err().to_string().contains("memory"));
     }
 
     #[test]

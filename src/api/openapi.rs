@@ -122,11 +122,19 @@ pub fn app(state: AppState) -> Router {
         .0
         .route(super::mcp::PATH, axum::routing::any(super::mcp::serve))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(release_memory_after))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::guard,
         ))
         .with_state(state)
+}
+
+/// A response built, what building it took is freed: give it back soon.
+async fn release_memory_after(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    crate::daemon::release_memory_soon();
+    response
 }
 
 /// The pages (GET), else a problem: 404 for an unknown path.
@@ -223,6 +231,19 @@ mod tests {
             }
         }
         assert!(operations >= 17, "{operations}");
+        // The run body is the core's request (one reader of runs), with
+        // the fields the API has always taken.
+        let body = &doc["paths"]["/api/v1/processes"]["post"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RunRequest"
+        );
+        let run = &doc["components"]["schemas"]["RunRequest"]["properties"];
+        for field in [
+            "command", "owner", "metadata", "cwd", "env", "limits", "queue", "pty",
+        ] {
+            assert!(run[field].is_object(), "RunRequest.{field} undocumented");
+        }
         // Every schema referred to is defined.
         let text = doc.to_string();
         for name in text.split("#/components/schemas/").skip(1) {

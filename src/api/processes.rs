@@ -1,14 +1,11 @@
 //! `/api/v1/processes`: each handler is request -> one core call ->
 //! response, acting for the established caller (see `auth`).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
@@ -19,13 +16,10 @@ use super::schema::{ActionOutcomeDoc, AdoptedDoc, ListedDoc, StatusDoc};
 use super::AppState;
 use crate::controller::{ListFilter, RunOptions, Selection};
 use crate::error::{Error, ErrorKind};
-use crate::model::{
-    LimitChange, Limits, Metadata, Owner, Record, RestartPolicy, State as RunState,
-};
+use crate::model::{LimitChange, Metadata, Owner, Record, State as RunState};
 use crate::spec::{AdoptSpec, RunSpec};
 use crate::text::{
-    parse_cpu_quota, parse_cpu_weight, parse_limit, parse_seconds, parse_signal, parse_size,
-    parse_tasks,
+    parse_cpu_quota, parse_cpu_weight, parse_limit, parse_signal, parse_size, parse_tasks,
 };
 
 /// `list`'s filters.
@@ -76,113 +70,26 @@ pub async fn list(
     Ok(with_warnings(Json(listed).into_response(), &warnings))
 }
 
-/// Limits as people write them (`"2G"`, `"150%"`, `"1h"`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsText {
-    pub memory_max: Option<String>,
-    pub memory_high: Option<String>,
-    pub cpu_quota: Option<String>,
-    pub cpu_weight: Option<u64>,
-    pub tasks_max: Option<u64>,
-    pub runtime_max: Option<String>,
-    pub timeout_stop: Option<String>,
-}
+pub use crate::run_request::{LimitsText, RunRequest};
 
-impl LimitsText {
-    pub fn parse_limits(&self) -> crate::Result<Limits> {
-        // The policy file's limits, read the same way, plus the stop timeout.
-        let shared = crate::policy::LimitText {
-            memory_max: self.memory_max.clone(),
-            memory_high: self.memory_high.clone(),
-            cpu_quota: self.cpu_quota.clone(),
-            cpu_weight: self.cpu_weight,
-            tasks_max: self.tasks_max,
-            runtime_max: self.runtime_max.clone(),
-        };
-        let limits = shared.parse()?;
-        Ok(Limits {
-            timeout_stop_sec: self
-                .timeout_stop
-                .as_deref()
-                .map(parse_seconds)
-                .transpose()?,
-            ..limits
-        })
-    }
-}
-
-/// A run, as `refine-proc run` takes it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunRequest {
-    /// argv. `argv[0]` without a slash is looked up in the caller's PATH
-    /// (a socket peer's own; for a browser session the daemon's).
-    pub command: Vec<String>,
-    pub owner: Option<Owner>,
-    pub label: Option<String>,
-    pub details: Option<String>,
-    #[serde(default)]
-    pub metadata: Metadata,
-    /// Absolute working directory [default: your home directory].
-    pub cwd: Option<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub limits: LimitsText,
-    /// no, on-failure, always [default: no].
-    pub restart: Option<String>,
-    /// While a pause holds the owner, queue the run instead of refusing.
-    #[serde(default)]
-    pub queue: bool,
-    #[serde(default)]
-    pub persist: bool,
-    /// Run on a pseudo-terminal that outlives every client (a terminal
-    /// session: send, screen and attach reach it).
-    // Left out of the idempotency key's canonical body when unset, so keys
-    // claimed before sessions existed still match their retries.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pty: bool,
-    /// The terminal's size until a client attaches, "ROWSxCOLS" [default:
-    /// 24x80]; needs `pty`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pty_size: Option<String>,
-}
-
-impl RunRequest {
-    fn spec(self) -> crate::Result<RunSpec> {
-        let cwd = match self.cwd {
-            Some(dir) if !dir.starts_with('/') => {
-                return Err(Error::invalid(format!(
-                    "cwd {:?} is not an absolute path",
-                    crate::text::escape(&dir)
-                ))
-                .hint("the daemon has no current directory of yours: pass an absolute cwd"))
-            }
-            Some(dir) => PathBuf::from(dir),
-            None => crate::provenance::home_dir().ok_or_else(|| {
-                Error::invalid("you have no home directory to run in").hint("pass cwd")
-            })?,
-        };
-        let pty = crate::run_request::pty_options(self.pty, self.pty_size.as_deref())?;
-        Ok(RunSpec {
-            command: self.command,
-            owner: self.owner,
-            label: self.label,
-            details: self.details,
-            metadata: self.metadata,
-            cwd: Some(cwd),
-            environment: self.env,
-            limits: self.limits.parse_limits()?,
-            restart: match self.restart.as_deref() {
-                Some(r) => r.parse()?,
-                None => RestartPolicy::default(),
-            },
-            persist: self.persist,
-            pty,
-            ..Default::default()
-        })
-    }
+/// A run of the API, checked by the core's one reader of runs
+/// ([`RunRequest::into_spec`], the MCP tool's too). Only the directory is
+/// the API's own: the daemon has no current directory of yours.
+fn run_spec(mut body: RunRequest) -> crate::Result<RunSpec> {
+    body.cwd = Some(match body.cwd.take() {
+        Some(dir) if !dir.is_absolute() => {
+            return Err(Error::invalid(format!(
+                "cwd {:?} is not an absolute path",
+                crate::text::escape(&dir.to_string_lossy())
+            ))
+            .hint("the daemon has no current directory of yours: pass an absolute cwd"))
+        }
+        Some(dir) => dir,
+        None => crate::provenance::home_dir().ok_or_else(|| {
+            Error::invalid("you have no home directory to run in").hint("pass cwd")
+        })?,
+    });
+    body.into_spec()
 }
 
 fn created(record: &Record) -> Response {
@@ -218,7 +125,7 @@ pub async fn run(
         .get("idempotency-key")
         .map(|k| k.to_str().unwrap_or(""));
     let Some(key) = key else {
-        let record = controller.run(body.spec()?, options).await?;
+        let record = controller.run(run_spec(body)?, options).await?;
         return Ok(created(&record));
     };
     let canonical = serde_json::to_string(&body).expect("requests serialize");
@@ -232,7 +139,7 @@ pub async fn run(
         }
         Outcome::Claimed(path) => path,
     };
-    match controller.run(body.spec()?, options).await {
+    match controller.run(run_spec(body)?, options).await {
         Ok(record) => {
             idempotency::complete(&claimed, &record.id)?;
             Ok(created(&record))

@@ -80,27 +80,22 @@ pub async fn events(
 ) -> ApiResult<Response> {
     let controller = state.controller(&caller);
     let id = q.id.as_deref().map(|i| controller.resolve(i)).transpose()?;
+    let (owner, workflow) = (q.owner, q.workflow.clone());
     let keep = move |e: &Event| {
         id.as_ref().is_none_or(|i| e.id.as_ref() == Some(i))
-            && q.owner.is_none_or(|o| e.owner == Some(o))
-            && q.workflow
+            && owner.is_none_or(|o| e.owner == Some(o))
+            && workflow
                 .as_ref()
                 .is_none_or(|w| e.workflow.as_ref() == Some(w))
     };
     let dir = controller.index().dir().to_path_buf();
-    let from = resume_from(
-        &headers,
-        q.after
-            .as_deref()
-            .filter(|_| q.follow)
-            .or(q.after.as_deref()),
-    );
+    let from = resume_from(&headers, q.after.as_deref());
     let pos: Option<EventPos> = from.as_deref().map(str::parse).transpose()?;
     // Watched before the first read, so nothing falls in between: the
     // daemon's own appends wake the stream at once, other processes'
     // (the CLI, exit hooks) through inotify.
-    let mut appended = crate::events::appended();
-    let watch = if q.follow {
+    let appended = crate::events::appended();
+    let wakeups = if q.follow {
         Some(watch_dir(&dir)?)
     } else {
         None
@@ -112,74 +107,117 @@ pub async fn events(
         },
         None => (EventReader::from_start(dir.clone()), false),
     };
-    let read = |r: &mut EventReader| {
-        r.read_new()
-            .map_err(|e| Error::index(format!("cannot read the history in {}: {e}", dir.display())))
+    let Some(wakeups) = wakeups else {
+        let events = reader.read_new().map_err(|e| read_error(&dir, e))?;
+        return Ok(event_page(events, keep, q.limit, from, gap));
     };
-    let Some(mut wakeups) = watch else {
-        let limit = q.limit.unwrap_or(1000).max(1);
-        let mut events = Vec::new();
-        for (p, e) in read(&mut reader)? {
-            if keep(&e) {
-                events.push(PositionedEvent {
-                    pos: p.to_string(),
-                    event: e,
-                });
-                if events.len() == limit {
-                    break;
-                }
-            }
-        }
-        let next = events.last().map(|e| e.pos.clone()).or(from);
-        let mut response = Json(EventPage { events, next }).into_response();
-        if gap {
-            response
-                .headers_mut()
-                .insert("refine-gap", "true".parse().unwrap());
-        }
-        return Ok(response);
-    };
-    let first = read(&mut reader)?;
+    // Read once here, so an unreadable history is an error, not an empty
+    // stream; the rest comes a chunk at a time.
+    let mut first = Vec::new();
+    reader
+        .read_some(HISTORY_CHUNK, &mut first)
+        .map_err(|e| read_error(&dir, e))?;
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(async move {
+    let stream = EventStream {
+        reader,
+        keep,
+        tx,
+        wakeups,
+        appended,
+    };
+    tokio::spawn(stream.serve(first, gap));
+    Ok(sse(rx))
+}
+
+/// How much of the history a stream reads at a time (whole lines).
+const HISTORY_CHUNK: u64 = 64 << 10;
+
+fn read_error(dir: &std::path::Path, e: std::io::Error) -> Error {
+    Error::index(format!("cannot read the history in {}: {e}", dir.display()))
+}
+
+/// A page of the history: at most `limit` events that `keep` keeps, and
+/// where the next page starts.
+fn event_page(
+    all: Vec<(EventPos, Event)>,
+    keep: impl Fn(&Event) -> bool,
+    limit: Option<usize>,
+    from: Option<String>,
+    gap: bool,
+) -> Response {
+    let limit = limit.unwrap_or(1000).max(1);
+    let events: Vec<PositionedEvent> = all
+        .into_iter()
+        .filter(|(_, e)| keep(e))
+        .take(limit)
+        .map(|(p, event)| PositionedEvent {
+            pos: p.to_string(),
+            event,
+        })
+        .collect();
+    let next = events.last().map(|e| e.pos.clone()).or(from);
+    let mut response = Json(EventPage { events, next }).into_response();
+    if gap {
+        response
+            .headers_mut()
+            .insert("refine-gap", "true".parse().unwrap());
+    }
+    response
+}
+
+/// One open event stream: the history, then live events as they come.
+struct EventStream<K> {
+    reader: EventReader,
+    keep: K,
+    tx: tokio::sync::mpsc::Sender<SseEvent>,
+    wakeups: inotify::EventStream<[u8; 1024]>,
+    appended: tokio::sync::watch::Receiver<u64>,
+}
+
+impl<K: Fn(&Event) -> bool + Send + 'static> EventStream<K> {
+    async fn serve(mut self, first: Vec<(EventPos, Event)>, gap: bool) {
         if gap {
             let note = SseEvent::default()
                 .event("gap")
                 .data("the position was rotated away: from the oldest event kept");
-            if tx.send(note).await.is_err() {
+            if self.tx.send(note).await.is_err() {
                 return;
             }
         }
         let mut batch = first;
+        let mut history = true;
         loop {
-            for (p, e) in batch {
-                if !keep(&e) {
+            for (p, e) in batch.drain(..) {
+                if !(self.keep)(&e) {
                     continue;
                 }
                 let data = serde_json::to_string(&e).expect("events serialize");
-                if tx
-                    .send(SseEvent::default().id(p.to_string()).data(data))
-                    .await
-                    .is_err()
-                {
+                let event = SseEvent::default().id(p.to_string()).data(data);
+                if self.tx.send(event).await.is_err() {
                     return; // the client went away
                 }
             }
-            tokio::select! {
-                woke = wakeups.next() => if woke.is_none() { return },
-                _ = appended.changed() => {}
-                () = tx.closed() => return,
-            }
-            batch = match reader.read_new() {
-                Ok(b) => b,
+            let more = match self.reader.read_some(HISTORY_CHUNK, &mut batch) {
+                Ok(more) => more,
                 Err(e) => {
                     tracing::warn!("event stream: {e}");
                     return;
                 }
             };
+            if more || !batch.is_empty() {
+                continue;
+            }
+            if std::mem::take(&mut history) {
+                // The history was the big part: give its memory back.
+                crate::daemon::release_memory_soon();
+            }
+            tokio::select! {
+                woke = self.wakeups.next() => if woke.is_none() { return },
+                _ = self.appended.changed() => {}
+                () = self.tx.closed() => return,
+            }
         }
-    });
-    Ok(sse(rx))
+    }
 }
 
 fn watch_dir(dir: &std::path::Path) -> crate::Result<inotify::EventStream<[u8; 1024]>> {

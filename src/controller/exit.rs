@@ -33,15 +33,35 @@ impl Controller {
         }
         exit.at = seen_at;
         let unit_name = unit.to_string();
-        let updated = self.index.update_async(&id, move |r| {
-            // Not this index's unit, a later run already under way, or the
-            // hook was first.
+        // Not this index's unit, a later run already under way, or the
+        // hook was first: the daemon leaves the record as it is.
+        let invocation = exit.invocation.clone();
+        let ours = move |r: &Record| {
             let later = r.started_at.is_some_and(|s| s > seen_at);
-            if r.unit != unit_name || later || r.last_exit_invocation == exit.invocation {
-                return;
+            r.unit == unit_name && !later && r.last_exit_invocation != invocation
+        };
+        // The event first, from the record as it will be, so open streams
+        // see the end without waiting for the record's fsynced write (issue
+        // 11: most of the daemon's latency). A crash in between leaves the
+        // event and the exit hook, which writes the record and finds the
+        // event (by the invocation) already there; the end stays recorded
+        // once, since every writer of an end checks the history under its
+        // lock.
+        let told = match self.index.load(&id) {
+            Ok(Loaded::Found(r)) if ours(&r) => {
+                let mut ended = *r;
+                ended.apply_exit(exit.clone());
+                ended.exit_source = Some("daemon".into());
+                self.emit(end_event(&ended));
+                true
             }
-            r.apply_exit(exit);
-            r.exit_source = Some("daemon".into());
+            _ => false,
+        };
+        let updated = self.index.update_async(&id, move |r| {
+            if ours(r) {
+                r.apply_exit(exit);
+                r.exit_source = Some("daemon".into());
+            }
         });
         let Some(record) = updated.await? else {
             return Ok(None);
@@ -50,7 +70,11 @@ impl Controller {
             return Ok(None);
         }
         let event = end_event(&record);
-        self.emit(event.clone());
+        if !told {
+            // The hook was first: its event is in the history (this one
+            // is not written twice).
+            self.emit(event.clone());
+        }
         Ok(Some(event))
     }
 

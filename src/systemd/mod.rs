@@ -85,6 +85,19 @@ mod tests {
             None
         );
         assert_eq!(unit_name_of_path("/elsewhere/x"), None);
+        for unit in [
+            "refine-agent-k3x9p2qa.service",
+            "refine-user\\x2dhelper.slice",
+        ] {
+            assert_eq!(
+                unit_name_of_path(&unit_path_of_name(unit)).as_deref(),
+                Some(unit)
+            );
+        }
+        assert_eq!(
+            unit_path_of_name("refine-a.service"),
+            "/org/freedesktop/systemd1/unit/refine_2da_2eservice"
+        );
     }
 }
 

@@ -233,9 +233,10 @@ impl Systemd {
     /// while it has not ended (or the unit is gone). The daemon reads this
     /// when the unit enters `stop-post`, before the hook has run.
     pub async fn main_exit(&self, unit: &str) -> Result<Option<BTreeMap<String, String>>> {
-        let Some(path) = self.unit_path(unit).await? else {
-            return Ok(None);
-        };
+        // The path from the name (one round trip less on the way to the
+        // event): a unit no longer loaded reads as not ended.
+        let path = OwnedObjectPath::try_from(unit_path_of_name(unit))
+            .map_err(|e| Error::invalid(format!("{unit:?} has no object path: {e}")))?;
         let props = self.properties(path).await?;
         let action = format!("read how {unit} ended");
         let (s, inv) = tokio::join!(

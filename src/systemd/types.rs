@@ -75,6 +75,22 @@ pub struct UnitChange {
     pub sub_state: Option<String>,
 }
 
+/// The object path of a unit, as systemd names it (bus-label escaping:
+/// every byte but ASCII letters and digits as `_xx`): a call on it needs
+/// no `GetUnit` round trip first.
+pub fn unit_path_of_name(unit: &str) -> String {
+    use std::fmt::Write;
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    for b in unit.bytes() {
+        if b.is_ascii_alphanumeric() {
+            path.push(b as char);
+        } else {
+            let _ = write!(path, "_{b:02x}");
+        }
+    }
+    path
+}
+
 /// The unit name in a systemd object path: the last element, with
 /// systemd's bus-label escaping (`_2d` is `-`) undone.
 pub fn unit_name_of_path(path: &str) -> Option<String> {

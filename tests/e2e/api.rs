@@ -1457,6 +1457,18 @@ fn api_system_shows_each_owners_slice_usage_the_watchdog_and_uptime() {
     env.ok(&["stop", &r.id]);
 }
 
+/// Waits until `fd` can be read, or `timeout` has passed.
+fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+}
+
 #[test]
 fn api_a_peer_of_another_uid_is_refused() {
     // tests/run's root-side helper connects as nobody (see there).
@@ -1479,16 +1491,26 @@ fn api_a_peer_of_another_uid_is_refused() {
     let req = helper.join(format!("t{}.req", std::process::id()));
     let res = req.with_extension("res");
     std::fs::write(&req, d.socket.as_os_str().as_encoded_bytes()).unwrap();
+    // The helper renames its answer into place, then removes the request:
+    // that removal is the signal (its directory is not readable to us, so
+    // it cannot be watched; the request, ours, can).
+    let mut removed = inotify::Inotify::init().unwrap();
+    let watched = removed.watches().add(
+        &req,
+        inotify::WatchMask::DELETE_SELF | inotify::WatchMask::ATTRIB,
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
         if let Ok(c) = std::fs::read_to_string(&res) {
             break c.trim().to_string();
         }
-        assert!(
-            Instant::now() < deadline,
-            "the other-uid helper did not answer"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the other-uid helper did not answer");
+        if watched.is_ok() {
+            wait_readable(&removed, left);
+            let _ = removed.read_events(&mut [0u8; 1024]);
+        }
+        // (Not watched: the request was gone already, so its answer is there.)
     };
     let _ = std::fs::remove_file(&res);
     assert_eq!(code, "403", "a peer of another uid gets 403");
