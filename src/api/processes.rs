@@ -14,7 +14,7 @@ use super::idempotency::{self, Outcome};
 use super::problem::{ApiResult, Problem};
 use super::schema::{ActionOutcomeDoc, AdoptedDoc, ListedDoc, StatusDoc};
 use super::AppState;
-use crate::controller::{ListFilter, RunOptions, Selection};
+use crate::controller::{ListFilter, Request, Response as Answered, RunOptions, Selection};
 use crate::error::{Error, ErrorKind};
 use crate::model::{LimitChange, Metadata, Owner, Record, State as RunState};
 use crate::spec::{AdoptSpec, RunSpec};
@@ -66,8 +66,17 @@ pub async fn list(
         gap: q.gap,
         state: q.state,
     };
-    let (listed, warnings) = state.controller(&caller).list_with_usage(&filter).await?;
-    Ok(with_warnings(Json(listed).into_response(), &warnings))
+    let answer = state
+        .controller(&caller)
+        .handle(Request::List(filter))
+        .await?;
+    let Answered::Listed(listed) = answer.response else {
+        unreachable!("a list is answered with a list")
+    };
+    Ok(with_warnings(
+        Json(listed).into_response(),
+        &answer.warnings,
+    ))
 }
 
 pub use crate::run_request::{LimitsText, RunRequest};
@@ -206,9 +215,17 @@ pub async fn status(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let status = state.controller(&caller).status(&id).await?;
-    let warnings = status.warnings.clone();
-    Ok(with_warnings(Json(status).into_response(), &warnings))
+    let answer = state
+        .controller(&caller)
+        .handle(Request::Status { id })
+        .await?;
+    let Answered::Status(status) = answer.response else {
+        unreachable!("a status is answered with a status")
+    };
+    Ok(with_warnings(
+        Json(status).into_response(),
+        &answer.warnings,
+    ))
 }
 
 /// Drops the record of an ended process (`forget`).

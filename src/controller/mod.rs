@@ -11,6 +11,7 @@ mod pty;
 mod reconcile;
 mod records;
 mod recover;
+mod redact;
 mod request;
 mod resurrect;
 mod run;
@@ -26,6 +27,7 @@ pub use logs::{
 pub use pty::TerminalAccess;
 pub use reconcile::reconcile;
 pub use records::journal_command;
+pub use redact::HIDDEN;
 pub use request::{
     Answer, CheckRequest, EventFilter, EventPage, EventWithId, EventsAfter, PolicyView, Request,
     Response,

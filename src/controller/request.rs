@@ -193,14 +193,20 @@ impl Controller {
                 }
             }
             Request::List(filter) => {
-                let (listed, warnings) = self.list_with_usage(&filter).await?;
+                let (mut listed, warnings) = self.list_with_usage(&filter).await?;
+                self.hide_foreign_environments(&mut listed).await?;
                 Answer {
                     response: R::Listed(listed),
                     warnings,
                 }
             }
             Request::Status { id } => {
-                let status = self.status(&id).await?;
+                let mut status = self.status(&id).await?;
+                let Status {
+                    record, systemd, ..
+                } = &mut status;
+                self.hide_foreign_environment(record, systemd.as_mut())
+                    .await?;
                 Answer {
                     warnings: status.warnings.clone(),
                     response: R::Status(Box::new(status)),

@@ -518,6 +518,61 @@ attempt stop "$R" stop "$id""#,
 }
 
 #[test]
+fn a_confined_process_sees_the_names_of_other_runs_environment_but_not_their_values() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let daemon = Daemon::start(&env);
+    let secret = "hunter2-9e107d9d";
+    let person = env.run(&[
+        "--env",
+        &format!("API_TOKEN={secret}"),
+        "--",
+        "sleep",
+        "600",
+    ]);
+    // Through the daemon's socket (its refine-proc's only way in): the
+    // person's run by id and in the list; and its own child, whose
+    // environment it gave and may read.
+    let script = attempts(&format!(
+        r#"attempt status "$R" status --json {person}
+attempt list "$R" list --json
+attempt run "$R" run --json --env CHILD_TOKEN=mine-5a105e8b -- sleep 600
+id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' run.out | head -1)
+attempt own "$R" status --json "$id"
+attempt stop "$R" stop "$id""#,
+        person = person.id
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let w = env.work_dir();
+    for name in ["status", "list", "run", "own", "stop"] {
+        assert_eq!(
+            read(w, &format!("{name}.rc")).trim(),
+            "0",
+            "{name}: {}",
+            read(w, &format!("{name}.out"))
+        );
+    }
+    for name in ["status", "list"] {
+        let out = read(w, &format!("{name}.out"));
+        assert!(!out.contains(secret), "{name} shows the value: {out}");
+        assert!(out.contains(r#""API_TOKEN": "(hidden)""#), "{name}: {out}");
+    }
+    let status = read(w, "status.out");
+    assert!(
+        status.contains("API_TOKEN=(hidden)"),
+        "systemd's view: {status}"
+    );
+    let own = read(w, "own.out");
+    assert!(own.contains(r#""CHILD_TOKEN": "mine-5a105e8b""#), "{own}");
+    // A person still sees every value.
+    let seen = env.ok(&["status", "--json", &person.id]).stdout;
+    assert!(seen.contains(secret), "{seen}");
+    env.ok(&["stop", &person.id]);
+    drop(daemon);
+}
+
+#[test]
 fn a_confined_process_gets_401_from_the_api_over_loopback_tcp_without_a_token() {
     let env = Env::new();
     confine_agent(&env, env.work_dir());
