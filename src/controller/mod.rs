@@ -57,7 +57,9 @@ use crate::spec::{
     limit_properties, outside_subtree, scope_properties, service_properties, AdoptSpec, Adoption,
     Launch, RunSpec, UnitContext,
 };
-use crate::systemd::{JobOutcome, ListedUnit, ServiceInfo, StartWait, Systemd, UnitState};
+use crate::systemd::{
+    JobOutcome, ListedUnit, ServiceInfo, StartWait, StartWatch, Systemd, UnitState,
+};
 use crate::text::escape;
 use crate::usage::{Cgroups, Usage};
 

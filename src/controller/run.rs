@@ -32,7 +32,8 @@ impl Controller {
     /// Launches a process as a transient user service and returns its record
     /// once systemd has started it (or, with `wait`, once it has ended).
     pub async fn run(&self, spec: RunSpec, options: RunOptions) -> Result<Record> {
-        let prepared = self.prepare_record(&spec);
+        let id = new_id();
+        let prepared = self.prepare_record(&spec, id.clone());
         let requester = self.requester().await?;
         let launch = self.authorize_launch(requester, spec).await?;
         if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
@@ -46,8 +47,8 @@ impl Controller {
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
         // hook updates it).
-        let record = self
-            .store_launch(&launch, requester.requested_by(), prepared)
+        let (record, watch) = self
+            .store_launch(&launch, requester.requested_by(), prepared, &id)
             .await?;
         crate::fault::point("after-index-write");
         let systemd = match self.systemd().await {
@@ -59,10 +60,15 @@ impl Controller {
         };
         let props = service_properties(&record.id, &launch, &hook);
         let wait = start_wait(&launch, options);
-        let job = match systemd
-            .start_transient_waiting(&record.unit, &props, wait)
-            .await
-        {
+        let watch = match watch.filter(|w| w.unit() == record.unit) {
+            Some(watch) => Ok(watch),
+            None => systemd.watch_start(&record.unit).await,
+        };
+        let started = match watch {
+            Ok(watch) => systemd.start_transient_watched(watch, &props, wait).await,
+            Err(e) => Err(e),
+        };
+        let job = match started {
             Ok(job) => job,
             Err(e) => {
                 // systemd never created the unit: nothing ran, keep no record.
@@ -85,14 +91,14 @@ impl Controller {
     /// guess decides nothing: [`Controller::store_launch`] uses the file only
     /// if it holds exactly what the launch, authorized for the caller as
     /// found, would write. The durable write then overlaps the round trips.
-    fn prepare_record(&self, spec: &RunSpec) -> Option<PreparedRecord> {
+    fn prepare_record(&self, spec: &RunSpec, id: String) -> Option<PreparedRecord> {
         let guess = self.person_guess()?;
         let (index, mut spec) = (self.index.clone(), spec.clone());
         Some(tokio::task::spawn_blocking(move || {
             guess.inherit(&mut spec.owner, &mut spec.metadata);
             let launch = authorize(&guess, spec.validate_in(&guess.who.env).ok()?).ok()?;
             let requested_by = guess.requested_by();
-            let record = new_record(new_id(), &launch, requested_by.clone());
+            let record = new_record(id, &launch, requested_by.clone());
             let file = index.write_unnamed(&record).ok()??;
             Some(Prepared {
                 launch,
@@ -149,27 +155,32 @@ impl Controller {
     }
 
     /// Writes the record of `launch` before its start: the prepared file if
-    /// it holds exactly this record, else anew.
+    /// it holds exactly this record, else anew. While the prepared file is
+    /// awaited, the start job of its unit (`id`'s) is subscribed to.
     async fn store_launch(
         &self,
         launch: &Launch,
         requested_by: RequestedBy,
         prepared: Option<PreparedRecord>,
-    ) -> Result<Record> {
-        let prepared = match prepared {
-            Some(task) => task.await.ok().flatten(),
-            None => None,
-        };
-        let fits = |p: &Prepared| p.launch == *launch && p.requested_by == requested_by;
-        if let Some(p) = prepared.filter(fits) {
-            if let Some(record) = name_prepared(&self.index, p.record, p.file)? {
-                return Ok(record);
+        id: &str,
+    ) -> Result<(Record, Option<StartWatch>)> {
+        if let Some(task) = prepared {
+            let unit = unit_name(launch.owner, id);
+            let watch = async { self.systemd().await.ok()?.watch_start(&unit).await.ok() };
+            let (prepared, watch) = tokio::join!(task, watch);
+            let fits = |p: &Prepared| p.launch == *launch && p.requested_by == requested_by;
+            if let Some(p) = prepared.ok().flatten().filter(fits) {
+                if let Some(record) = name_prepared(&self.index, p.record, p.file)? {
+                    return Ok((record, watch));
+                }
             }
         }
         let (index, launch) = (self.index.clone(), launch.clone());
-        tokio::task::spawn_blocking(move || store_new_record(&index, &launch, requested_by))
-            .await
-            .map_err(|e| Error::index(format!("cannot write the new record: {e}")))?
+        let record =
+            tokio::task::spawn_blocking(move || store_new_record(&index, &launch, requested_by))
+                .await
+                .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        Ok((record, None))
     }
 
     /// With `--ready` and `wait_ready`: waits for the health check to pass,
