@@ -469,8 +469,7 @@ fn authorize(requester: &Requester, mut launch: Launch) -> Result<Launch> {
         .check_environment(requester.actor, launch.environment.keys())?;
     // A command health check runs the shell (in the daemon, outside the
     // unit): only for an actor the policy lets run the shell.
-    if let Some(crate::health::HealthCheck::Cmd { .. }) = launch.health.as_ref().map(|h| &h.check)
-    {
+    if let Some(crate::health::HealthCheck::Cmd { .. }) = launch.health.as_ref().map(|h| &h.check) {
         // As named, or where it leads (/bin is /usr/bin on merged-/usr
         // systems, and a policy may name either).
         let named = PathBuf::from(crate::health::SHELL);

@@ -471,7 +471,10 @@ fn an_unnamed_record_is_invisible_until_named_and_never_replaces_one() {
         panic!("the named record is not found")
     };
     assert_eq!(*found, record("abcd2345"));
-    let mode = fs::metadata(index.record_path("abcd2345")).unwrap().permissions().mode();
+    let mode = fs::metadata(index.record_path("abcd2345"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     // A second one under the same id is refused, the first kept.
     let mut other = record("abcd2345");

@@ -78,7 +78,9 @@ impl Systemd {
             .filter(|(_, v)| !matches!(v, Prop::DropIn { .. }))
             .map(|(k, v)| (*k, to_value(v)))
             .collect();
-        let started = self.start_transient_inner(watch.jobs, unit, props, wait).await;
+        let started = self
+            .start_transient_inner(watch.jobs, unit, props, wait)
+            .await;
         if started.is_err() && !self.unit_path(unit).await.is_ok_and(|p| p.is_some()) {
             // No unit: nothing will remove its drop-ins.
             drop_ins

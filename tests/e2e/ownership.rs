@@ -76,7 +76,11 @@ fn a_managed_launch_never_gets_the_record_run_prepares_for_a_person() {
         all.iter().filter(|r| r["label"] == "guessed").collect();
     assert_eq!(children.len(), 1, "{children:#?}");
     let child = children[0];
-    assert_eq!(child["requested_by"]["parent"], parent.id.as_str(), "{child:#}");
+    assert_eq!(
+        child["requested_by"]["parent"],
+        parent.id.as_str(),
+        "{child:#}"
+    );
     assert_eq!(child["requested_by"]["acting_owner"], "agent", "{child:#}");
     assert_eq!(child["owner"], "agent", "{child:#}");
     let records = std::fs::read_dir(env.state_dir().join("records")).unwrap();
