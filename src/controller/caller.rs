@@ -217,23 +217,39 @@ impl Controller {
             _ => None,
         };
         let Some(caller) = managed else {
-            let mut requester = Requester {
-                actor: Actor::Person,
-                caller: None,
-                parent: None,
-                policy: Policy::load(&self.person_policy_path())?,
-                audit_actor: "person".into(),
-                lowered: None,
-                who,
-            };
-            if let Some(owner) = requester.who.lower_to {
-                requester.actor = Actor::Managed(owner);
-                requester.audit_actor = owner.as_str().into();
-                requester.lowered = Some(lowered_identity(owner, &requester.who));
-            }
-            return Ok(requester);
+            return self.person_requester(who);
         };
         self.managed_requester(caller, who).await
+    }
+
+    /// `who` as a person (in no managed unit), bound by the person's policy.
+    pub(super) fn person_requester(&self, who: Caller) -> Result<Requester> {
+        let mut requester = Requester {
+            actor: Actor::Person,
+            caller: None,
+            parent: None,
+            policy: Policy::load(&self.person_policy_path())?,
+            audit_actor: "person".into(),
+            lowered: None,
+            who,
+        };
+        if let Some(owner) = requester.who.lower_to {
+            requester.actor = Actor::Managed(owner);
+            requester.audit_actor = owner.as_str().into();
+            requester.lowered = Some(lowered_identity(owner, &requester.who));
+        }
+        Ok(requester)
+    }
+
+    /// What `run` may guess before the bus says who asks: the caller as a
+    /// person, when its origin is a process still to be looked up. Only a
+    /// guess: nothing is decided on it (see `Controller::prepare_record`).
+    pub(super) fn person_guess(&self) -> Option<Requester> {
+        let lookup = matches!(self.caller.origin, Origin::ThisProcess | Origin::Peer);
+        if !lookup || self.requester.initialized() {
+            return None;
+        }
+        self.person_requester(self.caller.clone()).ok()
     }
 
     /// A person's policy file, absolute so that a child cannot make it mean

@@ -62,7 +62,7 @@ use crate::spec::{
     Launch, RunSpec, UnitContext,
 };
 use crate::systemd::{
-    JobOutcome, ListedUnit, ServiceInfo, StartWait, Systemd, UnitManager, UnitState,
+    JobOutcome, ListedUnit, ServiceInfo, StartWait, StartWatch, Systemd, UnitManager, UnitState,
 };
 use crate::text::escape;
 use crate::usage::{Cgroups, Usage};

@@ -31,6 +31,28 @@ pub(super) fn store_new_record(
     })
 }
 
+/// Names a record written unnamed (see `Index::write_unnamed`) as
+/// [`store_new_record`] would have stored it, its journal entry first.
+/// None when its id was taken meanwhile: the caller stores the launch anew.
+pub(super) fn name_prepared(
+    index: &Index,
+    record: Record,
+    file: crate::index::UnnamedRecord,
+) -> Result<Option<Record>> {
+    if !matches!(index.load(&record.id), Ok(Loaded::Missing)) {
+        return Ok(None);
+    }
+    journal_start(index, &record);
+    crate::fault::point("after-journal-entry");
+    match file.name() {
+        Ok(true) => Ok(Some(record)),
+        // No link here (no /proc): the same record, written as usual.
+        Ok(false) => index.create_pending(&record).map(|()| Some(record)),
+        Err(e) if e.message.contains("already exists") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The request a record describes: what `restart` and `resurrect` start
 /// again.
 pub(super) fn spec_of(record: &Record) -> RunSpec {

@@ -31,82 +31,13 @@ impl Controller {
 
     /// Launches a process as a transient user service and returns its record
     /// once systemd has started it (or, with `wait`, once it has ended).
-    pub async fn run(&self, mut spec: RunSpec, options: RunOptions) -> Result<Record> {
+    pub async fn run(&self, spec: RunSpec, options: RunOptions) -> Result<Record> {
+        let id = new_id();
+        let prepared = self.prepare_record(&spec, id.clone());
         let requester = self.requester().await?;
-        requester.inherit(&mut spec.owner, &mut spec.metadata);
-        let mut launch = spec.validate_in(&requester.who.env)?;
-        let request = LaunchRequest {
-            owner: launch.owner,
-            executable: &launch.executable,
-            limits: &launch.limits,
-        };
-        launch.limits = match requester.policy.check_launch(requester.actor, &request) {
-            Ok(limits) => limits,
-            Err(e) => {
-                self.record_refusal("run", None, &e);
-                return Err(e);
-            }
-        };
-        let env = requester
-            .policy
-            .check_environment(requester.actor, launch.environment.keys());
-        if let Err(e) = env {
-            self.record_refusal("run", None, &e);
-            return Err(e);
-        }
-        // A command health check runs the shell (in the daemon, outside the
-        // unit): only for an actor the policy lets run the shell.
-        if let Some(crate::health::HealthCheck::Cmd { .. }) =
-            launch.health.as_ref().map(|h| &h.check)
-        {
-            // As named, or where it leads (/bin is /usr/bin on merged-/usr
-            // systems, and a policy may name either).
-            let named = PathBuf::from(crate::health::SHELL);
-            let real = std::fs::canonicalize(&named).unwrap_or_else(|_| named.clone());
-            let allowed = |executable: &Path| {
-                let shell = LaunchRequest {
-                    owner: launch.owner,
-                    executable,
-                    limits: &launch.limits,
-                };
-                requester.policy.check_launch(requester.actor, &shell)
-            };
-            if let Err(mut e) = allowed(&named).or_else(|e| allowed(&real).map_err(|_| e)) {
-                e.message = format!(
-                    "--health-cmd runs {}, which the policy refuses: {}",
-                    crate::health::SHELL,
-                    e.message
-                );
-                self.record_refusal("run", None, &e);
-                return Err(e);
-            }
-        }
-        let backoff =
-            launch.restart != RestartPolicy::No && launch.restart_timing.max_delay_sec.is_some();
-        if backoff {
-            // RestartSteps= came with systemd 254; before, the daemon does it.
-            let version = self.systemd().await?.version_number().await?;
-            if version < 254 {
-                launch.restart_by = crate::model::RestartBy::Daemon;
-            }
-        }
+        let launch = self.authorize_launch(requester, spec).await?;
         if let Some(held) = self.held_by_pause(launch.owner, &launch.metadata)? {
-            if options.queue {
-                return self.queue(&launch, requester.requested_by(), &held);
-            }
-            let e = Error::refused(format!(
-                "{} is paused ({} since {} by {}): run for it is refused while the pause holds",
-                held_what(&held, launch.owner, &launch.metadata),
-                held.selector,
-                held.since,
-                held.by
-            ))
-            .hint(format!(
-                "resume it with refine-proc resume {}, or add --queue to start this run on resume",
-                selector_flag(&held.selector)
-            ));
-            self.record_refusal("run", None, &e);
-            return Err(e);
+            return self.held_launch(&launch, requester, &held, options.queue);
         }
         let mut hook = self.unit_context(&requester.policy, requester.requested_by())?;
         let version = async { self.systemd().await?.version_number().await };
@@ -115,19 +46,12 @@ impl Controller {
                 .await?;
         crate::fault::point("before-index-write");
         // The record must exist before systemd starts the unit (the exit
-        // hook updates it); its durable write overlaps connecting to the bus.
-        let (index, for_record) = (self.index.clone(), launch.clone());
-        let requested_by = requester.requested_by();
-        let stored = tokio::task::spawn_blocking(move || {
-            let record = store_new_record(&index, &for_record, requested_by)?;
-            Ok::<_, Error>(record)
-        });
-        let connected = self.systemd().await;
-        let record = stored
-            .await
-            .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        // hook updates it).
+        let (record, watch) = self
+            .store_launch(&launch, requester.requested_by(), prepared, &id)
+            .await?;
         crate::fault::point("after-index-write");
-        let systemd = match connected {
+        let systemd = match self.systemd().await {
             Ok(systemd) => systemd,
             Err(e) => {
                 self.index.remove(&record.id)?;
@@ -135,27 +59,16 @@ impl Controller {
             }
         };
         let props = service_properties(&record.id, &launch, &hook);
-        let notify = launch
-            .ready
-            .as_ref()
-            .is_some_and(|r| r.on == crate::model::Readiness::Notify);
-        let wait = match (notify, options.wait_ready) {
-            // A Type=notify start job lasts until READY=1.
-            (true, false) => StartWait::Spawned,
-            (true, true) => {
-                let t = launch
-                    .ready
-                    .as_ref()
-                    .and_then(|r| r.timeout_sec)
-                    .unwrap_or(90);
-                StartWait::Job(Duration::from_secs(t + 30))
-            }
-            _ => StartWait::Job(Duration::from_secs(90)),
+        let wait = start_wait(&launch, options);
+        let watch = match watch.filter(|w| w.unit() == record.unit) {
+            Some(watch) => Ok(watch),
+            None => systemd.watch_start(&record.unit).await,
         };
-        let job = match systemd
-            .start_transient_waiting(&record.unit, &props, wait)
-            .await
-        {
+        let started = match watch {
+            Ok(watch) => systemd.start_transient_watched(watch, &props, wait).await,
+            Err(e) => Err(e),
+        };
+        let job = match started {
             Ok(job) => job,
             Err(e) => {
                 // systemd never created the unit: nothing ran, keep no record.
@@ -167,34 +80,146 @@ impl Controller {
         };
         // after_start fails when the process never ran; otherwise it ran,
         // and may be restarting, and --wait waits for the very end.
-        let mut record = self.after_start(record, job).await?;
+        let record = self.after_start(record, job).await?;
         crate::fault::point("after-start");
-        let by_health = launch
-            .ready
-            .as_ref()
-            .is_some_and(|r| r.on == crate::model::Readiness::Health);
-        if options.wait_ready && by_health && record.state == State::Running {
+        let record = self.await_ready(record, &launch, options).await?;
+        self.finish_run(record, options).await
+    }
+
+    /// The record of a launch, written and fsynced (unnamed, so invisible)
+    /// while the bus says who asks, for the likely caller: a person. The
+    /// guess decides nothing: [`Controller::store_launch`] uses the file only
+    /// if it holds exactly what the launch, authorized for the caller as
+    /// found, would write. The durable write then overlaps the round trips.
+    fn prepare_record(&self, spec: &RunSpec, id: String) -> Option<PreparedRecord> {
+        let guess = self.person_guess()?;
+        let (index, mut spec) = (self.index.clone(), spec.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            guess.inherit(&mut spec.owner, &mut spec.metadata);
+            let launch = authorize(&guess, spec.validate_in(&guess.who.env).ok()?).ok()?;
+            let requested_by = guess.requested_by();
+            let record = new_record(id, &launch, requested_by.clone());
+            let file = index.write_unnamed(&record).ok()??;
+            Some(Prepared {
+                launch,
+                requested_by,
+                record,
+                file,
+            })
+        }))
+    }
+
+    /// The spec as the caller may launch it: validated, inheriting from a
+    /// managed caller, within its policy (a refusal is audited).
+    async fn authorize_launch(&self, requester: &Requester, mut spec: RunSpec) -> Result<Launch> {
+        requester.inherit(&mut spec.owner, &mut spec.metadata);
+        let launch = spec.validate_in(&requester.who.env)?;
+        let mut launch =
+            authorize(requester, launch).inspect_err(|e| self.record_refusal("run", None, e))?;
+        let backoff =
+            launch.restart != RestartPolicy::No && launch.restart_timing.max_delay_sec.is_some();
+        if backoff {
+            // RestartSteps= came with systemd 254; before, the daemon does it.
+            let version = self.systemd().await?.version_number().await?;
+            if version < 254 {
+                launch.restart_by = crate::model::RestartBy::Daemon;
+            }
+        }
+        Ok(launch)
+    }
+
+    /// A launch a pause holds: queued with `--queue`, else refused.
+    fn held_launch(
+        &self,
+        launch: &Launch,
+        requester: &Requester,
+        held: &GroupPause,
+        queue: bool,
+    ) -> Result<Record> {
+        if queue {
+            return self.queue(launch, requester.requested_by(), held);
+        }
+        let e = Error::refused(format!(
+            "{} is paused ({} since {} by {}): run for it is refused while the pause holds",
+            held_what(held, launch.owner, &launch.metadata),
+            held.selector,
+            held.since,
+            held.by
+        ))
+        .hint(format!(
+            "resume it with refine-proc resume {}, or add --queue to start this run on resume",
+            selector_flag(&held.selector)
+        ));
+        self.record_refusal("run", None, &e);
+        Err(e)
+    }
+
+    /// Writes the record of `launch` before its start: the prepared file if
+    /// it holds exactly this record, else anew. While the prepared file is
+    /// awaited, the start job of its unit (`id`'s) is subscribed to.
+    async fn store_launch(
+        &self,
+        launch: &Launch,
+        requested_by: RequestedBy,
+        prepared: Option<PreparedRecord>,
+        id: &str,
+    ) -> Result<(Record, Option<StartWatch>)> {
+        if let Some(task) = prepared {
+            let unit = unit_name(launch.owner, id);
+            let watch = async { self.systemd().await.ok()?.watch_start(&unit).await.ok() };
+            let (prepared, watch) = tokio::join!(task, watch);
+            let fits = |p: &Prepared| p.launch == *launch && p.requested_by == requested_by;
+            if let Some(p) = prepared.ok().flatten().filter(fits) {
+                if let Some(record) = name_prepared(&self.index, p.record, p.file)? {
+                    return Ok((record, watch));
+                }
+            }
+        }
+        let (index, launch) = (self.index.clone(), launch.clone());
+        let record =
+            tokio::task::spawn_blocking(move || store_new_record(&index, &launch, requested_by))
+                .await
+                .map_err(|e| Error::index(format!("cannot write the new record: {e}")))??;
+        Ok((record, None))
+    }
+
+    /// With `--ready` and `wait_ready`: waits for the health check to pass,
+    /// and fails unless the process is running and ready.
+    async fn await_ready(
+        &self,
+        mut record: Record,
+        launch: &Launch,
+        options: RunOptions,
+    ) -> Result<Record> {
+        if !options.wait_ready {
+            return Ok(record);
+        }
+        let ready = launch.ready.as_ref();
+        let by_health = ready.is_some_and(|r| r.on == crate::model::Readiness::Health);
+        if by_health && record.state == State::Running {
             record = self.wait_healthy(record).await?;
         }
-        if options.wait_ready && record.state != State::Running {
-            let why = match record.result.as_deref() {
-                Some("timeout") => format!(
-                    "it did not say READY=1 within {}s, so systemd stopped it",
-                    launch
-                        .ready
-                        .as_ref()
-                        .and_then(|r| r.timeout_sec)
-                        .unwrap_or(90)
-                ),
-                _ => format!("it ended first ({})", record.state),
-            };
-            return Err(Error::systemd(format!(
-                "{} ({}) did not become ready: {why}",
-                record.unit,
-                escape(&record.label)
-            ))
-            .hint(format!("see why: refine-proc logs {}", record.id)));
+        if record.state == State::Running {
+            return Ok(record);
         }
+        let why = match record.result.as_deref() {
+            Some("timeout") => format!(
+                "it did not say READY=1 within {}s, so systemd stopped it",
+                ready.and_then(|r| r.timeout_sec).unwrap_or(90)
+            ),
+            _ => format!("it ended first ({})", record.state),
+        };
+        Err(Error::systemd(format!(
+            "{} ({}) did not become ready: {why}",
+            record.unit,
+            escape(&record.label)
+        ))
+        .hint(format!("see why: refine-proc logs {}", record.id)))
+    }
+
+    /// Announces the start, holds it if a pause came meanwhile, and with
+    /// `--wait` waits for the end.
+    async fn finish_run(&self, mut record: Record, options: RunOptions) -> Result<Record> {
         self.emit(started_event(&record).with("command", &record.command));
         // A pause made while this run was being started did not see it.
         if let Some(held) = self.held_by_pause(record.owner, &record.metadata)? {
@@ -203,7 +228,7 @@ impl Controller {
         if !options.wait {
             return Ok(record);
         }
-        systemd.wait_until_gone(&record.unit).await?;
+        self.systemd().await?.wait_until_gone(&record.unit).await?;
         self.refetch(record).await
     }
 
@@ -415,5 +440,71 @@ impl Controller {
             record.unit, job.result
         ))
         .hint(format!("see journalctl --user -u {}", record.unit))
+    }
+}
+
+/// A record prepared for a guessed caller (see `Controller::prepare_record`).
+type PreparedRecord = tokio::task::JoinHandle<Option<Prepared>>;
+
+struct Prepared {
+    /// What it was prepared for: the record is `new_record` of these.
+    launch: Launch,
+    requested_by: RequestedBy,
+    record: Record,
+    file: crate::index::UnnamedRecord,
+}
+
+/// `launch` checked against the requester's policy: its limits as the
+/// policy bounds them, its environment, and the shell a command health
+/// check runs. No side effect (the caller audits a refusal).
+fn authorize(requester: &Requester, mut launch: Launch) -> Result<Launch> {
+    let request = LaunchRequest {
+        owner: launch.owner,
+        executable: &launch.executable,
+        limits: &launch.limits,
+    };
+    launch.limits = requester.policy.check_launch(requester.actor, &request)?;
+    requester
+        .policy
+        .check_environment(requester.actor, launch.environment.keys())?;
+    // A command health check runs the shell (in the daemon, outside the
+    // unit): only for an actor the policy lets run the shell.
+    if let Some(crate::health::HealthCheck::Cmd { .. }) = launch.health.as_ref().map(|h| &h.check) {
+        // As named, or where it leads (/bin is /usr/bin on merged-/usr
+        // systems, and a policy may name either).
+        let named = PathBuf::from(crate::health::SHELL);
+        let real = std::fs::canonicalize(&named).unwrap_or_else(|_| named.clone());
+        let allowed = |executable: &Path| {
+            let shell = LaunchRequest {
+                owner: launch.owner,
+                executable,
+                limits: &launch.limits,
+            };
+            requester.policy.check_launch(requester.actor, &shell)
+        };
+        if let Err(mut e) = allowed(&named).or_else(|e| allowed(&real).map_err(|_| e)) {
+            e.message = format!(
+                "--health-cmd runs {}, which the policy refuses: {}",
+                crate::health::SHELL,
+                e.message
+            );
+            return Err(e);
+        }
+    }
+    Ok(launch)
+}
+
+/// What the start waits for: a Type=notify start job lasts until READY=1,
+/// so without `wait_ready` only until the process runs.
+fn start_wait(launch: &Launch, options: RunOptions) -> StartWait {
+    let ready = launch.ready.as_ref();
+    let notify = ready.is_some_and(|r| r.on == crate::model::Readiness::Notify);
+    match (notify, options.wait_ready) {
+        (true, false) => StartWait::Spawned,
+        (true, true) => {
+            let t = ready.and_then(|r| r.timeout_sec).unwrap_or(90);
+            StartWait::Job(Duration::from_secs(t + 30))
+        }
+        _ => StartWait::Job(Duration::from_secs(90)),
     }
 }

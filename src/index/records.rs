@@ -4,7 +4,8 @@
 use crate::error::{Error, Field, Result};
 use crate::model::{is_id_like, Record, RECORD_SCHEMA};
 use std::fs::{self};
-use std::io::ErrorKind as IoKind;
+use std::io::{ErrorKind as IoKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::*;
@@ -23,6 +24,47 @@ pub enum Loaded {
     Newer {
         schema: u64,
     },
+}
+
+/// A record written by [`Index::write_unnamed`], durable but nameless.
+#[derive(Debug)]
+pub struct UnnamedRecord {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl UnnamedRecord {
+    /// Links the file at its record's path; fails with "already exists"
+    /// rather than replace a record, and with `Ok(false)` when the link
+    /// cannot be made here (no /proc): the caller then writes it as usual.
+    pub fn name(self) -> Result<bool> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let from = format!("/proc/self/fd/{}\0", self.file.as_raw_fd());
+        let mut to = self.path.as_os_str().as_bytes().to_vec();
+        to.push(0);
+        // SAFETY: both paths are NUL-terminated and live across the call.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr().cast(),
+                libc::AT_FDCWD,
+                to.as_ptr().cast(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() == IoKind::AlreadyExists {
+            return Err(Error::index(format!(
+                "a record already exists at {}",
+                self.path.display()
+            )));
+        }
+        Ok(false)
+    }
 }
 
 /// A record may only name the unit its owner and id give: otherwise an
@@ -96,6 +138,33 @@ impl Index {
     /// suffices. Saves one fsync on every `run`.
     pub fn create_pending(&self, record: &Record) -> Result<()> {
         self.create_with(record, false)
+    }
+
+    /// Writes and fsyncs a new record as a file without a name (O_TMPFILE),
+    /// which no reader sees and a crash leaves nothing of, until
+    /// [`UnnamedRecord::name`] links it as [`Index::create_pending`] would
+    /// have written it. None where the file system cannot (the caller then
+    /// writes it as usual).
+    pub fn write_unnamed(&self, record: &Record) -> Result<Option<UnnamedRecord>> {
+        let json = Self::encode(record);
+        Self::check_size(&json)?;
+        let dir = self.records_dir();
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(&dir);
+        let mut file = match opened {
+            Ok(f) => f,
+            Err(_) => return Ok(None),
+        };
+        file.write_all(&json)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| self.io_error("write", &dir, e))?;
+        Ok(Some(UnnamedRecord {
+            file,
+            path: self.record_path(&record.id),
+        }))
     }
 
     fn create_with(&self, record: &Record, entry_durable: bool) -> Result<()> {

@@ -453,3 +453,40 @@ fn refuses_an_index_from_a_newer_format() {
     let e = Index::open(tmp.path()).unwrap_err();
     assert!(e.message.contains("newer"), "{e}");
 }
+
+#[test]
+fn an_unnamed_record_is_invisible_until_named_and_never_replaces_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::open(tmp.path()).unwrap();
+    let entries = || fs::read_dir(index.records_dir()).unwrap().count();
+    // Without O_TMPFILE `run` writes records as usual; this test needs it.
+    let unnamed = index
+        .write_unnamed(&record("abcd2345"))
+        .unwrap()
+        .expect("O_TMPFILE in TMPDIR (ext4, xfs, btrfs, tmpfs have it)");
+    assert_eq!(entries(), 0, "an unnamed record has no directory entry");
+    assert!(matches!(index.load("abcd2345").unwrap(), Loaded::Missing));
+    assert!(unnamed.name().unwrap());
+    let Loaded::Found(found) = index.load("abcd2345").unwrap() else {
+        panic!("the named record is not found")
+    };
+    assert_eq!(*found, record("abcd2345"));
+    let mode = fs::metadata(index.record_path("abcd2345"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A second one under the same id is refused, the first kept.
+    let mut other = record("abcd2345");
+    other.label = "other".into();
+    let again = index.write_unnamed(&other).unwrap().unwrap();
+    let e = again.name().unwrap_err();
+    assert!(e.message.contains("already exists"), "{e}");
+    let Loaded::Found(kept) = index.load("abcd2345").unwrap() else {
+        panic!("the first record is gone")
+    };
+    assert_eq!(kept.label, record("abcd2345").label);
+    // One dropped unnamed leaves nothing behind.
+    drop(index.write_unnamed(&record("efgh6789")).unwrap());
+    assert_eq!(entries(), 1);
+}

@@ -55,57 +55,8 @@ impl AdoptSpec {
         let pid = self.pid;
         let me = std::process::id();
         let uid = crate::journal::current_uid();
-        let no_such = || {
-            Error::not_found(format!("no process with pid {pid}"))
-                .hint(format!("check the pid: ps -p {pid}"))
-        };
-        if pid == 0 || pid > i32::MAX as u32 {
-            return Err(no_such());
-        }
-        if pid == 1 {
-            return Err(
-                Error::refused("pid 1 is the init process; it cannot be adopted")
-                    .hint("adopt a process you started, e.g. one running in your terminal"),
-            );
-        }
-        if pid == me {
-            return Err(Error::refused(format!(
-                "pid {pid} is this refine-proc itself"
-            )));
-        }
-        let stat = match procfs::stat(pid) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_such()),
-            Err(e) => return Err(Error::refused(format!("cannot read /proc/{pid}: {e}"))),
-        };
-        let owner = procfs::owner_uid(pid).map_err(|_| no_such())?;
-        if owner != uid {
-            return Err(
-                Error::refused(format!("pid {pid} belongs to uid {owner}")).hint(format!(
-                    "refine-proc adopts only processes of its own user (uid {uid}); \
-                     run refine-proc as that user, or start the process with refine-proc run"
-                )),
-            );
-        }
-        if stat.ppid == 2 || stat.pid == 2 {
-            return Err(Error::refused(format!(
-                "pid {pid} is a kernel thread; it cannot be adopted"
-            )));
-        }
-        if stat.is_zombie() {
-            return Err(Error::refused(format!(
-                "pid {pid} has already exited (a zombie its parent has not collected)"
-            )));
-        }
-        let cgroup = procfs::cgroup(pid)
-            .map_err(|e| Error::refused(format!("cannot read the cgroup of pid {pid}: {e}")))?;
-        if let Some((_, id, kind)) = procfs::managed_unit(&cgroup) {
-            return Err(Error::refused(format!(
-                "pid {pid} is already managed by refine-proc as {id} (a {kind}: {})",
-                cgroup.rsplit('/').next().unwrap_or_default()
-            ))
-            .hint(format!("see refine-proc status {id}")));
-        }
+        let stat = adoptable(pid, me, uid)?;
+        let cgroup = unmanaged_cgroup(pid)?;
         let mut command = procfs::cmdline(pid).unwrap_or_default();
         if command.is_empty() {
             command.push(stat.comm.clone());
@@ -119,25 +70,11 @@ impl AdoptSpec {
                 .unwrap_or_else(|| stat.comm.clone()),
         };
         check_label(&label)?;
-
-        let mut descendants = Vec::new();
-        let mut left = Vec::new();
-        if !self.no_children {
-            let table = procfs::all_processes()
-                .map_err(|e| Error::refused(format!("cannot list processes in /proc: {e}")))?;
-            for child in procfs::descendants(pid, &table) {
-                if child == me {
-                    // refine-proc itself, when adopting the shell it runs in.
-                    continue;
-                }
-                match movable(child, uid) {
-                    Ok(()) => descendants.push(child),
-                    // Gone since the scan: nothing to move.
-                    Err(None) => {}
-                    Err(Some(why)) => left.push((child, why)),
-                }
-            }
-        }
+        let (descendants, left) = if self.no_children {
+            (Vec::new(), Vec::new())
+        } else {
+            movable_descendants(pid, me, uid)?
+        };
         Ok(Adoption {
             pid,
             descendants,
@@ -151,6 +88,93 @@ impl AdoptSpec {
             left,
         })
     }
+}
+
+/// The process `pid` if it may be adopted by this process (`me`, of `uid`):
+/// it exists, is the user's, and is not PID 1, `me`, a kernel thread or a
+/// zombie.
+fn adoptable(pid: u32, me: u32, uid: u32) -> Result<procfs::Stat> {
+    let no_such = || {
+        Error::not_found(format!("no process with pid {pid}"))
+            .hint(format!("check the pid: ps -p {pid}"))
+    };
+    if pid == 0 || pid > i32::MAX as u32 {
+        return Err(no_such());
+    }
+    if pid == 1 {
+        return Err(
+            Error::refused("pid 1 is the init process; it cannot be adopted")
+                .hint("adopt a process you started, e.g. one running in your terminal"),
+        );
+    }
+    if pid == me {
+        return Err(Error::refused(format!(
+            "pid {pid} is this refine-proc itself"
+        )));
+    }
+    let stat = match procfs::stat(pid) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_such()),
+        Err(e) => return Err(Error::refused(format!("cannot read /proc/{pid}: {e}"))),
+    };
+    let owner = procfs::owner_uid(pid).map_err(|_| no_such())?;
+    if owner != uid {
+        return Err(
+            Error::refused(format!("pid {pid} belongs to uid {owner}")).hint(format!(
+                "refine-proc adopts only processes of its own user (uid {uid}); \
+                 run refine-proc as that user, or start the process with refine-proc run"
+            )),
+        );
+    }
+    if stat.ppid == 2 || stat.pid == 2 {
+        return Err(Error::refused(format!(
+            "pid {pid} is a kernel thread; it cannot be adopted"
+        )));
+    }
+    if stat.is_zombie() {
+        return Err(Error::refused(format!(
+            "pid {pid} has already exited (a zombie its parent has not collected)"
+        )));
+    }
+    Ok(stat)
+}
+
+/// The cgroup of `pid`, unless a refine-proc unit holds it already.
+fn unmanaged_cgroup(pid: u32) -> Result<String> {
+    let cgroup = procfs::cgroup(pid)
+        .map_err(|e| Error::refused(format!("cannot read the cgroup of pid {pid}: {e}")))?;
+    if let Some((_, id, kind)) = procfs::managed_unit(&cgroup) {
+        return Err(Error::refused(format!(
+            "pid {pid} is already managed by refine-proc as {id} (a {kind}: {})",
+            cgroup.rsplit('/').next().unwrap_or_default()
+        ))
+        .hint(format!("see refine-proc status {id}")));
+    }
+    Ok(cgroup)
+}
+
+/// The descendants of `pid` (one scan of /proc) that may move along, and
+/// those left where they are, with why.
+type Descendants = (Vec<u32>, Vec<(u32, String)>);
+
+fn movable_descendants(pid: u32, me: u32, uid: u32) -> Result<Descendants> {
+    let table = procfs::all_processes()
+        .map_err(|e| Error::refused(format!("cannot list processes in /proc: {e}")))?;
+    let mut descendants = Vec::new();
+    let mut left = Vec::new();
+    for child in procfs::descendants(pid, &table) {
+        if child == me {
+            // refine-proc itself, when adopting the shell it runs in.
+            continue;
+        }
+        match movable(child, uid) {
+            Ok(()) => descendants.push(child),
+            // Gone since the scan: nothing to move.
+            Err(None) => {}
+            Err(Some(why)) => left.push((child, why)),
+        }
+    }
+    Ok((descendants, left))
 }
 
 /// Whether a descendant may move into the scope: Err(None) when it is

@@ -25,6 +25,7 @@ use errors::*;
 pub use manager::UnitManager;
 use proxies::*;
 pub use types::*;
+pub use units::StartWatch;
 
 /// How long a freeze or thaw may take before it is reported as stuck.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);

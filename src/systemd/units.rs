@@ -10,6 +10,19 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use super::*;
 
+/// A subscription to the start job of one unit (see [`Systemd::watch_start`]).
+pub struct StartWatch {
+    unit: String,
+    jobs: JobRemovedStream,
+}
+
+impl StartWatch {
+    /// The unit it watches.
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+}
+
 impl Systemd {
     /// Starts a transient unit and waits for its start job.
     pub async fn start_transient(
@@ -29,13 +42,45 @@ impl Systemd {
         props: &[(&'static str, Prop)],
         wait: StartWait,
     ) -> Result<JobOutcome> {
+        let watch = self.watch_start(unit).await?;
+        self.start_transient_watched(watch, props, wait).await
+    }
+
+    /// Subscribes to the start job of `unit`, to be started with
+    /// [`Systemd::start_transient_watched`]: made early, its round trips
+    /// overlap other work.
+    pub async fn watch_start(&self, unit: &str) -> Result<StartWatch> {
+        // Filtered by the bus to this unit, and made before the start call,
+        // or a fast job's signal could be missed.
+        let jobs = self
+            .manager
+            .receive_job_removed_with_args(&[(2, unit)])
+            .await
+            .map_err(|e| dbus_error(&format!("start {unit}"), unit, e))?;
+        Ok(StartWatch {
+            unit: unit.to_string(),
+            jobs,
+        })
+    }
+
+    /// [`Systemd::start_transient_waiting`] with the subscription made.
+    pub async fn start_transient_watched(
+        &self,
+        watch: StartWatch,
+        props: &[(&'static str, Prop)],
+        wait: StartWait,
+    ) -> Result<JobOutcome> {
+        let unit = watch.unit.clone();
+        let unit = unit.as_str();
         let drop_ins = write_drop_ins(unit, props)?;
         let props: Vec<(&str, Value<'_>)> = props
             .iter()
             .filter(|(_, v)| !matches!(v, Prop::DropIn { .. }))
             .map(|(k, v)| (*k, to_value(v)))
             .collect();
-        let started = self.start_transient_inner(unit, props, wait).await;
+        let started = self
+            .start_transient_inner(watch.jobs, unit, props, wait)
+            .await;
         if started.is_err() && !self.unit_path(unit).await.is_ok_and(|p| p.is_some()) {
             // No unit: nothing will remove its drop-ins.
             drop_ins
@@ -47,18 +92,12 @@ impl Systemd {
 
     async fn start_transient_inner(
         &self,
+        jobs: JobRemovedStream,
         unit: &str,
         props: Vec<(&str, Value<'_>)>,
         wait: StartWait,
     ) -> Result<JobOutcome> {
         let action = format!("start {unit}");
-        // Subscribe before the call, filtered by the bus to this unit, or a
-        // fast job's signal could be missed.
-        let jobs = self
-            .manager
-            .receive_job_removed_with_args(&[(2, unit)])
-            .await
-            .map_err(|e| dbus_error(&action, unit, e))?;
         let job = match self
             .manager
             .start_transient_unit(unit, "fail", props.clone(), Vec::new())

@@ -55,6 +55,43 @@ fn an_agent_launching_a_child_records_provenance_and_passes_on_its_context() {
 }
 
 #[test]
+fn a_managed_launch_never_gets_the_record_run_prepares_for_a_person() {
+    // `run` writes a person's record unnamed while the bus says who asks;
+    // for an agent that guess is wrong, and its child must be recorded as
+    // the agent's, once, with nothing left of the guess.
+    let env = Env::new();
+    let parent = env.run(&[
+        "--owner",
+        "agent",
+        "--label",
+        "guesser",
+        "--",
+        "sh",
+        "-c",
+        &nested(r#""$R" run --json --label guessed -- sleep 600 > child.json"#),
+    ]);
+    wait_gone(&parent.unit);
+    let all: Vec<serde_json::Value> = env.ok(&["list", "--all", "--json"]).json();
+    let children: Vec<&serde_json::Value> =
+        all.iter().filter(|r| r["label"] == "guessed").collect();
+    assert_eq!(children.len(), 1, "{children:#?}");
+    let child = children[0];
+    assert_eq!(
+        child["requested_by"]["parent"],
+        parent.id.as_str(),
+        "{child:#}"
+    );
+    assert_eq!(child["requested_by"]["acting_owner"], "agent", "{child:#}");
+    assert_eq!(child["owner"], "agent", "{child:#}");
+    let records = std::fs::read_dir(env.state_dir().join("records")).unwrap();
+    let stray: Vec<String> = records
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".json") || n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
 fn a_policy_refuses_a_command_names_the_rule_and_cannot_be_swapped_by_the_agent() {
     let env = Env::new();
     std::fs::write(
