@@ -42,7 +42,7 @@ pub use super::journal::JOURNAL_BACKLOG;
 /// The most output read from the terminal before it is handled (parsed,
 /// queued for the journal and the clients) in one go: reads of a
 /// terminal return 4 KiB at most, handling each alone costs more.
-const READ_BATCH: usize = 256 * 1024;
+const READ_BATCH: usize = 64 * 1024;
 /// How long output stays unparsed once the program is quiet.
 const SETTLE: Duration = Duration::from_millis(50);
 /// Input queued for the program and not yet read by it.
