@@ -408,6 +408,9 @@ async fn read_master(session: Shared) {
                 Ok(ready) => ready,
                 Err(_) => {
                     session.borrow_mut().model.settle();
+                    // Quiet: give what the burst freed back to the system.
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
                     continue;
                 }
             }
