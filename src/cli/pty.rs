@@ -81,14 +81,26 @@ pub async fn attach(controller: &Controller, a: AttachArgs) -> Result<i32> {
     let detach = keys::detach_sequence(&a.detach_keys)?;
     // A viewer only reads; a writer acts on the session. Straight to the
     // socket the record names: systemd is asked only if it cannot be reached.
-    let socket = controller.attach_socket(&a.id, !a.read_only).await?;
+    let socket = controller.attach_socket(&a.id, false).await?;
     let opts = client::AttachOptions {
         read_only: a.read_only,
         take: a.take,
         size: None,
     };
-    let ended = match tty::attach_terminal(&socket, opts, detach).await {
+    // Whether it may write is asked (over the bus) while the screen is
+    // drawn; its input waits for the answer.
+    let denied = std::cell::Cell::new(false);
+    let authorized = async {
+        if a.read_only {
+            return Ok(());
+        }
+        let r = controller.attach_socket(&a.id, true).await.map(drop);
+        denied.set(r.is_err());
+        r
+    };
+    let ended = match tty::attach_terminal(&socket, opts, detach, authorized).await {
         Ok(ended) => ended,
+        Err(e) if denied.get() => return Err(e),
         Err(e) if e.kind == refine_proc::ErrorKind::Refused => {
             // Ended or paused behind the index's back: the live state says so.
             controller.session_socket(&a.id, !a.read_only).await?;

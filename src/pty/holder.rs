@@ -11,12 +11,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -24,8 +23,9 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Notify};
 
+use super::journal::{journal_writer, Journal};
+use super::model::Model;
 use super::proto::{self, Cursor, Exit, Hello, Mode, Screen};
-use super::strip::Stripper;
 use crate::error::{Error, Result};
 
 /// Lines of scrollback the screen model keeps: none, as nothing shows them
@@ -38,16 +38,13 @@ pub const SCROLLBACK: usize = 0;
 /// a fresh screen when it catches up instead of every byte (as tmux
 /// redraws a slow client), so no client can hold the program back.
 const CLIENT_QUEUE: usize = 4 << 20;
-/// Output queued for the journal writer before the holder stops reading
-/// the terminal until the writer catches up: the program then waits, as
-/// on a slow terminal, and the logs lose nothing. journald takes in less
-/// than 10 MB/s here: a burst up to this size goes at the terminal's
-/// speed, its memory is given back once the journal has it.
-pub const JOURNAL_BACKLOG: usize = 128 << 20;
+pub use super::journal::JOURNAL_BACKLOG;
 /// The most output read from the terminal before it is handled (parsed,
 /// queued for the journal and the clients) in one go: reads of a
 /// terminal return 4 KiB at most, handling each alone costs more.
-const READ_BATCH: usize = 256 * 1024;
+const READ_BATCH: usize = 64 * 1024;
+/// How long output stays unparsed once the program is quiet.
+const SETTLE: Duration = Duration::from_millis(50);
 /// Input queued for the program and not yet read by it.
 const INPUT_QUEUE: usize = 1 << 20;
 /// How long clients get to read the end of the session before it closes.
@@ -126,7 +123,7 @@ struct Waiter {
 }
 
 struct Session {
-    parser: vt100::Parser,
+    model: Model,
     clients: BTreeMap<u64, Rc<Client>>,
     next_client: u64,
     lease: Option<u64>,
@@ -145,17 +142,19 @@ fn frame(kind: u8, payload: &[u8]) -> Rc<[u8]> {
 }
 
 impl Session {
+    /// The clients first (they wait for it), then the journal; the screen
+    /// model parses it when the screen is needed (see [`Model`]).
     fn output(&mut self, chunk: &[u8]) {
-        self.parser.process(chunk);
-        self.journal.push(chunk);
         if !self.clients.is_empty() {
             let f = frame(proto::OUTPUT, chunk);
             for c in self.clients.values() {
                 c.push(f.clone());
             }
         }
+        self.journal.push(chunk);
+        self.model.feed(chunk);
         if !self.waiters.is_empty() {
-            let contents = self.parser.screen().contents();
+            let contents = self.model.screen().contents();
             let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
                 .into_iter()
                 .partition(|w| contents.contains(&w.text));
@@ -166,8 +165,8 @@ impl Session {
         }
     }
 
-    fn screen(&self) -> Screen {
-        let s = self.parser.screen();
+    fn screen(&mut self) -> Screen {
+        let s = self.model.screen();
         let (rows, cols) = s.size();
         let (row, col) = s.cursor_position();
         Screen {
@@ -182,9 +181,9 @@ impl Session {
     }
 
     /// Escape sequences that draw the screen as it is on a blank terminal.
-    fn snapshot(&self) -> Rc<[u8]> {
+    fn snapshot(&mut self) -> Rc<[u8]> {
         let mut s = String::from("\x1b[0m\x1b[H\x1b[2J");
-        s.push_str(&self.parser.screen().state_formatted());
+        s.push_str(&self.model.screen().state_formatted());
         frame(proto::SNAPSHOT, s.as_bytes())
     }
 
@@ -195,11 +194,11 @@ impl Session {
         ) else {
             return;
         };
-        if self.parser.screen().size() == (r, c) {
+        if self.model.screen().size() == (r, c) {
             return;
         }
         set_window(self.master.get_ref().as_raw_fd(), rows, cols);
-        self.parser.set_size(r, c);
+        self.model.set_size(r, c);
     }
 
     /// Gives the write lease to `id` (taking it from its holder).
@@ -231,12 +230,8 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     );
     let journal = Arc::new(Journal::default());
     let journal_thread = journal_writer(journal.clone())?;
-    let (rows, cols) = (
-        std::num::NonZeroU16::new(opts.rows).unwrap_or(vt100::Parser::DEFAULT_ROWS),
-        std::num::NonZeroU16::new(opts.cols).unwrap_or(vt100::Parser::DEFAULT_COLS),
-    );
     let session: Shared = Rc::new(RefCell::new(Session {
-        parser: vt100::Parser::new(rows, cols, SCROLLBACK),
+        model: Model::new(opts.rows, opts.cols, SCROLLBACK),
         clients: BTreeMap::new(),
         next_client: 0,
         lease: None,
@@ -406,7 +401,23 @@ async fn read_master(session: Shared) {
     let mut buf = vec![0u8; READ_BATCH];
     loop {
         journal.room().await;
-        let Ok(mut guard) = master.readable().await else {
+        let pending = session.borrow().model.has_pending();
+        let ready = if pending {
+            // Quiet for a moment: the screen model catches up meanwhile.
+            match tokio::time::timeout(SETTLE, master.readable()).await {
+                Ok(ready) => ready,
+                Err(_) => {
+                    session.borrow_mut().model.settle();
+                    // Quiet: give what the burst freed back to the system.
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
+                    continue;
+                }
+            }
+        } else {
+            master.readable().await
+        };
+        let Ok(mut guard) = ready else {
             return;
         };
         let fd = master.get_ref().as_raw_fd();
@@ -523,113 +534,6 @@ async fn hang_up_on_stop(master: Rc<AsyncFd<OwnedFd>>, pid: Option<i32>) {
     }
 }
 
-/// Output on its way to the journal: the event loop queues it, the
-/// writer thread takes it all at once.
-#[derive(Default)]
-struct Journal {
-    queue: Mutex<JournalQueue>,
-    /// The writer waits here for output.
-    more: Condvar,
-    /// The reader waits here for room.
-    room: Notify,
-}
-
-#[derive(Default)]
-struct JournalQueue {
-    chunks: Vec<Vec<u8>>,
-    bytes: usize,
-    closed: bool,
-}
-
-impl Journal {
-    fn push(&self, chunk: &[u8]) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.closed {
-            return;
-        }
-        q.bytes += chunk.len();
-        q.chunks.push(chunk.to_vec());
-        drop(q);
-        self.more.notify_one();
-    }
-
-    fn close(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.more.notify_one();
-    }
-
-    fn backlog(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).bytes
-    }
-
-    /// Returns once the backlog is under [`JOURNAL_BACKLOG`].
-    async fn room(&self) {
-        loop {
-            // Created before the check: a wakeup in between is kept.
-            let room = self.room.notified();
-            if self.backlog() < JOURNAL_BACKLOG {
-                return;
-            }
-            room.await;
-        }
-    }
-
-    /// The next chunks for the writer; None once closed and empty.
-    fn take(&self) -> Option<(Vec<Vec<u8>>, usize)> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        while q.chunks.is_empty() && !q.closed {
-            q = self.more.wait(q).unwrap_or_else(|e| e.into_inner());
-        }
-        if q.chunks.is_empty() {
-            return None;
-        }
-        let bytes = std::mem::take(&mut q.bytes);
-        Some((std::mem::take(&mut q.chunks), bytes))
-    }
-}
-
-/// The journal writer: terminal output as text lines on stdout. A write
-/// that stalls (journald busy) stalls only this thread.
-fn journal_writer(journal: Arc<Journal>) -> Result<std::thread::JoinHandle<()>> {
-    let run = move || {
-        let mut strip = Stripper::default();
-        let mut out = Vec::new();
-        let stdout = std::io::stdout();
-        let mut w = stdout.lock();
-        let mut broken = false;
-        while let Some((chunks, bytes)) = journal.take() {
-            // Room again: the reader may go on while this is written.
-            journal.room.notify_one();
-            if broken {
-                continue;
-            }
-            for c in &chunks {
-                strip.feed(c, &mut out);
-            }
-            drop(chunks);
-            if !out.is_empty() && w.write_all(&out).and_then(|_| w.flush()).is_err() {
-                // No journal: keep taking, so the program is never held.
-                broken = true;
-            }
-            out.clear();
-            if bytes > 1 << 20 {
-                // After a burst: give the freed buffers back to the system.
-                out.shrink_to(64 * 1024);
-                // SAFETY: malloc_trim only releases free memory.
-                unsafe { libc::malloc_trim(0) };
-            }
-        }
-        strip.finish(&mut out);
-        let _ = w.write_all(&out).and_then(|_| w.flush());
-    };
-    // A small stack: the thread only strips and writes.
-    std::thread::Builder::new()
-        .name("journal".into())
-        .stack_size(256 * 1024)
-        .spawn(run)
-        .map_err(|e| Error::systemd(format!("cannot start the journal writer: {e}")))
-}
-
 async fn accept(listener: UnixListener, session: Shared, input_wake: Rc<Notify>) {
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
@@ -697,13 +601,13 @@ fn queue_input(session: &Shared, wake: &Notify, bytes: &[u8]) -> std::result::Re
 
 async fn serve_screen(hello: &Hello, session: &Shared, w: &mut OwnedWriteHalf) {
     let screen = match &hello.wait_for {
-        None => Ok(session.borrow().screen()),
+        None => Ok(session.borrow_mut().screen()),
         Some(text) => {
             let rx = {
                 let mut s = session.borrow_mut();
                 let now = s.screen();
                 if now.lines.iter().any(|l| l.contains(text.as_str()))
-                    || s.parser.screen().contents().contains(text.as_str())
+                    || s.model.screen().contents().contains(text.as_str())
                 {
                     Ok(now)
                 } else {
@@ -721,7 +625,7 @@ async fn serve_screen(hello: &Hello, session: &Shared, w: &mut OwnedWriteHalf) {
                     let limit = Duration::from_millis(hello.timeout_ms.unwrap_or(10_000));
                     match tokio::time::timeout(limit, rx).await {
                         Ok(Ok(screen)) => Ok(screen),
-                        _ => Err(session.borrow().screen()),
+                        _ => Err(session.borrow_mut().screen()),
                     }
                 }
             }
@@ -834,7 +738,7 @@ async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf
     let mut batch = Vec::new();
     loop {
         if client.resync.replace(false) {
-            batch.extend_from_slice(&session.borrow().snapshot());
+            batch.extend_from_slice(&session.borrow_mut().snapshot());
         }
         {
             let mut q = client.queue.borrow_mut();
@@ -861,6 +765,3 @@ async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf
         batch.clear();
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -47,7 +47,9 @@
 
 pub mod client;
 pub mod holder;
+pub mod journal;
 pub mod keys;
+pub mod model;
 pub mod proto;
 pub mod strip;
 pub mod tty;

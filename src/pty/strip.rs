@@ -40,8 +40,38 @@ impl Default for Stripper {
 impl Stripper {
     /// Feeds `bytes`; appends each finished line, with its `\n`, to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        for &b in bytes {
-            self.byte(b, out);
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.state == State::Ground {
+                // Text goes in runs, not byte by byte: most output is text.
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| b < 0x20 || b == 0x7f)
+                    .unwrap_or(bytes.len() - i);
+                if run > 0 {
+                    self.push_run(&bytes[i..i + run], out);
+                    i += run;
+                    continue;
+                }
+            }
+            self.byte(bytes[i], out);
+            i += 1;
+        }
+    }
+
+    /// [`Self::push`] of each byte of `run`, at once.
+    fn push_run(&mut self, mut run: &[u8], out: &mut Vec<u8>) {
+        if self.pending_cr {
+            self.line.clear();
+            self.pending_cr = false;
+        }
+        while !run.is_empty() {
+            let take = (MAX_LINE - self.line.len()).min(run.len());
+            self.line.extend_from_slice(&run[..take]);
+            run = &run[take..];
+            if self.line.len() >= MAX_LINE {
+                self.end_line(out);
+            }
         }
     }
 
@@ -148,6 +178,24 @@ mod tests {
     fn carriage_returns_keep_the_last_state_of_a_line() {
         assert_eq!(strip(&[b"10%\r50%\r100%\r\ndone\n"]), "100%\ndone\n");
         assert_eq!(strip(&[b"nam\x08me\n"]), "name\n");
+    }
+
+    #[test]
+    fn text_in_runs_strips_as_byte_by_byte() {
+        let input: &[&[u8]] = &[
+            b"pre\x1b[31mfix\x1b[0m\r\n50%\r",
+            b"100%\r\nab\x08c\x1b]0;t",
+            b"itle\x07 tail\x7f!\n",
+        ];
+        let mut bytewise = Stripper::default();
+        let mut want = Vec::new();
+        for c in input {
+            for &b in *c {
+                bytewise.byte(b, &mut want);
+            }
+        }
+        assert_eq!(strip(input).as_bytes(), &want[..]);
+        assert_eq!(strip(input), "prefix\n100%\nac tail!\n");
     }
 
     #[test]

@@ -95,57 +95,108 @@ fn write_out(bytes: &[u8]) {
     let _ = out.write_all(bytes);
 }
 
+/// Input typed while the attach is not yet authorized, kept for then.
+const HELD_INPUT: usize = 64 * 1024;
+
 /// Attaches the calling terminal to the session until detach or its end.
-pub async fn attach_terminal(socket: &Path, opts: AttachOptions, detach: Vec<u8>) -> Result<Ended> {
+///
+/// A writing attach draws the screen as a viewer while `authorized` (the
+/// policy's answer, which needs the bus) is pending, then attaches as a
+/// writer: nothing typed reaches the session before it is authorized,
+/// and nothing of the session (lease, window size) changes before.
+pub async fn attach_terminal(
+    socket: &Path,
+    opts: AttachOptions,
+    detach: Vec<u8>,
+    authorized: impl std::future::Future<Output = Result<()>>,
+) -> Result<Ended> {
     let stdin = std::io::stdin().as_raw_fd();
     let raw = RawMode::enter(stdin)?;
     let input = own_stdin()?;
     let size = window_size(std::io::stdout().as_raw_fd()).or_else(|| window_size(stdin));
-    let attached = client::attach(socket, AttachOptions { size, ..opts }).await?;
-    let (mut events, mut sender) = (attached.events, attached.sender);
+    let viewer = AttachOptions {
+        read_only: true,
+        take: false,
+        size,
+    };
+    let first = if opts.read_only { opts } else { viewer };
+    let attached = client::attach(socket, AttachOptions { size, ..first }).await?;
     // The alternate screen, as tmux: detaching gives back the shell's screen.
     write_out(b"\x1b[?1049h");
-    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-        .map_err(|e| Error::invalid(format!("cannot follow the window size: {e}")))?;
-    let mut matcher = DetachMatcher::new(detach);
-    let mut buf = vec![0u8; 16 * 1024];
-    let ended = loop {
-        tokio::select! {
-            ev = events.next() => match ev? {
-                Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&b),
-                Some(Event::Lease(_)) => {}
-                Some(Event::Exit(e)) => break Ended::Exited(e),
-                None => break Ended::Closed,
-            },
-            ready = input.readable() => {
-                let mut guard = ready.map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
-                let n = match guard.try_io(|fd| read(fd.get_ref().as_raw_fd(), &mut buf)) {
-                    Ok(Ok(0)) => break Ended::Detached,
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) => return Err(Error::invalid(format!("cannot read the terminal: {e}"))),
-                    Err(_would_block) => continue,
-                };
-                let (pass, detached) = matcher.feed(&buf[..n]);
-                if !pass.is_empty() && !opts.read_only {
-                    sender.input(&pass).await?;
-                }
-                if detached {
-                    break Ended::Detached;
-                }
-            }
-            _ = winch.recv() => {
-                if let Some((rows, cols)) = window_size(stdin) {
-                    sender.resize(rows, cols).await?;
-                }
-            }
-        }
-    };
+    let ended = attached_loop(socket, opts, attached, input, detach, authorized).await;
     // Leave the session's modes behind (keypad, mouse, cursor, colours).
     write_out(
         b"\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1006l\x1b[?2004l\x1b>\x1b[?1l\x1b[?1049l",
     );
     drop(raw);
-    Ok(ended)
+    ended
+}
+
+async fn attached_loop(
+    socket: &Path,
+    opts: AttachOptions,
+    attached: client::Attached,
+    input: AsyncFd<OwnedFd>,
+    detach: Vec<u8>,
+    authorized: impl std::future::Future<Output = Result<()>>,
+) -> Result<Ended> {
+    let stdin = std::io::stdin().as_raw_fd();
+    let (mut events, mut sender) = (attached.events, attached.sender);
+    let mut authorized = std::pin::pin!(authorized);
+    // A writer still watching until it is authorized.
+    let mut pending = !opts.read_only;
+    let mut held = Vec::new();
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| Error::invalid(format!("cannot follow the window size: {e}")))?;
+    let mut matcher = DetachMatcher::new(detach);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            ok = &mut authorized, if pending => {
+                ok?;
+                pending = false;
+                // Attached anew, as the writer: its first event redraws.
+                let size = window_size(stdin);
+                let a = client::attach(socket, AttachOptions { size, ..opts }).await?;
+                (events, sender) = (a.events, a.sender);
+                if !held.is_empty() {
+                    sender.input(&std::mem::take(&mut held)).await?;
+                }
+            }
+            ev = events.next() => match ev? {
+                Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&b),
+                Some(Event::Lease(_)) => {}
+                Some(Event::Exit(e)) => return Ok(Ended::Exited(e)),
+                None => return Ok(Ended::Closed),
+            },
+            ready = input.readable() => {
+                let mut guard = ready.map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
+                let n = match guard.try_io(|fd| read(fd.get_ref().as_raw_fd(), &mut buf)) {
+                    Ok(Ok(0)) => return Ok(Ended::Detached),
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Err(Error::invalid(format!("cannot read the terminal: {e}"))),
+                    Err(_would_block) => continue,
+                };
+                let (pass, detached) = matcher.feed(&buf[..n]);
+                if pending {
+                    let room = HELD_INPUT.saturating_sub(held.len());
+                    held.extend_from_slice(&pass[..pass.len().min(room)]);
+                } else if !pass.is_empty() && !opts.read_only {
+                    sender.input(&pass).await?;
+                }
+                if detached {
+                    return Ok(Ended::Detached);
+                }
+            }
+            _ = winch.recv() => {
+                if let Some((rows, cols)) = window_size(stdin) {
+                    if !pending {
+                        sender.resize(rows, cols).await?;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {

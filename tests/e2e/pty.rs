@@ -334,6 +334,23 @@ fn pty_attach_types_resizes_detaches_and_reattaches_with_a_second_viewer() {
 }
 
 #[test]
+fn pty_attach_keys_typed_before_the_policy_answers_reach_the_program_once_authorized() {
+    let env = Env::new();
+    let r = start_reporting(&env);
+    let mut t = Terminal::attach(&env, &[&r.id], 30, 100);
+    // At once, before the screen is drawn and the writer authorized: the
+    // keys wait for the policy's answer, then reach the program in order.
+    t.type_keys(b"early\r");
+    t.type_keys(b"later\r");
+    let shown = t.wait_screen("got:later");
+    assert!(shown.contains("got:early"), "{shown}");
+    // Then attached as the writer: its window is the session's.
+    t.wait_screen("size:30 100");
+    let s: Screen = env.ok(&["screen", "--json", &r.id]).json();
+    assert_eq!((s.rows, s.cols), (30, 100));
+}
+
+#[test]
 fn pty_kill_9_of_the_attached_client_loses_nothing() {
     let env = Env::new();
     let r = start(
