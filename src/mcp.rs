@@ -202,6 +202,8 @@ fn ok<T: Serialize>(key: &str, value: T) -> CallToolResult {
 
 /// A refusal or failure the agent can act on: what, why, and what to do.
 fn failed(e: Error) -> CallToolResult {
+    // MCP's tools take the API's JSON fields: name inputs as those.
+    let e = e.worded(crate::error::Field::json_field);
     CallToolResult::structured_error(json!({
         "error": e.message,
         "hint": e.hint,

@@ -89,6 +89,8 @@ impl Problem {
 
 impl From<Error> for Problem {
     fn from(e: Error) -> Problem {
+        // The API names inputs as its JSON fields, not the CLI's flags.
+        let e = e.worded(crate::error::Field::json_field);
         Problem {
             exit_code: Some(e.exit_code()),
             hint: e.hint,

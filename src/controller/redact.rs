@@ -19,29 +19,30 @@ impl Controller {
         record: &mut Record,
         systemd: Option<&mut ServiceInfo>,
     ) -> Result<()> {
-        if !self.hides_environments().await? || self.act_on_denial("read", record).await?.is_none()
-        {
+        if self.may_read_environment(record).await? {
             return Ok(());
         }
         hide_values(record, systemd);
         Ok(())
     }
 
-    /// Whether this caller is one whose reads are bounded (any managed
-    /// actor; a person is not).
-    async fn hides_environments(&self) -> Result<bool> {
-        Ok(matches!(self.requester().await?.actor, Actor::Managed(_)))
-    }
-
     /// [`Controller::hide_foreign_environment`] for a list.
     pub(super) async fn hide_foreign_environments(&self, listed: &mut [Listed]) -> Result<()> {
-        if !self.hides_environments().await? {
-            return Ok(());
-        }
         for l in listed {
             self.hide_foreign_environment(&mut l.record, None).await?;
         }
         Ok(())
+    }
+
+    /// A person reads everything; a managed actor what it may act on.
+    /// Reading needs no policy, so a policy that cannot be read (which
+    /// refuses every action) shows the names only, to anyone.
+    async fn may_read_environment(&self, record: &Record) -> Result<bool> {
+        match self.requester().await {
+            Ok(r) if r.actor == Actor::Person => Ok(true),
+            Ok(_) => Ok(self.act_on_denial("read", record).await?.is_none()),
+            Err(_) => Ok(false),
+        }
     }
 }
 

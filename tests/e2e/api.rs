@@ -259,6 +259,15 @@ fn api_every_endpoint_over_the_unix_socket_answers_as_the_cli_and_as_documented(
     check("post", "/api/v1/processes/{id}/limits", &no_limit);
     assert_eq!(no_limit.status, 422);
     assert!(no_limit.json()["hint"].is_string());
+    // The API names its JSON fields, not the CLI's flags.
+    let hint = no_limit.json()["hint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        hint.contains("memory_max") && !hint.contains("--memory-max"),
+        "{hint}"
+    );
     let kill = d.post(
         &format!("/api/v1/processes/{id}/kill"),
         json!({"signal": "CONT"}),
