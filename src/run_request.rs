@@ -106,33 +106,10 @@ pub struct RunRequest {
     pub queue: bool,
     /// workflow, gap, session, mode, runner and `extra` (as `meta`),
     /// nested, as the HTTP API takes them.
-    pub metadata: Option<MetadataText>,
+    pub metadata: Option<Metadata>,
     /// The limits nested, as the HTTP API takes them (`cpu_weight` and
     /// `tasks_max` as numbers).
     pub limits: Option<LimitsText>,
-}
-
-/// The metadata of a run, nested (`"metadata": {"workflow": "wf"}`).
-#[derive(
-    Debug,
-    Clone,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    utoipa::ToSchema,
-)]
-#[serde(default)]
-pub struct MetadataText {
-    pub workflow: Option<String>,
-    pub gap: Option<String>,
-    pub session: Option<String>,
-    pub mode: Option<String>,
-    pub runner: Option<String>,
-    /// Free-form pairs (`--meta KEY=VALUE`).
-    pub extra: BTreeMap<String, String>,
 }
 
 /// Limits as people write them (`"2G"`, `"150%"`, `"1h"`), nested.

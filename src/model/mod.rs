@@ -289,8 +289,19 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Workflow context attached to a process.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Workflow context attached to a process (also the API's nested
+/// `"metadata"` of a run).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(default)]
 pub struct Metadata {
     pub workflow: Option<String>,
