@@ -11,6 +11,19 @@ use super::*;
 /// What a hidden environment value reads as.
 pub const HIDDEN: &str = "(hidden)";
 
+/// What a caller sees of others' environment values, decided once per
+/// answer.
+#[derive(Clone, Copy)]
+enum Sees {
+    /// A person.
+    All,
+    /// A managed actor: those of the processes it may act on.
+    Reach,
+    /// The caller cannot be established (a policy that cannot be read,
+    /// which refuses every action but not reading): names only.
+    Names,
+}
+
 impl Controller {
     /// Hides the environment values of `record` (and of systemd's view of
     /// its unit) unless the caller may act on it.
@@ -19,30 +32,42 @@ impl Controller {
         record: &mut Record,
         systemd: Option<&mut ServiceInfo>,
     ) -> Result<()> {
-        if self.may_read_environment(record).await? {
-            return Ok(());
-        }
-        hide_values(record, systemd);
-        Ok(())
+        let sees = self.sees().await;
+        self.hide_unless_seen(sees, record, systemd).await
     }
 
     /// [`Controller::hide_foreign_environment`] for a list.
     pub(super) async fn hide_foreign_environments(&self, listed: &mut [Listed]) -> Result<()> {
+        let sees = self.sees().await;
         for l in listed {
-            self.hide_foreign_environment(&mut l.record, None).await?;
+            self.hide_unless_seen(sees, &mut l.record, None).await?;
         }
         Ok(())
     }
 
-    /// A person reads everything; a managed actor what it may act on.
-    /// Reading needs no policy, so a policy that cannot be read (which
-    /// refuses every action) shows the names only, to anyone.
-    async fn may_read_environment(&self, record: &Record) -> Result<bool> {
+    async fn sees(&self) -> Sees {
         match self.requester().await {
-            Ok(r) if r.actor == Actor::Person => Ok(true),
-            Ok(_) => Ok(self.act_on_denial("read", record).await?.is_none()),
-            Err(_) => Ok(false),
+            Ok(r) if r.actor == Actor::Person => Sees::All,
+            Ok(_) => Sees::Reach,
+            Err(_) => Sees::Names,
         }
+    }
+
+    async fn hide_unless_seen(
+        &self,
+        sees: Sees,
+        record: &mut Record,
+        systemd: Option<&mut ServiceInfo>,
+    ) -> Result<()> {
+        let seen = match sees {
+            Sees::All => true,
+            Sees::Reach => self.act_on_denial("read", record).await?.is_none(),
+            Sees::Names => false,
+        };
+        if !seen {
+            hide_values(record, systemd);
+        }
+        Ok(())
     }
 }
 
