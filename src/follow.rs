@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use inotify::{Inotify, WatchMask};
 
 use crate::controller::Controller;
 use crate::error::{Error, Result};
@@ -59,16 +58,7 @@ pub async fn follow(
     let index = controller.index();
     // Both watches exist before the history is read: nothing falls between.
     let mut changes = systemd.unit_state_changes("refine-").await?;
-    let inotify = Inotify::init().map_err(|e| io("start inotify", e))?;
-    inotify
-        .watches()
-        .add(
-            index.dir(),
-            WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO,
-        )
-        .map_err(|e| io("watch the state directory", e))?;
-    let mut wakeups = inotify
-        .into_event_stream([0u8; 4096])
+    let mut wakeups = crate::dirwatch::DirWatch::new(index.dir(), true)
         .map_err(|e| io("watch the state directory", e))?;
     let mut tail = EventTail::new(index.dir().join("events.jsonl"));
     let (older, _) = rotated_history(controller)?;

@@ -4,6 +4,7 @@ pub mod api;
 pub mod confine;
 pub mod controller;
 pub mod daemon;
+pub mod dirwatch;
 pub mod doctor;
 pub mod error;
 pub mod events;

@@ -96,7 +96,8 @@ pub async fn events(
     // (the CLI, exit hooks) through inotify.
     let appended = crate::events::appended();
     let wakeups = if q.follow {
-        Some(watch_dir(&dir)?)
+        let io = |e| Error::index(format!("cannot watch {}: {e}", dir.display()));
+        Some(crate::dirwatch::DirWatch::new(&dir, true).map_err(io)?)
     } else {
         None
     };
@@ -170,7 +171,7 @@ struct EventStream<K> {
     reader: EventReader,
     keep: K,
     tx: tokio::sync::mpsc::Sender<SseEvent>,
-    wakeups: inotify::EventStream<[u8; 1024]>,
+    wakeups: crate::dirwatch::DirWatch,
     appended: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -218,20 +219,6 @@ impl<K: Fn(&Event) -> bool + Send + 'static> EventStream<K> {
             }
         }
     }
-}
-
-fn watch_dir(dir: &std::path::Path) -> crate::Result<inotify::EventStream<[u8; 1024]>> {
-    use inotify::{Inotify, WatchMask};
-    let io = |e: std::io::Error| Error::index(format!("cannot watch {}: {e}", dir.display()));
-    let inotify = Inotify::init().map_err(io)?;
-    inotify
-        .watches()
-        .add(
-            dir,
-            WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO,
-        )
-        .map_err(io)?;
-    inotify.into_event_stream([0u8; 1024]).map_err(io)
 }
 
 /// Which lines.

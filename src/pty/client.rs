@@ -9,6 +9,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::proto::{self, Exit, Hello, Mode, Screen};
+use crate::dirwatch::DirWatch;
 use crate::error::{Error, Result};
 
 /// How long a holder may take to answer beyond what was asked (a frozen
@@ -43,48 +44,44 @@ fn unreachable(socket: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Connects to the session socket, waiting up to `timeout` for it to
-/// appear: inotify tells when the holder publishes it, no polling.
+/// appear: inotify tells when the holder publishes it, no polling. The
+/// watch is made only when the socket is not there yet (attaching to a
+/// running session needs none).
 pub async fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream> {
     let deadline = Instant::now() + timeout;
     let dir = socket
         .parent()
         .ok_or_else(|| Error::invalid("the session socket has no directory"))?;
-    // Watch before trying, so a socket published in between is not missed.
     super::private_dir(dir)?;
-    let inotify = inotify::Inotify::init().map_err(|e| unreachable(socket, e))?;
-    inotify
-        .watches()
-        .add(
-            dir,
-            inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO,
-        )
-        .map_err(|e| unreachable(socket, e))?;
-    let mut buf = [0u8; 4096];
-    let mut events = inotify
-        .into_event_stream(&mut buf[..])
-        .map_err(|e| unreachable(socket, e))?;
-    use futures_util::StreamExt as _;
+    let mut watch = None;
     loop {
         match UnixStream::connect(socket).await {
             Ok(s) => return Ok(s),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Err(e) if not_yet(&e) => {
+                let Some(w) = watch.as_mut() else {
+                    // Watch, then try again: a socket published in between
+                    // is not missed.
+                    let w = DirWatch::new(dir, false).map_err(|e| unreachable(socket, e))?;
+                    watch = Some(w);
+                    continue;
+                };
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(unreachable(socket, e));
-                }
                 // Any event in the directory: try again.
-                if tokio::time::timeout(left, events.next()).await.is_err() {
+                if left.is_zero()
+                    || !matches!(tokio::time::timeout(left, w.next()).await, Ok(Some(())))
+                {
                     return Err(unreachable(socket, e));
                 }
             }
             Err(e) => return Err(unreachable(socket, e)),
         }
     }
+}
+
+/// The holder has not published its socket yet (or not listened on it).
+fn not_yet(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    matches!(e.kind(), NotFound | ConnectionRefused)
 }
 
 async fn open(socket: &Path, hello: &Hello) -> Result<UnixStream> {
