@@ -277,7 +277,7 @@ async fn supervise(
                 if change.sub_state.as_deref() == Some("stop-post") {
                     // The main process has ended: its end goes to the
                     // history (and to open streams) now, not after the hook.
-                    if let Err(e) = controller.record_exit_seen(&change.unit).await {
+                    if let Err(e) = controller.record_exit_seen(&change.unit, change.exit.clone()).await {
                         tracing::debug!("{}: {}", change.unit, e.message);
                     }
                 }

@@ -18,14 +18,23 @@ impl Controller {
     /// systemd's properties say how, while the exit hook is only starting.
     /// Whichever of the two comes first writes the exit and the event;
     /// the other finds them (by the run's invocation) and adds nothing.
-    /// Returns the end event when the run's end is recorded.
-    pub async fn record_exit_seen(&self, unit: &str) -> Result<Option<Event>> {
+    /// `said`: the exit as systemd's signal told it, if it did; else it is
+    /// asked. Returns the end event when the run's end is recorded.
+    pub async fn record_exit_seen(
+        &self,
+        unit: &str,
+        said: Option<BTreeMap<String, String>>,
+    ) -> Result<Option<Event>> {
         let Some((_, id)) = crate::model::parse_unit_name(unit) else {
             return Ok(None);
         };
         let seen_at = Timestamp::now();
-        let Some(env) = self.systemd().await?.main_exit(unit).await? else {
-            return Ok(None);
+        let env = match said {
+            Some(env) => env,
+            None => match self.systemd().await?.main_exit(unit).await? {
+                Some(env) => env,
+                None => return Ok(None),
+            },
         };
         let mut exit = exit_from_environment(&env);
         if exit.invocation.is_none() {

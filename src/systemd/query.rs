@@ -2,7 +2,7 @@
 //! properties.
 
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
@@ -248,32 +248,46 @@ impl Systemd {
             Err(e) if is_no_such_unit(&e) => return Ok(None),
             Err(e) => return Err(dbus_error(&action, unit, e)),
         };
-        let code: i32 = take(&mut s, "ExecMainCode").unwrap_or(0);
-        let status: i32 = take(&mut s, "ExecMainStatus").unwrap_or(0);
-        // CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0: not ended.
-        let (kind, status) = match code {
-            1 => ("exited", status.to_string()),
-            2 => ("killed", crate::text::signal_name(status)),
-            3 => ("dumped", crate::text::signal_name(status)),
-            _ => return Ok(None),
-        };
-        let mut env = BTreeMap::new();
-        env.insert(
-            "SERVICE_RESULT".into(),
-            take(&mut s, "Result").unwrap_or_default(),
-        );
-        env.insert("EXIT_CODE".into(), kind.to_string());
-        env.insert("EXIT_STATUS".into(), status);
-        let inv = inv
-            .ok()
-            .and_then(|v| Vec::<u8>::try_from(v).ok())
-            .filter(|b| b.iter().any(|x| *x != 0));
-        if let Some(b) = inv {
-            env.insert(
-                "INVOCATION_ID".into(),
-                b.iter().map(|x| format!("{x:02x}")).collect(),
-            );
+        let mut env = main_exit_of(&mut s);
+        let inv = inv.ok().and_then(invocation_hex);
+        if let (Some(env), Some(inv)) = (env.as_mut(), inv) {
+            env.insert("INVOCATION_ID".into(), inv);
         }
-        Ok(Some(env))
+        Ok(env)
     }
+}
+
+/// The exit of a service's main process from its `Service` properties
+/// (those of `GetAll`, or of a PropertiesChanged signal, which carries the
+/// same), as the hook's environment names it, without INVOCATION_ID; None
+/// while it has not ended.
+pub(super) fn main_exit_of(
+    s: &mut HashMap<String, OwnedValue>,
+) -> Option<BTreeMap<String, String>> {
+    let code: i32 = take(s, "ExecMainCode").unwrap_or(0);
+    let status: i32 = take(s, "ExecMainStatus").unwrap_or(0);
+    // CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0: not ended.
+    let (kind, status) = match code {
+        1 => ("exited", status.to_string()),
+        2 => ("killed", crate::text::signal_name(status)),
+        3 => ("dumped", crate::text::signal_name(status)),
+        _ => return None,
+    };
+    let mut env = BTreeMap::new();
+    env.insert(
+        "SERVICE_RESULT".into(),
+        take(s, "Result").unwrap_or_default(),
+    );
+    env.insert("EXIT_CODE".into(), kind.to_string());
+    env.insert("EXIT_STATUS".into(), status);
+    Some(env)
+}
+
+/// A unit's `InvocationID` (16 bytes) as the hook's INVOCATION_ID (hex);
+/// None when unset (all zero).
+pub(super) fn invocation_hex(v: OwnedValue) -> Option<String> {
+    let b = Vec::<u8>::try_from(v).ok()?;
+    b.iter()
+        .any(|x| *x != 0)
+        .then(|| b.iter().map(|x| format!("{x:02x}")).collect())
 }

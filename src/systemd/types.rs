@@ -73,6 +73,10 @@ pub struct UnitChange {
     pub unit: String,
     pub active_state: Option<String>,
     pub sub_state: Option<String>,
+    /// How the main process ended, when systemd said so with this change
+    /// (its `Service` signal comes just before the `Unit` one): the hook's
+    /// SERVICE_RESULT, EXIT_CODE, EXIT_STATUS and INVOCATION_ID.
+    pub exit: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The object path of a unit, as systemd names it (bus-label escaping:

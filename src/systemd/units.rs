@@ -214,8 +214,10 @@ impl Systemd {
 
     /// A stream of unit state changes as systemd signals them: for every
     /// unit whose name starts with `prefix`, the unit's name and the
-    /// changed ActiveState and SubState (None: unchanged). FreezerState is
-    /// not signalled by systemd 252 (systemd issue #31115).
+    /// changed ActiveState and SubState (None: unchanged), with the main
+    /// process's exit once it has ended (from the service's own signal: no
+    /// round trip to a manager that may be busy starting the exit hook).
+    /// FreezerState is not signalled by systemd 252 (systemd issue #31115).
     /// One match rule for all units; nothing is polled.
     pub async fn unit_state_changes(
         &self,
@@ -223,13 +225,14 @@ impl Systemd {
     ) -> Result<impl futures_util::Stream<Item = UnitChange> + Unpin + use<>> {
         let fail = |e: zbus::Error| dbus_error("watch unit state changes", "", e);
         self.manager.subscribe().await.map_err(fail)?;
+        // Both interfaces: systemd sends a unit's `Service` properties,
+        // then its `Unit` ones, for each change.
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender("org.freedesktop.systemd1")
             .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
             .and_then(|b| b.member("PropertiesChanged"))
             .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
-            .and_then(|b| b.arg(0, "org.freedesktop.systemd1.Unit"))
             .map_err(fail)?
             .build();
         // A large queue: a burst of starts must not stall the connection
@@ -238,24 +241,11 @@ impl Systemd {
             .await
             .map_err(fail)?;
         let prefix = prefix.to_string();
+        // Exits said by a `Service` signal, until its unit's `Unit` signal.
+        let mut exits = HashMap::new();
         Ok(Box::pin(stream.filter_map(move |msg| {
-            let prefix = prefix.clone();
-            async move {
-                let msg = msg.ok()?;
-                let unit = unit_name_of_path(msg.header().path()?.as_str())?;
-                if !unit.starts_with(&prefix) {
-                    return None;
-                }
-                let (_, mut changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
-                    msg.body().deserialize().ok()?;
-                let change = UnitChange {
-                    unit,
-                    active_state: take(&mut changed, "ActiveState"),
-                    sub_state: take(&mut changed, "SubState"),
-                };
-                let any = change.active_state.is_some() || change.sub_state.is_some();
-                any.then_some(change)
-            }
+            let change = msg.ok().and_then(|m| change_of(&m, &prefix, &mut exits));
+            std::future::ready(change)
         })))
     }
 
@@ -473,5 +463,120 @@ fn to_value(p: &Prop) -> Value<'_> {
         Prop::ExecEx(v) => Value::from(v.clone()),
         // Filtered out before the call (written as a file instead).
         Prop::DropIn { .. } => Value::from(""),
+    }
+}
+
+/// The change a PropertiesChanged signal of unit `prefix*` says, if any.
+fn change_of(
+    msg: &zbus::Message,
+    prefix: &str,
+    exits: &mut HashMap<String, std::collections::BTreeMap<String, String>>,
+) -> Option<UnitChange> {
+    let unit = unit_name_of_path(msg.header().path()?.as_str())?;
+    if !unit.starts_with(prefix) {
+        return None;
+    }
+    let (interface, mut changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
+        msg.body().deserialize().ok()?;
+    if interface == "org.freedesktop.systemd1.Service" {
+        match super::query::main_exit_of(&mut changed) {
+            Some(exit) => exits.insert(unit, exit),
+            None => exits.remove(&unit),
+        };
+        return None;
+    }
+    if interface != "org.freedesktop.systemd1.Unit" {
+        return None;
+    }
+    let invocation = changed
+        .remove("InvocationID")
+        .and_then(super::query::invocation_hex);
+    let exit = exits.remove(&unit).map(|mut e| {
+        if let Some(inv) = invocation {
+            e.insert("INVOCATION_ID".into(), inv);
+        }
+        e
+    });
+    let change = UnitChange {
+        unit,
+        active_state: take(&mut changed, "ActiveState"),
+        sub_state: take(&mut changed, "SubState"),
+        exit,
+    };
+    let any = change.active_state.is_some() || change.sub_state.is_some();
+    any.then_some(change)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(unit: &str, interface: &str, changed: HashMap<&str, Value<'_>>) -> zbus::Message {
+        let path = unit_path_of_name(unit);
+        zbus::Message::signal(
+            path.as_str(),
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+        )
+        .unwrap()
+        .build(&(interface, changed, Vec::<String>::new()))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_end_signalled_by_the_service_then_the_unit_carries_the_exit() {
+        let unit = "refine-a-x1.service";
+        let mut exits = HashMap::new();
+        let service = signal(
+            unit,
+            "org.freedesktop.systemd1.Service",
+            HashMap::from([
+                ("ExecMainCode", Value::from(2i32)),
+                ("ExecMainStatus", Value::from(9i32)),
+                ("Result", Value::from("signal")),
+            ]),
+        );
+        assert_eq!(change_of(&service, "refine-", &mut exits), None);
+        let id: Vec<u8> = (1..=16).collect();
+        let state = signal(
+            unit,
+            "org.freedesktop.systemd1.Unit",
+            HashMap::from([
+                ("ActiveState", Value::from("deactivating")),
+                ("SubState", Value::from("stop-post")),
+                ("InvocationID", Value::from(id)),
+            ]),
+        );
+        let change = change_of(&state, "refine-", &mut exits).expect("a change");
+        assert_eq!(change.sub_state.as_deref(), Some("stop-post"));
+        let exit = change.exit.expect("the exit from the service's signal");
+        assert_eq!(exit["SERVICE_RESULT"], "signal");
+        assert_eq!(exit["EXIT_CODE"], "killed");
+        assert_eq!(exit["EXIT_STATUS"], "KILL");
+        assert_eq!(exit["INVOCATION_ID"], "0102030405060708090a0b0c0d0e0f10");
+        assert!(exits.is_empty(), "kept only until the unit's signal");
+    }
+
+    #[test]
+    fn a_running_service_or_another_prefix_carries_no_exit() {
+        let mut exits = HashMap::new();
+        let running = signal(
+            "refine-a-x2.service",
+            "org.freedesktop.systemd1.Service",
+            HashMap::from([("ExecMainCode", Value::from(0i32))]),
+        );
+        assert_eq!(change_of(&running, "refine-", &mut exits), None);
+        let state = signal(
+            "refine-a-x2.service",
+            "org.freedesktop.systemd1.Unit",
+            HashMap::from([("SubState", Value::from("running"))]),
+        );
+        assert_eq!(change_of(&state, "refine-", &mut exits).unwrap().exit, None);
+        let other = signal(
+            "other.service",
+            "org.freedesktop.systemd1.Unit",
+            HashMap::from([("SubState", Value::from("running"))]),
+        );
+        assert_eq!(change_of(&other, "refine-", &mut exits), None);
     }
 }
