@@ -74,7 +74,27 @@ pub(super) fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
     if let Some(pid) = info.and_then(|i| i.main_pid) {
         record.pid = Some(pid);
     }
-    reconcile(record, info.map(|i| &i.state));
+    // With the unit's invocation the recorded exit is known to be this
+    // run's, not an earlier one's.
+    let recorded = info.is_some_and(|i| {
+        exit_recorded(record, &i.state)
+            && i.invocation_id
+                .as_ref()
+                .is_some_and(|v| record.last_exit_invocation.as_ref() == Some(v))
+    });
+    reconcile_as(record, info.map(|i| &i.state), recorded);
+}
+
+/// Whether the unit's main process has ended while systemd still winds the
+/// unit down (its exit hook, the leftovers' kill): the exit the record
+/// holds is then the run's, and the run is over, though systemd still
+/// says `deactivating`.
+fn exit_recorded(record: &Record, live: &UnitState) -> bool {
+    let main_ended = matches!(
+        live.sub_state.as_str(),
+        "stop-post" | "final-sigterm" | "final-sigkill" | "final-watchdog"
+    );
+    main_ended && record.state.is_ended()
 }
 
 /// Merges systemd's live view into a record: while the unit is loaded its
@@ -82,6 +102,12 @@ pub(super) fn refresh(record: &mut Record, info: Option<&ServiceInfo>) {
 /// The restart count follows from the runs that ended: every ended run but
 /// the last one was followed by another start.
 pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
+    let recorded = live.is_some_and(|l| exit_recorded(record, l));
+    reconcile_as(record, live, recorded);
+}
+
+/// [`reconcile`], told whether the record holds this run's exit.
+fn reconcile_as(record: &mut Record, live: Option<&UnitState>, exit_recorded: bool) {
     if record.kind == UnitKind::Scope {
         reconcile_scope(record, live);
         paused_as_recorded(record, live);
@@ -90,6 +116,9 @@ pub fn reconcile(record: &mut Record, live: Option<&UnitState>) {
     }
     match live.map(|l| (l.active_state.as_str(), l.freezer_state.as_deref())) {
         Some((_, Some("frozen" | "freezing"))) => record.state = State::Paused,
+        // Its exit is recorded: what the hook wrote (or the daemon, which
+        // streamed it already) is the state.
+        Some(("deactivating", _)) if exit_recorded => {}
         Some(("active" | "reloading" | "deactivating", _)) => record.state = State::Running,
         Some(("activating", _)) => record.state = State::Starting,
         // inactive/failed but not yet collected: the exit hook has run or is
@@ -280,6 +309,41 @@ mod tests {
         r.exit_code = Some(3);
         reconcile(&mut r, Some(&live("activating", None)));
         assert_eq!((r.state, r.exit_code), (State::Starting, None));
+    }
+
+    #[test]
+    fn a_recorded_exit_holds_while_systemd_runs_the_exit_hook() {
+        let winding = |sub: &str| UnitState {
+            active_state: "deactivating".into(),
+            sub_state: sub.into(),
+            freezer_state: Some("running".into()),
+        };
+        let mut r = record(State::Failed);
+        r.exit_code = Some(3);
+        reconcile(&mut r, Some(&winding("stop-post")));
+        assert_eq!((r.state, r.exit_code), (State::Failed, Some(3)));
+        // Being stopped, its main process may still run: running.
+        let mut r = record(State::Failed);
+        reconcile(&mut r, Some(&winding("stop-sigterm")));
+        assert_eq!(r.state, State::Running);
+        // Not yet recorded: running until the exit is.
+        let mut r = record(State::Running);
+        reconcile(&mut r, Some(&winding("stop-post")));
+        assert_eq!(r.state, State::Running);
+        // With the unit's invocation: only this run's exit counts.
+        let info = |inv: &str| ServiceInfo {
+            state: winding("stop-post"),
+            invocation_id: Some(inv.into()),
+            ..Default::default()
+        };
+        let mut r = record(State::Failed);
+        r.last_exit_invocation = Some("aa".into());
+        refresh(&mut r, Some(&info("aa")));
+        assert_eq!(r.state, State::Failed);
+        let mut r = record(State::Failed);
+        r.last_exit_invocation = Some("aa".into());
+        refresh(&mut r, Some(&info("bb")));
+        assert_eq!(r.state, State::Running, "an earlier run's exit");
     }
 
     #[test]

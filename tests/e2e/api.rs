@@ -1373,7 +1373,8 @@ fn api_terminal_websocket_one_writer_at_a_time_and_take_takes_the_keyboard() {
 
 /// Issue 11.1: with the daemon watching, a run's end comes from systemd's
 /// signal (before the exit hook), is in the history with the id the
-/// stream gave it, and is recorded once although the hook records it too.
+/// stream gave it, and is recorded once although the hook records it too;
+/// a status read as soon as the event arrives already says it.
 #[test]
 fn api_a_runs_end_seen_by_the_daemon_is_streamed_once_and_in_the_history() {
     let env = Env::new();
@@ -1386,7 +1387,17 @@ fn api_a_runs_end_seen_by_the_daemon_is_streamed_once_and_in_the_history() {
     let got = stream.until(Duration::from_secs(60), |e| {
         let v = data(e);
         if v["event"] == "failed" {
-            ended.insert(v["id"].as_str().unwrap_or("").to_string());
+            let id = v["id"].as_str().unwrap_or("").to_string();
+            // Read at once: the daemon streams an end before its record's
+            // fsynced write, and its answers wait for that write.
+            let now = d.get(&format!("/api/v1/processes/{id}")).json();
+            let state = now["record"]["state"].as_str().or(now["state"].as_str());
+            assert_eq!(
+                state,
+                Some("failed"),
+                "status right after the end event: {now:#}"
+            );
+            ended.insert(id);
         }
         ended.len() == ids.len()
     });
