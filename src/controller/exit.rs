@@ -56,6 +56,7 @@ impl Controller {
         // event (by the invocation) already there; the end stays recorded
         // once, since every writer of an end checks the history under its
         // lock.
+        let writing = self.index.end_in_flight();
         let told = match self.index.load(&id) {
             Ok(Loaded::Found(r)) if ours(&r) => {
                 let mut ended = *r;
@@ -72,7 +73,9 @@ impl Controller {
                 r.exit_source = Some("daemon".into());
             }
         });
-        let Some(record) = updated.await? else {
+        let updated = updated.await;
+        drop(writing);
+        let Some(record) = updated? else {
             return Ok(None);
         };
         if record.last_exit_invocation.as_deref() != env.get("INVOCATION_ID").map(String::as_str) {

@@ -176,6 +176,10 @@ impl From<Response> for Answer {
     }
 }
 
+/// How long a read in the daemon waits for ends it has streamed but not
+/// yet written (an fsync: milliseconds).
+const ENDS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Controller {
     /// Carries out one request for this controller's caller.
     pub async fn handle(&self, request: Request) -> Result<Answer> {
@@ -193,6 +197,7 @@ impl Controller {
                 }
             }
             Request::List(filter) => {
+                self.index.ends_written(ENDS_WAIT).await;
                 let (mut listed, warnings) = self.list_with_usage(&filter).await?;
                 self.hide_foreign_environments(&mut listed).await?;
                 Answer {
@@ -201,6 +206,7 @@ impl Controller {
                 }
             }
             Request::Status { id } => {
+                self.index.ends_written(ENDS_WAIT).await;
                 let mut status = self.status(&id).await?;
                 let Status {
                     record, systemd, ..

@@ -32,6 +32,22 @@ pub use files::*;
 pub use locks::*;
 pub use records::*;
 
+impl Index {
+    /// Marks an end as told and not yet written, until the guard drops.
+    pub fn end_in_flight(&self) -> EndInFlight {
+        self.ends_in_flight.send_modify(|n| *n += 1);
+        EndInFlight(self.ends_in_flight.clone())
+    }
+
+    /// Waits until every end told by this process is written, at most
+    /// `limit` (a write waiting for the index lock must not hold a read
+    /// for long: the record is then read as it is).
+    pub async fn ends_written(&self, limit: std::time::Duration) {
+        let mut told = self.ends_in_flight.subscribe();
+        let _ = tokio::time::timeout(limit, told.wait_for(|n| *n == 0)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +88,20 @@ pub fn or_warn<T>(result: Result<T>, what: &str) -> Option<T> {
 #[derive(Debug, Clone)]
 pub struct Index {
     dir: PathBuf,
+    /// Ends told to event streams before their record is written (the
+    /// daemon tells first, see `record_exit_seen`): the daemon's readers
+    /// wait for them, so a status read after an end event never says the
+    /// run still goes.
+    ends_in_flight: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// An end told but not yet written; see [`Index::end_in_flight`].
+pub struct EndInFlight(std::sync::Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for EndInFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// The index's directory of secrets (see [`Index::secrets_dir`]).
@@ -80,7 +110,10 @@ pub const SECRETS_DIR: &str = "secrets";
 impl Index {
     /// Opens (creating it, private to the user, on first use) the index in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Index> {
-        let mut index = Index { dir: dir.into() };
+        let mut index = Index {
+            dir: dir.into(),
+            ends_in_flight: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)

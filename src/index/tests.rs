@@ -490,3 +490,23 @@ fn an_unnamed_record_is_invisible_until_named_and_never_replaces_one() {
     drop(index.write_unnamed(&record("efgh6789")).unwrap());
     assert_eq!(entries(), 1);
 }
+
+#[tokio::test]
+async fn a_read_waits_for_an_end_told_before_its_record_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::open(tmp.path().join("state")).unwrap();
+    let writing = index.end_in_flight();
+    let waiting = index.clone();
+    let read = tokio::spawn(async move { waiting.ends_written(Duration::from_secs(30)).await });
+    tokio::task::yield_now().await;
+    assert!(!read.is_finished(), "the read went ahead of the write");
+    drop(writing);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the read goes on once the end is written")
+        .unwrap();
+    // Nothing in flight: no wait at all; a stuck write: at most the limit.
+    index.ends_written(Duration::from_secs(30)).await;
+    let _stuck = index.end_in_flight();
+    index.ends_written(Duration::from_millis(10)).await;
+}
