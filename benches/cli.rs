@@ -1520,11 +1520,22 @@ impl Bench {
         self.invalidate_last_if(count != n);
         let pid = main_pid(&unit);
         let streams: Vec<_> = (0..10).map(|_| spawn_stream(&socket)).collect();
-        let latencies = self.event_latencies(&state, &streams[0], reps);
-        let lat = Stats::of(&latencies);
+        let lat = self.event_latencies(&state, &streams[0], reps);
+        let (change, kill, own) = (
+            Stats::of(&lat.from_change),
+            Stats::of(&lat.from_kill),
+            Stats::of(&lat.systemd),
+        );
         println!(
             "  state change in systemd -> event on the stream: median {:.2} ms, p90 {:.2} ms ({} samples; goal: median < 20 ms)",
-            lat.median, lat.p90, lat.n
+            change.median, change.p90, change.n
+        );
+        println!(
+            "  kill(2) -> event: median {:.2} ms, p90 {:.2} ms; of which systemd's own, kill(2) -> its state change: median {:.2} ms{}",
+            kill.median,
+            kill.p90,
+            own.median,
+            if lat.missed > 0 { format!(" ({} state changes not seen on the bus)", lat.missed) } else { String::new() }
         );
         let rss = rss_mib(pid);
         let (anon, file) = (status_mib(pid, "RssAnon:"), status_mib(pid, "RssFile:"));
@@ -1532,8 +1543,8 @@ impl Bench {
             "  daemon RSS with {n} processes and 10 open streams: {rss:.1} MiB (goal < 25 MiB; {anon:.1} MiB its own, {file:.1} MiB the binary's and libraries' pages)"
         );
         self.notes.push(format!(
-            "(g) event latency median {:.2} ms p90 {:.2} ms over {} state changes; daemon RSS {rss:.1} MiB with {n} processes and 10 open event streams",
-            lat.median, lat.p90, lat.n
+            "(g) event latency from systemd's state change median {:.2} ms p90 {:.2} ms over {} state changes (from the kill {:.2} ms, of which systemd {:.2} ms); daemon RSS {rss:.1} MiB with {n} processes and 10 open event streams",
+            change.median, change.p90, change.n, kill.median, own.median
         ));
         drop(streams);
         let _ = Command::new("systemctl")
@@ -1545,10 +1556,12 @@ impl Bench {
         println!();
     }
 
-    /// SIGKILLs `reps` sleepers one at a time and times, for each, systemd's
-    /// exit timestamp (CLOCK_MONOTONIC), or the kill request when the unit
-    /// is collected before it can be read, to the arrival of its event.
-    fn event_latencies(&self, state: &Path, stream: &EventStream, reps: usize) -> Vec<Duration> {
+    /// SIGKILLs `reps` sleepers one at a time and times, for each, from
+    /// the unit's state change in systemd (its StateChangeTimestampMonotonic,
+    /// read from the PropertiesChanged signal systemd sends with the change,
+    /// on a bus connection of the benchmark's own) to the arrival of its
+    /// event on `stream`; and from the kill(2) to each, for the whole path.
+    fn event_latencies(&self, state: &Path, stream: &EventStream, reps: usize) -> Latencies {
         let listed: Value = serde_json::from_str(&capture(self.rp(state).args(["list", "--json"])))
             .unwrap_or_else(|e| die(&format!("(g) bad JSON: {e}")));
         let victims: Vec<(String, String)> = listed
@@ -1563,12 +1576,9 @@ impl Bench {
                 )
             })
             .collect();
-        let mut out = Vec::new();
+        let mut out = Latencies::default();
         for (id, unit) in victims {
-            // kill(2) of the main process, not `systemctl kill`: the unit
-            // is often collected before its exit timestamp can be read,
-            // and the time then counted from the request must not include
-            // starting systemctl (10 to 20 ms here).
+            let changed = state_change_of(&unit);
             let pid = main_pid(&unit);
             let asked = monotonic_usec();
             // SAFETY: kill has no memory preconditions.
@@ -1589,22 +1599,15 @@ impl Bench {
             let Some(arrived) = arrived else {
                 die(&format!("(g) no event for {id} within 30 s"));
             };
-            let exited: u64 = capture(Command::new("systemctl").args([
-                "--user",
-                "show",
-                "-p",
-                "ExecMainExitTimestampMonotonic",
-                "--value",
-                &unit,
-            ]))
-            .trim()
-            .parse()
-            .unwrap_or(0);
-            // A unit already collected has no exit timestamp: then from
-            // the kill request (an upper bound).
-            let from = if exited > 0 { exited } else { asked };
-            if arrived >= from {
-                out.push(Duration::from_micros(arrived - from));
+            let us = |from: u64| Duration::from_micros(arrived.saturating_sub(from));
+            out.from_kill.push(us(asked));
+            match changed.recv_timeout(Duration::from_secs(10)) {
+                Ok(at) => {
+                    out.from_change.push(us(at));
+                    out.systemd
+                        .push(Duration::from_micros(at.saturating_sub(asked)));
+                }
+                Err(_) => out.missed += 1,
             }
         }
         out
@@ -1690,6 +1693,75 @@ impl Bench {
 }
 
 /// CLOCK_MONOTONIC in microseconds, as systemd's `*TimestampMonotonic`.
+/// Latencies of (h): from systemd's state change, from the kill, and
+/// systemd's own part (the kill to its state change).
+#[derive(Default)]
+struct Latencies {
+    from_change: Vec<Duration>,
+    from_kill: Vec<Duration>,
+    systemd: Vec<Duration>,
+    /// Kills whose state change was not seen on the bus.
+    missed: usize,
+}
+
+/// The StateChangeTimestampMonotonic of `unit`'s next change to an ended
+/// state (stop-post, failed, dead), from systemd's signal, watched on a
+/// bus connection of a thread of its own: subscribed when this returns.
+fn state_change_of(unit: &str) -> std::sync::mpsc::Receiver<u64> {
+    use futures_util::StreamExt;
+    use std::collections::HashMap;
+    use zbus::zvariant::OwnedValue;
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.systemd1")
+        .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
+        .and_then(|b| b.member("PropertiesChanged"))
+        .and_then(|b| b.path(refine_proc::systemd::unit_path_of_name(unit)))
+        .and_then(|b| b.arg(0, "org.freedesktop.systemd1.Unit"))
+        .unwrap_or_else(|e| die(&format!("(g) match rule: {e}")))
+        .build()
+        .to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| die(&format!("(g) tokio: {e}")));
+        rt.block_on(async move {
+            let bus = zbus::Connection::session()
+                .await
+                .unwrap_or_else(|e| die(&format!("(g) no session bus: {e}")));
+            let mut signals = zbus::MessageStream::for_match_rule(rule, &bus, Some(64))
+                .await
+                .unwrap_or_else(|e| die(&format!("(g) cannot watch the unit: {e}")));
+            let _ = ready_tx.send(());
+            while let Some(Ok(msg)) = signals.next().await {
+                let body = msg.body();
+                let Ok((_, changed, _)) =
+                    body.deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
+                else {
+                    continue;
+                };
+                let sub = changed
+                    .get("SubState")
+                    .and_then(|v| String::try_from(v.try_clone().ok()?).ok());
+                let at = changed
+                    .get("StateChangeTimestampMonotonic")
+                    .and_then(|v| u64::try_from(v.try_clone().ok()?).ok());
+                if let (Some(sub), Some(at)) = (sub, at) {
+                    if matches!(sub.as_str(), "stop-post" | "failed" | "dead") {
+                        let _ = tx.send(at);
+                        return;
+                    }
+                }
+            }
+        });
+    });
+    let _ = ready.recv_timeout(Duration::from_secs(10));
+    rx
+}
+
 fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
