@@ -223,6 +223,9 @@ fn run_body(spec: RunSpec, queue: bool) -> Result<Value> {
         "restart": spec.restart.as_str(),
         "queue": queue,
         "persist": spec.persist,
+        // A terminal session (a confined agent's `run --pty`).
+        "pty": spec.pty.is_some(),
+        "pty_size": spec.pty.as_ref().and_then(|p| p.size).map(|(r, c)| format!("{r}x{c}")),
     }))
 }
 
@@ -435,6 +438,34 @@ pub async fn logs(socket: &Path, id: &str, lines: Option<u64>) -> Result<Vec<Log
         entries: Vec<LogEntry>,
     }
     Ok(parse::<Page>(&r)?.entries)
+}
+
+/// `send` over the socket: the daemon types into the session.
+pub async fn send(socket: &Path, id: &str, text: Option<&str>, keys: &[String]) -> Result<()> {
+    let path = format!("/api/v1/processes/{}/send", segment(id));
+    let body = json!({ "text": text, "keys": keys });
+    call(socket, Method::POST, &path, Some(body))
+        .await
+        .map(drop)
+}
+
+/// `screen` over the socket: the daemon reads the session's screen.
+pub async fn screen(
+    socket: &Path,
+    id: &str,
+    wait_for: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<refine_proc::pty::proto::Screen> {
+    let mut path = format!(
+        "/api/v1/processes/{}/screen?timeout={}s",
+        segment(id),
+        timeout.as_secs()
+    );
+    if let Some(text) = wait_for {
+        path.push_str(&format!("&wait_for={}", segment(text)));
+    }
+    let r = call(socket, Method::GET, &path, None).await?;
+    parse(&r)
 }
 
 #[cfg(test)]

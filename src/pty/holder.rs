@@ -60,6 +60,9 @@ pub struct HoldOptions {
     pub executable: PathBuf,
     /// Its argv, argv\[0\] included.
     pub argv: Vec<String>,
+    /// The socket is bound already, passed by systemd (a confined session,
+    /// see [`super::listen`]); `socket` is then only its name.
+    pub inherited: bool,
 }
 
 /// Runs the session to its end and returns how the program ended.
@@ -220,7 +223,12 @@ impl Session {
 }
 
 async fn run(opts: HoldOptions) -> Result<Exit> {
-    let listener = listen(&opts.socket)?;
+    let listener = if opts.inherited {
+        UnixListener::from_std(super::listen::inherited()?)
+            .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?
+    } else {
+        listen(&opts.socket)?
+    };
     let (master, slave) = open_pty(opts.rows, opts.cols)?;
     let mut child = spawn(&opts, slave)?;
     // SAFETY: the fd is owned by the AsyncFd and closed only with it.
@@ -259,7 +267,10 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     writer.abort();
     acceptor.abort();
     hangup.abort();
-    let _ = std::fs::remove_file(&opts.socket);
+    if !opts.inherited {
+        // A confined holder cannot reach it; systemd closes the stored one.
+        let _ = std::fs::remove_file(&opts.socket);
+    }
 
     use std::os::unix::process::ExitStatusExt as _;
     let exit = Exit {
@@ -296,21 +307,14 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::systemd(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Binds the session socket in its private directory. It is bound under a
-/// temporary name and renamed, so a client never finds it before it listens.
+/// Binds the session socket in its private directory (see
+/// [`super::listen::bind`]).
 fn listen(socket: &Path) -> Result<UnixListener> {
-    let dir = socket
-        .parent()
-        .ok_or_else(|| Error::invalid("the session socket has no directory"))?;
-    super::private_dir(dir)?;
-    let tmp = socket.with_extension("sock.new");
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(|e| io_err("listen on", &tmp, e))?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io_err("restrict", &tmp, e))?;
-    std::fs::rename(&tmp, socket).map_err(|e| io_err("publish", socket, e))?;
-    Ok(listener)
+    let listener = super::listen::bind(socket)?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(listener))
+        .map_err(|e| io_err("listen on", socket, e))
 }
 
 fn set_window(fd: RawFd, rows: u16, cols: u16) {
