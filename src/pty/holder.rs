@@ -104,6 +104,21 @@ struct Client {
 }
 
 impl Client {
+    /// Drops what is queued and queues `frames` instead (a redraw: the
+    /// snapshot among them draws what the dropped output did).
+    fn restart_with(&self, frames: &[Rc<[u8]>]) {
+        if self.closed.get() {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        q.clear();
+        q.extend(frames.iter().cloned());
+        self.queued.set(frames.iter().map(|f| f.len()).sum());
+        self.resync.set(false);
+        drop(q);
+        self.wake.notify_one();
+    }
+
     fn push(&self, frame: Rc<[u8]>) {
         if self.resync.get() || self.closed.get() {
             return;
@@ -202,6 +217,19 @@ impl Session {
         }
         set_window(self.master.get_ref().as_raw_fd(), rows, cols);
         self.model.set_size(r, c);
+        // Every client learns the new size, then gets the screen drawn at
+        // it: what was queued before is drawn by the snapshot already.
+        let size = self.size_frame();
+        let snap = self.snapshot();
+        for client in self.clients.values() {
+            client.restart_with(&[size.clone(), snap.clone()]);
+        }
+    }
+
+    /// The SIZE frame of the screen as it is.
+    fn size_frame(&mut self) -> Rc<[u8]> {
+        let (rows, cols) = self.model.screen().size();
+        frame(proto::SIZE, &proto::resize_payload(rows.get(), cols.get()))
     }
 
     /// Gives the write lease to `id` (taking it from its holder).
@@ -681,21 +709,25 @@ async fn serve_attached(
         // The lease first: it may resize the screen the snapshot draws.
         if wants {
             s.grant(id);
-        } else {
-            client.push(frame(proto::LEASE, &[0]));
         }
-        let snap = s.snapshot();
-        // The snapshot goes before anything queued after it.
-        client.queue.borrow_mut().push_front(snap);
-        client.wake.notify_one();
+        // Then the size, the screen and the lease, in place of what the
+        // grant queued (a resize's redraw, the lease).
+        let lease = frame(proto::LEASE, &[u8::from(s.lease == Some(id))]);
+        let (size, snap) = (s.size_frame(), s.snapshot());
+        client.restart_with(&[size, snap, lease]);
         id
     };
     let writer = tokio::task::spawn_local(write_client(session.clone(), client.clone(), w));
     while let Ok(Some(f)) = proto::read_frame(&mut r).await {
+        let mut s = session.borrow_mut();
+        if f.kind == proto::REDRAW {
+            let (size, snap) = (s.size_frame(), s.snapshot());
+            client.restart_with(&[size, snap]);
+            continue;
+        }
         if client.read_only {
             continue;
         }
-        let mut s = session.borrow_mut();
         match f.kind {
             proto::INPUT => {
                 if s.lease.is_none() {

@@ -58,6 +58,7 @@ pub mod model;
 pub mod proto;
 pub mod strip;
 pub mod tty;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
