@@ -153,6 +153,8 @@ async fn attached_loop(
     let mut matcher = DetachMatcher::new(detach);
     let mut buf = vec![0u8; 16 * 1024];
     let mut view = View::new(window_size(stdin));
+    // Holding the lease, its resize makes the holder redraw every client.
+    let mut leased = false;
     loop {
         tokio::select! {
             ok = &mut authorized, if pending => {
@@ -169,7 +171,7 @@ async fn attached_loop(
             ev = events.next() => match ev? {
                 Some(Event::Size(rows, cols)) => view.session_size(rows, cols),
                 Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&view.draw(&b)),
-                Some(Event::Lease(_)) => {}
+                Some(Event::Lease(h)) => leased = h,
                 Some(Event::Exit(e)) => return Ok(Ended::Exited(e)),
                 None => return Ok(Ended::Closed),
             },
@@ -203,6 +205,7 @@ async fn attached_loop(
                 // draws it from its own model.
                 match view.window_size(size) {
                     Redraw::Local(b) => write_out(&b),
+                    Redraw::Ask if leased && !pending => {}
                     Redraw::Ask => sender.redraw().await?,
                 }
             }
