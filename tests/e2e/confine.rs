@@ -773,3 +773,38 @@ attempt l-own connect "$(sock run.out)""#,
     assert_eq!(env.status(&other.id).state, "running");
     env.ok(&["stop", &other.id, person["id"].as_str().unwrap()]);
 }
+
+/// A confined terminal session's socket comes from the unit's fd store:
+/// it must outlive a daemon-reload (whose transient file 252 reads back
+/// without the privileged ExecStartPre=) and a restart by systemd, and the
+/// exits are recorded.
+#[test]
+fn a_confined_terminal_session_keeps_its_socket_across_a_daemon_reload_and_a_restart() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let s = env.run(&[
+        "--owner",
+        "agent",
+        "--restart",
+        "on-failure",
+        "--pty",
+        "--",
+        "sh",
+        "-c",
+        "printf 'go? '; read x; exit 4",
+    ]);
+    let ask = |id: &str| env.ok(&["screen", id, "--wait-for", "go?", "--timeout", "20s"]);
+    ask(&s.id);
+    systemctl(&["daemon-reload"]);
+    ask(&s.id);
+    env.ok(&["send", &s.id, "x\n"]);
+    // systemd restarts it (exit 4 is a failure): the same socket again.
+    wait_for(&s.unit, |info| {
+        info.is_some_and(|i| i.n_restarts >= 1 && i.state.active_state == "active")
+    });
+    ask(&s.id);
+    env.ok(&["stop", &s.id]);
+    wait_gone(&s.unit);
+    let rec = env.status(&s.id);
+    assert_ne!(rec.state, "running", "{rec:?}");
+}
