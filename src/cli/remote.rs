@@ -473,6 +473,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_confined_run_pty_was_started_without_a_terminal() {
+        // The API body dropped --pty: the session had no terminal.
+        let spec = RunSpec {
+            command: vec!["sh".into()],
+            cwd: Some("/".into()),
+            pty: Some(refine_proc::pty::PtyOptions {
+                size: Some((40, 120)),
+            }),
+            ..RunSpec::default()
+        };
+        let body = run_body(spec, false).unwrap();
+        assert_eq!(
+            (body["pty"].clone(), body["pty_size"].clone()),
+            (json!(true), json!("40x120"))
+        );
+        let plain = RunSpec {
+            command: vec!["sh".into()],
+            cwd: Some("/".into()),
+            ..RunSpec::default()
+        };
+        assert_eq!(run_body(plain, false).unwrap()["pty"], json!(false));
+    }
+
+    #[test]
     fn a_hostile_id_stays_one_path_segment() {
         assert_eq!(segment("ab/../x?all=1"), "ab%2F..%2Fx%3Fall%3D1");
         assert_eq!(segment("k3x9p2qa"), "k3x9p2qa");
