@@ -272,7 +272,8 @@ pub fn properties(
     ];
     // The terminal sessions' sockets (in the API directory, which stays):
     // their holders admit any peer of the user, and keys sent to a
-    // person's session run outside the sandbox.
+    // person's session run outside the sandbox. A confined session's own
+    // socket is bound outside and passed in (see crate::pty::listen).
     hidden.push(api.join("pty"));
     hidden.extend(c.runtime_entries.iter().map(|n| run.join(n)));
     if notify {

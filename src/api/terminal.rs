@@ -16,7 +16,9 @@
 //!   first is the current screen (it clears and redraws, as does the one a
 //!   client that fell behind gets instead of what it missed);
 //! - server to client, text: one JSON object whose only key names it:
-//!   `hello` (first), `lease`, `refused`, `exit`;
+//!   `hello` (first), `size` (the session's, `{"rows", "cols"}`: on
+//!   connect and at each change, a fresh screen follows; a client that
+//!   does not size the session draws at it), `lease`, `refused`, `exit`;
 //! - client to server, binary: keyboard input; text: `{"input": "..."}`,
 //!   `{"resize": {"rows": R, "cols": C}}`, `{"take": {}}`.
 
@@ -71,6 +73,9 @@ Server to client: binary frames are terminal bytes, written as they come; the fi
 the current screen (it clears and redraws, so a reconnect shows the screen again). Text frames \
 are JSON objects with one key: `{\"hello\": {\"id\", \"write\", \"read_only\", \"rows\", \"cols\"}}` \
 first (`write` false with `read_only` a problem saying why: a read-only view), \
+`{\"size\": {\"rows\": R, \"cols\": C}}` (the session's terminal size, on connect and whenever \
+the writer changes it; a fresh screen at that size follows: a client that does not hold the \
+keyboard draws at it), \
 `{\"lease\": {\"held\": BOOL}}` (whether this connection holds the keyboard: one writer at a time; \
 typing while nobody holds it takes it), `{\"refused\": PROBLEM}` (a message was refused; the \
 view stays open) and `{\"exit\": {\"code\", \"signal\"}}` (the program ended; a close 1000 follows).\n\n\
@@ -196,6 +201,11 @@ impl Bridge {
                 event = rx.recv() => match event {
                     Some(Ok(Event::Snapshot(b) | Event::Output(b))) => {
                         if self.ws.send(Message::binary(b)).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(Event::Size(rows, cols))) => {
+                        if self.json(json!({ "size": { "rows": rows, "cols": cols } })).await.is_err() {
                             break None;
                         }
                     }
@@ -331,7 +341,10 @@ async fn read_events(mut events: Events, tx: tokio::sync::mpsc::Sender<crate::Re
         let event = events.next().await.transpose();
         let last = !matches!(
             event,
-            Some(Ok(Event::Snapshot(_) | Event::Output(_) | Event::Lease(_)))
+            Some(Ok(Event::Size(..)
+                | Event::Snapshot(_)
+                | Event::Output(_)
+                | Event::Lease(_)))
         );
         let Some(event) = event else { return };
         if tx.send(event).await.is_err() || last {

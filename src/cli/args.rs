@@ -390,6 +390,13 @@ Examples:
     /// Hold a terminal session (run by systemd as ExecStart with run --pty)
     #[command(name = "pty-hold", hide = true)]
     PtyHold(pty::HoldArgs),
+    /// Bind a confined terminal session's socket into its unit's fd store
+    /// (run by systemd as a privileged ExecStartPre with run --pty)
+    #[command(name = "pty-listen", hide = true)]
+    PtyListen {
+        #[arg(long)]
+        socket: PathBuf,
+    },
 }
 
 /// Who a process belongs to and why it exists: the flags `run` and

@@ -62,6 +62,9 @@ pub fn main() -> i32 {
     if let Command::PtyHold(args) = cli.command {
         return pty::hold(args);
     }
+    if let Command::PtyListen { socket } = &cli.command {
+        return exit_of(refine_proc::pty::listen::listen_into_store(socket));
+    }
     let hook_dir = match &cli.command {
         Command::RecordExit {
             index_hex: Some(hex),
@@ -251,10 +254,11 @@ async fn dispatch(command: Command, state_dir: PathBuf) -> Result<i32> {
             .await
             .map(|()| 0),
         Command::Attach(args) => pty::attach(core.local("attach")?, args).await,
-        Command::Send(args) => pty::send(core.local("send")?, args).await,
-        Command::Screen(args) => pty::screen(core.local("screen")?, args).await,
+        Command::Send(args) => pty::send(&core, args).await,
+        Command::Screen(args) => pty::screen(&core, args).await,
         Command::RecordExit { .. }
         | Command::PtyHold(_)
+        | Command::PtyListen { .. }
         | Command::Doctor { .. }
         | Command::Completions { .. }
         | Command::Man { .. }

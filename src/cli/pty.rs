@@ -72,6 +72,9 @@ pub struct HoldArgs {
     rows: u16,
     #[arg(long, default_value_t = pty::DEFAULT_COLS)]
     cols: u16,
+    /// The socket is systemd's LISTEN_FDS (a confined session)
+    #[arg(long)]
+    inherited_socket: bool,
     /// The program's path, then its argv (argv[0] included)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
@@ -125,21 +128,26 @@ pub async fn attach(controller: &Controller, a: AttachArgs) -> Result<i32> {
     })
 }
 
-pub async fn send(controller: &Controller, a: SendArgs) -> Result<i32> {
-    controller
-        .send_keys(&a.id, a.text.as_deref(), &a.keys)
-        .await?;
+/// In a confined unit, through the daemon's API socket.
+pub(crate) async fn send(core: &super::Core, a: SendArgs) -> Result<i32> {
+    match core {
+        super::Core::Local(c) => c.send_keys(&a.id, a.text.as_deref(), &a.keys).await?,
+        super::Core::Socket(s) => super::remote::send(s, &a.id, a.text.as_deref(), &a.keys).await?,
+    }
     Ok(0)
 }
 
-pub async fn screen(controller: &Controller, a: ScreenArgs) -> Result<i32> {
+/// In a confined unit, through the daemon's API socket.
+pub(crate) async fn screen(core: &super::Core, a: ScreenArgs) -> Result<i32> {
     let timeout = match a.timeout.as_deref() {
         Some(t) => Duration::from_secs(parse_seconds(t)?),
         None => Duration::from_secs(10),
     };
-    let screen = controller
-        .screen(&a.id, a.wait_for.as_deref(), timeout)
-        .await?;
+    let wait_for = a.wait_for.as_deref();
+    let screen = match core {
+        super::Core::Local(c) => c.screen(&a.id, wait_for, timeout).await?,
+        super::Core::Socket(s) => super::remote::screen(s, &a.id, wait_for, timeout).await?,
+    };
     let mut out = std::io::stdout().lock();
     let r = if a.json {
         serde_json::to_writer(&mut out, &screen)
@@ -171,6 +179,7 @@ pub fn hold(a: HoldArgs) -> i32 {
         cols: a.cols,
         executable,
         argv: command.collect(),
+        inherited: a.inherited_socket,
     };
     match pty::holder::hold(opts) {
         Ok(exit) => pty::holder::exit_like(&exit),

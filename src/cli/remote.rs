@@ -223,6 +223,9 @@ fn run_body(spec: RunSpec, queue: bool) -> Result<Value> {
         "restart": spec.restart.as_str(),
         "queue": queue,
         "persist": spec.persist,
+        // A terminal session (a confined agent's `run --pty`).
+        "pty": spec.pty.is_some(),
+        "pty_size": spec.pty.as_ref().and_then(|p| p.size).map(|(r, c)| format!("{r}x{c}")),
     }))
 }
 
@@ -437,9 +440,61 @@ pub async fn logs(socket: &Path, id: &str, lines: Option<u64>) -> Result<Vec<Log
     Ok(parse::<Page>(&r)?.entries)
 }
 
+/// `send` over the socket: the daemon types into the session.
+pub async fn send(socket: &Path, id: &str, text: Option<&str>, keys: &[String]) -> Result<()> {
+    let path = format!("/api/v1/processes/{}/send", segment(id));
+    let body = json!({ "text": text, "keys": keys });
+    call(socket, Method::POST, &path, Some(body))
+        .await
+        .map(drop)
+}
+
+/// `screen` over the socket: the daemon reads the session's screen.
+pub async fn screen(
+    socket: &Path,
+    id: &str,
+    wait_for: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<refine_proc::pty::proto::Screen> {
+    let mut path = format!(
+        "/api/v1/processes/{}/screen?timeout={}s",
+        segment(id),
+        timeout.as_secs()
+    );
+    if let Some(text) = wait_for {
+        path.push_str(&format!("&wait_for={}", segment(text)));
+    }
+    let r = call(socket, Method::GET, &path, None).await?;
+    parse(&r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confined_run_pty_was_started_without_a_terminal() {
+        // The API body dropped --pty: the session had no terminal.
+        let spec = RunSpec {
+            command: vec!["sh".into()],
+            cwd: Some("/".into()),
+            pty: Some(refine_proc::pty::PtyOptions {
+                size: Some((40, 120)),
+            }),
+            ..RunSpec::default()
+        };
+        let body = run_body(spec, false).unwrap();
+        assert_eq!(
+            (body["pty"].clone(), body["pty_size"].clone()),
+            (json!(true), json!("40x120"))
+        );
+        let plain = RunSpec {
+            command: vec!["sh".into()],
+            cwd: Some("/".into()),
+            ..RunSpec::default()
+        };
+        assert_eq!(run_body(plain, false).unwrap()["pty"], json!(false));
+    }
 
     #[test]
     fn a_hostile_id_stays_one_path_segment() {

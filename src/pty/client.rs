@@ -150,6 +150,9 @@ pub async fn send(socket: &Path, bytes: &[u8]) -> Result<()> {
 /// What an attached client receives.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
+    /// The session's terminal size (rows, cols): first, then at each
+    /// change (a snapshot at the new size follows). Output is drawn at it.
+    Size(u16, u16),
     /// Draw this on a blank terminal: the current screen.
     Snapshot(Vec<u8>),
     /// The program's output, as it printed it.
@@ -192,8 +195,8 @@ pub struct AttachOptions {
     pub size: Option<(u16, u16)>,
 }
 
-/// Attaches to the session: the first event is the current screen, then
-/// the live stream follows.
+/// Attaches to the session: the first events are its size and the
+/// current screen, then the live stream follows.
 pub async fn attach(socket: &Path, opts: AttachOptions) -> Result<Attached> {
     let mode = match (opts.read_only, opts.take) {
         (true, _) => Mode::ReadOnly,
@@ -224,6 +227,10 @@ impl Events {
                 return Ok(None);
             };
             return Ok(Some(match f.kind {
+                proto::SIZE => match proto::parse_resize(&f.payload) {
+                    Some((rows, cols)) => Event::Size(rows, cols),
+                    None => continue,
+                },
                 proto::SNAPSHOT => Event::Snapshot(f.payload),
                 proto::OUTPUT => Event::Output(f.payload),
                 proto::LEASE => Event::Lease(f.payload.first() == Some(&1)),
@@ -258,6 +265,11 @@ impl Sender {
     pub async fn resize(&mut self, rows: u16, cols: u16) -> Result<()> {
         self.frame(proto::RESIZE, &proto::resize_payload(rows, cols))
             .await
+    }
+
+    /// Ask for the size and a fresh screen (a viewer whose window changed).
+    pub async fn redraw(&mut self) -> Result<()> {
+        self.frame(proto::REDRAW, b"").await
     }
 
     /// Take the write lease from whoever holds it.

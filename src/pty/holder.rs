@@ -60,6 +60,9 @@ pub struct HoldOptions {
     pub executable: PathBuf,
     /// Its argv, argv\[0\] included.
     pub argv: Vec<String>,
+    /// The socket is bound already, passed by systemd (a confined session,
+    /// see [`super::listen`]); `socket` is then only its name.
+    pub inherited: bool,
 }
 
 /// Runs the session to its end and returns how the program ended.
@@ -101,6 +104,21 @@ struct Client {
 }
 
 impl Client {
+    /// Drops what is queued and queues `frames` instead (a redraw: the
+    /// snapshot among them draws what the dropped output did).
+    fn restart_with(&self, frames: &[Rc<[u8]>]) {
+        if self.closed.get() {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        q.clear();
+        q.extend(frames.iter().cloned());
+        self.queued.set(frames.iter().map(|f| f.len()).sum());
+        self.resync.set(false);
+        drop(q);
+        self.wake.notify_one();
+    }
+
     fn push(&self, frame: Rc<[u8]>) {
         if self.resync.get() || self.closed.get() {
             return;
@@ -199,6 +217,19 @@ impl Session {
         }
         set_window(self.master.get_ref().as_raw_fd(), rows, cols);
         self.model.set_size(r, c);
+        // Every client learns the new size, then gets the screen drawn at
+        // it: what was queued before is drawn by the snapshot already.
+        let size = self.size_frame();
+        let snap = self.snapshot();
+        for client in self.clients.values() {
+            client.restart_with(&[size.clone(), snap.clone()]);
+        }
+    }
+
+    /// The SIZE frame of the screen as it is.
+    fn size_frame(&mut self) -> Rc<[u8]> {
+        let (rows, cols) = self.model.screen().size();
+        frame(proto::SIZE, &proto::resize_payload(rows.get(), cols.get()))
     }
 
     /// Gives the write lease to `id` (taking it from its holder).
@@ -220,7 +251,12 @@ impl Session {
 }
 
 async fn run(opts: HoldOptions) -> Result<Exit> {
-    let listener = listen(&opts.socket)?;
+    let listener = if opts.inherited {
+        UnixListener::from_std(super::listen::inherited()?)
+            .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?
+    } else {
+        listen(&opts.socket)?
+    };
     let (master, slave) = open_pty(opts.rows, opts.cols)?;
     let mut child = spawn(&opts, slave)?;
     // SAFETY: the fd is owned by the AsyncFd and closed only with it.
@@ -259,7 +295,10 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     writer.abort();
     acceptor.abort();
     hangup.abort();
-    let _ = std::fs::remove_file(&opts.socket);
+    if !opts.inherited {
+        // A confined holder cannot reach it; systemd closes the stored one.
+        let _ = std::fs::remove_file(&opts.socket);
+    }
 
     use std::os::unix::process::ExitStatusExt as _;
     let exit = Exit {
@@ -296,21 +335,14 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::systemd(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Binds the session socket in its private directory. It is bound under a
-/// temporary name and renamed, so a client never finds it before it listens.
+/// Binds the session socket in its private directory (see
+/// [`super::listen::bind`]).
 fn listen(socket: &Path) -> Result<UnixListener> {
-    let dir = socket
-        .parent()
-        .ok_or_else(|| Error::invalid("the session socket has no directory"))?;
-    super::private_dir(dir)?;
-    let tmp = socket.with_extension("sock.new");
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(|e| io_err("listen on", &tmp, e))?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io_err("restrict", &tmp, e))?;
-    std::fs::rename(&tmp, socket).map_err(|e| io_err("publish", socket, e))?;
-    Ok(listener)
+    let listener = super::listen::bind(socket)?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(listener))
+        .map_err(|e| io_err("listen on", socket, e))
 }
 
 fn set_window(fd: RawFd, rows: u16, cols: u16) {
@@ -677,21 +709,25 @@ async fn serve_attached(
         // The lease first: it may resize the screen the snapshot draws.
         if wants {
             s.grant(id);
-        } else {
-            client.push(frame(proto::LEASE, &[0]));
         }
-        let snap = s.snapshot();
-        // The snapshot goes before anything queued after it.
-        client.queue.borrow_mut().push_front(snap);
-        client.wake.notify_one();
+        // Then the size, the screen and the lease, in place of what the
+        // grant queued (a resize's redraw, the lease).
+        let lease = frame(proto::LEASE, &[u8::from(s.lease == Some(id))]);
+        let (size, snap) = (s.size_frame(), s.snapshot());
+        client.restart_with(&[size, snap, lease]);
         id
     };
     let writer = tokio::task::spawn_local(write_client(session.clone(), client.clone(), w));
     while let Ok(Some(f)) = proto::read_frame(&mut r).await {
+        let mut s = session.borrow_mut();
+        if f.kind == proto::REDRAW {
+            let (size, snap) = (s.size_frame(), s.snapshot());
+            client.restart_with(&[size, snap]);
+            continue;
+        }
         if client.read_only {
             continue;
         }
-        let mut s = session.borrow_mut();
         match f.kind {
             proto::INPUT => {
                 if s.lease.is_none() {

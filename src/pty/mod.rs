@@ -14,7 +14,11 @@
 //!   fd store would have needed the daemon to be up for every session.
 //! - **Socket**: `$XDG_RUNTIME_DIR/refine-proc/pty/ID.sock` (the record
 //!   names it under `pty.socket`), in a directory of mode 0700 owned by the
-//!   user; the holder also checks each peer's uid with SO_PEERCRED.
+//!   user; the holder also checks each peer's uid with SO_PEERCRED. A
+//!   confined unit cannot reach that directory (no confined process may
+//!   type into a session): its socket is bound outside the sandbox by a
+//!   privileged ExecStartPre= and passed in through systemd's fd store
+//!   ([`listen`]).
 //! - **Protocol** ([`proto`]): frames of a one-byte type and a u32 length,
 //!   as ttyd's: output, input, resize, snapshot, write lease, screen, exit.
 //! - **Screen model**: the `vt100` crate (a maintained VT100/xterm parser
@@ -49,10 +53,12 @@ pub mod client;
 pub mod holder;
 pub mod journal;
 pub mod keys;
+pub mod listen;
 pub mod model;
 pub mod proto;
 pub mod strip;
 pub mod tty;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -107,8 +113,16 @@ impl PtyLaunch {
     }
 
     /// The ExecStart argv for `command` run through the holder of `id`:
-    /// `refine-proc pty-hold --socket S --rows R --cols C -- EXE ARGV...`.
-    pub fn hold_argv(&self, id: &str, executable: &Path, command: &[String]) -> Vec<String> {
+    /// `refine-proc pty-hold --socket S --rows R --cols C -- EXE ARGV...`;
+    /// `inherited` (a confined unit): with `--inherited-socket`, the socket
+    /// comes from systemd's fd store (see [`listen`]).
+    pub fn hold_argv(
+        &self,
+        id: &str,
+        executable: &Path,
+        command: &[String],
+        inherited: bool,
+    ) -> Vec<String> {
         let mut argv = vec![
             "refine-proc".to_string(),
             HOLD_COMMAND.to_string(),
@@ -118,11 +132,25 @@ impl PtyLaunch {
             self.rows.to_string(),
             "--cols".to_string(),
             self.cols.to_string(),
-            "--".to_string(),
-            executable.display().to_string(),
         ];
+        if inherited {
+            argv.push("--inherited-socket".to_string());
+        }
+        argv.push("--".to_string());
+        argv.push(executable.display().to_string());
         argv.extend(command.iter().cloned());
         argv
+    }
+
+    /// The privileged ExecStartPre argv of a confined session of `id`:
+    /// `refine-proc pty-listen --socket S` (see [`listen`]).
+    pub fn listen_argv(&self, id: &str) -> Vec<String> {
+        vec![
+            "refine-proc".to_string(),
+            listen::LISTEN_COMMAND.to_string(),
+            "--socket".to_string(),
+            self.socket(id).display().to_string(),
+        ]
     }
 }
 
@@ -282,6 +310,7 @@ mod tests {
             "abcd2345",
             Path::new("/bin/sh"),
             &["sh".into(), "-c".into(), "$x".into()],
+            false,
         );
         assert_eq!(
             argv,
@@ -299,6 +328,20 @@ mod tests {
                 "sh",
                 "-c",
                 "$x"
+            ]
+        );
+        let confined = l.hold_argv("abcd2345", Path::new("/bin/true"), &["true".into()], true);
+        assert_eq!(
+            confined[8..],
+            ["--inherited-socket", "--", "/bin/true", "true"]
+        );
+        assert_eq!(
+            l.listen_argv("abcd2345"),
+            [
+                "refine-proc",
+                "pty-listen",
+                "--socket",
+                "/run/user/1000/refine-proc/pty/abcd2345.sock"
             ]
         );
         assert_eq!(parse_size("40x120").unwrap(), (40, 120));

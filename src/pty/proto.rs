@@ -22,8 +22,16 @@ pub const INPUT: u8 = b'i';
 pub const RESIZE: u8 = b'r';
 /// Client to holder: take the write lease from whoever holds it.
 pub const TAKE: u8 = b't';
+/// Client to holder: send SIZE and a fresh SNAPSHOT (a viewer whose own
+/// window changed redraws the session from it; any client may ask).
+pub const REDRAW: u8 = b'R';
 /// Holder to client: escape sequences that draw the current screen.
 pub const SNAPSHOT: u8 = b'S';
+/// Holder to client: the session's terminal size, rows then cols (u16 BE
+/// each, as RESIZE): first on attach, then at each change, followed by a
+/// SNAPSHOT at the new size. Output is drawn at this size: a client whose
+/// window differs (a viewer) draws the screen itself (see `tty`).
+pub const SIZE: u8 = b'z';
 /// Holder to client: what the program printed, as it printed it.
 pub const OUTPUT: u8 = b'o';
 /// Holder to client: one byte, 1 when this client holds the write lease.

@@ -1,5 +1,6 @@
 //! `attach` from a terminal: raw mode, the window size followed, the
-//! detach keys, the screen drawn first and the live stream after it.
+//! detach keys, the screen drawn first and the live stream after it, at
+//! the session's size (see [`super::view`]).
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -10,6 +11,7 @@ use tokio::io::unix::AsyncFd;
 use super::client::{self, AttachOptions, Event};
 use super::keys::DetachMatcher;
 use super::proto::Exit;
+use super::view::{Redraw, View};
 use crate::error::{Error, Result};
 
 /// How an attach from a terminal ended.
@@ -150,6 +152,9 @@ async fn attached_loop(
         .map_err(|e| Error::invalid(format!("cannot follow the window size: {e}")))?;
     let mut matcher = DetachMatcher::new(detach);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut view = View::new(window_size(stdin));
+    // Holding the lease, its resize makes the holder redraw every client.
+    let mut leased = false;
     loop {
         tokio::select! {
             ok = &mut authorized, if pending => {
@@ -164,8 +169,9 @@ async fn attached_loop(
                 }
             }
             ev = events.next() => match ev? {
-                Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&b),
-                Some(Event::Lease(_)) => {}
+                Some(Event::Size(rows, cols)) => view.session_size(rows, cols),
+                Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&view.draw(&b)),
+                Some(Event::Lease(h)) => leased = h,
                 Some(Event::Exit(e)) => return Ok(Ended::Exited(e)),
                 None => return Ok(Ended::Closed),
             },
@@ -189,10 +195,18 @@ async fn attached_loop(
                 }
             }
             _ = winch.recv() => {
-                if let Some((rows, cols)) = window_size(stdin) {
-                    if !pending {
+                let size = window_size(stdin);
+                if let Some((rows, cols)) = size {
+                    if !pending && !opts.read_only {
                         sender.resize(rows, cols).await?;
                     }
+                }
+                // Drawn at the session's size: a window of another size
+                // draws it from its own model.
+                match view.window_size(size) {
+                    Redraw::Local(b) => write_out(&b),
+                    Redraw::Ask if leased && !pending => {}
+                    Redraw::Ask => sender.redraw().await?,
                 }
             }
         }

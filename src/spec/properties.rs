@@ -103,10 +103,15 @@ fn exec_start(id: &str, launch: &Launch, hook: &UnitContext) -> (String, Vec<Str
         ),
         Some(pty) => (
             hook.program.clone().into_os_string(),
-            pty.hold_argv(id, &launch.executable, &launch.command)
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            pty.hold_argv(
+                id,
+                &launch.executable,
+                &launch.command,
+                hook.confinement.is_some(),
+            )
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ),
     };
     let command = unitexec::UnitCommand {
@@ -197,7 +202,7 @@ pub fn service_properties(
     ];
     props.extend(restart_properties(launch));
     if let Some(c) = &hook.confinement {
-        confine_properties(&mut props, c, launch, hook);
+        confine_properties(&mut props, c, id, launch, hook);
     }
     if let Some(ready) = &launch.ready {
         if ready.on == crate::model::Readiness::Notify {
@@ -239,6 +244,7 @@ pub fn service_properties(
 fn confine_properties(
     props: &mut Vec<(&'static str, Prop)>,
     c: &crate::confine::Confinement,
+    id: &str,
     launch: &Launch,
     hook: &UnitContext,
 ) {
@@ -283,6 +289,23 @@ fn confine_properties(
         &hook.policy,
         notify,
     ));
+    if let Some(pty) = &launch.pty {
+        // The session directory is out of the sandbox's reach: the socket
+        // is bound outside it, before the start (see crate::pty::listen).
+        props.push((
+            "ExecStartPreEx",
+            Prop::ExecEx(vec![(
+                hook.program.display().to_string(),
+                pty.listen_argv(id),
+                vec!["privileged".into()],
+            )]),
+        ));
+        props.push(("FileDescriptorStoreMax", Prop::U32(1)));
+        if !notify {
+            // FDSTORE=1 comes from the ExecStartPre= process.
+            props.push(("NotifyAccess", Prop::Str("all".into())));
+        }
+    }
 }
 
 /// The properties of the transient scope that adopts `adoption`: identity

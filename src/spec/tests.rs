@@ -270,6 +270,61 @@ fn pty_holder_exec_start_was_plain_text_systemd_rewrote_at_reload() {
 }
 
 #[test]
+fn a_confined_pty_session_failed_because_its_holder_could_not_create_its_socket() {
+    // The socket is bound by a privileged ExecStartPre= and reaches the
+    // holder through the fd store; the session directory stays hidden.
+    let mut l = spec(&["sh"]).validate().unwrap();
+    l.pty = Some(crate::pty::PtyLaunch {
+        rows: 24,
+        cols: 80,
+        dir: "/run/user/1000/refine-proc/pty".into(),
+    });
+    let mut h = hook();
+    h.confinement = Some(crate::confine::Confinement {
+        actor: "agent".into(),
+        home: "/home/u".into(),
+        runtime_dir: "/run/user/1000".into(),
+        writable: vec![],
+        runtime_entries: vec![],
+        systemd_entries: vec![],
+        private_pids: false,
+    });
+    let props = service_properties("abcd2345", &l, &h);
+    let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("ExecStartPreEx"),
+        Some(Prop::ExecEx(vec![(
+            "/usr/bin/refine-proc".into(),
+            ["refine-proc", "pty-listen", "--socket"]
+                .map(String::from)
+                .into_iter()
+                .chain(["/run/user/1000/refine-proc/pty/abcd2345.sock".into()])
+                .collect(),
+            vec!["privileged".into()],
+        )]))
+    );
+    assert_eq!(get("FileDescriptorStoreMax"), Some(Prop::U32(1)));
+    assert_eq!(get("NotifyAccess"), Some(Prop::Str("all".into())));
+    let Some(Prop::Strs(hidden)) = get("InaccessiblePaths") else {
+        panic!()
+    };
+    assert!(hidden.contains(&"-/run/user/1000/refine-proc/pty".to_string()));
+    // Only binds onto themselves: anything else makes systemd insist on a
+    // mount namespace for the privileged exit hook (226/NAMESPACE).
+    assert_eq!(get("TemporaryFileSystem"), None);
+    assert_eq!(get("BindPaths"), None);
+    let Some(Prop::Exec(exec)) = get("ExecStart") else {
+        panic!()
+    };
+    let c = crate::unitexec::UnitCommand::decode(&exec[0].1[2..]).unwrap();
+    let argv: Vec<_> = c.argv.iter().map(|a| a.to_str().unwrap()).collect();
+    assert!(argv.contains(&"--inherited-socket"), "{argv:?}");
+    // Unconfined, the holder binds its socket itself.
+    let props = service_properties("abcd2345", &l, &hook());
+    assert!(!props.iter().any(|(n, _)| *n == "ExecStartPreEx"));
+}
+
+#[test]
 fn hostile_text_is_kept_verbatim_in_argv_and_escaped_in_the_description() {
     let mut s = spec(&["echo", "$HOME", "a\nb", "'\""]);
     s.label = Some("evil\n\x1b[2Jlabel".into());

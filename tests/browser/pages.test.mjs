@@ -307,6 +307,45 @@ test("the terminal of a run --pty session shows its output, takes typed input an
   }
 });
 
+// Regression: a view without the keyboard was never told the writer
+// resized the session and kept drawing at its old size.
+test("a terminal without the keyboard draws at the session's size when the writer resizes it", T, async () => {
+  const rec = run("--pty", "--label", "pty-sized", "--", "sh", "-c", "echo sized-me; sleep 100");
+  cli("screen", rec.id, "--wait-for", "sized-me", "--timeout", "20s");
+  const writer = await launch();
+  const watcher = await launch();
+  const open = async (b) => {
+    const p = b.context.pages()[0] || (await b.context.newPage());
+    p.on("pageerror", (e) => console.error("page error:", e.message));
+    await p.goto(daemon.signInUrl());
+    await p.locator("#conn.live").waitFor({ timeout: 10_000 });
+    await p.goto(daemon.url("#/p/" + rec.id));
+    await p.locator("#d-term .xterm-rows").filter({ hasText: "sized-me" }).waitFor({ timeout: 10_000 });
+    return p;
+  };
+  const size = (p) => p.evaluate(() => ({ rows: term.xt.rows, cols: term.xt.cols }));
+  try {
+    const a = await open(writer);
+    await a.locator("#d-termstate", { hasText: "live" }).waitFor({ timeout: 10_000 });
+    const b = await open(watcher);
+    await b.locator("#d-termstate", { hasText: "watching" }).waitFor({ timeout: 10_000 });
+    const before = await size(a);
+    await b.waitForFunction((s) => term.xt.rows === s.rows && term.xt.cols === s.cols, before, { timeout: 10_000 });
+    // The writer's window shrinks: the session follows its box, and the
+    // watcher draws at the new size.
+    await a.setViewportSize({ width: 640, height: 480 });
+    await a.waitForFunction((s) => term.xt.cols !== s.cols || term.xt.rows !== s.rows, before, { timeout: 10_000 });
+    const after = await size(a);
+    await b.waitForFunction((s) => term.xt.rows === s.rows && term.xt.cols === s.cols, after, { timeout: 10_000 });
+    const s = JSON.parse(cli("screen", "--json", rec.id));
+    assert.deepEqual({ rows: s.rows, cols: s.cols }, after);
+    await b.locator("#d-term .xterm-rows").filter({ hasText: "sized-me" }).waitFor({ timeout: 10_000 });
+  } finally {
+    await writer.close();
+    await watcher.close();
+  }
+});
+
 test("the terminal says read-only when the policy lets the person only watch, and their keys never reach the program", T, async () => {
   const rec = run("--pty", "--label", "pty-watched", "--", "sh", "-c", "echo watch-me; read x; echo got:$x; sleep 100");
   cli("screen", rec.id, "--wait-for", "watch-me", "--timeout", "20s");

@@ -1094,6 +1094,62 @@ fn api_terminal_websocket_shows_the_screen_first_then_types_and_a_reconnect_redr
     assert!(plain.json()["hint"].as_str().unwrap().contains("WebSocket"));
 }
 
+/// Regression: a client that does not size the session (a viewer, or a
+/// writer without the keyboard) was never told the writer resized it, and
+/// kept drawing at the old size. Now every client gets `size` (on
+/// connect, then at each change) and a fresh screen at the new size.
+#[test]
+fn api_terminal_websocket_viewer_learns_the_size_when_the_writer_resizes() {
+    let env = Env::new();
+    let d = ApiDaemon::start(&env);
+    let s = start_session(&env, "echo ready; sleep 600");
+    env.ok(&["screen", &s.id, "--wait-for", "ready", "--timeout", "20s"]);
+    let url = format!("ws://localhost/api/v1/processes/{}/terminal", s.id);
+    within(async {
+        use tokio_tungstenite::tungstenite::Message;
+        let connect = || tokio::net::UnixStream::connect(&d.socket);
+        let mut writer = open_term(connect().await.unwrap(), &url, &[])
+            .await
+            .unwrap();
+        assert_eq!(writer.message("lease").await["held"], true);
+        let mut viewer = open_term(connect().await.unwrap(), &url, &[])
+            .await
+            .unwrap();
+        // On connect: the session's size, before the screen.
+        let size = viewer.message("size").await;
+        assert_eq!(
+            (size["rows"].as_u64(), size["cols"].as_u64()),
+            (Some(24), Some(80))
+        );
+        viewer.until_drawn("ready").await;
+        assert_eq!(viewer.message("lease").await["held"], false);
+        let (said, drawn) = (viewer.messages.len(), viewer.output.len());
+        writer
+            .send(Message::text(r#"{"resize":{"rows":12,"cols":40}}"#))
+            .await;
+        viewer
+            .until("the new size", |t| {
+                t.messages[said..]
+                    .iter()
+                    .any(|m| m["size"] == json!({"rows": 12, "cols": 40}))
+            })
+            .await;
+        // Then the screen drawn anew at it (it clears first).
+        let fresh = |t: &Term<_>| String::from_utf8_lossy(&t.output[drawn..]).into_owned();
+        viewer
+            .until("the screen again", |t| fresh(t).contains("ready"))
+            .await;
+        let redrawn = fresh(&viewer);
+        assert!(redrawn.contains("\x1b[2J"), "{redrawn:?}");
+        let s: Value = env.ok(&["screen", "--json", &s.id]).json();
+        assert_eq!(
+            (s["rows"].as_u64(), s["cols"].as_u64()),
+            (Some(12), Some(40))
+        );
+    });
+    env.ok(&["kill", &s.id]);
+}
+
 #[test]
 fn api_terminal_websocket_on_tcp_needs_a_session_and_the_page_origin_and_a_read_token_only_watches()
 {

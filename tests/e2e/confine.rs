@@ -700,3 +700,111 @@ fn a_confined_process_cannot_reach_a_persons_terminal_session() {
     );
     env.ok(&["stop", session["id"].as_str().unwrap()]);
 }
+
+/// Regression: `run --pty` by a confined actor failed (the holder inside
+/// the sandbox could not create its socket in the hidden session
+/// directory). Now it runs; `send` and `screen` through the API answer its
+/// prompt, its exit is recorded, and from inside it (and from its
+/// launcher) no session socket is reachable: not a person's, not another
+/// confined session's, not its own.
+#[test]
+fn a_confined_agent_runs_a_terminal_session_and_answers_its_prompt_through_the_api() {
+    let env = Env::new();
+    let w = env.work_dir();
+    confine_agent(&env, w);
+    let _daemon = Daemon::start(&env);
+    let person: serde_json::Value = env
+        .ok(&["run", "--json", "--pty", "--", "sh", "-c", "sleep 600"])
+        .json();
+    let person_socket = person["pty"]["socket"].as_str().expect("pty.socket");
+    // The session's program: the prompt, then a connect to each socket
+    // (python3 prints the errno's text), then exit 3.
+    std::fs::write(
+        w.join("session.sh"),
+        r#"printf 'name? '; read n; echo "hello $n"
+probe() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$2" > "s-$1.out" 2>&1; echo $? > "s-$1.rc"; }
+probe person "$1"; probe other "$2"; probe own "$(dirname "$1")/$REFINE_ID.sock"
+exit 3
+"#,
+    )
+    .unwrap();
+    let script = attempts(&format!(
+        r#"connect() {{ /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1"; }}
+sock() {{ sed -n 's/.*"socket": *"\([^"]*\)".*/\1/p' "$1" | head -1; }}
+attempt other "$R" run --json --pty -- sleep 600
+attempt run "$R" run --json --pty -- sh "{w}/session.sh" "{person_socket}" "$(sock other.out)"
+id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' run.out | head -1)
+attempt prompt "$R" screen "$id" --wait-for 'name?' --timeout 30s
+attempt send "$R" send "$id" bob --key Enter
+attempt answer "$R" screen --json "$id" --wait-for 'hello bob' --timeout 30s
+attempt l-person connect "{person_socket}"
+attempt l-own connect "$(sock run.out)""#,
+        w = w.display()
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    for a in ["other", "run", "prompt", "send", "answer"] {
+        assert_eq!(
+            read(w, &format!("{a}.rc")).trim(),
+            "0",
+            "{a}: {}",
+            read(w, &format!("{a}.out"))
+        );
+    }
+    let answer: serde_json::Value = serde_json::from_str(&read(w, "answer.out")).unwrap();
+    let lines: Vec<&str> = answer["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(lines.contains(&"hello bob"), "{lines:?}");
+    let session: Rec = serde_json::from_str(&read(w, "run.out")).unwrap();
+    assert_eq!(session.owner, "agent");
+    wait_gone(&session.unit);
+    assert_eq!(env.status(&session.id).exit_code, Some(3));
+    // The whole session directory is hidden in every confined unit: its
+    // files are never reached, so every connect is EACCES on the directory.
+    for probe in ["s-person", "s-other", "s-own", "l-person", "l-own"] {
+        refused(w, probe, "Permission denied");
+    }
+    // The other confined session is alive (its holder got its socket).
+    let other: Rec = serde_json::from_str(&read(w, "other.out")).unwrap();
+    assert_eq!(env.status(&other.id).state, "running");
+    env.ok(&["stop", &other.id, person["id"].as_str().unwrap()]);
+}
+
+/// A confined terminal session's socket comes from the unit's fd store:
+/// it must outlive a daemon-reload (whose transient file 252 reads back
+/// without the privileged ExecStartPre=) and a restart by systemd, and the
+/// exits are recorded.
+#[test]
+fn a_confined_terminal_session_keeps_its_socket_across_a_daemon_reload_and_a_restart() {
+    let env = Env::new();
+    confine_agent(&env, env.work_dir());
+    let s = env.run(&[
+        "--owner",
+        "agent",
+        "--restart",
+        "on-failure",
+        "--pty",
+        "--",
+        "sh",
+        "-c",
+        "printf 'go? '; read x; exit 4",
+    ]);
+    let ask = |id: &str| env.ok(&["screen", id, "--wait-for", "go?", "--timeout", "20s"]);
+    ask(&s.id);
+    systemctl(&["daemon-reload"]);
+    ask(&s.id);
+    env.ok(&["send", &s.id, "x\n"]);
+    // systemd restarts it (exit 4 is a failure): the same socket again.
+    wait_for(&s.unit, |info| {
+        info.is_some_and(|i| i.n_restarts >= 1 && i.state.active_state == "active")
+    });
+    ask(&s.id);
+    env.ok(&["stop", &s.id]);
+    wait_gone(&s.unit);
+    let rec = env.status(&s.id);
+    assert_ne!(rec.state, "running", "{rec:?}");
+}

@@ -333,6 +333,50 @@ fn pty_attach_types_resizes_detaches_and_reattaches_with_a_second_viewer() {
     drop(viewer);
 }
 
+/// Regression: a read-only viewer was not told when the writer resized
+/// the terminal and kept drawing at its old size: a line the session
+/// wrapped at 40 columns showed unwrapped in the viewer's 100. Now the
+/// viewer draws the session's screen at the session's size, clipped to its
+/// own window, and again when its own window changes.
+#[test]
+fn pty_a_read_only_viewer_draws_at_the_writers_size_after_a_resize() {
+    let env = Env::new();
+    let r = start_reporting(&env);
+    let mut t = Terminal::attach(&env, &[&r.id], 30, 100);
+    t.wait_screen("size:30 100");
+    let viewer = Terminal::attach(&env, &["--read-only", &r.id], 30, 100);
+    viewer.wait_screen("size:30 100");
+    t.resize(12, 40);
+    t.wait_screen("size:12 40");
+    viewer.wait_screen("size:12 40");
+    let long = "y".repeat(60);
+    t.type_keys(format!("{long}\r").as_bytes());
+    // Wrapped at 40 by the session: one line for the writer's terminal.
+    t.wait_screen(&format!("got:{long}"));
+    let wrapped = format!("got:{}\n{}", "y".repeat(36), "y".repeat(24));
+    // The viewer's screen is the session's: 12 rows of at most 40 columns.
+    let seen = viewer.wait_screen(&wrapped);
+    let s: Screen = env.ok(&["screen", "--json", &r.id]).json();
+    assert_eq!((s.rows, s.cols), (12, 40));
+    let rows: Vec<&str> = seen.lines().map(str::trim_end).collect();
+    let want: Vec<&str> = s.lines.iter().map(|l| l.trim_end()).collect();
+    let want_end = want.iter().rposition(|l| !l.is_empty()).unwrap() + 1;
+    assert_eq!(rows[..want_end], want[..want_end], "viewer:\n{seen}");
+    assert!(
+        rows.contains(&format!("got:{}", "y".repeat(36)).as_str()),
+        "{seen}"
+    );
+    assert!(rows.iter().all(|l| l.chars().count() <= 40), "{seen}");
+    // Its own window shrinks: the session is clipped to it, not wrapped.
+    viewer.resize(20, 30);
+    let clipped = format!("got:{}\n", "y".repeat(26));
+    let seen = viewer.wait_screen(&clipped);
+    assert!(seen.lines().all(|l| l.chars().count() <= 30), "{seen}");
+    // The writer's own terminal is the session's size: drawn as printed.
+    t.type_keys(b"\x1c");
+    assert_eq!(t.wait_exit(), 0);
+}
+
 #[test]
 fn pty_attach_keys_typed_before_the_policy_answers_reach_the_program_once_authorized() {
     let env = Env::new();

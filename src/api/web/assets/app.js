@@ -787,7 +787,9 @@ function fitTerminal() {
   const d = term.fit.proposeDimensions();
   if (!d || !(d.cols >= 2 && d.rows >= 2)) return;
   const size = { rows: Math.min(d.rows, 1000), cols: Math.min(d.cols, 1000) };
-  if (size.rows !== term.xt.rows || size.cols !== term.xt.cols) term.xt.resize(size.cols, size.rows);
+  // Without the keyboard it draws at the session's size; the holder keeps
+  // this one for when it takes the keyboard.
+  if (term.held && (size.rows !== term.xt.rows || size.cols !== term.xt.cols)) term.xt.resize(size.cols, size.rows);
   if (term.ws && term.ws.readyState === WebSocket.OPEN) term.ws.send(JSON.stringify({ resize: size }));
 }
 
@@ -832,6 +834,7 @@ function connectTerminal(id) {
     let msg;
     try { msg = JSON.parse(m.data); } catch (_) { return; }
     if (msg.hello) onTermHello(msg.hello);
+    else if (msg.size) termSize(msg.size);
     else if (msg.lease) { term.held = msg.lease.held; termLease(); }
     else if (msg.refused) termState("refused: " + msg.refused.detail + (msg.refused.hint ? " (" + msg.refused.hint + ")" : ""), "bad");
     else if (msg.exit) {
@@ -855,6 +858,7 @@ function connectTerminal(id) {
 function onTermHello(hello) {
   term.tries = 0;
   term.write = hello.write;
+  term.held = false;
   term.xt.reset();
   term.xt.options.disableStdin = !hello.write;
   $("d-term").classList.toggle("read-only", !hello.write);
@@ -867,8 +871,19 @@ function onTermHello(hello) {
   }
 }
 
+/** The session's size: who does not size it (a viewer, a writer without
+ * the keyboard) draws at it; the fresh screen that follows fills it. */
+function termSize(size) {
+  term.size = size;
+  if (term.write && term.held) return;
+  if (size.rows !== term.xt.rows || size.cols !== term.xt.cols) term.xt.resize(size.cols, size.rows);
+}
+
 function termLease() {
   const other = term.write && !term.held;
+  // The keyboard's holder sizes the session to its box again.
+  if (term.write && term.held) fitTerminal();
+  else if (term.size) termSize(term.size);
   $("d-take").hidden = !other;
   if (term.write) termState(other ? "watching: another client holds the keyboard (typing takes it once free)" : "live");
 }

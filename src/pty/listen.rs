@@ -1,0 +1,216 @@
+//! The session socket of a confined terminal session, made outside its
+//! sandbox and handed to the holder through systemd's file descriptor store.
+//!
+//! A confined unit cannot reach `$XDG_RUNTIME_DIR/refine-proc/pty` (it is
+//! in InaccessiblePaths=, so that no confined process can type into another
+//! session), so its holder cannot create its socket there. systemd 252
+//! cannot carve the session's own directory out of that either: a
+//! BindPaths= below an InaccessiblePaths= is dropped, and
+//! TemporaryFileSystem= (or a bind to another path) makes systemd insist on
+//! a mount namespace for the privileged exit hook too, which a user manager
+//! cannot set up without the user namespace: the hook fails at 226/NAMESPACE
+//! and the exit is lost. So the unit gets a privileged `ExecStartPre=`
+//! (`refine-proc pty-listen`, outside the sandbox) that binds the socket and
+//! stores its fd (`FDSTORE=1`, with `NotifyAccess=all` and
+//! `FileDescriptorStoreMax=1`); systemd passes it to the main process as
+//! `LISTEN_FDS`, also on a restart, and closes it when the unit ends.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The hidden subcommand ExecStartPre runs for a confined `--pty` unit.
+pub const LISTEN_COMMAND: &str = "pty-listen";
+/// The name of the fd in the unit's store (`LISTEN_FDNAMES`).
+const FD_NAME: &str = "refine-pty";
+/// systemd's first passed fd (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::systemd(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Binds `socket` in its private directory (bound under a temporary name
+/// and renamed, so a client never finds it before it listens), mode 0600.
+pub fn bind(socket: &Path) -> Result<UnixListener> {
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Error::invalid("the session socket has no directory"))?;
+    super::private_dir(dir)?;
+    let tmp = socket.with_extension("sock.new");
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(|e| io_err("listen on", &tmp, e))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io_err("restrict", &tmp, e))?;
+    std::fs::rename(&tmp, socket).map_err(|e| io_err("publish", socket, e))?;
+    Ok(listener)
+}
+
+/// `refine-proc pty-listen --socket S`: binds the socket and puts it in the
+/// unit's fd store, replacing the one a previous start stored.
+pub fn listen_into_store(socket: &Path) -> Result<()> {
+    let notify = std::env::var_os("NOTIFY_SOCKET").ok_or_else(|| {
+        Error::systemd("no NOTIFY_SOCKET: pty-listen runs as a unit's ExecStartPre=")
+            .hint("it is started by refine-proc run --pty for a confined actor, not by hand")
+    })?;
+    let listener = bind(socket)?;
+    let sock = notify_socket(&notify)?;
+    let fail = |e: std::io::Error| {
+        Error::systemd(format!(
+            "cannot hand the session socket to systemd's fd store: {e}"
+        ))
+    };
+    send(
+        &sock,
+        format!("FDSTOREREMOVE=1\nFDNAME={FD_NAME}").as_bytes(),
+        None,
+    )
+    .map_err(fail)?;
+    send(
+        &sock,
+        format!("FDSTORE=1\nFDNAME={FD_NAME}").as_bytes(),
+        Some(listener.as_raw_fd()),
+    )
+    .map_err(fail)?;
+    // systemd reads the sender from its pid: wait until it has read both
+    // messages (it closes the barrier's pipe then), or they could be lost.
+    barrier(&sock).map_err(fail)
+}
+
+fn notify_socket(addr: &std::ffi::OsStr) -> Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = addr.as_bytes();
+    // SAFETY: a plain socket call; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::systemd(format!(
+            "cannot open a datagram socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fd is a new socket nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() {
+        return Err(Error::systemd("NOTIFY_SOCKET is empty or too long"));
+    }
+    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // An abstract address is written with a leading '@'.
+    if bytes[0] == b'@' {
+        sa.sun_path[0] = 0;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
+    // SAFETY: sa is a valid sockaddr_un of at least len bytes.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::systemd(format!(
+            "cannot reach systemd's notify socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Sends one datagram, with `fd` attached (SCM_RIGHTS) when given.
+fn send(sock: &OwnedFd, msg: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr() as *mut libc::c_void,
+        iov_len: msg.len(),
+    };
+    // Room for one fd's control message, aligned as cmsghdr needs.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; zeroed is a valid value.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure; the buffer holds one
+        // control message with one int (checked against its size).
+        unsafe {
+            let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+            assert!(space <= std::mem::size_of_val(&control));
+            hdr.msg_control = control.as_mut_ptr().cast();
+            hdr.msg_controllen = space;
+            let c = libc::CMSG_FIRSTHDR(&hdr);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        }
+    }
+    // SAFETY: hdr points at iov and control, which outlive the call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `BARRIER=1` with a pipe's write end: systemd closes it once it has
+/// handled every message before it; waits up to 10 s for that.
+fn barrier(sock: &OwnedFd) -> std::io::Result<()> {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fds nothing else owns.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    send(sock, b"BARRIER=1", Some(w.as_raw_fd()))?;
+    drop(w);
+    let mut p = libc::pollfd {
+        fd: r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, 10_000) };
+    if n <= 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "systemd did not answer the barrier in 10 s",
+        ));
+    }
+    Ok(())
+}
+
+/// The listening socket systemd passed to the holder (`LISTEN_PID` is this
+/// process, one fd): close-on-exec from now on, and the variables removed,
+/// so the program on the terminal inherits neither.
+pub fn inherited() -> Result<UnixListener> {
+    let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
+    let count = std::env::var("LISTEN_FDS").ok();
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(v);
+    }
+    if !ours || count.as_deref() != Some("1") {
+        return Err(Error::systemd(format!(
+            "the holder got no session socket from systemd (LISTEN_FDS={})",
+            count.as_deref().unwrap_or("unset")
+        ))
+        .hint("the unit's ExecStartPre= (refine-proc pty-listen) stores it: see its journal"));
+    }
+    let fd = LISTEN_FDS_START;
+    // SAFETY: fcntl on the fd systemd passed us.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: systemd passed fd 3 to this process alone; it is a listening
+    // Unix stream socket (the store holds only what pty-listen put there).
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?;
+    Ok(listener)
+}
