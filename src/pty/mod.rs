@@ -54,6 +54,7 @@ pub mod holder;
 pub mod journal;
 pub mod keys;
 pub mod listen;
+mod master;
 pub mod model;
 pub mod proto;
 pub mod strip;
