@@ -23,7 +23,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Notify};
 
-use super::journal::{journal_writer, Journal};
+use super::journal::{journal_writer, Journal, JOURNAL_DELAY, JOURNAL_NOW};
 use super::master::{open_pty, set_window};
 use super::model::Model;
 use super::proto::{self, Cursor, Exit, Hello, Mode, Screen};
@@ -150,6 +150,8 @@ struct Session {
     input: VecDeque<u8>,
     master: Rc<AsyncFd<OwnedFd>>,
     journal: Arc<Journal>,
+    /// Output is queued for the journal: wake its writer in a moment.
+    journal_due: Rc<Notify>,
 }
 
 type Shared = Rc<RefCell<Session>>;
@@ -170,7 +172,11 @@ impl Session {
                 c.push(f.clone());
             }
         }
-        self.journal.push(chunk);
+        if self.journal.queue(chunk) >= JOURNAL_NOW {
+            self.journal.wake();
+        } else {
+            self.journal_due.notify_one();
+        }
         self.model.feed(chunk);
         if !self.waiters.is_empty() {
             let contents = self.model.screen().contents();
@@ -267,6 +273,7 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     );
     let journal = Arc::new(Journal::default());
     let journal_thread = journal_writer(journal.clone())?;
+    let journal_due = Rc::new(Notify::new());
     let session: Shared = Rc::new(RefCell::new(Session {
         model: Model::new(opts.rows, opts.cols, SCROLLBACK),
         clients: BTreeMap::new(),
@@ -276,6 +283,7 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
         input: VecDeque::new(),
         master: master.clone(),
         journal: journal.clone(),
+        journal_due: journal_due.clone(),
     }));
     let input_wake = Rc::new(Notify::new());
     let pid = child.id().map(|p| p as i32);
@@ -284,6 +292,7 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     let writer = tokio::task::spawn_local(write_master(session.clone(), input_wake.clone()));
     let acceptor = tokio::task::spawn_local(accept(listener, session.clone(), input_wake.clone()));
     let hangup = tokio::task::spawn_local(hang_up_on_stop(master.clone(), pid));
+    let waker = tokio::task::spawn_local(wake_journal(journal.clone(), journal_due));
 
     let status = child
         .wait()
@@ -296,6 +305,7 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     writer.abort();
     acceptor.abort();
     hangup.abort();
+    waker.abort();
     if !opts.inherited {
         // A confined holder cannot reach it; systemd closes the stored one.
         let _ = std::fs::remove_file(&opts.socket);
@@ -313,6 +323,16 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
 }
 
 /// Tells every client how it ended and gives them a moment to read it.
+/// Wakes the journal writer [`JOURNAL_DELAY`] after output was queued
+/// (the end flushes it: `finish` closes the journal).
+async fn wake_journal(journal: Arc<Journal>, due: Rc<Notify>) {
+    loop {
+        due.notified().await;
+        tokio::time::sleep(JOURNAL_DELAY).await;
+        journal.wake();
+    }
+}
+
 async fn finish(session: &Shared, exit: &Exit) {
     let clients: Vec<Rc<Client>> = {
         let s = session.borrow();

@@ -17,6 +17,13 @@ use crate::error::{Error, Result};
 /// speed, its memory is given back once the journal has it.
 pub const JOURNAL_BACKLOG: usize = 128 << 20;
 
+/// How long queued output may wait before the writer is woken (the
+/// journal is read by people and `logs`: 10 ms is nothing to them).
+pub const JOURNAL_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Queued output at which the writer is woken at once (a burst).
+pub const JOURNAL_NOW: usize = 64 << 10;
+
 /// Output on its way to the journal: the event loop queues it, the
 /// writer thread takes it all at once.
 #[derive(Default)]
@@ -37,13 +44,25 @@ struct JournalQueue {
 
 impl Journal {
     pub fn push(&self, chunk: &[u8]) {
+        self.queue(chunk);
+        self.wake();
+    }
+
+    /// Queues output without waking the writer; returns the bytes queued.
+    /// The event loop wakes it a moment later ([`JOURNAL_DELAY`]): waking
+    /// a thread at each keystroke's echo put a context switch on the path
+    /// to the attached client, on a 2-core machine.
+    pub fn queue(&self, chunk: &[u8]) -> usize {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.closed {
-            return;
+        if !q.closed {
+            q.bytes += chunk.len();
+            q.chunks.push(chunk.to_vec());
         }
-        q.bytes += chunk.len();
-        q.chunks.push(chunk.to_vec());
-        drop(q);
+        q.bytes
+    }
+
+    /// Wakes the writer to take what is queued.
+    pub fn wake(&self) {
         self.more.notify_one();
     }
 
