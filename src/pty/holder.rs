@@ -266,9 +266,12 @@ async fn run(opts: HoldOptions) -> Result<Exit> {
     };
     let (master, slave) = open_pty(opts.rows, opts.cols)?;
     let mut child = spawn(&opts, slave)?;
+    // Readable only: [`write_master`] waits for writability on its own,
+    // when a write would block; registered for both, each keystroke's
+    // write woke the loop once more for nothing.
     // SAFETY: the fd is owned by the AsyncFd and closed only with it.
     let master = Rc::new(
-        unsafe { AsyncFd::register(master) }
+        unsafe { AsyncFd::register_with_interest(master, tokio::io::Interest::READABLE) }
             .map_err(|e| Error::systemd(format!("cannot watch the terminal: {e}")))?,
     );
     let journal = Arc::new(Journal::default());
@@ -485,33 +488,51 @@ fn read_fd(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Writes queued input to the program as fast as it reads it.
 async fn write_master(session: Shared, wake: Rc<Notify>) {
     let master = session.borrow().master.clone();
+    let fd = master.get_ref().as_raw_fd();
     loop {
         if session.borrow().input.is_empty() {
             wake.notified().await;
             continue;
         }
-        let Ok(mut guard) = master.writable().await else {
-            return;
-        };
-        let res = guard.try_io(|fd| {
+        let written = {
             let s = session.borrow();
             let (a, _) = s.input.as_slices();
             // SAFETY: writing from a slice we borrow, of its length.
-            let n = unsafe { libc::write(fd.get_ref().as_raw_fd(), a.as_ptr().cast(), a.len()) };
+            let n = unsafe { libc::write(fd, a.as_ptr().cast(), a.len()) };
             if n < 0 {
                 Err(std::io::Error::last_os_error())
             } else {
                 Ok(n as usize)
             }
-        });
-        match res {
-            Ok(Ok(n)) => {
+        };
+        match written {
+            Ok(n) => {
                 session.borrow_mut().input.drain(..n);
             }
-            Ok(Err(_)) => return,
-            Err(_would_block) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if until_writable(fd).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
         }
     }
+}
+
+/// Waits until the terminal takes input again: a registration of its own
+/// for writability (a duplicate descriptor: the master's is for reading),
+/// made only when a write would block. epoll reports a state that is
+/// already writable at registration, so none is missed.
+async fn until_writable(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fd is the master's, open for the whole session; the
+    // duplicate is owned by the AsyncFd and closed with it.
+    let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    // SAFETY: the fd is owned by the AsyncFd and closed only with it.
+    let w = unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _ = w.writable().await?;
+    Ok(())
 }
 
 /// On stop (SIGTERM, SIGINT, SIGHUP) the terminal hangs up, as when a
@@ -561,7 +582,10 @@ async fn accept(listener: UnixListener, session: Shared, input_wake: Rc<Notify>)
 }
 
 async fn serve(stream: UnixStream, session: Shared, input_wake: Rc<Notify>) {
-    let (mut r, mut w) = stream.into_split();
+    let (r, mut w) = stream.into_split();
+    // A frame in one read, not three (kind, length, payload): each system
+    // call is on a keystroke's way to the program.
+    let mut r = tokio::io::BufReader::with_capacity(16 << 10, r);
     let hello = match proto::read_frame(&mut r).await {
         Ok(Some(f)) if f.kind == proto::HELLO => serde_json::from_slice::<Hello>(&f.payload).ok(),
         _ => None,
@@ -660,7 +684,7 @@ async fn serve_attached(
     hello: Hello,
     session: Shared,
     input_wake: Rc<Notify>,
-    mut r: tokio::net::unix::OwnedReadHalf,
+    mut r: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     w: OwnedWriteHalf,
 ) {
     let client = Rc::new(Client {

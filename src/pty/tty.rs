@@ -83,8 +83,10 @@ fn own_stdin() -> Result<AsyncFd<OwnedFd>> {
     }
     // SAFETY: a fresh fd nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Readable only: registered for writability too, every write to the
+    // terminal (the same tty, on fd 1) woke the loop for nothing.
     // SAFETY: the fd is owned by the AsyncFd and closed only with it.
-    unsafe { AsyncFd::register(fd) }
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| Error::invalid(format!("cannot watch the terminal: {e}")))
 }
 

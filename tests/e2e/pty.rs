@@ -555,3 +555,19 @@ fn pty_logs_lost_lines_of_a_burst_when_the_journal_was_slower_than_the_program()
     }
     assert!(logs.lines().any(|l| l == "END42"), "the end is logged");
 }
+
+#[test]
+fn pty_input_larger_than_the_terminal_takes_at_once_reaches_the_program_whole() {
+    // The program reads nothing for 2 s: the terminal's input buffer
+    // (4 KiB) fills, the holder's writes would block, and it waits for the
+    // terminal to take input again (its own registration for writability).
+    let env = Env::new();
+    let r = start(&env, &["sh", "-c", "stty -echo; sleep 2; wc -c; sleep 600"]);
+    let line = format!("{}\n", "a".repeat(999));
+    let text = line.repeat(100);
+    env.ok(&["send", &r.id, &text]);
+    env.ok(&["send", &r.id, "--key", "C-d"]);
+    let s = screen(&env, &r.id, "100000");
+    assert!(s.lines.iter().any(|l| l.trim() == "100000"), "{s:?}");
+    env.ok(&["kill", &r.id]);
+}
