@@ -43,11 +43,6 @@ struct JournalQueue {
 }
 
 impl Journal {
-    pub fn push(&self, chunk: &[u8]) {
-        self.queue(chunk);
-        self.wake();
-    }
-
     /// Queues output without waking the writer; returns the bytes queued.
     /// The event loop wakes it a moment later ([`JOURNAL_DELAY`]): waking
     /// a thread at each keystroke's echo put a context switch on the path
