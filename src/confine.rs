@@ -275,6 +275,13 @@ pub fn properties(
     // person's session run outside the sandbox. A confined session's own
     // socket is bound outside and passed in (see crate::pty::listen).
     hidden.push(api.join("pty"));
+    // Every terminal of the user (/dev/pts/N is the user's own, mode 0620):
+    // a person's shell, their tmux, the sessions. Open, it gives the keys
+    // typed there and the screen. A confined session's own terminal is
+    // opened outside and passed in (crate::pty::listen); the cost is that
+    // a confined process cannot open new terminals (`script`, `expect`):
+    // `refine-proc run --pty` gives it one.
+    hidden.push(PathBuf::from("/dev/pts"));
     hidden.extend(c.runtime_entries.iter().map(|n| run.join(n)));
     if notify {
         // Keep systemd/notify, hide the rest of systemd/ one by one.
@@ -575,6 +582,7 @@ mod tests {
             get(&props, "InaccessiblePaths"),
             Some(&Prop::Strs(
                 [
+                    "-/dev/pts",
                     "-/home/u/.local/state/refine-proc",
                     "-/run/user/1000/bus",
                     "-/run/user/1000/refine-proc/pty",

@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Notify};
 
 use super::journal::{journal_writer, Journal, JOURNAL_DELAY, JOURNAL_NOW};
-use super::master::{open_pty, set_window};
+use super::master::{open_peer, open_pty, set_window};
 use super::model::Model;
 use super::proto::{self, Cursor, Exit, Hello, Mode, Screen};
 use crate::error::{Error, Result};
@@ -258,13 +258,16 @@ impl Session {
 }
 
 async fn run(opts: HoldOptions) -> Result<Exit> {
-    let listener = if opts.inherited {
-        UnixListener::from_std(super::listen::inherited()?)
-            .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?
+    let (listener, master, slave) = if opts.inherited {
+        let (listener, master) = super::listen::inherited()?;
+        let slave = open_peer(&master, opts.rows, opts.cols)?;
+        let listener = UnixListener::from_std(listener)
+            .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?;
+        (listener, master, slave)
     } else {
-        listen(&opts.socket)?
+        let (master, slave) = open_pty(opts.rows, opts.cols)?;
+        (listen(&opts.socket)?, master, slave)
     };
-    let (master, slave) = open_pty(opts.rows, opts.cols)?;
     let mut child = spawn(&opts, slave)?;
     // Readable only: [`write_master`] waits for writability on its own,
     // when a write would block; registered for both, each keystroke's

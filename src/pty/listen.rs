@@ -14,6 +14,11 @@
 //! stores its fd (`FDSTORE=1`, with `NotifyAccess=all` and
 //! `FileDescriptorStoreMax=1`); systemd passes it to the main process as
 //! `LISTEN_FDS`, also on a restart, and closes it when the unit ends.
+//!
+//! The terminal's master side comes the same way: a confined process
+//! cannot see /dev/pts at all (where every terminal of the user is, each
+//! readable and writable by it), so the master is opened here, outside,
+//! and the holder opens the slave side from it (see super::master).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -23,8 +28,10 @@ use crate::error::{Error, Result};
 
 /// The hidden subcommand ExecStartPre runs for a confined `--pty` unit.
 pub const LISTEN_COMMAND: &str = "pty-listen";
-/// The name of the fd in the unit's store (`LISTEN_FDNAMES`).
+/// The names of the fds in the unit's store (`LISTEN_FDNAMES`): the
+/// session socket, the terminal's master side.
 const FD_NAME: &str = "refine-pty";
+const MASTER_FD_NAME: &str = "refine-pty-master";
 /// systemd's first passed fd (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
 
@@ -49,34 +56,36 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// `refine-proc pty-listen --socket S`: binds the socket and puts it in the
-/// unit's fd store, replacing the one a previous start stored.
+/// `refine-proc pty-listen --socket S`: binds the socket, opens a terminal
+/// and puts both in the unit's fd store, replacing what a previous start
+/// stored.
 pub fn listen_into_store(socket: &Path) -> Result<()> {
     let notify = std::env::var_os("NOTIFY_SOCKET").ok_or_else(|| {
         Error::systemd("no NOTIFY_SOCKET: pty-listen runs as a unit's ExecStartPre=")
             .hint("it is started by refine-proc run --pty for a confined actor, not by hand")
     })?;
     let listener = bind(socket)?;
+    let master = super::master::open_master()?;
     let sock = notify_socket(&notify)?;
     let fail = |e: std::io::Error| {
         Error::systemd(format!(
             "cannot hand the session socket to systemd's fd store: {e}"
         ))
     };
-    send(
-        &sock,
-        format!("FDSTOREREMOVE=1\nFDNAME={FD_NAME}").as_bytes(),
-        None,
-    )
-    .map_err(fail)?;
-    send(
-        &sock,
-        format!("FDSTORE=1\nFDNAME={FD_NAME}").as_bytes(),
-        Some(listener.as_raw_fd()),
-    )
-    .map_err(fail)?;
-    // systemd reads the sender from its pid: wait until it has read both
-    // messages (it closes the barrier's pipe then), or they could be lost.
+    // FDPOLL=0: systemd drops a stored fd that polls POLLHUP, as a master
+    // does once its program has closed the terminal; the next start (also
+    // one after a daemon-reload, which loses this ExecStartPre=) needs it.
+    for (name, fd, keep) in [
+        (FD_NAME, listener.as_raw_fd(), ""),
+        (MASTER_FD_NAME, master.as_raw_fd(), "\nFDPOLL=0"),
+    ] {
+        let remove = format!("FDSTOREREMOVE=1\nFDNAME={name}");
+        send(&sock, remove.as_bytes(), None).map_err(fail)?;
+        let store = format!("FDSTORE=1\nFDNAME={name}{keep}");
+        send(&sock, store.as_bytes(), Some(fd)).map_err(fail)?;
+    }
+    // systemd reads the sender from its pid: wait until it has read every
+    // message (it closes the barrier's pipe then), or they could be lost.
     barrier(&sock).map_err(fail)
 }
 
@@ -187,30 +196,45 @@ fn barrier(sock: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The listening socket systemd passed to the holder (`LISTEN_PID` is this
-/// process, one fd): close-on-exec from now on, and the variables removed,
-/// so the program on the terminal inherits neither.
-pub fn inherited() -> Result<UnixListener> {
+/// The listening socket and the terminal's master that systemd passed to
+/// the holder (`LISTEN_PID` is this process, the fds named as
+/// [`listen_into_store`] stored them): close-on-exec from now on, and the
+/// variables removed, so the program on the terminal inherits neither.
+pub fn inherited() -> Result<(UnixListener, OwnedFd)> {
     let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
     let count = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(v);
     }
-    if !ours || count.as_deref() != Some("1") {
+    let names: Vec<&str> = names.split(':').collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    let (Some(s), Some(m), true, Some("2")) =
+        (at(FD_NAME), at(MASTER_FD_NAME), ours, count.as_deref())
+    else {
         return Err(Error::systemd(format!(
-            "the holder got no session socket from systemd (LISTEN_FDS={})",
-            count.as_deref().unwrap_or("unset")
+            "the holder got no session socket and terminal from systemd (LISTEN_FDS={}, LISTEN_FDNAMES={})",
+            count.as_deref().unwrap_or("unset"),
+            names.join(":")
         ))
-        .hint("the unit's ExecStartPre= (refine-proc pty-listen) stores it: see its journal"));
+        .hint("the unit's ExecStartPre= (refine-proc pty-listen) stores them: see its journal"));
+    };
+    let (s, m) = (LISTEN_FDS_START + s as RawFd, LISTEN_FDS_START + m as RawFd);
+    for fd in [s, m] {
+        // SAFETY: fcntl on an fd systemd passed us.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    let fd = LISTEN_FDS_START;
-    // SAFETY: fcntl on the fd systemd passed us.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: systemd passed fd 3 to this process alone; it is a listening
-    // Unix stream socket (the store holds only what pty-listen put there).
-    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    // SAFETY: systemd passed these fds to this process alone, under the
+    // names pty-listen gave them (the store holds only what it put there):
+    // a listening Unix stream socket and a terminal's master.
+    let (listener, master) = unsafe { (UnixListener::from_raw_fd(s), OwnedFd::from_raw_fd(m)) };
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?;
-    Ok(listener)
+    // SAFETY: plain fcntl on the master we now own.
+    unsafe {
+        let fl = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(master.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    Ok((listener, master))
 }

@@ -19,32 +19,53 @@ pub(super) fn set_window(fd: RawFd, rows: u16, cols: u16) {
 /// A new terminal: (master, slave), both close-on-exec; the master does
 /// not block.
 pub(super) fn open_pty(rows: u16, cols: u16) -> Result<(OwnedFd, OwnedFd)> {
-    let ws = libc::winsize {
-        ws_row: rows.max(1),
-        ws_col: cols.max(1),
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let (mut m, mut s) = (-1, -1);
-    // SAFETY: openpty writes two fds; the name buffer and termios are null.
-    let rc = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
-    if rc != 0 {
-        return Err(Error::systemd(format!(
+    let master = open_master()?;
+    let slave = open_peer(&master, rows, cols)?;
+    Ok((master, slave))
+}
+
+/// A new terminal's master side (close-on-exec, not blocking, unlocked).
+pub(super) fn open_master() -> Result<OwnedFd> {
+    let fail = || {
+        Error::systemd(format!(
             "cannot open a pseudo-terminal: {}",
             std::io::Error::last_os_error()
         ))
-        .hint("check that /dev/pts is mounted and /dev/ptmx is usable"));
+        .hint("check that /dev/pts is mounted and /dev/ptmx is usable")
+    };
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: posix_openpt returns a new fd or -1.
+    let fd = unsafe { libc::posix_openpt(flags) };
+    if fd < 0 {
+        return Err(fail());
     }
-    // SAFETY: openpty returned two fds that nothing else owns.
-    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-    for fd in [m.as_raw_fd(), s.as_raw_fd()] {
-        // SAFETY: plain fcntl on fds we own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: a new fd that nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain calls on the master we own.
+    if unsafe { libc::grantpt(master.as_raw_fd()) } != 0
+        || unsafe { libc::unlockpt(master.as_raw_fd()) } != 0
+    {
+        return Err(fail());
     }
-    // SAFETY: as above.
-    unsafe {
-        let fl = libc::fcntl(m.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(m.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    Ok(master)
+}
+
+/// The slave side of `master`, opened from the master itself
+/// (`TIOCGPTPEER`), not by its name in /dev/pts: a confined holder gets
+/// its master from outside and cannot see /dev/pts (see crate::confine).
+/// Sized `rows` x `cols`.
+pub(super) fn open_peer(master: &OwnedFd, rows: u16, cols: u16) -> Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd < 0 {
+        return Err(Error::systemd(format!(
+            "cannot open the pseudo-terminal's slave side: {}",
+            std::io::Error::last_os_error()
+        )));
     }
-    Ok((m, s))
+    // SAFETY: a new fd that nothing else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_window(master.as_raw_fd(), rows.max(1), cols.max(1));
+    Ok(slave)
 }

@@ -300,7 +300,8 @@ fn confine_properties(
                 vec!["privileged".into()],
             )]),
         ));
-        props.push(("FileDescriptorStoreMax", Prop::U32(1)));
+        // The session socket and the terminal's master.
+        props.push(("FileDescriptorStoreMax", Prop::U32(2)));
         if !notify {
             // FDSTORE=1 comes from the ExecStartPre= process.
             props.push(("NotifyAccess", Prop::Str("all".into())));

@@ -303,7 +303,7 @@ fn a_confined_pty_session_failed_because_its_holder_could_not_create_its_socket(
             vec!["privileged".into()],
         )]))
     );
-    assert_eq!(get("FileDescriptorStoreMax"), Some(Prop::U32(1)));
+    assert_eq!(get("FileDescriptorStoreMax"), Some(Prop::U32(2)));
     assert_eq!(get("NotifyAccess"), Some(Prop::Str("all".into())));
     let Some(Prop::Strs(hidden)) = get("InaccessiblePaths") else {
         panic!()

@@ -808,3 +808,84 @@ fn a_confined_terminal_session_keeps_its_socket_across_a_daemon_reload_and_a_res
     let rec = env.status(&s.id);
     assert_ne!(rec.state, "running", "{rec:?}");
 }
+
+/// Regression: a confined process could open a person's terminals
+/// (`/dev/pts/N`, the user's own, mode 0620): read the keys typed there
+/// and write to the screen, outside its sandbox. Tried on a refine-proc
+/// session's terminal and on a terminal of the test's own (a person's
+/// shell); the devices of a desktop seat (sound, video) are hidden too.
+#[test]
+fn a_confined_process_cannot_open_a_persons_terminal_device() {
+    let env = Env::new();
+    let w = env.work_dir();
+    confine_agent(&env, w);
+    let session: serde_json::Value = env
+        .ok(&[
+            "run",
+            "--json",
+            "--pty",
+            "--",
+            "sh",
+            "-c",
+            &format!("tty > {}/session.tty; sleep 600", w.display()),
+        ])
+        .json();
+    // A terminal of the person's own, outside any unit.
+    let (master, slave) = nix_openpty();
+    use std::os::fd::AsRawFd as _;
+    let person_tty = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .unwrap()
+        .display()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let session_tty = loop {
+        let t = std::fs::read_to_string(w.join("session.tty")).unwrap_or_default();
+        if t.ends_with('\n') {
+            break t.trim().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no session.tty");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(session_tty.starts_with("/dev/pts/"), "{session_tty}");
+    let open = "/usr/bin/python3 -c 'import os,sys; os.close(os.open(sys.argv[1], os.O_RDWR|os.O_NOCTTY))'";
+    let script = attempts(&format!(
+        "attempt session {open} \"{session_tty}\"\nattempt person {open} \"{person_tty}\"\nattempt list ls /dev/pts"
+    ));
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    for a in ["session", "person"] {
+        let (rc, out) = (read(w, &format!("{a}.rc")), read(w, &format!("{a}.out")));
+        assert_ne!(
+            rc.trim(),
+            "0",
+            "{a}'s terminal opened in the sandbox: {out}"
+        );
+    }
+    refused(w, "list", "");
+    drop((master, slave));
+    env.ok(&["stop", session["id"].as_str().unwrap()]);
+}
+
+/// A terminal pair of the test's own: (master, slave).
+fn nix_openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    let (mut m, mut s) = (0, 0);
+    // SAFETY: openpty writes two descriptors; no name, termios or size.
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: openpty returned two fds that nothing else owns.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(m),
+            std::os::fd::OwnedFd::from_raw_fd(s),
+        )
+    }
+}
