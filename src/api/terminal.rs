@@ -214,6 +214,8 @@ impl Bridge {
                             break None;
                         }
                     }
+                    // A browser lends no terminal.
+                    Some(Ok(Event::Lend | Event::Back | Event::DetachKeys)) => {}
                     Some(Ok(Event::Exit(e))) => break Some(Ended::Exit(e)),
                     Some(Err(e)) => break Some(Ended::Broken(e)),
                     None => break Some(Ended::Closed),
@@ -344,7 +346,10 @@ async fn read_events(mut events: Events, tx: tokio::sync::mpsc::Sender<crate::Re
             Some(Ok(Event::Size(..)
                 | Event::Snapshot(_)
                 | Event::Output(_)
-                | Event::Lease(_)))
+                | Event::Lease(_)
+                | Event::Lend
+                | Event::Back
+                | Event::DetachKeys))
         );
         let Some(event) = event else { return };
         if tx.send(event).await.is_err() || last {

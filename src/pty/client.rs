@@ -161,6 +161,12 @@ pub enum Event {
     Lease(bool),
     /// The program ended; nothing follows.
     Exit(Exit),
+    /// The holder asks for this client's terminal ([`Sender::lend`]).
+    Lend,
+    /// The lent terminal is this client's again: read and draw it.
+    Back,
+    /// The detach keys were typed on the lent terminal.
+    DetachKeys,
 }
 
 /// An attached client: a stream of [`Event`]s and a sender of input,
@@ -238,6 +244,12 @@ impl Events {
                     code: None,
                     signal: None,
                 })),
+                proto::TERMINAL => match f.payload.first().copied() {
+                    Some(proto::LEND) => Event::Lend,
+                    Some(proto::BACK) => Event::Back,
+                    Some(proto::DETACHED) => Event::DetachKeys,
+                    _ => continue,
+                },
                 proto::ERROR => return Err(holder_error(&f.payload)),
                 // A newer holder may say more: skip what this client does not know.
                 _ => continue,
@@ -270,6 +282,56 @@ impl Sender {
     /// Ask for the size and a fresh screen (a viewer whose window changed).
     pub async fn redraw(&mut self) -> Result<()> {
         self.frame(proto::REDRAW, b"").await
+    }
+
+    /// Lends the holder this terminal (`input` to read the keys from,
+    /// `output` to draw on), with the detach keys it is to watch for: see
+    /// `direct`. The client reads and draws nothing until [`Event::Back`].
+    pub async fn lend(
+        &mut self,
+        input: std::os::fd::BorrowedFd<'_>,
+        output: std::os::fd::BorrowedFd<'_>,
+        detach: &[u8],
+    ) -> Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let mut msg = Vec::new();
+        proto::encode(&mut msg, proto::TERMINAL, detach);
+        let fds = [input, output];
+        let stream = self.w.as_ref();
+        loop {
+            stream
+                .writable()
+                .await
+                .map_err(|e| Error::refused(format!("the terminal session broke off: {e}")))?;
+            let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+                let mut space =
+                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                control.push(SendAncillaryMessage::ScmRights(&fds));
+                let iov = [std::io::IoSlice::new(&msg)];
+                Ok(rustix::net::sendmsg(
+                    stream,
+                    &iov,
+                    &mut control,
+                    SendFlags::NOSIGNAL,
+                )?)
+            });
+            match sent {
+                // A frame this small goes in one piece, or not at all.
+                Ok(n) if n == msg.len() => return Ok(()),
+                Ok(_) => {
+                    return Err(Error::refused(
+                        "the terminal session broke off: a partial write",
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    return Err(Error::refused(format!(
+                        "the terminal session broke off: {e}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Take the write lease from whoever holds it.

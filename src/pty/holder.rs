@@ -9,7 +9,7 @@
 //! [`JOURNAL_BACKLOG`] behind holds the program back (as a slow terminal
 //! does), so nothing is lost from the logs.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
@@ -23,6 +23,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Notify};
 
+use super::attached::Client;
 use super::journal::{journal_writer, Journal, JOURNAL_DELAY, JOURNAL_NOW};
 use super::master::{open_peer, open_pty, set_window};
 use super::model::Model;
@@ -35,10 +36,6 @@ use crate::error::{Error, Result};
 /// lines of 80 columns cost 5 MiB per session, and scrolling a full
 /// scrollback frees and allocates a row per line.
 pub const SCROLLBACK: usize = 0;
-/// Output queued for one client before it counts as lagging: it then gets
-/// a fresh screen when it catches up instead of every byte (as tmux
-/// redraws a slow client), so no client can hold the program back.
-const CLIENT_QUEUE: usize = 4 << 20;
 pub use super::journal::JOURNAL_BACKLOG;
 /// The most output read from the terminal before it is handled (parsed,
 /// queued for the journal and the clients) in one go: reads of a
@@ -90,62 +87,16 @@ pub fn exit_like(exit: &Exit) -> ! {
     std::process::exit(exit.status())
 }
 
-struct Client {
-    read_only: bool,
-    /// Encoded frames waiting for the socket.
-    queue: RefCell<VecDeque<Rc<[u8]>>>,
-    queued: Cell<usize>,
-    /// It lagged: its queue was dropped and it gets a snapshot instead.
-    resync: Cell<bool>,
-    closed: Cell<bool>,
-    size: Cell<Option<(u16, u16)>>,
-    wake: Notify,
-    /// Its writer ended (all sent, or the connection broke).
-    done: Notify,
-}
-
-impl Client {
-    /// Drops what is queued and queues `frames` instead (a redraw: the
-    /// snapshot among them draws what the dropped output did).
-    fn restart_with(&self, frames: &[Rc<[u8]>]) {
-        if self.closed.get() {
-            return;
-        }
-        let mut q = self.queue.borrow_mut();
-        q.clear();
-        q.extend(frames.iter().cloned());
-        self.queued.set(frames.iter().map(|f| f.len()).sum());
-        self.resync.set(false);
-        drop(q);
-        self.wake.notify_one();
-    }
-
-    fn push(&self, frame: Rc<[u8]>) {
-        if self.resync.get() || self.closed.get() {
-            return;
-        }
-        if self.queued.get() + frame.len() > CLIENT_QUEUE {
-            self.queue.borrow_mut().clear();
-            self.queued.set(0);
-            self.resync.set(true);
-        } else {
-            self.queued.set(self.queued.get() + frame.len());
-            self.queue.borrow_mut().push_back(frame);
-        }
-        self.wake.notify_one();
-    }
-}
-
 struct Waiter {
     text: String,
     reply: oneshot::Sender<Screen>,
 }
 
-struct Session {
+pub(super) struct Session {
     model: Model,
-    clients: BTreeMap<u64, Rc<Client>>,
-    next_client: u64,
-    lease: Option<u64>,
+    pub(super) clients: BTreeMap<u64, Rc<Client>>,
+    pub(super) next_client: u64,
+    pub(super) lease: Option<u64>,
     waiters: Vec<Waiter>,
     input: VecDeque<u8>,
     master: Rc<AsyncFd<OwnedFd>>,
@@ -154,9 +105,9 @@ struct Session {
     journal_due: Rc<Notify>,
 }
 
-type Shared = Rc<RefCell<Session>>;
+pub(super) type Shared = Rc<RefCell<Session>>;
 
-fn frame(kind: u8, payload: &[u8]) -> Rc<[u8]> {
+pub(super) fn frame(kind: u8, payload: &[u8]) -> Rc<[u8]> {
     let mut buf = Vec::with_capacity(5 + payload.len());
     proto::encode(&mut buf, kind, payload);
     buf.into()
@@ -206,13 +157,13 @@ impl Session {
     }
 
     /// Escape sequences that draw the screen as it is on a blank terminal.
-    fn snapshot(&mut self) -> Rc<[u8]> {
+    pub(super) fn snapshot(&mut self) -> Rc<[u8]> {
         let mut s = String::from("\x1b[0m\x1b[H\x1b[2J");
         s.push_str(&self.model.screen().state_formatted());
         frame(proto::SNAPSHOT, s.as_bytes())
     }
 
-    fn resize(&mut self, rows: u16, cols: u16) {
+    pub(super) fn resize(&mut self, rows: u16, cols: u16) {
         let (Some(r), Some(c)) = (
             std::num::NonZeroU16::new(rows),
             std::num::NonZeroU16::new(cols),
@@ -234,25 +185,28 @@ impl Session {
     }
 
     /// The SIZE frame of the screen as it is.
-    fn size_frame(&mut self) -> Rc<[u8]> {
+    pub(super) fn size_frame(&mut self) -> Rc<[u8]> {
         let (rows, cols) = self.model.screen().size();
         frame(proto::SIZE, &proto::resize_payload(rows.get(), cols.get()))
     }
 
-    /// Gives the write lease to `id` (taking it from its holder).
-    fn grant(&mut self, id: u64) {
+    /// Gives the write lease to `id` (taking it from its holder, with the
+    /// terminal it lent).
+    pub(super) fn grant(&mut self, id: u64) {
         if self.lease == Some(id) {
             return;
         }
-        if let Some(old) = self.lease.and_then(|o| self.clients.get(&o)) {
+        if let Some(old) = self.lease.and_then(|o| self.clients.get(&o)).cloned() {
             old.push(frame(proto::LEASE, &[0]));
+            let redraw = [self.size_frame(), self.snapshot()];
+            old.give_back(proto::BACK, Some(redraw));
         }
         self.lease = Some(id);
         if let Some(c) = self.clients.get(&id).cloned() {
-            c.push(frame(proto::LEASE, &[1]));
             if let Some((r, cols)) = c.size.get() {
                 self.resize(r, cols);
             }
+            c.granted();
         }
     }
 }
@@ -345,8 +299,7 @@ async fn finish(session: &Shared, exit: &Exit) {
         s.journal.close();
         let f = frame(proto::EXIT, &serde_json::to_vec(exit).unwrap_or_default());
         for c in s.clients.values() {
-            c.push(f.clone());
-            c.closed.set(true);
+            c.close_with(f.clone());
         }
         s.clients.values().cloned().collect()
     };
@@ -586,9 +539,7 @@ async fn accept(listener: UnixListener, session: Shared, input_wake: Rc<Notify>)
 
 async fn serve(stream: UnixStream, session: Shared, input_wake: Rc<Notify>) {
     let (r, mut w) = stream.into_split();
-    // A frame in one read, not three (kind, length, payload): each system
-    // call is on a keystroke's way to the program.
-    let mut r = tokio::io::BufReader::with_capacity(16 << 10, r);
+    let mut r = super::attached::reader(r);
     let hello = match proto::read_frame(&mut r).await {
         Ok(Some(f)) if f.kind == proto::HELLO => serde_json::from_slice::<Hello>(&f.payload).ok(),
         _ => None,
@@ -620,12 +571,16 @@ async fn serve(stream: UnixStream, session: Shared, input_wake: Rc<Notify>) {
             }
         }
         Mode::Attach | Mode::ReadOnly | Mode::Take => {
-            serve_attached(hello, session, input_wake, r, w).await
+            super::attached::serve_attached(hello, session, input_wake, r, w).await
         }
     }
 }
 
-fn queue_input(session: &Shared, wake: &Notify, bytes: &[u8]) -> std::result::Result<(), String> {
+pub(super) fn queue_input(
+    session: &Shared,
+    wake: &Notify,
+    bytes: &[u8],
+) -> std::result::Result<(), String> {
     let mut s = session.borrow_mut();
     if s.input.len() + bytes.len() > INPUT_QUEUE {
         return Err("the program is not reading its input: more than 1 MiB is waiting".into());
@@ -681,127 +636,4 @@ async fn serve_screen(hello: &Hello, session: &Shared, w: &mut OwnedWriteHalf) {
             proto::write_frame(w, proto::ERROR, &serde_json::to_vec(&s).unwrap_or_default()).await
         }
     };
-}
-
-async fn serve_attached(
-    hello: Hello,
-    session: Shared,
-    input_wake: Rc<Notify>,
-    mut r: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
-    w: OwnedWriteHalf,
-) {
-    let client = Rc::new(Client {
-        read_only: hello.mode == Mode::ReadOnly,
-        queue: RefCell::new(VecDeque::new()),
-        queued: Cell::new(0),
-        resync: Cell::new(false),
-        closed: Cell::new(false),
-        size: Cell::new(hello.rows.zip(hello.cols)),
-        wake: Notify::new(),
-        done: Notify::new(),
-    });
-    let id = {
-        let mut s = session.borrow_mut();
-        let id = s.next_client;
-        s.next_client += 1;
-        s.clients.insert(id, client.clone());
-        let wants = match hello.mode {
-            Mode::Take => true,
-            Mode::Attach => s.lease.is_none(),
-            _ => false,
-        };
-        // The lease first: it may resize the screen the snapshot draws.
-        if wants {
-            s.grant(id);
-        }
-        // Then the size, the screen and the lease, in place of what the
-        // grant queued (a resize's redraw, the lease).
-        let lease = frame(proto::LEASE, &[u8::from(s.lease == Some(id))]);
-        let (size, snap) = (s.size_frame(), s.snapshot());
-        client.restart_with(&[size, snap, lease]);
-        id
-    };
-    let writer = tokio::task::spawn_local(write_client(session.clone(), client.clone(), w));
-    while let Ok(Some(f)) = proto::read_frame(&mut r).await {
-        let mut s = session.borrow_mut();
-        if f.kind == proto::REDRAW {
-            let (size, snap) = (s.size_frame(), s.snapshot());
-            client.restart_with(&[size, snap]);
-            continue;
-        }
-        if client.read_only {
-            continue;
-        }
-        match f.kind {
-            proto::INPUT => {
-                if s.lease.is_none() {
-                    s.grant(id);
-                }
-                if s.lease == Some(id) {
-                    drop(s);
-                    let _ = queue_input(&session, &input_wake, &f.payload);
-                }
-            }
-            proto::RESIZE => {
-                if let Some((rows, cols)) = proto::parse_resize(&f.payload) {
-                    client.size.set(Some((rows, cols)));
-                    if s.lease == Some(id) {
-                        s.resize(rows, cols);
-                    }
-                }
-            }
-            proto::TAKE => s.grant(id),
-            _ => {}
-        }
-    }
-    let mut s = session.borrow_mut();
-    s.clients.remove(&id);
-    if s.lease == Some(id) {
-        s.lease = None;
-    }
-    drop(s);
-    // The peer is gone: nothing more to send; the writer ends on its own.
-    client.closed.set(true);
-    client.queue.borrow_mut().clear();
-    client.wake.notify_one();
-    drop(writer);
-}
-
-async fn write_client(session: Shared, client: Rc<Client>, w: OwnedWriteHalf) {
-    send_to_client(&session, &client, w).await;
-    // A stored permit: a waiter that comes later still sees it.
-    client.done.notify_one();
-}
-
-async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut batch = Vec::new();
-    loop {
-        if client.resync.replace(false) {
-            batch.extend_from_slice(&session.borrow_mut().snapshot());
-        }
-        {
-            let mut q = client.queue.borrow_mut();
-            while let Some(f) = q.pop_front() {
-                batch.extend_from_slice(&f);
-                if batch.len() >= 256 * 1024 {
-                    break;
-                }
-            }
-            client.queued.set(q.iter().map(|f| f.len()).sum());
-        }
-        if batch.is_empty() {
-            if client.closed.get() {
-                return;
-            }
-            client.wake.notified().await;
-            continue;
-        }
-        if w.write_all(&batch).await.is_err() {
-            client.closed.set(true);
-            client.queue.borrow_mut().clear();
-            return;
-        }
-        batch.clear();
-    }
 }

@@ -49,7 +49,9 @@
 //! [`client::send`], [`client::attach`] (a stream of events and a sender;
 //! a WebSocket bridge forwards frames both ways), and [`tty::attach_terminal`].
 
+mod attached;
 pub mod client;
+pub mod direct;
 pub mod holder;
 pub mod journal;
 pub mod keys;

@@ -44,6 +44,19 @@ pub const EXIT: u8 = b'x';
 pub const ERROR: u8 = b'E';
 /// Holder to client: a `send` was queued for the program.
 pub const DONE: u8 = b'd';
+/// Both ways, about the writer's own terminal (see `direct`). Client to
+/// holder: here it is, to read the keys from and draw on; the payload is
+/// the detach keys, and the terminal's two descriptors (to read, to write)
+/// ride along (SCM_RIGHTS). Holder to client: one byte, [`LEND`],
+/// [`BACK`] or [`DETACHED`].
+pub const TERMINAL: u8 = b'T';
+/// The holder asks for the terminal (sent after the lease is granted).
+pub const LEND: u8 = 1;
+/// The terminal is the client's again: read and draw it (a SIZE and a
+/// SNAPSHOT follow when the client's view must catch up).
+pub const BACK: u8 = 0;
+/// The detach keys were typed on the lent terminal.
+pub const DETACHED: u8 = 2;
 
 /// What a client wants from the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

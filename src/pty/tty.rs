@@ -3,7 +3,7 @@
 //! the session's size (see [`super::view`]).
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use tokio::io::unix::AsyncFd;
@@ -152,7 +152,11 @@ async fn attached_loop(
     let mut held = Vec::new();
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         .map_err(|e| Error::invalid(format!("cannot follow the window size: {e}")))?;
-    let mut matcher = DetachMatcher::new(detach);
+    // The holder reads and draws this terminal while it is lent (see
+    // super::direct); then this loop only follows the window size.
+    let out = lendable(&opts);
+    let mut lent = false;
+    let mut matcher = DetachMatcher::new(detach.clone());
     let mut buf = vec![0u8; 16 * 1024];
     let mut view = View::new(window_size(stdin));
     // Holding the lease, its resize makes the holder redraw every client.
@@ -174,10 +178,18 @@ async fn attached_loop(
                 Some(Event::Size(rows, cols)) => view.session_size(rows, cols),
                 Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&view.draw(&b)),
                 Some(Event::Lease(h)) => leased = h,
+                Some(Event::Lend) => {
+                    if let Some(out) = out.as_ref().filter(|_| !lent && !pending) {
+                        sender.lend(input.get_ref().as_fd(), out.as_fd(), &detach).await?;
+                        lent = true;
+                    }
+                }
+                Some(Event::Back) => lent = false,
+                Some(Event::DetachKeys) => return Ok(Ended::Detached),
                 Some(Event::Exit(e)) => return Ok(Ended::Exited(e)),
                 None => return Ok(Ended::Closed),
             },
-            ready = input.readable() => {
+            ready = input.readable(), if !lent => {
                 let mut guard = ready.map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
                 let n = match guard.try_io(|fd| read(fd.get_ref().as_raw_fd(), &mut buf)) {
                     Ok(Ok(0)) => return Ok(Ended::Detached),
@@ -204,8 +216,9 @@ async fn attached_loop(
                     }
                 }
                 // Drawn at the session's size: a window of another size
-                // draws it from its own model.
+                // draws it from its own model. Lent, the holder redraws.
                 match view.window_size(size) {
+                    _ if lent => {}
                     Redraw::Local(b) => write_out(&b),
                     Redraw::Ask if leased && !pending => {}
                     Redraw::Ask => sender.redraw().await?,
@@ -213,6 +226,27 @@ async fn attached_loop(
             }
         }
     }
+}
+
+/// The terminal to lend the holder for drawing: a file description of
+/// our own on stdout (the holder makes it non-blocking), when stdout is
+/// a terminal and this client writes. `REFINE_PROC_ATTACH_RELAY=1` keeps
+/// every byte going through this client instead.
+fn lendable(opts: &AttachOptions) -> Option<OwnedFd> {
+    let relay = std::env::var_os("REFINE_PROC_ATTACH_RELAY").is_some_and(|v| v == "1");
+    if opts.read_only || relay || !super::direct::is_terminal(std::io::stdout()) {
+        return None;
+    }
+    let path = c"/proc/self/fd/1";
+    // SAFETY: opening a path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: a fresh fd nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {

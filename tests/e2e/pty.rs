@@ -571,3 +571,126 @@ fn pty_input_larger_than_the_terminal_takes_at_once_reaches_the_program_whole() 
     assert!(s.lines.iter().any(|l| l.trim() == "100000"), "{s:?}");
     env.ok(&["kill", &r.id]);
 }
+
+/// The holder's pid (the unit's main process).
+fn holder_pid(env: &Env, id: &str) -> i32 {
+    let st: serde_json::Value = env.ok(&["status", "--json", id]).json();
+    st["pid"].as_i64().expect("status pid") as i32
+}
+
+/// Whether the holder has a writer's terminal: it is not dumpable then,
+/// so even its own user cannot list its descriptors.
+fn holds_a_terminal(pid: i32) -> bool {
+    matches!(
+        std::fs::read_dir(format!("/proc/{pid}/fd")),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied
+    )
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !ok() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: a signal to a client this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The writer lends its terminal to the holder, which reads the keys and
+/// draws on it itself (a keystroke's echo crosses no client): typing
+/// echoes while the client is stopped. The lease taken by another client
+/// gives the terminal back (the stopped first client then draws nothing
+/// until it runs again); the detach keys typed on a lent terminal detach.
+#[test]
+fn pty_attach_lends_its_terminal_to_the_holder_and_gets_it_back_when_the_lease_goes() {
+    let env = Env::new();
+    let r = start(
+        &env,
+        &["sh", "-c", "while read -r l; do echo \"got:$l\"; done"],
+    );
+    let holder = holder_pid(&env, &r.id);
+    assert!(!holds_a_terminal(holder), "dumpable with no writer");
+    let mut a = Terminal::attach(&env, &[&r.id], 24, 80);
+    wait_until("the writer lends its terminal", || holds_a_terminal(holder));
+    signal(a.pid, libc::SIGSTOP);
+    a.type_keys(b"one\r");
+    a.wait_screen("got:one");
+    signal(a.pid, libc::SIGCONT);
+
+    let mut b = Terminal::attach(&env, &["--take", &r.id], 24, 80);
+    b.wait_screen("got:one");
+    b.type_keys(b"two\r");
+    b.wait_screen("got:two");
+    a.wait_screen("got:two");
+    // a has its terminal back: stopped, it draws nothing new.
+    signal(a.pid, libc::SIGSTOP);
+    b.type_keys(b"three\r");
+    b.wait_screen("got:three");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !a.seen
+            .0
+            .lock()
+            .unwrap()
+            .0
+            .screen()
+            .contents()
+            .contains("got:three"),
+        "the holder still draws on the first client's terminal"
+    );
+    signal(a.pid, libc::SIGCONT);
+    a.wait_screen("got:three");
+
+    // The detach keys, read by the holder from b's lent terminal.
+    b.type_keys(b"\x1c");
+    assert_eq!(b.wait_exit(), 0);
+    b.wait_screen("[detached from");
+    // a writes again (the lease was free) and lends its terminal again.
+    a.type_keys(b"four\r");
+    a.wait_screen("got:four");
+    wait_until("the first client lends again", || holds_a_terminal(holder));
+    a.type_keys(b"\x1c");
+    assert_eq!(a.wait_exit(), 0);
+    wait_until("dumpable again once no terminal is lent", || {
+        !holds_a_terminal(holder)
+    });
+    assert_eq!(env.status(&r.id).state, "running");
+}
+
+/// A person's terminal in the holder's hands must stay out of reach of
+/// the session's own processes (the same user; here a confined agent's):
+/// through /proc/PID/fd it would give the keys typed on it after the
+/// detach. The holder is not dumpable while it has one.
+#[test]
+fn pty_a_confined_session_cannot_take_the_terminal_a_person_lent_its_holder() {
+    let env = Env::new();
+    std::fs::write(env.policy_path(), "[actors.agent]\nconfine = true\n").unwrap();
+    let probe = "printf 'ready? '; read go; /usr/bin/python3 -c '
+import os, sys
+p = int(sys.argv[1])
+try:
+    os.listdir(\"/proc/%d/fd\" % p); print(\"LISTED\")
+except PermissionError:
+    print(\"DENIED\")
+' \"$PPID\"; read x";
+    let r: PtyRec = env
+        .ok(&[
+            "run", "--json", "--owner", "agent", "--pty", "--", "sh", "-c", probe,
+        ])
+        .json();
+    screen(&env, &r.id, "ready?");
+    let holder = holder_pid(&env, &r.id);
+    let mut t = Terminal::attach(&env, &[&r.id], 24, 80);
+    wait_until("the writer lends its terminal", || holds_a_terminal(holder));
+    t.type_keys(b"go\r");
+    // DENIED or LISTED.
+    let shown = t.wait_screen("ED");
+    assert!(shown.contains("DENIED"), "{shown}");
+    t.type_keys(b"\x1c");
+    assert_eq!(t.wait_exit(), 0);
+    env.ok(&["stop", &r.id]);
+}
