@@ -200,12 +200,13 @@ pub(super) async fn serve_attached(
         s.lease = None;
     }
     drop(s);
-    // The peer is gone: nothing more to send; the writer ends on its own.
+    // The peer is gone: nothing more to send, and a write to its lent
+    // terminal (which would keep it open) is not waited for.
     client.give_back(proto::BACK, None);
     client.closed.set(true);
     client.queue.borrow_mut().clear();
-    client.wake.notify_one();
-    drop(writer);
+    writer.abort();
+    client.done.notify_one();
 }
 
 /// Keys from client `id`: for the program if it writes (the lease is

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
@@ -177,9 +176,12 @@ pub struct Attached {
 }
 
 /// The reading half of an attached client. Buffered: a frame's head and
-/// payload, and the frames behind it, come in one read.
+/// payload, and the frames behind it, come in one read. Cancel-safe: what
+/// was read stays in the buffer when a `next()` is dropped (as in a
+/// `select!` that a key or a window change won).
 pub struct Events {
-    r: BufReader<OwnedReadHalf>,
+    r: OwnedReadHalf,
+    buf: bytes::BytesMut,
 }
 
 /// The read buffer of an attached client: what a holder sends in one write.
@@ -216,7 +218,8 @@ pub async fn attach(socket: &Path, opts: AttachOptions) -> Result<Attached> {
     let (r, w) = s.into_split();
     Ok(Attached {
         events: Events {
-            r: BufReader::with_capacity(EVENTS_BUFFER, r),
+            r,
+            buf: bytes::BytesMut::with_capacity(EVENTS_BUFFER),
         },
         sender: Sender { w },
     })
@@ -225,12 +228,22 @@ pub async fn attach(socket: &Path, opts: AttachOptions) -> Result<Attached> {
 impl Events {
     /// The next event; None when the session closed the connection.
     pub async fn next(&mut self) -> Result<Option<Event>> {
+        use tokio::io::AsyncReadExt as _;
+        let broke =
+            |e: std::io::Error| Error::refused(format!("the terminal session broke off: {e}"));
         loop {
-            let Some(f) = proto::read_frame(&mut self.r)
-                .await
-                .map_err(|e| Error::refused(format!("the terminal session broke off: {e}")))?
-            else {
-                return Ok(None);
+            let Some(f) = proto::split_frame(&mut self.buf).map_err(broke)? else {
+                if self.buf.capacity() == self.buf.len() {
+                    self.buf.reserve(EVENTS_BUFFER);
+                }
+                // read_buf keeps what it read, whenever it is dropped.
+                if self.r.read_buf(&mut self.buf).await.map_err(broke)? == 0 {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    return Err(broke(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                continue;
             };
             return Ok(Some(match f.kind {
                 proto::SIZE => match proto::parse_resize(&f.payload) {
@@ -337,5 +350,41 @@ impl Sender {
     /// Take the write lease from whoever holds it.
     pub async fn take(&mut self) -> Result<()> {
         self.frame(proto::TAKE, b"").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// Regression: `attach` reads events in a `select!` with the keyboard
+    /// and the window size; a frame that came in two pieces lost its first
+    /// piece when another branch won, and the stream was garbage after it.
+    #[tokio::test]
+    async fn an_event_read_in_pieces_survives_a_cancelled_next() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (r, _w) = a.into_split();
+        let mut events = Events {
+            r,
+            buf: bytes::BytesMut::new(),
+        };
+        let mut frame = Vec::new();
+        proto::encode(&mut frame, proto::OUTPUT, b"hello world");
+        proto::encode(&mut frame, proto::LEASE, &[1]);
+        b.write_all(&frame[..7]).await.unwrap();
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), events.next()).await;
+        assert!(cancelled.is_err(), "a half frame is no event");
+        b.write_all(&frame[7..]).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next());
+        assert_eq!(
+            next.await.unwrap().unwrap(),
+            Some(Event::Output(b"hello world".to_vec()))
+        );
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next());
+        assert_eq!(next.await.unwrap().unwrap(), Some(Event::Lease(true)));
+        drop(b);
+        let next = tokio::time::timeout(Duration::from_secs(5), events.next());
+        assert_eq!(next.await.unwrap().unwrap(), None);
     }
 }

@@ -19,6 +19,7 @@ use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{ready, Context, Poll};
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
@@ -67,10 +68,8 @@ impl AsyncRead for FdReader {
             let got = stream.try_io(Interest::READABLE, || {
                 let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
                 let mut control = RecvAncillaryBuffer::new(&mut space);
-                // SAFETY: recvmsg writes only initialized bytes, and the
-                // count it returns is what is set initialized below.
-                let unfilled = unsafe { buf.unfilled_mut() };
-                let slice = unsafe { &mut *(unfilled as *mut [MaybeUninit<u8>] as *mut [u8]) };
+                // BufReader's buffer is initialized already: this is free.
+                let slice = buf.initialize_unfilled();
                 let msg = rustix::net::recvmsg(
                     stream.as_fd(),
                     &mut [IoSliceMut::new(slice)],
@@ -91,8 +90,6 @@ impl AsyncRead for FdReader {
             });
             match got {
                 Ok(n) => {
-                    // SAFETY: recvmsg initialized n bytes of the unfilled part.
-                    unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -180,22 +177,28 @@ impl Direct {
     }
 }
 
-/// Not dumpable while it lives. Only one terminal is lent at a time (the
-/// writer's); when it goes back the holder is dumpable again, as it is
-/// otherwise (so that the user can look into it: nothing of a person's is
-/// in it then).
+/// Not dumpable while one lives. Only the writer lends its terminal, but
+/// the one given back may still be in a write when the next one comes:
+/// counted, so the holder is dumpable again (as it is otherwise, so that
+/// the user can look into it) only when none is left.
 struct NotDumpable;
+
+static LENT: AtomicUsize = AtomicUsize::new(0);
 
 impl NotDumpable {
     fn new() -> NotDumpable {
-        set_dumpable(false);
+        if LENT.fetch_add(1, Ordering::SeqCst) == 0 {
+            set_dumpable(false);
+        }
         NotDumpable
     }
 }
 
 impl Drop for NotDumpable {
     fn drop(&mut self) {
-        set_dumpable(true);
+        if LENT.fetch_sub(1, Ordering::SeqCst) == 1 {
+            set_dumpable(true);
+        }
     }
 }
 

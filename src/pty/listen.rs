@@ -20,7 +20,9 @@
 //! readable and writable by it), so the master is opened here, outside,
 //! and the holder opens the slave side from it (see super::master).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
@@ -76,8 +78,8 @@ pub fn listen_into_store(socket: &Path) -> Result<()> {
     // does once its program has closed the terminal; the next start (also
     // one after a daemon-reload, which loses this ExecStartPre=) needs it.
     for (name, fd, keep) in [
-        (FD_NAME, listener.as_raw_fd(), ""),
-        (MASTER_FD_NAME, master.as_raw_fd(), "\nFDPOLL=0"),
+        (FD_NAME, listener.as_fd(), ""),
+        (MASTER_FD_NAME, master.as_fd(), "\nFDPOLL=0"),
     ] {
         let remove = format!("FDSTOREREMOVE=1\nFDNAME={name}");
         send(&sock, remove.as_bytes(), None).map_err(fail)?;
@@ -90,104 +92,58 @@ pub fn listen_into_store(socket: &Path) -> Result<()> {
 }
 
 fn notify_socket(addr: &std::ffi::OsStr) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     use std::os::unix::ffi::OsStrExt as _;
     let bytes = addr.as_bytes();
-    // SAFETY: a plain socket call; the fd is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Error::systemd(format!(
-            "cannot open a datagram socket: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: fd is a new socket nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
-    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() {
-        return Err(Error::systemd("NOTIFY_SOCKET is empty or too long"));
-    }
-    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
     // An abstract address is written with a leading '@'.
-    if bytes[0] == b'@' {
-        sa.sun_path[0] = 0;
+    let sa = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddrUnix::new_abstract_name(name),
+        None => SocketAddrUnix::new(bytes),
     }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
-    // SAFETY: sa is a valid sockaddr_un of at least len bytes.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(Error::systemd(format!(
-            "cannot reach systemd's notify socket: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    .map_err(|e| Error::systemd(format!("NOTIFY_SOCKET is not a socket address: {e}")))?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::systemd(format!("cannot open a datagram socket: {e}")))?;
+    rustix::net::connect(&fd, &sa)
+        .map_err(|e| Error::systemd(format!("cannot reach systemd's notify socket: {e}")))?;
     Ok(fd)
 }
 
 /// Sends one datagram, with `fd` attached (SCM_RIGHTS) when given.
-fn send(sock: &OwnedFd, msg: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: msg.as_ptr() as *mut libc::c_void,
-        iov_len: msg.len(),
-    };
-    // Room for one fd's control message, aligned as cmsghdr needs.
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; zeroed is a valid value.
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        // SAFETY: CMSG_SPACE/CMSG_LEN are pure; the buffer holds one
-        // control message with one int (checked against its size).
-        unsafe {
-            let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-            assert!(space <= std::mem::size_of_val(&control));
-            hdr.msg_control = control.as_mut_ptr().cast();
-            hdr.msg_controllen = space;
-            let c = libc::CMSG_FIRSTHDR(&hdr);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-        }
+fn send(sock: &OwnedFd, msg: &[u8], fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let fds = fd.map(|fd| [fd]);
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if let Some(fds) = &fds {
+        control.push(SendAncillaryMessage::ScmRights(fds));
     }
-    // SAFETY: hdr points at iov and control, which outlive the call.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(msg)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
     Ok(())
 }
 
 /// `BARRIER=1` with a pipe's write end: systemd closes it once it has
 /// handled every message before it; waits up to 10 s for that.
 fn barrier(sock: &OwnedFd) -> std::io::Result<()> {
-    let mut fds = [-1; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fds nothing else owns.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    send(sock, b"BARRIER=1", Some(w.as_raw_fd()))?;
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    send(sock, b"BARRIER=1", Some(w.as_fd()))?;
     drop(w);
-    let mut p = libc::pollfd {
-        fd: r.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut p = [PollFd::new(&r, PollFlags::IN)];
+    let limit = Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, 10_000) };
-    if n <= 0 {
+    if poll(&mut p, Some(&limit))? == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "systemd did not answer the barrier in 10 s",
@@ -220,21 +176,18 @@ pub fn inherited() -> Result<(UnixListener, OwnedFd)> {
         .hint("the unit's ExecStartPre= (refine-proc pty-listen) stores them: see its journal"));
     };
     let (s, m) = (LISTEN_FDS_START + s as RawFd, LISTEN_FDS_START + m as RawFd);
-    for fd in [s, m] {
-        // SAFETY: fcntl on an fd systemd passed us.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
     // SAFETY: systemd passed these fds to this process alone, under the
     // names pty-listen gave them (the store holds only what it put there):
     // a listening Unix stream socket and a terminal's master.
     let (listener, master) = unsafe { (UnixListener::from_raw_fd(s), OwnedFd::from_raw_fd(m)) };
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::systemd(format!("cannot use the session socket: {e}")))?;
-    // SAFETY: plain fcntl on the master we now own.
-    unsafe {
-        let fl = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(master.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    let unusable =
+        |e: std::io::Error| Error::systemd(format!("cannot use the session socket: {e}"));
+    for fd in [listener.as_fd(), master.as_fd()] {
+        use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+        use rustix::io::{fcntl_setfd, FdFlags};
+        fcntl_setfd(fd, FdFlags::CLOEXEC).map_err(|e| unusable(e.into()))?;
+        let fl = fcntl_getfl(fd).map_err(|e| unusable(e.into()))?;
+        fcntl_setfl(fd, fl | OFlags::NONBLOCK).map_err(|e| unusable(e.into()))?;
     }
     Ok((listener, master))
 }

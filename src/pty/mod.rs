@@ -25,12 +25,18 @@
 //!   with a formatted-redraw function, which is what an attach needs), with
 //!   [`holder::SCROLLBACK`] lines of scrollback (none: nothing shows it). Clients
 //!   draw with their own terminal; the model serves snapshots and `screen`.
-//! - **Pseudo-terminal**: `openpty(3)` through `libc` and a
-//!   `std::process::Command` with `setsid` + `TIOCSCTTY` before exec: no
-//!   new dependency, and std reports a failed exec as an error.
+//! - **Pseudo-terminal**: `posix_openpt(3)`, the slave side opened from
+//!   the master (`TIOCGPTPEER`: a confined holder sees no /dev/pts), and a
+//!   `std::process::Command` with `setsid` + `TIOCSCTTY` before exec; std
+//!   reports a failed exec as an error.
 //! - **Detach key**: Ctrl-\ by default (dtach's; rarely needed by
 //!   programs), configurable with `attach --detach-keys` in docker's format
 //!   (`ctrl-p,ctrl-q`).
+//! - **The writer's terminal in the holder's hands** ([`direct`]): the
+//!   writing `attach` lends its terminal's descriptors (SCM_RIGHTS), and
+//!   the holder reads and draws it itself, as tmux's server does: one
+//!   process on a keystroke's way, not two. Given back when the lease
+//!   goes; the holder is not dumpable meanwhile.
 //! - **One writer at a time**: the first client to attach (or to type, once
 //!   the lease is free) holds the write lease and sets the window size;
 //!   the others watch. `attach --read-only` never writes, `attach --take`

@@ -192,6 +192,31 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Opti
     }))
 }
 
+/// Takes one whole frame off the front of `buf`, if it holds one: for a
+/// reader that must be cancel-safe (a frame read in pieces by
+/// [`read_frame`] loses the pieces read when its future is dropped).
+pub fn split_frame(buf: &mut bytes::BytesMut) -> std::io::Result<Option<Frame>> {
+    let Some(head) = buf.get(..5) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes, more than the {MAX_FRAME} accepted"),
+        ));
+    }
+    if buf.len() < 5 + len {
+        buf.reserve(5 + len - buf.len());
+        return Ok(None);
+    }
+    let whole = buf.split_to(5 + len);
+    Ok(Some(Frame {
+        kind: whole[0],
+        payload: whole[5..].to_vec(),
+    }))
+}
+
 /// The payload of a RESIZE frame.
 pub fn resize_payload(rows: u16, cols: u16) -> [u8; 4] {
     let [a, b] = rows.to_be_bytes();
