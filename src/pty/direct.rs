@@ -105,7 +105,7 @@ pub struct Direct {
     input: AsyncFd<OwnedFd>,
     output: AsyncFd<OwnedFd>,
     pub matcher: RefCell<DetachMatcher>,
-    /// The task that reads it (it holds this too): stopped by [`stop`].
+    /// The task that reads it (it holds this too): stopped by [`Direct::stop`].
     pub reader: Cell<Option<tokio::task::AbortHandle>>,
     /// Last: dropped after the descriptors are closed.
     _not_dumpable: NotDumpable,
