@@ -24,6 +24,9 @@
 //! - The home directory is read-only except the `writable` paths; the index,
 //!   the policy file, the user manager's unit and environment directories are
 //!   read-only even inside a writable path.
+//! - `/dev` is its own (`PrivateDevices=`, unless the policy says
+//!   `devices = true`), and `/dev/pts` is inaccessible: no device of the
+//!   machine, no terminal of the user.
 //! - The exit hook runs privileged (outside the sandbox), see [`exit_hook`].
 
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +67,8 @@ pub struct Confinement {
     pub systemd_entries: Vec<String>,
     /// The manager has `PrivatePIDs=` (systemd 257+).
     pub private_pids: bool,
+    /// The policy's `devices = true`: the machine's devices stay visible.
+    pub devices: bool,
 }
 
 /// Checks a `writable` entry as written: absolute or `~/...`, no `..`, and
@@ -194,6 +199,7 @@ where
         home,
         runtime_dir,
         writable,
+        devices: rules.devices,
         private_pids: version.await? >= PRIVATE_PIDS_SYSTEMD,
     }))
 }
@@ -323,6 +329,13 @@ pub fn properties(
     }
     if c.private_pids {
         props.push(("PrivatePIDs", Prop::Bool(true)));
+    }
+    if !c.devices {
+        // A /dev of its own with only null, zero, random, tty and the like:
+        // a desktop gives the logged-in user the microphone, the camera,
+        // the GPU and some USB devices (logind's uaccess), and the sandbox
+        // would reach them all.
+        props.push(("PrivateDevices", Prop::Bool(true)));
     }
     props
 }
@@ -555,6 +568,7 @@ mod tests {
                 .to_vec(),
             systemd_entries: ["notify", "private", "units"].map(String::from).to_vec(),
             private_pids: false,
+            devices: false,
         }
     }
 
@@ -570,7 +584,12 @@ mod tests {
             Path::new("/home/u/.config/refine-proc/policy.toml"),
             false,
         );
-        for b in ["PrivateUsers", "ProtectControlGroups", "NoNewPrivileges"] {
+        for b in [
+            "PrivateUsers",
+            "ProtectControlGroups",
+            "NoNewPrivileges",
+            "PrivateDevices",
+        ] {
             assert_eq!(get(&props, b), Some(&Prop::Bool(true)), "{b}");
         }
         // Not 0 (= "yes"): 252 loses that across a daemon-reload.
@@ -613,6 +632,13 @@ mod tests {
             Some(&Prop::Strs(vec!["-/home/u/ws".into()]))
         );
         assert_eq!(get(&props, "PrivatePIDs"), None, "unknown before 257");
+        // The policy's devices = true keeps the machine's /dev.
+        let c = Confinement {
+            devices: true,
+            ..confinement()
+        };
+        let props = properties(&c, Path::new("/s"), Path::new("/p"), false);
+        assert_eq!(get(&props, "PrivateDevices"), None);
         // An index kept in the runtime directory is hidden with it; the
         // policy there stays visible, read-only.
         let props = properties(

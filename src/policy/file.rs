@@ -68,6 +68,10 @@ pub struct ActorRules {
     /// With `confine`: the paths it may write under the (otherwise
     /// read-only) home directory, its workspace. Absolute, or `~/...`.
     pub writable: Option<Vec<String>>,
+    /// With `confine`: the machine's devices stay visible (a GPU, sound,
+    /// a camera, USB, KVM); by default the sandbox has only /dev/null and
+    /// the like.
+    pub devices: Option<bool>,
     /// Environment variables a launch may pass (`--env`): names or globs
     /// (`RUST_*`). Default: any name but the start-up variables
     /// ([`STARTUP_ENV`]), which a bounded actor may pass only when named
@@ -214,10 +218,15 @@ fn check_confinement(actor: &str, rules: &ActorRules) -> std::result::Result<(),
                 .into(),
         );
     }
-    if rules.writable.is_some() && rules.confine != Some(true) {
-        return Err(format!(
-            "actors.{actor}.writable has no effect without confine = true: add it, or remove writable"
-        ));
+    for (key, set) in [
+        ("writable", rules.writable.is_some()),
+        ("devices", rules.devices.is_some()),
+    ] {
+        if set && rules.confine != Some(true) {
+            return Err(format!(
+                "actors.{actor}.{key} has no effect without confine = true: add it, or remove {key}"
+            ));
+        }
     }
     for path in rules.writable.iter().flatten() {
         crate::confine::check_writable(path)

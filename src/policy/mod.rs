@@ -100,6 +100,8 @@ pub struct Rules {
     pub confine: bool,
     /// With `confine`: what it may write in the home directory, as written.
     pub writable: Vec<String>,
+    /// With `confine`: the machine's devices stay visible.
+    pub devices: bool,
     /// None: any name but the start-up variables.
     pub env: Option<Vec<String>>,
     /// Where each rule came from: the file, or the built-in default.
@@ -158,6 +160,7 @@ impl Policy {
             max_limits: parsed(written.map(|w| &w.max_limits)),
             confine: written.and_then(|w| w.confine).unwrap_or(false),
             writable: written.and_then(|w| w.writable.clone()).unwrap_or_default(),
+            devices: written.and_then(|w| w.devices).unwrap_or(false),
             env: written.and_then(|w| w.env.clone()),
             source: match written {
                 Some(_) => format!("{} [actors.{}]", self.path.display(), actor.key()),

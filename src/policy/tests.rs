@@ -237,11 +237,18 @@ fn confine_and_writable_are_read_and_checked() {
     let r = p.rules(Actor::Managed(Owner::Agent));
     assert!(r.confine && r.bounded());
     assert_eq!(r.writable, ["~/ws", "/srv/b"]);
+    assert!(!r.devices, "the machine's devices are hidden by default");
     assert!(!p.rules(Actor::Managed(Owner::Quality)).confine);
+    let p = policy("[actors.agent]\nconfine = true\ndevices = true\n").unwrap();
+    assert!(p.rules(Actor::Managed(Owner::Agent)).devices);
     for (text, why) in [
         (
             "[actors.agent]\nwritable = [\"~/ws\"]\n",
             "without confine = true",
+        ),
+        (
+            "[actors.agent]\ndevices = true\n",
+            "agent.devices has no effect without confine = true",
         ),
         (
             "[actors.agent]\nconfine = true\nwritable = [\"~\"]\n",

@@ -288,6 +288,7 @@ fn a_confined_pty_session_failed_because_its_holder_could_not_create_its_socket(
         runtime_entries: vec![],
         systemd_entries: vec![],
         private_pids: false,
+        devices: false,
     });
     let props = service_properties("abcd2345", &l, &h);
     let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
@@ -493,6 +494,7 @@ fn a_confined_launch_gets_the_sandbox_and_a_privileged_exit_hook() {
         runtime_entries: vec![],
         systemd_entries: vec![],
         private_pids: false,
+        devices: false,
     });
     let props = service_properties("abcd2345", &launch, &confined);
     let get = |k: &str| props.iter().find(|(n, _)| *n == k).map(|p| p.1.clone());

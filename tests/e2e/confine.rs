@@ -889,3 +889,73 @@ fn nix_openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
         )
     }
 }
+
+/// A desktop gives the logged-in user the microphone, the camera, the GPU
+/// and some USB devices (logind's uaccess): a confined process must not
+/// reach them. Its /dev holds only the pseudo devices; here, every device
+/// of the machine's /dev (the test's host has no desktop: those that
+/// exist, all root's) is missing inside, and the pseudo devices work.
+/// With the policy's `devices = true` the machine's /dev stays.
+#[test]
+fn a_confined_process_sees_none_of_the_machines_devices() {
+    let env = Env::new();
+    let w = env.work_dir();
+    confine_agent(&env, w);
+    let pseudo = [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "console",
+    ];
+    let machine: Vec<String> = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            use std::os::unix::fs::FileTypeExt as _;
+            e.file_type()
+                .is_ok_and(|t| t.is_char_device() || t.is_block_device())
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !pseudo.contains(&n.as_str()))
+        .collect();
+    if machine.is_empty() {
+        super::common::skip("no device in /dev here but the pseudo devices");
+    }
+    let script =
+        attempts("ls -A /dev > dev.list; attempt null sh -c 'head -c 4 /dev/urandom > /dev/null'");
+    let agent = env.run(&["--owner", "agent", "--", "sh", "-c", &script]);
+    wait_gone(&agent.unit);
+    let inside = read(w, "dev.list");
+    let seen: Vec<&String> = machine
+        .iter()
+        .filter(|d| inside.lines().any(|l| l == d.as_str()))
+        .collect();
+    assert!(
+        seen.is_empty(),
+        "the machine's {seen:?} in the sandbox's /dev:\n{inside}"
+    );
+    assert_eq!(read(w, "null.rc").trim(), "0", "{}", read(w, "null.out"));
+
+    // devices = true: the machine's /dev, as it is.
+    std::fs::write(
+        env.policy_path(),
+        format!(
+            "[actors.agent]\nconfine = true\ndevices = true\nwritable = [{:?}]\n",
+            w.display().to_string()
+        ),
+    )
+    .unwrap();
+    let agent = env.run(&[
+        "--owner",
+        "agent",
+        "--",
+        "sh",
+        "-c",
+        "ls -A /dev > dev.list",
+    ]);
+    wait_gone(&agent.unit);
+    let inside = read(w, "dev.list");
+    assert!(
+        machine
+            .iter()
+            .all(|d| inside.lines().any(|l| l == d.as_str())),
+        "devices = true hid some of {machine:?}:\n{inside}"
+    );
+}
