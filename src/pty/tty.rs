@@ -155,7 +155,7 @@ async fn attached_loop(
     // The holder reads and draws this terminal while it is lent (see
     // super::direct); then this loop only follows the window size.
     let out = lendable(&opts);
-    let mut lent = false;
+    let mut input = Some(input);
     let mut matcher = DetachMatcher::new(detach.clone());
     let mut buf = vec![0u8; 16 * 1024];
     let mut view = View::new(window_size(stdin));
@@ -179,17 +179,23 @@ async fn attached_loop(
                 Some(Event::Snapshot(b)) | Some(Event::Output(b)) => write_out(&view.draw(&b)),
                 Some(Event::Lease(h)) => leased = h,
                 Some(Event::Lend) => {
-                    if let Some(out) = out.as_ref().filter(|_| !lent && !pending) {
-                        sender.lend(input.get_ref().as_fd(), out.as_fd(), &detach).await?;
-                        lent = true;
+                    if let (Some(out), Some(i), false) = (&out, &input, pending) {
+                        sender.lend(i.get_ref().as_fd(), out.as_fd(), &detach).await?;
+                        // Closed here while lent: registered, it woke this
+                        // loop at every key the holder reads, for nothing.
+                        input = None;
                     }
                 }
-                Some(Event::Back) => lent = false,
+                Some(Event::Back) => {
+                    if input.is_none() {
+                        input = Some(own_stdin()?);
+                    }
+                }
                 Some(Event::DetachKeys) => return Ok(Ended::Detached),
                 Some(Event::Exit(e)) => return Ok(Ended::Exited(e)),
                 None => return Ok(Ended::Closed),
             },
-            ready = input.readable(), if !lent => {
+            ready = readable(input.as_ref()), if input.is_some() => {
                 let mut guard = ready.map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
                 let n = match guard.try_io(|fd| read(fd.get_ref().as_raw_fd(), &mut buf)) {
                     Ok(Ok(0)) => return Ok(Ended::Detached),
@@ -218,13 +224,24 @@ async fn attached_loop(
                 // Drawn at the session's size: a window of another size
                 // draws it from its own model. Lent, the holder redraws.
                 match view.window_size(size) {
-                    _ if lent => {}
+                    _ if input.is_none() => {}
                     Redraw::Local(b) => write_out(&b),
                     Redraw::Ask if leased && !pending => {}
                     Redraw::Ask => sender.redraw().await?,
                 }
             }
         }
+    }
+}
+
+/// Readiness of the terminal while this client reads it (the branch is
+/// off while it is lent).
+async fn readable(
+    input: Option<&AsyncFd<OwnedFd>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>> {
+    match input {
+        Some(i) => i.readable().await,
+        None => std::future::pending().await,
     }
 }
 
