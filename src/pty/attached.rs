@@ -157,8 +157,7 @@ pub(super) async fn serve_attached(
     while let Ok(Some(f)) = proto::read_frame(&mut r).await {
         let mut s = session.borrow_mut();
         if f.kind == proto::REDRAW {
-            let (size, snap) = (s.size_frame(), s.snapshot());
-            client.restart_with(&[size, snap]);
+            client.restart_with(&s.redraw());
             continue;
         }
         if client.read_only {
@@ -257,10 +256,7 @@ async fn read_lent(session: Shared, id: u64, client: Rc<Client>, d: Rc<Direct>, 
         }
     }
     drop(d);
-    let redraw = {
-        let mut s = session.borrow_mut();
-        [s.size_frame(), s.snapshot()]
-    };
+    let redraw = session.borrow_mut().redraw();
     client.give_back(proto::BACK, Some(redraw));
 }
 
@@ -338,10 +334,7 @@ async fn send_to_client(session: &Shared, client: &Client, mut w: OwnedWriteHalf
 /// client redraws from the snapshot that follows).
 async fn lent_write(session: &Shared, client: &Client, d: &Direct, bytes: &[u8]) {
     if d.write_all(bytes).await.is_err() {
-        let redraw = {
-            let mut s = session.borrow_mut();
-            [s.size_frame(), s.snapshot()]
-        };
+        let redraw = session.borrow_mut().redraw();
         client.give_back(proto::BACK, Some(redraw));
     }
 }

@@ -15,7 +15,7 @@
 //! a detach.
 
 use std::cell::{Cell, RefCell};
-use std::io::IoSliceMut;
+use std::io::{IoSliceMut, IsTerminal as _};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
@@ -121,7 +121,7 @@ impl Direct {
         }
         let [input, output]: [OwnedFd; 2] = fds.try_into().ok()?;
         for fd in [&input, &output] {
-            if !rustix::termios::isatty(fd) {
+            if !fd.is_terminal() {
                 return None;
             }
             let fl = rustix::fs::fcntl_getfl(fd).ok()?;
@@ -210,9 +210,4 @@ fn set_dumpable(on: bool) {
         DumpableBehavior::NotDumpable
     };
     let _ = rustix::process::set_dumpable_behavior(b);
-}
-
-/// Whether `fd` is a terminal (only a terminal is lent).
-pub fn is_terminal(fd: impl AsFd) -> bool {
-    rustix::termios::isatty(fd)
 }

@@ -184,6 +184,11 @@ impl Session {
         }
     }
 
+    /// What brings a client's view up to date: the size, then the screen.
+    pub(super) fn redraw(&mut self) -> [Rc<[u8]>; 2] {
+        [self.size_frame(), self.snapshot()]
+    }
+
     /// The SIZE frame of the screen as it is.
     pub(super) fn size_frame(&mut self) -> Rc<[u8]> {
         let (rows, cols) = self.model.screen().size();
@@ -198,8 +203,7 @@ impl Session {
         }
         if let Some(old) = self.lease.and_then(|o| self.clients.get(&o)).cloned() {
             old.push(frame(proto::LEASE, &[0]));
-            let redraw = [self.size_frame(), self.snapshot()];
-            old.give_back(proto::BACK, Some(redraw));
+            old.give_back(proto::BACK, Some(self.redraw()));
         }
         self.lease = Some(id);
         if let Some(c) = self.clients.get(&id).cloned() {

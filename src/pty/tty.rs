@@ -67,22 +67,8 @@ pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
 /// Opens the terminal on stdin anew: a file description of our own, so
 /// making it non-blocking does not change the shell's.
 fn own_stdin() -> Result<AsyncFd<OwnedFd>> {
-    let path = c"/proc/self/fd/0";
-    // SAFETY: opening a path; the fd is owned below.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::invalid(format!(
-            "cannot read the terminal: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: a fresh fd nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = reopen(c"/proc/self/fd/0", libc::O_RDONLY | libc::O_NONBLOCK)
+        .map_err(|e| Error::invalid(format!("cannot read the terminal: {e}")))?;
     // Readable only: registered for writability too, every write to the
     // terminal (the same tty, on fd 1) woke the loop for nothing.
     // SAFETY: the fd is owned by the AsyncFd and closed only with it.
@@ -251,19 +237,22 @@ async fn readable(
 /// every byte going through this client instead.
 fn lendable(opts: &AttachOptions) -> Option<OwnedFd> {
     let relay = std::env::var_os("REFINE_PROC_ATTACH_RELAY").is_some_and(|v| v == "1");
-    if opts.read_only || relay || !super::direct::is_terminal(std::io::stdout()) {
+    if opts.read_only || relay || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return None;
     }
-    let path = c"/proc/self/fd/1";
+    reopen(c"/proc/self/fd/1", libc::O_WRONLY).ok()
+}
+
+/// A file description of our own on one of our terminals (`path`, one of
+/// /proc/self/fd/N), with `flags` (never the controlling terminal's).
+fn reopen(path: &std::ffi::CStr, flags: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: opening a path; the fd is owned below.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     // SAFETY: a fresh fd nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -29,10 +29,15 @@ impl Drop for HomeDir {
 
 /// A policy confining the agent, its workspace writable.
 fn confine_agent(env: &Env, workspace: &Path) {
+    confine_agent_with(env, workspace, "");
+}
+
+/// [`confine_agent`], with more of the agent's keys (`extra`, whole lines).
+fn confine_agent_with(env: &Env, workspace: &Path, extra: &str) {
     std::fs::write(
         env.policy_path(),
         format!(
-            "[actors.agent]\nconfine = true\nwritable = [{:?}]\n",
+            "[actors.agent]\nconfine = true\n{extra}writable = [{:?}]\n",
             workspace.display().to_string()
         ),
     )
@@ -934,14 +939,7 @@ fn a_confined_process_sees_none_of_the_machines_devices() {
     assert_eq!(read(w, "null.rc").trim(), "0", "{}", read(w, "null.out"));
 
     // devices = true: the machine's /dev, as it is.
-    std::fs::write(
-        env.policy_path(),
-        format!(
-            "[actors.agent]\nconfine = true\ndevices = true\nwritable = [{:?}]\n",
-            w.display().to_string()
-        ),
-    )
-    .unwrap();
+    confine_agent_with(&env, w, "devices = true\n");
     let agent = env.run(&[
         "--owner",
         "agent",
